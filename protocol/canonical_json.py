@@ -9,6 +9,7 @@ accepts them.
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -101,8 +102,30 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _parse_number_with_fraction_or_exponent(text: str) -> int | float:
+    """Numbers such as `1e10` or `2.0` that denote a safe integer become ints.
+
+    appendices.md#canonical-json (examples): `{"b": 1e10}` canonicalises to `{"b":10000000000}`.
+    Anything else stays a float, which strict encoding then rejects.
+    """
+    value = decimal.Decimal(text)
+    if (
+        value.is_finite()
+        and abs(value) <= CANONICAL_JSON_MAX_INT
+        and value == value.to_integral_value()
+    ):
+        return int(value)
+    result = float(text)
+    if not math.isfinite(result):
+        raise CanonicalJSONError(f"number out of range: {text}")
+    return result
+
+
 def json_loads_strict(data: str | bytes | bytearray) -> Any:
     """Parse JSON, rejecting `NaN`/`Infinity`/`-Infinity` and objects with duplicate keys.
+
+    Numbers written with a fraction or exponent that denote a safe integer (`1e10`, `3.0`) are
+    returned as ints, as in the spec's canonical JSON examples.
 
     Raises CanonicalJSONError (a ValueError) on any malformed input. Floats and large integers are
     still returned; use `check_canonical_json_values` where the room version requires strictness.
@@ -111,6 +134,7 @@ def json_loads_strict(data: str | bytes | bytearray) -> Any:
         return json.loads(
             data,
             parse_constant=_reject_constant,
+            parse_float=_parse_number_with_fraction_or_exponent,
             object_pairs_hook=_reject_duplicate_keys,
         )
     except CanonicalJSONError:
