@@ -1,0 +1,159 @@
+"""The account itself: whoami, password, deactivation, profile, account data, filters."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts import selectors
+from accounts.api.devices import reauth_flows
+from accounts.models import User
+from accounts.services import account_data, deactivation, filters, passwords, profile, uia
+from config.matrix_api import MatrixView, ok
+from protocol.errors import MatrixError, not_found
+from protocol.identifiers import is_valid_room_id
+
+
+def require_self(request: Request, user_id: str, action: str) -> User:
+    user: User = request.user
+    if user.user_id != user_id:
+        raise MatrixError("M_FORBIDDEN", f"Cannot {action} for other users")
+    return user
+
+
+class WhoAmIView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request) -> Response:
+        """GET /_matrix/client/v3/account/whoami"""
+        return ok(
+            {
+                "user_id": request.user.user_id,
+                "device_id": request.auth.device.device_id,
+                "is_guest": request.user.is_guest,
+            }
+        )
+
+
+class PasswordView(MatrixView):
+    requires_auth = True
+
+    def post(self, request: Request) -> Response:
+        """POST /_matrix/client/v3/account/password"""
+        body = self.body(request)
+        new_password = body.req_str("new_password")
+        logout_devices = body.bool("logout_devices", default=True)
+        passwords.check_new_password(new_password)
+        session = uia.check_uia(
+            body.data.get("auth"),
+            uri="account/password",
+            flows=reauth_flows(request.user),
+            user=request.user,
+        )
+        passwords.do_change_password(
+            request.user, new_password, logout_devices=logout_devices, keep=request.auth
+        )
+        uia.finish_uia(session)
+        return ok()
+
+
+class DeactivateView(MatrixView):
+    requires_auth = True
+
+    def post(self, request: Request) -> Response:
+        """POST /_matrix/client/v3/account/deactivate"""
+        body = self.body(request, allow_empty=True)
+        erase = body.bool("erase")
+        body.str("id_server")
+        session = uia.check_uia(
+            body.data.get("auth"),
+            uri="account/deactivate",
+            flows=reauth_flows(request.user),
+            user=request.user,
+        )
+        deactivation.do_deactivate_account(request.user, erase=erase)
+        uia.finish_uia(session)
+        # No third-party identifiers are bound with an identity server yet.
+        return ok({"id_server_unbind_result": "no-support"})
+
+
+class ProfileView(MatrixView):
+    def get(self, request: Request, user_id: str) -> Response:
+        """GET /_matrix/client/v3/profile/{userId}"""
+        return ok(selectors.get_profile(user_id))
+
+
+class ProfileFieldView(MatrixView):
+    def get(self, request: Request, user_id: str, key: str) -> Response:
+        """GET /_matrix/client/v3/profile/{userId}/{keyName}"""
+        fields = selectors.get_profile(user_id)
+        if key not in fields:
+            raise not_found("Profile field not set")
+        return ok({key: fields[key]})
+
+    def put(self, request: Request, user_id: str, key: str) -> Response:
+        """PUT /_matrix/client/v3/profile/{userId}/{keyName}"""
+        if request.user is None:
+            raise MatrixError("M_MISSING_TOKEN", "Missing access token")
+        user = require_self(request, user_id, "set profile fields")
+        body = self.body(request)
+        profile.check_key_name(key)
+        if key not in body:
+            raise MatrixError("M_MISSING_PARAM", f"Missing '{key}'")
+        if len(body.data) != 1:
+            raise MatrixError("M_BAD_JSON", "The body must contain exactly the one field")
+        profile.do_set_profile_field(user, key, body.data[key])
+        return ok()
+
+    def delete(self, request: Request, user_id: str, key: str) -> Response:
+        """DELETE /_matrix/client/v3/profile/{userId}/{keyName}"""
+        if request.user is None:
+            raise MatrixError("M_MISSING_TOKEN", "Missing access token")
+        user = require_self(request, user_id, "delete profile fields")
+        profile.do_delete_profile_field(user, key)
+        return ok()
+
+
+def _room_id_param(room_id: str) -> str:
+    if not is_valid_room_id(room_id):
+        raise MatrixError("M_INVALID_PARAM", "Invalid room ID")
+    return room_id
+
+
+class AccountDataView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request, user_id: str, data_type: str, room_id: str = "") -> Response:
+        """GET /_matrix/client/v3/user/{userId}[/rooms/{roomId}]/account_data/{type}"""
+        user = require_self(request, user_id, "read account data")
+        if room_id:
+            _room_id_param(room_id)
+        return ok(selectors.get_account_data(user, data_type, room_id))
+
+    def put(self, request: Request, user_id: str, data_type: str, room_id: str = "") -> Response:
+        """PUT /_matrix/client/v3/user/{userId}[/rooms/{roomId}]/account_data/{type}"""
+        user = require_self(request, user_id, "set account data")
+        if room_id:
+            _room_id_param(room_id)
+        body = self.body(request)
+        account_data.do_set_account_data(user, data_type, body.data, room_id)
+        return ok()
+
+
+class FilterCreateView(MatrixView):
+    requires_auth = True
+
+    def post(self, request: Request, user_id: str) -> Response:
+        """POST /_matrix/client/v3/user/{userId}/filter"""
+        user = require_self(request, user_id, "create filters")
+        body = self.body(request)
+        return ok({"filter_id": str(filters.do_create_filter(user, body.data))})
+
+
+class FilterView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request, user_id: str, filter_id: str) -> Response:
+        """GET /_matrix/client/v3/user/{userId}/filter/{filterId}"""
+        user = require_self(request, user_id, "read filters")
+        return ok(selectors.get_filter(user, filter_id))

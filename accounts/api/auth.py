@@ -1,0 +1,187 @@
+"""Registration, login, token refresh and logout."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.selectors import local_user
+from accounts.services import profile, registration, registration_tokens, sessions, uia
+from accounts.services.passwords import check_user_password, resolve_login_identifier
+from config.matrix_api import MatrixView, ok
+from config.ratelimit import check_ratelimit
+from protocol.errors import MatrixError
+
+
+def client_ip(request: Request) -> str:
+    return str(request.META.get("REMOTE_ADDR") or "unknown")
+
+
+def registration_flows() -> list[list[str]]:
+    if settings.REGISTRATION == "token":
+        return [[uia.REGISTRATION_TOKEN]]
+    return [[uia.DUMMY]]
+
+
+def well_known() -> dict[str, object]:
+    return {"m.homeserver": {"base_url": settings.PUBLIC_BASEURL}}
+
+
+class RegisterView(MatrixView):
+    def post(self, request: Request) -> Response:
+        """POST /_matrix/client/v3/register"""
+        kind = request.query_params.get("kind", "user")
+        if kind == "guest":
+            raise MatrixError("M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+        if kind != "user":
+            raise MatrixError("M_INVALID_PARAM", "kind must be 'user' or 'guest'")
+        if settings.REGISTRATION == "closed":
+            raise MatrixError("M_FORBIDDEN", "Registration has been disabled")
+        body = self.body(request)
+        check_ratelimit("register", client_ip(request))
+        username = body.str("username")
+        password = body.str("password")
+        device_id = body.str("device_id")
+        display_name = body.str("initial_device_display_name")
+        inhibit_login = body.bool("inhibit_login")
+        refresh = body.bool("refresh_token")
+        localpart = registration.check_username_available(username) if username else None
+
+        session = uia.check_uia(body.data.get("auth"), uri="register", flows=registration_flows())
+        user = registration.do_create_user(localpart, password)
+        token = session.results.get(uia.REGISTRATION_TOKEN)
+        if token:
+            registration_tokens.do_complete(token)
+        uia.finish_uia(session)
+
+        if inhibit_login:
+            return ok({"user_id": user.user_id, "home_server": settings.SERVER_NAME})
+        new = sessions.do_create_session(
+            user,
+            device_id=device_id,
+            initial_display_name=display_name,
+            refresh=refresh,
+            ip=client_ip(request),
+        )
+        return ok({**new.as_login_response(), "home_server": settings.SERVER_NAME})
+
+
+class RegisterAvailableView(MatrixView):
+    def get(self, request: Request) -> Response:
+        """GET /_matrix/client/v3/register/available"""
+        check_ratelimit("register_available", client_ip(request))
+        username = self.query_str(request, "username", required=True)
+        assert username is not None
+        registration.check_username_available(username)
+        return ok({"available": True})
+
+
+class RegistrationTokenValidityView(MatrixView):
+    def get(self, request: Request) -> Response:
+        """GET /_matrix/client/v1/register/m.login.registration_token/validity"""
+        if settings.REGISTRATION != "token":
+            raise MatrixError("M_FORBIDDEN", "Registration tokens are not in use")
+        check_ratelimit("register_available", client_ip(request))
+        token = self.query_str(request, "token", required=True)
+        assert token is not None
+        return ok({"valid": registration_tokens.is_valid(token)})
+
+
+class LoginView(MatrixView):
+    def get(self, request: Request) -> Response:
+        """GET /_matrix/client/v3/login"""
+        return ok({"flows": [{"type": "m.login.password"}]})
+
+    def post(self, request: Request) -> Response:
+        """POST /_matrix/client/v3/login"""
+        body = self.body(request)
+        check_ratelimit("login", client_ip(request))
+        login_type = body.req_str("type")
+        if login_type != "m.login.password":
+            raise MatrixError("M_UNKNOWN", f"Unknown login type {login_type!r}")
+        password = body.req_str("password")
+        device_id = body.str("device_id")
+        display_name = body.str("initial_device_display_name")
+        refresh = body.bool("refresh_token")
+        localpart = resolve_login_identifier(body.data)
+        user = local_user(f"@{localpart}:{settings.SERVER_NAME}") if localpart else None
+        if user is not None and not user.is_active:
+            raise MatrixError("M_USER_DEACTIVATED", "This account has been deactivated")
+        check_ratelimit("login_failed", localpart or "")
+        if user is None or not check_user_password(user, password):
+            raise MatrixError("M_FORBIDDEN", "Invalid username or password")
+        new = sessions.do_create_session(
+            user,
+            device_id=device_id,
+            initial_display_name=display_name,
+            refresh=refresh,
+            ip=client_ip(request),
+        )
+        return ok(
+            {**new.as_login_response(), "home_server": settings.SERVER_NAME, "well_known": well_known()}
+        )
+
+
+class RefreshView(MatrixView):
+    def post(self, request: Request) -> Response:
+        """POST /_matrix/client/v3/refresh"""
+        body = self.body(request)
+        new = sessions.do_refresh(body.req_str("refresh_token"))
+        return ok(
+            {
+                "access_token": new.access_token,
+                "refresh_token": new.refresh_token,
+                "expires_in_ms": new.expires_in_ms,
+            }
+        )
+
+
+class LogoutView(MatrixView):
+    requires_auth = True
+
+    def post(self, request: Request) -> Response:
+        """POST /_matrix/client/v3/logout"""
+        sessions.do_logout(request.auth)
+        return ok()
+
+
+class LogoutAllView(MatrixView):
+    requires_auth = True
+
+    def post(self, request: Request) -> Response:
+        """POST /_matrix/client/v3/logout/all"""
+        sessions.do_logout_all(request.user)
+        return ok()
+
+
+class SharedSecretRegisterView(MatrixView):
+    """Synapse-compatible admin registration, so existing scripts can create users."""
+
+    def get(self, request: Request) -> Response:
+        """GET /_synapse/admin/v1/register"""
+        return ok({"nonce": registration.new_registration_nonce()})
+
+    def post(self, request: Request) -> Response:
+        """POST /_synapse/admin/v1/register"""
+        body = self.body(request)
+        user = registration.do_shared_secret_register(
+            nonce=body.req_str("nonce"),
+            username=body.req_str("username"),
+            password=body.req_str("password"),
+            admin=body.bool("admin"),
+            mac=body.req_str("mac"),
+            user_type=body.str("user_type"),
+        )
+        displayname = body.str("displayname")
+        if displayname:
+            profile.do_set_profile_field(user, "displayname", displayname)
+        new = sessions.do_create_session(user, ip=client_ip(request))
+        return ok(
+            {
+                "user_id": user.user_id,
+                "access_token": new.access_token,
+                "device_id": new.device_id,
+                "home_server": settings.SERVER_NAME,
+            }
+        )

@@ -1,0 +1,185 @@
+"""Accounts: local users, their devices and sessions, account data and filters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from protocol.identifiers import is_valid_user_localpart
+
+
+def validate_localpart(value: str) -> None:
+    if not is_valid_user_localpart(value):
+        raise ValidationError(
+            "A user name may contain only a-z, 0-9, and the characters . _ = - / +"
+        )
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def create_user(self, localpart: str, password: str | None = None, **extra: Any) -> User:
+        user = self.model(localpart=localpart, **extra)
+        user.set_password(password) if password else user.set_unusable_password()
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, localpart: str, password: str | None = None, **extra: Any) -> User:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(localpart, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A Matrix user of this homeserver; ``is_staff`` users may use the admin portal.
+
+    ``is_active=False`` means deactivated: the account can never log in again.
+    """
+
+    localpart = models.CharField(max_length=255, unique=True, validators=[validate_localpart])
+    is_staff = models.BooleanField(default=False, help_text="May log into the admin portal.")
+    is_active = models.BooleanField(
+        default=True, help_text="Unticking this deactivates the account (see the action)."
+    )
+    is_guest = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+    # Profile fields (Client-Server API, "Profiles"): displayname, avatar_url, m.tz and
+    # custom namespaced keys, as one JSON object under 64 KiB.
+    profile = models.JSONField(default=dict, blank=True)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "localpart"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        db_table = "accounts_user"
+
+    @property
+    def user_id(self) -> str:
+        return f"@{self.localpart}:{settings.SERVER_NAME}"
+
+    @property
+    def displayname(self) -> str | None:
+        value = self.profile.get("displayname")
+        return value if isinstance(value, str) else None
+
+    @property
+    def avatar_url(self) -> str | None:
+        value = self.profile.get("avatar_url")
+        return value if isinstance(value, str) else None
+
+    def __str__(self) -> str:
+        return self.user_id
+
+
+class Device(models.Model):
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="devices")
+    device_id = models.CharField(max_length=255)
+    display_name = models.CharField(max_length=512, null=True, blank=True)
+    last_seen_ip = models.CharField(max_length=64, null=True, blank=True)
+    last_seen_ts = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "device_id"], name="device_unique_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device_id} ({self.user.localpart})"
+
+
+class AccessToken(models.Model):
+    """One login session: an access token, and a refresh token if the client asked.
+
+    Only SHA-256 digests are stored, so a database dump reveals no usable session.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="access_tokens")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="access_tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    refresh_token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # Epoch milliseconds after which the access token is refused; None: never expires.
+    expires_at_ms = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_ms = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "session"
+
+    def __str__(self) -> str:
+        return f"session of {self.device_id_str} ({self.user_id})"
+
+    @property
+    def device_id_str(self) -> str:
+        return self.device.device_id
+
+
+class AccountData(models.Model):
+    """Global (room_id == "") and per-room account data, one row per (user, room, type)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="account_data")
+    room_id = models.CharField(max_length=255, blank=True, default="")
+    type = models.CharField(max_length=255)
+    content = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "account data"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "room_id", "type"], name="account_data_unique"
+            )
+        ]
+
+
+class Filter(models.Model):
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="filters")
+    filter_id = models.PositiveIntegerField()
+    definition = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "filter_id"], name="filter_unique_per_user")
+        ]
+
+
+class UIASession(models.Model):
+    """A User-Interactive Authentication session (Client-Server API, "UIA")."""
+
+    session_id = models.CharField(max_length=64, unique=True)
+    # The endpoint the session was started for: a session cannot be reused elsewhere.
+    uri = models.CharField(max_length=512)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, null=True, blank=True)
+    completed = models.JSONField(default=list)
+    # Stage results worth remembering, e.g. the registration token that was accepted.
+    results = models.JSONField(default=dict)
+    created_at_ms = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = "UIA session"
+
+
+class RegistrationToken(models.Model):
+    """A token that lets someone register when TRELLIS_REGISTRATION=token."""
+
+    token = models.CharField(max_length=64, unique=True)
+    uses_allowed = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty means unlimited."
+    )
+    pending = models.PositiveIntegerField(default=0)
+    completed = models.PositiveIntegerField(default=0)
+    expiry_time_ms = models.BigIntegerField(
+        null=True, blank=True, help_text="Epoch milliseconds; empty means never."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.token

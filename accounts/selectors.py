@@ -1,0 +1,86 @@
+"""Reads of account data, with the token and visibility checks applied here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from accounts.clock import now_ms
+from accounts.models import AccessToken, AccountData, Device, Filter, User
+from accounts.tokens import token_digest
+from protocol.errors import MatrixError, not_found
+from protocol.identifiers import parse_user_id
+
+# Device.last_seen_* is refreshed at most this often per session, to keep
+# authenticated requests to one read in the common case.
+_LAST_SEEN_RESOLUTION_MS = 60_000
+
+
+def session_for_token(token: str, *, ip: str | None = None) -> AccessToken:
+    """The live session for an access token, or M_UNKNOWN_TOKEN."""
+    session = (
+        AccessToken.objects.select_related("user", "device")
+        .filter(token_hash=token_digest(token))
+        .first()
+    )
+    if session is None or not session.user.is_active:
+        raise MatrixError("M_UNKNOWN_TOKEN", "Unrecognised access token", soft_logout=False)
+    now = now_ms()
+    if session.expires_at_ms is not None and session.expires_at_ms <= now:
+        raise MatrixError("M_UNKNOWN_TOKEN", "Access token has expired", soft_logout=True)
+    device = session.device
+    if device.last_seen_ts is None or now - device.last_seen_ts > _LAST_SEEN_RESOLUTION_MS:
+        Device.objects.filter(pk=device.pk).update(last_seen_ts=now, last_seen_ip=ip)
+        device.last_seen_ts, device.last_seen_ip = now, ip
+    return session
+
+
+def local_user(user_id: str) -> User | None:
+    """The active or deactivated local user with this Matrix ID, if any."""
+    try:
+        ident = parse_user_id(user_id)
+    except ValueError:
+        return None
+    if ident.domain != settings.SERVER_NAME:
+        return None
+    return User.objects.filter(localpart=ident.localpart).first()
+
+
+def is_localpart_taken(localpart: str) -> bool:
+    return User.objects.filter(localpart=localpart).exists()
+
+
+def get_profile(user_id: str) -> dict[str, Any]:
+    """A local user's profile, or M_NOT_FOUND (remote profiles come with federation)."""
+    user = local_user(user_id)
+    if user is None:
+        raise not_found("Profile not found")
+    return dict(user.profile)
+
+
+def list_devices(user: User) -> list[Device]:
+    return list(user.devices.order_by("device_id"))
+
+
+def get_device(user: User, device_id: str) -> Device:
+    device = user.devices.filter(device_id=device_id).first()
+    if device is None:
+        raise not_found("Unknown device")
+    return device
+
+
+def get_account_data(user: User, data_type: str, room_id: str = "") -> dict[str, Any]:
+    row = AccountData.objects.filter(user=user, room_id=room_id, type=data_type).first()
+    if row is None:
+        raise not_found("Account data not found")
+    return dict(row.content)
+
+
+def get_filter(user: User, filter_id: str) -> dict[str, Any]:
+    if not filter_id.isdigit():
+        raise not_found("No such filter")
+    row = Filter.objects.filter(user=user, filter_id=int(filter_id)).first()
+    if row is None:
+        raise not_found("No such filter")
+    return dict(row.definition)

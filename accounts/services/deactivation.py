@@ -1,0 +1,30 @@
+"""Account deactivation, by the user (POST /account/deactivate) or an operator."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+
+
+def do_deactivate_account(user: User, *, erase: bool = False) -> None:
+    """Deactivate ``user``: no login ever again, every device and session removed.
+
+    ``erase`` also clears the profile (Client-Server API, "Account deactivation").
+    Leaving rooms is added by the rooms app once rooms exist.
+    """
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        locked.is_active = False
+        locked.deactivated_at = timezone.now()
+        locked.set_unusable_password()
+        fields = ["is_active", "deactivated_at", "password"]
+        if erase:
+            locked.profile = {}
+            fields.append("profile")
+        locked.save(update_fields=fields)
+        locked.devices.all().delete()
+        if erase:
+            locked.account_data.all().delete()
+        user.is_active = False

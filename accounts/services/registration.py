@@ -1,0 +1,105 @@
+"""Account registration: usernames, creating users, the admin shared-secret API."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+
+from accounts.models import User
+from accounts.selectors import is_localpart_taken
+from accounts.services import passwords
+from protocol.errors import MatrixError
+from protocol.identifiers import MAX_ID_BYTES, is_valid_user_localpart
+
+
+def normalise_username(username: str) -> str:
+    """Lower-case and validate a requested localpart (Client-Server API, "/register")."""
+    localpart = username.lower()
+    if localpart.startswith("@") and localpart.endswith(":" + settings.SERVER_NAME.lower()):
+        localpart = localpart[1 : -len(settings.SERVER_NAME) - 1]
+    if not localpart or not is_valid_user_localpart(localpart):
+        raise MatrixError(
+            "M_INVALID_USERNAME",
+            "User ID may contain only the characters a-z, 0-9, '.', '_', '=', '-', '/' and '+'",
+        )
+    if len(f"@{localpart}:{settings.SERVER_NAME}".encode()) > MAX_ID_BYTES:
+        raise MatrixError("M_INVALID_USERNAME", "User ID is longer than 255 bytes")
+    return localpart
+
+
+def check_username_available(username: str) -> str:
+    """Return the normalised localpart, or raise M_INVALID_USERNAME / M_USER_IN_USE."""
+    localpart = normalise_username(username)
+    if is_localpart_taken(localpart):
+        raise MatrixError("M_USER_IN_USE", "User ID already taken")
+    return localpart
+
+
+def _generated_localpart() -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "u" + "".join(secrets.choice(alphabet) for _ in range(11))
+
+
+def do_create_user(
+    localpart: str | None, password: str | None, *, admin: bool = False
+) -> User:
+    """Create a local user; ``localpart`` None picks a free random one."""
+    if password is not None:
+        passwords.check_new_password(password)
+    if localpart is None:
+        localpart = _generated_localpart()
+        while is_localpart_taken(localpart):
+            localpart = _generated_localpart()
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(
+                localpart,
+                password,
+                is_staff=admin,
+                is_superuser=admin,
+                profile={"displayname": localpart},
+            )
+    except IntegrityError:
+        raise MatrixError("M_USER_IN_USE", "User ID already taken") from None
+
+
+# --- Shared-secret registration, compatible with Synapse's /_synapse/admin/v1/register ---
+
+NONCE_LIFETIME_S = 60
+
+
+def new_registration_nonce() -> str:
+    if not settings.REGISTRATION_SHARED_SECRET:
+        raise MatrixError("M_FORBIDDEN", "Shared secret registration is not enabled", status=400)
+    nonce = secrets.token_hex(32)
+    cache.set(f"regnonce:{nonce}", 1, NONCE_LIFETIME_S)
+    return nonce
+
+
+def expected_mac(nonce: str, username: str, password: str, admin: bool, user_type: str | None) -> str:
+    mac = hmac.new(settings.REGISTRATION_SHARED_SECRET.encode("utf-8"), digestmod=hashlib.sha1)
+    parts = [nonce, username, password, "admin" if admin else "notadmin"]
+    if user_type:
+        parts.append(user_type)
+    mac.update(b"\x00".join(p.encode("utf-8") for p in parts))
+    return mac.hexdigest()
+
+
+def do_shared_secret_register(
+    nonce: str, username: str, password: str, admin: bool, mac: str, user_type: str | None
+) -> User:
+    if not settings.REGISTRATION_SHARED_SECRET:
+        raise MatrixError("M_FORBIDDEN", "Shared secret registration is not enabled", status=400)
+    # The nonce is single use: take it out of the cache before checking anything else.
+    if not cache.delete(f"regnonce:{nonce}"):
+        raise MatrixError("M_UNKNOWN", "Unrecognised nonce")
+    if not hmac.compare_digest(expected_mac(nonce, username, password, admin, user_type), mac):
+        raise MatrixError("M_FORBIDDEN", "HMAC incorrect")
+    localpart = check_username_available(username)
+    return do_create_user(localpart, password, admin=admin)

@@ -1,0 +1,145 @@
+"""Login sessions: devices, access tokens, refresh tokens, logout."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+
+from accounts.clock import now_ms
+from accounts.models import AccessToken, Device, User
+from accounts.tokens import new_access_token, new_refresh_token, token_digest
+from protocol.errors import MatrixError
+
+
+@dataclass(frozen=True)
+class NewSession:
+    user_id: str
+    device_id: str
+    access_token: str
+    refresh_token: str | None
+    expires_in_ms: int | None
+
+    def as_login_response(self) -> dict[str, object]:
+        response: dict[str, object] = {
+            "user_id": self.user_id,
+            "access_token": self.access_token,
+            "device_id": self.device_id,
+        }
+        if self.refresh_token is not None:
+            response["refresh_token"] = self.refresh_token
+            response["expires_in_ms"] = self.expires_in_ms
+        return response
+
+
+def generate_device_id() -> str:
+    return "".join(secrets.choice(string.ascii_uppercase) for _ in range(10))
+
+
+def do_create_session(
+    user: User,
+    *,
+    device_id: str | None = None,
+    initial_display_name: str | None = None,
+    refresh: bool = False,
+    ip: str | None = None,
+) -> NewSession:
+    """Log ``user`` in on a new or existing device and return the new tokens.
+
+    Client-Server API, POST /login: reusing a device ID keeps the device but
+    invalidates every access token previously associated with it.
+    """
+    with transaction.atomic():
+        if device_id is None:
+            device_id = generate_device_id()
+        device, created = Device.objects.get_or_create(
+            user=user,
+            device_id=device_id,
+            defaults={"display_name": initial_display_name, "last_seen_ip": ip},
+        )
+        if not created:
+            device.access_tokens.all().delete()
+        if device.last_seen_ts is None:
+            Device.objects.filter(pk=device.pk).update(last_seen_ts=now_ms(), last_seen_ip=ip)
+        return _issue_tokens(user, device, refresh=refresh)
+
+
+def _issue_tokens(user: User, device: Device, *, refresh: bool) -> NewSession:
+    access_token = new_access_token()
+    refresh_token = new_refresh_token() if refresh else None
+    lifetime = settings.ACCESS_TOKEN_LIFETIME_MS if refresh else None
+    AccessToken.objects.create(
+        user=user,
+        device=device,
+        token_hash=token_digest(access_token),
+        refresh_token_hash=token_digest(refresh_token) if refresh_token else None,
+        expires_at_ms=now_ms() + lifetime if lifetime is not None else None,
+    )
+    return NewSession(user.user_id, device.device_id, access_token, refresh_token, lifetime)
+
+
+def do_refresh(refresh_token: str) -> NewSession:
+    """POST /refresh: swap a refresh token for a new access and refresh token pair.
+
+    Both old tokens stop working: the session row is replaced in one transaction, so
+    a refresh token can be used only once.
+    """
+    with transaction.atomic():
+        session = (
+            AccessToken.objects.select_for_update()
+            .select_related("user", "device")
+            .filter(refresh_token_hash=token_digest(refresh_token))
+            .first()
+        )
+        if session is None or not session.user.is_active:
+            raise MatrixError("M_UNKNOWN_TOKEN", "Unknown refresh token", soft_logout=False)
+        user, device = session.user, session.device
+        session.delete()
+        return _issue_tokens(user, device, refresh=True)
+
+
+def do_logout(session: AccessToken) -> None:
+    """POST /logout: end this session and delete its device."""
+    do_delete_devices(session.user, [session.device.device_id])
+
+
+def do_logout_all(user: User) -> None:
+    """POST /logout/all: end every session of ``user`` and delete all its devices."""
+    user.devices.all().delete()
+
+
+def do_delete_devices(user: User, device_ids: Iterable[str]) -> None:
+    """Delete devices and, with them, their access tokens. Unknown IDs are ignored."""
+    Device.objects.filter(user=user, device_id__in=list(device_ids)).delete()
+
+
+def do_logout_other_sessions(user: User, keep: AccessToken | None) -> None:
+    """Delete every device of ``user`` except the one ``keep`` belongs to."""
+    devices = Device.objects.filter(user=user)
+    if keep is not None:
+        devices = devices.exclude(pk=keep.device_id)
+    devices.delete()
+
+
+def do_rename_device(user: User, device_id: str, display_name: str) -> None:
+    updated = Device.objects.filter(user=user, device_id=device_id).update(
+        display_name=display_name
+    )
+    if not updated:
+        raise MatrixError("M_NOT_FOUND", "Unknown device")
+
+
+# A session whose access token expired stays this long, so that its refresh token can
+# still be used; after that the client must log in again.
+REFRESH_GRACE_MS = 7 * 24 * 3600 * 1000
+
+
+def do_purge_expired_sessions() -> int:
+    deleted, _ = AccessToken.objects.filter(
+        expires_at_ms__lt=now_ms() - REFRESH_GRACE_MS
+    ).delete()
+    return deleted

@@ -1,0 +1,169 @@
+"""User-Interactive Authentication (Client-Server API, "User-Interactive Authentication API").
+
+An endpoint that needs UIA calls :func:`check_uia` with the ``auth`` dict of the
+request and the flows it accepts. Until one flow is complete, ``check_uia`` raises
+:class:`UIARequired`, which renders as the 401 UIA response. On success it returns
+the completed :class:`UIASession`; the caller does its work and then calls
+:func:`finish_uia`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+
+from accounts.clock import now_ms
+from accounts.models import UIASession, User
+from accounts.services import passwords, registration_tokens
+from protocol.errors import MatrixError
+
+# A UIA session must finish within this time.
+SESSION_LIFETIME_MS = 30 * 60 * 1000
+
+DUMMY = "m.login.dummy"
+PASSWORD = "m.login.password"
+REGISTRATION_TOKEN = "m.login.registration_token"
+
+
+class UIARequired(MatrixError):
+    """The 401 response of UIA: flows, params, session, completed, maybe an error."""
+
+    def __init__(
+        self,
+        session: UIASession,
+        flows: list[list[str]],
+        params: dict[str, Any],
+        stage_error: MatrixError | None = None,
+    ) -> None:
+        super().__init__(
+            stage_error.errcode if stage_error else "M_UNAUTHORIZED",
+            stage_error.error if stage_error else "User-interactive authentication required",
+            status=401,
+        )
+        self.body: dict[str, Any] = {
+            "flows": [{"stages": flow} for flow in flows],
+            "params": params,
+            "session": session.session_id,
+        }
+        if session.completed:
+            self.body["completed"] = list(session.completed)
+        if stage_error is not None:
+            self.body["errcode"] = stage_error.errcode
+            self.body["error"] = stage_error.error
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.body
+
+
+StageChecker = Callable[[dict[str, Any], UIASession], None]
+
+
+def _check_dummy(auth: dict[str, Any], session: UIASession) -> None:
+    return None
+
+
+def _check_password(auth: dict[str, Any], session: UIASession) -> None:
+    user = session.user
+    if user is None:
+        raise MatrixError("M_FORBIDDEN", "Password authentication needs a logged-in user")
+    identified = passwords.resolve_login_identifier(auth)
+    if identified is None or identified != user.localpart:
+        raise MatrixError("M_FORBIDDEN", "Invalid username or password")
+    password = auth.get("password")
+    if not isinstance(password, str) or not passwords.check_user_password(user, password):
+        raise MatrixError("M_FORBIDDEN", "Invalid username or password")
+
+
+def _check_registration_token(auth: dict[str, Any], session: UIASession) -> None:
+    token = auth.get("token")
+    if not isinstance(token, str) or not registration_tokens.do_reserve(token):
+        raise MatrixError("M_UNAUTHORIZED", "Invalid registration token")
+    session.results[REGISTRATION_TOKEN] = token
+
+
+STAGES: dict[str, StageChecker] = {
+    DUMMY: _check_dummy,
+    PASSWORD: _check_password,
+    REGISTRATION_TOKEN: _check_registration_token,
+}
+
+
+def _new_session(uri: str, user: User | None) -> UIASession:
+    return UIASession.objects.create(
+        session_id=secrets.token_urlsafe(24), uri=uri, user=user, created_at_ms=now_ms()
+    )
+
+
+def check_uia(
+    auth: Any,
+    *,
+    uri: str,
+    flows: list[list[str]],
+    user: User | None = None,
+    params: dict[str, Any] | None = None,
+) -> UIASession:
+    """Advance UIA with ``auth``; return the session once a flow is complete."""
+    params = params or {}
+    if auth is None:
+        raise UIARequired(_new_session(uri, user), flows, params)
+    if not isinstance(auth, dict):
+        raise MatrixError("M_BAD_JSON", "'auth' must be an object")
+    session_id = auth.get("session")
+    with transaction.atomic():
+        if session_id is None:
+            session = _new_session(uri, user)
+        else:
+            if not isinstance(session_id, str):
+                raise MatrixError("M_BAD_JSON", "'session' must be a string")
+            found = UIASession.objects.select_for_update().filter(session_id=session_id).first()
+            if found is None or now_ms() - found.created_at_ms > SESSION_LIFETIME_MS:
+                raise MatrixError("M_UNKNOWN", "Unknown or expired UIA session", status=400)
+            session = found
+            if session.uri != uri or session.user_id != (user.pk if user else None):
+                raise MatrixError(
+                    "M_FORBIDDEN",
+                    "Requested operation has changed during the UI authentication session",
+                )
+        stage_error = _run_stage(auth, session, flows)
+        session.save()
+    if stage_error is not None:
+        raise UIARequired(session, flows, params, stage_error)
+    done = set(session.completed)
+    if any(set(flow) <= done for flow in flows):
+        return session
+    raise UIARequired(session, flows, params)
+
+
+def _run_stage(
+    auth: dict[str, Any], session: UIASession, flows: list[list[str]]
+) -> MatrixError | None:
+    """Run the stage named by ``auth["type"]``, if any; return its error, if it failed."""
+    stage = auth.get("type")
+    if stage is None:
+        return None
+    allowed = {s for flow in flows for s in flow}
+    checker = STAGES.get(stage) if isinstance(stage, str) else None
+    if checker is None or stage not in allowed:
+        return MatrixError("M_UNRECOGNIZED", f"Unsupported authentication type {stage!r}")
+    try:
+        checker(auth, session)
+    except MatrixError as error:
+        return error
+    if stage not in session.completed:
+        session.completed.append(stage)
+    return None
+
+
+def finish_uia(session: UIASession) -> None:
+    """Forget a session whose operation has been performed: it cannot be replayed."""
+    UIASession.objects.filter(pk=session.pk).delete()
+
+
+def do_purge_expired_sessions() -> int:
+    deleted, _ = UIASession.objects.filter(
+        created_at_ms__lt=now_ms() - SESSION_LIFETIME_MS
+    ).delete()
+    return deleted

@@ -1,0 +1,40 @@
+from django.urls import path, re_path
+
+from accounts.api import account, auth, devices
+
+# Old clients still use /r0/ for the account endpoints; both prefixes answer.
+C = r"^_matrix/client/(?:r0|v3)/"
+
+urlpatterns = [
+    re_path(C + r"register$", auth.RegisterView.as_view()),
+    re_path(C + r"register/available$", auth.RegisterAvailableView.as_view()),
+    path(
+        "_matrix/client/v1/register/m.login.registration_token/validity",
+        auth.RegistrationTokenValidityView.as_view(),
+    ),
+    re_path(C + r"login$", auth.LoginView.as_view()),
+    re_path(C + r"refresh$", auth.RefreshView.as_view()),
+    re_path(C + r"logout$", auth.LogoutView.as_view()),
+    re_path(C + r"logout/all$", auth.LogoutAllView.as_view()),
+    re_path(C + r"account/whoami$", account.WhoAmIView.as_view()),
+    re_path(C + r"account/password$", account.PasswordView.as_view()),
+    re_path(C + r"account/deactivate$", account.DeactivateView.as_view()),
+    re_path(C + r"devices$", devices.DevicesView.as_view()),
+    re_path(C + r"devices/(?P<device_id>[^/]+)$", devices.DeviceView.as_view()),
+    re_path(C + r"delete_devices$", devices.DeleteDevicesView.as_view()),
+    re_path(C + r"profile/(?P<user_id>[^/]+)$", account.ProfileView.as_view()),
+    re_path(C + r"profile/(?P<user_id>[^/]+)/(?P<key>[^/]+)$", account.ProfileFieldView.as_view()),
+    re_path(
+        C + r"user/(?P<user_id>[^/]+)/account_data/(?P<data_type>[^/]+)$",
+        account.AccountDataView.as_view(),
+    ),
+    re_path(
+        C + r"user/(?P<user_id>[^/]+)/rooms/(?P<room_id>[^/]+)/account_data/(?P<data_type>[^/]+)$",
+        account.AccountDataView.as_view(),
+    ),
+    re_path(C + r"user/(?P<user_id>[^/]+)/filter$", account.FilterCreateView.as_view()),
+    re_path(
+        C + r"user/(?P<user_id>[^/]+)/filter/(?P<filter_id>[^/]+)$", account.FilterView.as_view()
+    ),
+    path("_synapse/admin/v1/register", auth.SharedSecretRegisterView.as_view()),
+]

@@ -1,0 +1,118 @@
+"""Shared pieces for the Client-Server API views: body parsing, validation, rendering.
+
+Views subclass :class:`MatrixView`, read their JSON body with :meth:`MatrixView.body`
+(a :class:`Body`, whose getters raise the right Matrix error for a wrong shape) and
+return plain dicts through :func:`ok`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from protocol.errors import MatrixError, bad_json, missing_param
+
+T = TypeVar("T")
+
+
+def _reject_constant(value: str) -> None:
+    raise ValueError(f"{value} is not valid JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse a request body; raise M_NOT_JSON for anything that is not strict JSON."""
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise MatrixError("M_NOT_JSON", "Content not JSON") from None
+
+
+_TYPE_NAMES = {
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    dict: "an object",
+    list: "an array",
+}
+
+
+class Body:
+    """A JSON object from a request, with typed getters that raise Matrix errors."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.data
+
+    def _get(self, key: str, kind: type[T], required: bool, default: T | None) -> T | None:
+        if key not in self.data or (self.data[key] is None and not required):
+            if required:
+                raise missing_param(key)
+            return default
+        value = self.data[key]
+        # bool is an int in Python; JSON keeps them apart.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise bad_json(f"'{key}' must be {_TYPE_NAMES.get(kind, kind.__name__)}")
+        return value
+
+    def str(self, key: str, *, required: bool = False, default: str | None = None) -> str | None:
+        return self._get(key, str, required, default)
+
+    def req_str(self, key: str) -> str:
+        value = self._get(key, str, True, None)
+        assert value is not None
+        return value
+
+    def bool(self, key: str, *, default: bool = False) -> bool:
+        value = self._get(key, bool, False, default)
+        assert value is not None
+        return value
+
+    def int(self, key: str, *, required: bool = False, default: int | None = None) -> int | None:
+        return self._get(key, int, required, default)
+
+    def dict(self, key: str, *, required: bool = False) -> dict[str, Any] | None:
+        return self._get(key, dict, required, None)
+
+    def list(self, key: str, *, required: bool = False) -> list[Any] | None:
+        return self._get(key, list, required, None)
+
+
+class MatrixView(APIView):
+    """Base class of every Matrix endpoint.
+
+    Authentication is by access token (accounts.authentication); views that need a
+    user set ``requires_auth = True``. The body is parsed as JSON whatever the
+    Content-Type, as Matrix clients do not all send one.
+    """
+
+    requires_auth = False
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if self.requires_auth and request.user is None:
+            raise MatrixError("M_MISSING_TOKEN", "Missing access token")
+
+    def body(self, request: Request, *, allow_empty: bool = False) -> Body:
+        raw = request._request.body
+        if not raw.strip() and allow_empty:
+            return Body({})
+        data = parse_json(raw)
+        if not isinstance(data, dict):
+            raise bad_json("Content must be a JSON object")
+        return Body(data)
+
+    def query_str(self, request: Request, name: str, *, required: bool = False) -> str | None:
+        value = request.query_params.get(name)
+        if value is None and required:
+            raise missing_param(name)
+        return value
+
+
+def ok(data: Any = None, status: int = 200) -> Response:
+    return Response({} if data is None else data, status=status)

@@ -1,0 +1,82 @@
+"""Operator settings: environment variables, optionally backed by a config file.
+
+Every setting has an environment variable (``TRELLIS_*``, ``DATABASE_URL``,
+``REDIS_URL``). ``TRELLIS_CONFIG`` may name a YAML or TOML file holding the same
+settings under their lower-case names without the ``TRELLIS_`` prefix, e.g.::
+
+    server_name: example.org
+    database_url: postgres://trellis@db/trellis
+
+An environment variable always wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# setting name -> environment variable
+ENV_NAMES = {
+    "server_name": "TRELLIS_SERVER_NAME",
+    "bind": "TRELLIS_BIND",
+    "data_dir": "TRELLIS_DATA_DIR",
+    "database_url": "DATABASE_URL",
+    "redis_url": "REDIS_URL",
+    "public_baseurl": "TRELLIS_PUBLIC_BASEURL",
+    "registration": "TRELLIS_REGISTRATION",
+    "registration_shared_secret": "TRELLIS_REGISTRATION_SHARED_SECRET",
+    "ratelimit": "TRELLIS_RATELIMIT",
+    "secret_key": "TRELLIS_SECRET_KEY",
+    "access_token_lifetime_ms": "TRELLIS_ACCESS_TOKEN_LIFETIME_MS",
+    "max_request_bytes": "TRELLIS_MAX_REQUEST_BYTES",
+    "log_level": "TRELLIS_LOG_LEVEL",
+    "federation_server_name_for_well_known": "TRELLIS_WELL_KNOWN_SERVER",
+}
+
+REGISTRATION_MODES = ("open", "token", "closed")
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _load_file(path: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"TRELLIS_CONFIG names {path!r}, which is not a file")
+    text = file.read_text(encoding="utf-8")
+    if file.suffix.lower() == ".toml":
+        data: Any = tomllib.loads(text)
+    else:
+        data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    unknown = set(data) - set(ENV_NAMES)
+    if unknown:
+        raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
+    return {key: str(value) if not isinstance(value, str) else value for key, value in data.items()}
+
+
+def load(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Return the settings that were given, from the file and then the environment."""
+    env = dict(os.environ) if environ is None else environ
+    values: dict[str, str] = {}
+    if env.get("TRELLIS_CONFIG"):
+        values.update(_load_file(env["TRELLIS_CONFIG"]))
+    for name, var in ENV_NAMES.items():
+        if env.get(var):
+            values[name] = env[var]
+    return values
+
+
+def as_bool(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be on or off, not {value!r}")

@@ -1,0 +1,29 @@
+"""Token-bucket rate limiting on the shared cache (Redis in production).
+
+``check_ratelimit("login", key)`` takes one token from the bucket of that action and
+key (a client IP or a user), or raises 429 M_LIMIT_EXCEEDED with ``retry_after_ms``.
+Rates and bursts are in ``settings.RATELIMITS``; TRELLIS_RATELIMIT=off turns it off.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+from protocol.errors import limit_exceeded
+
+
+def check_ratelimit(action: str, key: str) -> None:
+    if not settings.RATELIMIT_ENABLED:
+        return
+    rate, burst = settings.RATELIMITS[action]
+    cache_key = f"ratelimit:{action}:{key}"
+    now = time.time()
+    tokens, updated = cache.get(cache_key, (float(burst), now))
+    tokens = min(float(burst), tokens + (now - updated) * rate)
+    if tokens < 1.0:
+        retry_after_ms = int((1.0 - tokens) / rate * 1000) + 1
+        raise limit_exceeded(retry_after_ms)
+    cache.set(cache_key, (tokens - 1.0, now), timeout=int(burst / rate) + 60)

@@ -1,0 +1,220 @@
+"""Django settings for Trellis, read from the environment (see config/options.py).
+
+The embedded default needs no outside service: SQLite in TRELLIS_DATA_DIR, the
+in-process channel layer, and a Celery broker on the filesystem. DATABASE_URL and
+REDIS_URL switch to PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+
+import dj_database_url
+
+from config import options
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+_opts = options.load()
+
+TESTING = "pytest" in sys.modules or "test" in sys.argv[1:2]
+
+# --- Matrix ---------------------------------------------------------------------------
+SERVER_NAME = _opts.get("server_name", "localhost:8008")
+BIND = _opts.get("bind", "127.0.0.1:8008")
+DATA_DIR = Path(_opts.get("data_dir", str(BASE_DIR / "data"))).resolve()
+PUBLIC_BASEURL = _opts.get("public_baseurl", f"http://{BIND}").rstrip("/") + "/"
+REGISTRATION = _opts.get("registration", "open")
+if REGISTRATION not in options.REGISTRATION_MODES:
+    raise options.ConfigError(
+        f"TRELLIS_REGISTRATION must be one of {options.REGISTRATION_MODES}, not {REGISTRATION!r}"
+    )
+REGISTRATION_SHARED_SECRET = _opts.get("registration_shared_secret", "")
+RATELIMIT_ENABLED = options.as_bool(_opts.get("ratelimit", "on"), "TRELLIS_RATELIMIT")
+# Lifetime of access tokens handed to clients that support refresh tokens.
+ACCESS_TOKEN_LIFETIME_MS = int(_opts.get("access_token_lifetime_ms", str(60 * 60 * 1000)))
+SIGNING_KEY_PATH = DATA_DIR / "signing.key"
+WELL_KNOWN_SERVER = _opts.get("federation_server_name_for_well_known", "")
+# (rate per second, burst) for each rate-limited action.
+RATELIMITS = {
+    "login": (0.5, 5),
+    "login_failed": (0.2, 5),
+    "register": (0.2, 5),
+    "register_available": (1.0, 10),
+}
+
+# --- Django ---------------------------------------------------------------------------
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    if _opts.get("secret_key"):
+        return _opts["secret_key"]
+    path = DATA_DIR / "django_secret.key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "config",
+    "accounts",
+    "federation",
+]
+
+MIDDLEWARE = [
+    "config.middleware.MatrixCorsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+APPEND_SLASH = False
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if _opts.get("database_url"):
+    DATABASES = {"default": dj_database_url.parse(_opts["database_url"], conn_max_age=60)}
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "trellis.sqlite3",
+            "OPTIONS": {
+                # IMMEDIATE takes the write lock at BEGIN, so two writers queue on the
+                # busy timeout instead of failing to upgrade a read lock.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": (
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+                ),
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+]
+if TESTING:
+    # Tests create many users; a fast hasher keeps the suite short. Argon2 stays the
+    # production hasher and tests/accounts check it is the one configured there.
+    PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.Argon2PasswordHasher",
+    ]
+
+REDIS_URL = _opts.get("redis_url", "")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "trellis",
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "trellis"},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "trellis",
+        }
+    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Celery ---------------------------------------------------------------------------
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+else:
+    _broker_dir = DATA_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_TASK_ALWAYS_EAGER = TESTING
+
+# --- HTTP -----------------------------------------------------------------------------
+MAX_REQUEST_BYTES = int(_opts.get("max_request_bytes", str(1024 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.AccessTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_PARSER_CLASSES": [],
+    "DEFAULT_RENDERER_CLASSES": ["config.renderers.MatrixJSONRenderer"],
+    "EXCEPTION_HANDLER": "config.exceptions.matrix_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": _opts.get("log_level", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from config import views
+
+urlpatterns = [
+    path("_matrix/client/versions", views.VersionsView.as_view()),
+    re_path(r"^_matrix/client/(?:r0|v3)/capabilities$", views.CapabilitiesView.as_view()),
+    path(".well-known/matrix/client", views.WellKnownClientView.as_view()),
+    path(".well-known/matrix/server", views.WellKnownServerView.as_view()),
+    path("", include("accounts.urls")),
+    path("admin/", admin.site.urls),
+    # Last: every other Matrix path is an endpoint we do not have.
+    re_path(r"^_matrix/", views.unrecognized),
+    re_path(r"^_synapse/", views.unrecognized),
+]
+
+handler400 = "config.views.handler400"
+handler404 = "config.views.handler404"
+handler500 = "config.views.handler500"
