@@ -12,12 +12,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from protocol.canonical_json import CanonicalJSONError, check_canonical_json_values
 from protocol.hashing import compute_event_id, compute_room_id_from_create_event
 from protocol.room_versions import RoomVersion
 
 
 class EventFormatError(ValueError):
     """A PDU field is missing or has the wrong type for its room version."""
+
+
+def check_event_json_values(pdu: Mapping[str, Any], room_version: RoomVersion) -> None:
+    """Raise EventFormatError if `pdu` breaks the room version's canonical JSON rules.
+
+    v6+ (fragments/v6-canonical-json.md): no floats, integers within ±(2**53-1); such events are
+    dropped over federation and refused with M_BAD_JSON on the client API. v1..v5 only need values
+    that are encodable at all.
+    """
+    try:
+        check_canonical_json_values(pdu, strict=room_version.strict_canonical_json)
+    except CanonicalJSONError as e:
+        raise EventFormatError(str(e)) from e
 
 
 class Event:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from protocol.events import Event, EventFormatError
+from protocol.events import Event, EventFormatError, check_event_json_values
 from protocol.hashing import compute_event_id, compute_room_id_from_create_event
 from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion, RoomVersions
 
@@ -245,3 +245,22 @@ def test_repr_does_not_hash() -> None:
     event = Event(member_pdu(), RoomVersions.V11)
     assert "m.room.member" in repr(event)
     assert "@alice:example.org" in repr(event)
+
+
+class TestCheckEventJsonValues:
+    @pytest.mark.parametrize("value", [1.5, 2**53], ids=["float", "too-big-int"])
+    def test_strict_from_v6(self, value: object) -> None:
+        pdu = member_pdu(content={"membership": "join", "n": value})
+        for identifier in ("6", "10", "12"):
+            with pytest.raises(EventFormatError):
+                check_event_json_values(pdu, KNOWN_ROOM_VERSIONS[identifier])
+        for identifier in ("1", "5"):
+            check_event_json_values(pdu, KNOWN_ROOM_VERSIONS[identifier])
+
+    def test_non_finite_rejected_everywhere(self) -> None:
+        pdu = member_pdu(content={"n": float("nan")})
+        with pytest.raises(EventFormatError):
+            check_event_json_values(pdu, RoomVersions.V1)
+
+    def test_valid_event_passes(self) -> None:
+        check_event_json_values(member_pdu(), RoomVersions.V12)
