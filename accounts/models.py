@@ -134,9 +134,7 @@ class AccountData(models.Model):
     class Meta:
         verbose_name_plural = "account data"
         constraints = [
-            models.UniqueConstraint(
-                fields=["user", "room_id", "type"], name="account_data_unique"
-            )
+            models.UniqueConstraint(fields=["user", "room_id", "type"], name="account_data_unique")
         ]
 
 
@@ -149,6 +147,9 @@ class Filter(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["user", "filter_id"], name="filter_unique_per_user")
         ]
+
+    def __str__(self) -> str:
+        return f"filter {self.filter_id} of {self.user_id}"
 
 
 class UIASession(models.Model):
@@ -165,6 +166,9 @@ class UIASession(models.Model):
 
     class Meta:
         verbose_name = "UIA session"
+
+    def __str__(self) -> str:
+        return self.session_id
 
 
 class RegistrationToken(models.Model):

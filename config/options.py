@@ -58,7 +58,9 @@ def _load_file(path: str) -> dict[str, Any]:
     unknown = set(data) - set(ENV_NAMES)
     if unknown:
         raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
-    return {key: str(value) if not isinstance(value, str) else value for key, value in data.items()}
+    return {
+        key: str(value) if not isinstance(value, str) else value for key, value in data.items()
+    }
 
 
 def load(environ: dict[str, str] | None = None) -> dict[str, str]:

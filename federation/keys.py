@@ -10,7 +10,12 @@ from pathlib import Path
 
 from django.conf import settings
 
-from protocol.signing import SigningKey, generate_signing_key, read_signing_keys, write_signing_keys
+from protocol.signing import (
+    SigningKey,
+    generate_signing_key,
+    read_signing_keys,
+    write_signing_keys,
+)
 
 
 def _new_key_version() -> str:

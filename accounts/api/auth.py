@@ -119,7 +119,11 @@ class LoginView(MatrixView):
             ip=client_ip(request),
         )
         return ok(
-            {**new.as_login_response(), "home_server": settings.SERVER_NAME, "well_known": well_known()}
+            {
+                **new.as_login_response(),
+                "home_server": settings.SERVER_NAME,
+                "well_known": well_known(),
+            }
         )
 
 

@@ -17,9 +17,7 @@ def do_set_account_data(
     user: User, data_type: str, content: dict[str, Any], room_id: str = ""
 ) -> None:
     if data_type in SERVER_MANAGED_TYPES:
-        raise MatrixError(
-            "M_BAD_JSON", f"Cannot set {data_type} through this API", status=405
-        )
+        raise MatrixError("M_BAD_JSON", f"Cannot set {data_type} through this API", status=405)
     if not data_type or len(data_type) > MAX_TYPE_LENGTH:
         raise MatrixError("M_INVALID_PARAM", "Invalid account data type")
     AccountData.objects.update_or_create(

@@ -46,9 +46,7 @@ def _generated_localpart() -> str:
     return "u" + "".join(secrets.choice(alphabet) for _ in range(11))
 
 
-def do_create_user(
-    localpart: str | None, password: str | None, *, admin: bool = False
-) -> User:
+def do_create_user(localpart: str | None, password: str | None, *, admin: bool = False) -> User:
     """Create a local user; ``localpart`` None picks a free random one."""
     if password is not None:
         passwords.check_new_password(password)
@@ -82,7 +80,9 @@ def new_registration_nonce() -> str:
     return nonce
 
 
-def expected_mac(nonce: str, username: str, password: str, admin: bool, user_type: str | None) -> str:
+def expected_mac(
+    nonce: str, username: str, password: str, admin: bool, user_type: str | None
+) -> str:
     mac = hmac.new(settings.REGISTRATION_SHARED_SECRET.encode("utf-8"), digestmod=hashlib.sha1)
     parts = [nonce, username, password, "admin" if admin else "notadmin"]
     if user_type:

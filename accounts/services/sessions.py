@@ -139,7 +139,5 @@ REFRESH_GRACE_MS = 7 * 24 * 3600 * 1000
 
 
 def do_purge_expired_sessions() -> int:
-    deleted, _ = AccessToken.objects.filter(
-        expires_at_ms__lt=now_ms() - REFRESH_GRACE_MS
-    ).delete()
+    deleted, _ = AccessToken.objects.filter(expires_at_ms__lt=now_ms() - REFRESH_GRACE_MS).delete()
     return deleted

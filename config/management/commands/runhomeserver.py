@@ -43,14 +43,37 @@ class Command(BaseCommand):
         python = sys.executable
         children: dict[str, subprocess.Popen[bytes]] = {}
         children["web"] = subprocess.Popen(
-            [python, "-m", "daphne", "-b", host.strip("[]"), "-p", str(port),
-             "--proxy-headers", "config.asgi:application"],
+            [
+                python,
+                "-m",
+                "daphne",
+                "-b",
+                host.strip("[]"),
+                "-p",
+                str(port),
+                "--proxy-headers",
+                "config.asgi:application",
+            ],
         )
         if not options["no_worker"]:
             children["worker"] = subprocess.Popen(
-                [python, "-m", "celery", "-A", "config", "worker", "--beat",
-                 "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO",
-                 "--schedule", str(settings.CELERY_BEAT_SCHEDULE_FILENAME)],
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "--beat",
+                    "--pool",
+                    "threads",
+                    "--concurrency",
+                    "4",
+                    "--loglevel",
+                    "INFO",
+                    "--schedule",
+                    str(settings.CELERY_BEAT_SCHEDULE_FILENAME),
+                ],
             )
         self.stdout.write(f"Trellis is listening on http://{bind} (Ctrl-C stops it)")
 

@@ -1,0 +1,141 @@
+"""Shared test helpers: a Matrix client over Django's test client, and named personas.
+
+``api`` is a :class:`MatrixTestClient`; ``alice`` and ``bob`` are registered users
+(:class:`Persona`) with a logged-in device each. Tests talk HTTP only, as a client
+would.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.test import Client
+
+CLIENT_V3 = "/_matrix/client/v3"
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+    @property
+    def errcode(self) -> str | None:
+        return self.body.get("errcode") if isinstance(self.body, dict) else None
+
+
+@dataclass
+class Persona:
+    localpart: str
+    password: str
+    user_id: str
+    access_token: str
+    device_id: str
+
+
+class MatrixTestClient:
+    def __init__(self) -> None:
+        self.client = Client(raise_request_exception=False)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        raw: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> Response:
+        if not path.startswith("/"):
+            path = f"{CLIENT_V3}/{path}"
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data: Any = raw if raw is not None else (json.dumps(body) if body is not None else "")
+        response = self.client.generic(
+            method, path, data=data, content_type=content_type, headers=headers
+        )
+        content = response.content
+        try:
+            parsed = json.loads(content) if content else None
+        except ValueError:
+            parsed = content
+        return Response(response.status_code, parsed, dict(response.headers))
+
+    def get(self, path: str, **kwargs: Any) -> Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> Response:
+        return self.request("POST", path, body if body is not None else {}, **kwargs)
+
+    def put(self, path: str, body: Any = None, **kwargs: Any) -> Response:
+        return self.request("PUT", path, body if body is not None else {}, **kwargs)
+
+    def delete(self, path: str, body: Any = None, **kwargs: Any) -> Response:
+        return self.request("DELETE", path, body, **kwargs)
+
+    def register(self, localpart: str, password: str = "correct horse", **extra: Any) -> Persona:
+        """Register through UIA with m.login.dummy, as a client would."""
+        body = {"username": localpart, "password": password, **extra}
+        first = self.post("register", body)
+        assert first.status == 401, first.body
+        done = self.post(
+            "register",
+            {**body, "auth": {"type": "m.login.dummy", "session": first.body["session"]}},
+        )
+        assert done.status == 200, done.body
+        return Persona(
+            localpart,
+            password,
+            done.body["user_id"],
+            done.body.get("access_token", ""),
+            done.body.get("device_id", ""),
+        )
+
+    def login(self, localpart: str, password: str, **extra: Any) -> Response:
+        return self.post(
+            "login",
+            {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": localpart},
+                "password": password,
+                **extra,
+            },
+        )
+
+
+def user_id(localpart: str) -> str:
+    return f"@{localpart}:{settings.SERVER_NAME}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    # Rate-limit buckets and nonces live in the cache; every test starts empty.
+    cache.clear()
+
+
+@pytest.fixture
+def api(db: None) -> MatrixTestClient:
+    return MatrixTestClient()
+
+
+@pytest.fixture
+def alice(api: MatrixTestClient) -> Persona:
+    return api.register("alice")
+
+
+@pytest.fixture
+def bob(api: MatrixTestClient) -> Persona:
+    return api.register("bob")
+
+
+@pytest.fixture(autouse=True)
+def _ratelimit_off(settings: Any) -> None:
+    # Tests register many users from one address; tests/accounts/test_ratelimit.py turns
+    # rate limiting back on where it is the subject.
+    settings.RATELIMIT_ENABLED = False
