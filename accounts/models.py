@@ -137,6 +137,9 @@ class AccountData(models.Model):
             models.UniqueConstraint(fields=["user", "room_id", "type"], name="account_data_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.type} of {self.user_id}" + (f" in {self.room_id}" if self.room_id else "")
+
 
 class Filter(models.Model):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="filters")
