@@ -16,7 +16,13 @@ import pytest
 from protocol.auth_rules import StateKey
 from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.state_res import InMemoryStateResStore, resolve_state
-from protocol.state_res.v2 import auth_difference, separate
+from protocol.state_res.store import EventCache
+from protocol.state_res.v2 import (
+    auth_difference,
+    mainline_ordering,
+    reverse_topological_power_ordering,
+    separate,
+)
 from tests.protocol.dag import (
     ALICE,
     BOB,
@@ -53,14 +59,14 @@ def build(dag: RoomDag, events: Mapping[str, EventSpec], chains: Sequence[Sequen
                 prevs[child].append(parent)
     while pending := [name for name in prevs if name not in dag.events]:
         name = min(n for n in pending if all(p in dag.events for p in prevs[n]))
-        if name == "END":
-            event_type, sender, state_key, content = "m.room.message", ZARA, None, {}
-        else:
-            event_type, sender, state_key, content = events[name]
+        spec: EventSpec = ("m.room.message", ZARA, None, {}) if name == "END" else events[name]
+        event_type, sender, state_key, content = spec
         dag.add(name, event_type, sender, state_key=state_key, content=content, prev=prevs[name])
 
 
-def changed_state(dag: RoomDag, expected_names: Sequence[str]) -> tuple[dict[StateKey, str], ...]:
+def changed_state(
+    dag: RoomDag, expected_names: Sequence[str]
+) -> tuple[dict[StateKey, str], dict[StateKey, str]]:
     """(expected, actual): the state at END restricted to the expected keys and every key whose
     event differs from the state at START, by event name."""
     expected = {dag.events[name].state_key_tuple(): name for name in expected_names}
@@ -751,3 +757,98 @@ def test_v12_auth_chain_includes_the_implied_create_event() -> None:
     dag = _v12_room_with_additional_creator()
     assert dag.id("CREATE") not in dag.events["IMB"].auth_event_ids
     assert dag.id("CREATE") in dag.store.get_auth_chain([dag.id("IMB")])
+
+
+def test_reverse_topological_power_ordering() -> None:
+    """Auth events come first; among ready events the higher-powered sender goes first, then
+    the earlier origin_server_ts, then the smaller event ID."""
+    dag = initial_room(V11)
+    dag.add(
+        "P",
+        "m.room.power_levels",
+        ALICE,
+        state_key="",
+        content=dag.power_levels({BOB: 50}),
+        prev=["START"],
+        origin_server_ts=5,
+    )
+    # bob's join rules change is the earliest event, but cites P and bob has only 50.
+    dag.add(
+        "JB",
+        "m.room.join_rules",
+        BOB,
+        state_key="",
+        content={"join_rule": "invite"},
+        prev=["P"],
+        origin_server_ts=1,
+    )
+    dag.add(
+        "KA2",
+        "m.room.member",
+        ALICE,
+        state_key=ZARA,
+        content=member("leave"),
+        prev=["P"],
+        origin_server_ts=30,
+    )
+    dag.add(
+        "KA1",
+        "m.room.member",
+        ALICE,
+        state_key=CHARLIE,
+        content=member("leave"),
+        prev=["P"],
+        origin_server_ts=20,
+    )
+    dag.add(
+        "KA3",
+        "m.room.member",
+        ALICE,
+        state_key=EVELYN,
+        content=member("ban"),
+        prev=["P"],
+        origin_server_ts=20,
+    )
+    ids = [dag.id(n) for n in ("JB", "KA2", "KA1", "KA3", "P")]
+    ordered = reverse_topological_power_ordering(V11, ids, EventCache(dag.store))
+    assert [dag.names[i] for i in ordered] == ["P", "KA1", "KA3", "KA2", "JB"]
+
+
+def test_mainline_ordering() -> None:
+    """Events whose power levels ancestry meets the mainline at an older power levels event
+    sort first; ties go by origin_server_ts."""
+    dag = initial_room(V11)
+    dag.add(
+        "PA1",
+        "m.room.power_levels",
+        ALICE,
+        state_key="",
+        content=dag.power_levels({BOB: 50}),
+        prev=["START"],
+    )
+    dag.add("T_OLD", "m.room.topic", ALICE, state_key="", content={}, origin_server_ts=900)
+    dag.add(
+        "PA2",
+        "m.room.power_levels",
+        ALICE,
+        state_key="",
+        content=dag.power_levels({BOB: 60}),
+        prev=["PA1"],
+    )
+    dag.add("T_NEW", "m.room.topic", ALICE, state_key="", content={}, origin_server_ts=100)
+    dag.add(
+        "PB",
+        "m.room.power_levels",
+        BOB,
+        state_key="",
+        content=dag.power_levels({BOB: 50, ZARA: 1}),
+        prev=["PA1"],
+    )
+    dag.add("T_SIDE", "m.room.topic", BOB, state_key="", content={}, origin_server_ts=50)
+    ids = [dag.id(n) for n in ("T_NEW", "T_SIDE", "T_OLD")]
+    # T_SIDE cites PB, which reaches the mainline of PA2 at PA1, like T_OLD: then by timestamp.
+    ordered = mainline_ordering(ids, dag.id("PA2"), EventCache(dag.store))
+    assert [dag.names[i] for i in ordered] == ["T_SIDE", "T_OLD", "T_NEW"]
+    # Based on IPOWER every topic's ancestry reaches the mainline at IPOWER: timestamps decide.
+    ordered = mainline_ordering(ids, dag.id("IPOWER"), EventCache(dag.store))
+    assert [dag.names[i] for i in ordered] == ["T_SIDE", "T_NEW", "T_OLD"]
