@@ -8,7 +8,11 @@ from rest_framework.response import Response
 
 from accounts.selectors import local_user
 from accounts.services import profile, registration, registration_tokens, sessions, uia
-from accounts.services.passwords import check_user_password, resolve_login_identifier
+from accounts.services.passwords import (
+    check_new_password,
+    check_user_password,
+    resolve_login_identifier,
+)
 from config.matrix_api import MatrixView, ok
 from config.ratelimit import check_ratelimit
 from protocol.errors import MatrixError
@@ -46,7 +50,11 @@ class RegisterView(MatrixView):
         display_name = body.str("initial_device_display_name")
         inhibit_login = body.bool("inhibit_login")
         refresh = body.bool("refresh_token")
+        # Client-Server API, POST /register: these checks come before UIA, so that a
+        # client does not complete authentication only to be told the request is bad.
         localpart = registration.check_username_available(username) if username else None
+        if password is not None:
+            check_new_password(password)
 
         session = uia.check_uia(body.data.get("auth"), uri="register", flows=registration_flows())
         user = registration.do_create_user(localpart, password)

@@ -2,7 +2,8 @@
 
 A token is *reserved* (``pending`` + 1) when a UIA stage accepts it and *used*
 (``pending`` - 1, ``completed`` + 1) when the registration it authorised succeeds, so
-a token with ``uses_allowed`` cannot be spent twice by concurrent registrations.
+a token with ``uses_allowed`` cannot be spent twice by concurrent registrations. A
+reservation whose UIA session expires unfinished is *released* (``pending`` - 1).
 """
 
 from __future__ import annotations
@@ -40,3 +41,8 @@ def do_complete(token: str) -> None:
     RegistrationToken.objects.filter(token=token, pending__gt=0).update(
         pending=F("pending") - 1, completed=F("completed") + 1
     )
+
+
+def do_release(token: str) -> None:
+    """The registration a reserved use was for was abandoned: the use is free again."""
+    RegistrationToken.objects.filter(token=token, pending__gt=0).update(pending=F("pending") - 1)

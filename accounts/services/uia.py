@@ -48,8 +48,9 @@ class UIARequired(MatrixError):
             "params": params,
             "session": session.session_id,
         }
-        if session.completed:
-            self.body["completed"] = list(session.completed)
+        # Optional in the spec, but always sent (as Synapse does) once a session exists,
+        # so that clients need not tell "none completed" from "not said".
+        self.body["completed"] = list(session.completed)
         if stage_error is not None:
             self.body["errcode"] = stage_error.errcode
             self.body["error"] = stage_error.error
@@ -148,6 +149,10 @@ def _run_stage(
     checker = STAGES.get(stage) if isinstance(stage, str) else None
     if checker is None or stage not in allowed:
         return MatrixError("M_UNRECOGNIZED", f"Unsupported authentication type {stage!r}")
+    if stage in session.completed:
+        # "Completed stages cannot be retried by clients": running one again could
+        # have side effects, e.g. reserve a second use of a registration token.
+        return None
     try:
         checker(auth, session)
     except MatrixError as error:
@@ -163,7 +168,15 @@ def finish_uia(session: UIASession) -> None:
 
 
 def do_purge_expired_sessions() -> int:
-    deleted, _ = UIASession.objects.filter(
-        created_at_ms__lt=now_ms() - SESSION_LIFETIME_MS
-    ).delete()
+    """Forget sessions past their lifetime, releasing the registration token uses they
+    reserved for a registration that never finished."""
+    with transaction.atomic():
+        expired = UIASession.objects.select_for_update().filter(
+            created_at_ms__lt=now_ms() - SESSION_LIFETIME_MS
+        )
+        for results in expired.values_list("results", flat=True):
+            token = results.get(REGISTRATION_TOKEN) if isinstance(results, dict) else None
+            if token:
+                registration_tokens.do_release(token)
+        deleted, _ = expired.delete()
     return deleted
