@@ -849,6 +849,10 @@ def test_mainline_ordering() -> None:
     # T_SIDE cites PB, which reaches the mainline of PA2 at PA1, like T_OLD: then by timestamp.
     ordered = mainline_ordering(ids, dag.id("PA2"), EventCache(dag.store))
     assert [dag.names[i] for i in ordered] == ["T_SIDE", "T_OLD", "T_NEW"]
+    # alice's join cites no power levels at all: its position is infinite and it goes first.
+    with_join = [*ids, dag.id("IMA")]
+    ordered = mainline_ordering(with_join, dag.id("PA2"), EventCache(dag.store))
+    assert [dag.names[i] for i in ordered] == ["IMA", "T_SIDE", "T_OLD", "T_NEW"]
     # Based on IPOWER every topic's ancestry reaches the mainline at IPOWER: timestamps decide.
     ordered = mainline_ordering(ids, dag.id("IPOWER"), EventCache(dag.store))
     assert [dag.names[i] for i in ordered] == ["T_SIDE", "T_NEW", "T_OLD"]
