@@ -7,6 +7,7 @@ from rest_framework.request import Request
 
 from accounts import selectors
 from accounts.models import AccessToken, User
+from accounts.services import sessions
 from protocol.errors import MatrixError
 
 
@@ -28,6 +29,7 @@ class AccessTokenAuthentication(BaseAuthentication):
         if token is None:
             return None
         session = selectors.session_for_token(token, ip=request.META.get("REMOTE_ADDR"))
+        sessions.do_mark_session_used(session)
         return session.user, session
 
     def authenticate_header(self, request: Request) -> str:

@@ -106,6 +106,11 @@ class AccessToken(models.Model):
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="access_tokens")
     token_hash = models.CharField(max_length=64, unique=True)
     refresh_token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # The refresh token this session was refreshed from. It stays usable until this
+    # session's access or refresh token is first used (Client-Server API, POST /refresh).
+    previous_refresh_token_hash = models.CharField(
+        max_length=64, unique=True, null=True, blank=True
+    )
     # Epoch milliseconds after which the access token is refused; None: never expires.
     expires_at_ms = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from accounts.clock import now_ms
 from accounts.models import AccessToken, Device, User
@@ -68,7 +69,9 @@ def do_create_session(
         return _issue_tokens(user, device, refresh=refresh)
 
 
-def _issue_tokens(user: User, device: Device, *, refresh: bool) -> NewSession:
+def _issue_tokens(
+    user: User, device: Device, *, refresh: bool, previous_refresh_token: str | None = None
+) -> NewSession:
     access_token = new_access_token()
     refresh_token = new_refresh_token() if refresh else None
     lifetime = settings.ACCESS_TOKEN_LIFETIME_MS if refresh else None
@@ -77,6 +80,9 @@ def _issue_tokens(user: User, device: Device, *, refresh: bool) -> NewSession:
         device=device,
         token_hash=token_digest(access_token),
         refresh_token_hash=token_digest(refresh_token) if refresh_token else None,
+        previous_refresh_token_hash=(
+            token_digest(previous_refresh_token) if previous_refresh_token else None
+        ),
         expires_at_ms=now_ms() + lifetime if lifetime is not None else None,
     )
     return NewSession(user.user_id, device.device_id, access_token, refresh_token, lifetime)
@@ -85,21 +91,32 @@ def _issue_tokens(user: User, device: Device, *, refresh: bool) -> NewSession:
 def do_refresh(refresh_token: str) -> NewSession:
     """POST /refresh: swap a refresh token for a new access and refresh token pair.
 
-    Both old tokens stop working: the session row is replaced in one transaction, so
-    a refresh token can be used only once.
+    The old access token stops working at once. The old refresh token "remains valid
+    until the new access token or refresh token is used": until then, presenting it
+    again replaces the pair it produced, so a client that lost the answer can retry.
     """
+    digest = token_digest(refresh_token)
     with transaction.atomic():
+        # Either the session holding this refresh token, or the not-yet-used session
+        # that was refreshed from it; both are replaced the same way.
         session = (
             AccessToken.objects.select_for_update()
             .select_related("user", "device")
-            .filter(refresh_token_hash=token_digest(refresh_token))
+            .filter(Q(refresh_token_hash=digest) | Q(previous_refresh_token_hash=digest))
             .first()
         )
         if session is None or not session.user.is_active:
             raise MatrixError("M_UNKNOWN_TOKEN", "Unknown refresh token", soft_logout=False)
         user, device = session.user, session.device
         session.delete()
-        return _issue_tokens(user, device, refresh=True)
+        return _issue_tokens(user, device, refresh=True, previous_refresh_token=refresh_token)
+
+
+def do_mark_session_used(session: AccessToken) -> None:
+    """The first use of a refreshed session revokes the refresh token it came from."""
+    if session.previous_refresh_token_hash is not None:
+        AccessToken.objects.filter(pk=session.pk).update(previous_refresh_token_hash=None)
+        session.previous_refresh_token_hash = None
 
 
 def do_logout(session: AccessToken) -> None:
