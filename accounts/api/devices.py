@@ -56,7 +56,8 @@ class DeviceView(MatrixView):
     def delete(self, request: Request, device_id: str) -> Response:
         """DELETE /_matrix/client/v3/devices/{deviceId}"""
         body = self.body(request, allow_empty=True)
-        selectors.get_device(request.user, device_id)
+        # No 404 here: the spec answers 200 for a device that "had been removed
+        # previously", and an unknown ID must not reveal other users' devices.
         session = uia.check_uia(
             body.data.get("auth"),
             uri=f"delete_device:{device_id}",
