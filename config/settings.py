@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "channels",
     "config",
     "accounts",
+    "rooms",
     "federation",
 ]
 
@@ -203,6 +204,7 @@ REST_FRAMEWORK = {
 
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = False
 

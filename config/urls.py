@@ -9,6 +9,7 @@ urlpatterns = [
     path(".well-known/matrix/client", views.WellKnownClientView.as_view()),
     path(".well-known/matrix/server", views.WellKnownServerView.as_view()),
     path("", include("accounts.urls")),
+    path("", include("rooms.urls")),
     path("admin/", admin.site.urls),
     # Last: every other Matrix path is an endpoint we do not have.
     re_path(r"^_matrix/", views.unrecognized),

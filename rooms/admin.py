@@ -1,0 +1,48 @@
+"""The operator's view of rooms: rooms, their members, events, aliases and reports."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from rooms.models import Event, EventReport, Membership, Room, RoomAlias
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    fields = ("user_id", "membership", "event_id")
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(Room)
+class RoomAdmin(admin.ModelAdmin):
+    list_display = ("room_id", "room_version", "creator", "is_public", "created_at")
+    list_filter = ("is_public", "room_version")
+    search_fields = ("room_id", "creator", "aliases__alias")
+    readonly_fields = ("room_id", "room_version", "creator", "created_at", "current_state_group")
+    inlines = [MembershipInline]
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ("event_id", "room", "type", "sender", "stream_ordering", "redacted_by")
+    list_filter = ("type",)
+    search_fields = ("event_id", "sender", "room__room_id")
+    readonly_fields = [f.name for f in Event._meta.fields]
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+
+@admin.register(RoomAlias)
+class RoomAliasAdmin(admin.ModelAdmin):
+    list_display = ("alias", "room", "creator", "created_at")
+    search_fields = ("alias", "room__room_id")
+
+
+@admin.register(EventReport)
+class EventReportAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "reporter", "room_id", "event_id", "score", "resolved")
+    list_filter = ("resolved",)
+    search_fields = ("reporter", "room_id", "event_id", "reason")

@@ -1,0 +1,40 @@
+"""Helpers shared by the rooms views."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework.request import Request
+
+from protocol.errors import MatrixError
+from protocol.identifiers import is_valid_room_id, parse_room_alias
+from rooms.models import RoomAlias
+from rooms.services.events import SendContext
+
+
+def send_context(request: Request, txn_id: str | None = None) -> SendContext:
+    return SendContext(
+        sender=request.user.user_id, device_id=request.auth.device.device_id, txn_id=txn_id
+    )
+
+
+def check_room_id(room_id: str) -> str:
+    if not is_valid_room_id(room_id):
+        raise MatrixError("M_INVALID_PARAM", "Invalid room ID")
+    return room_id
+
+
+def resolve_room_id_or_alias(value: str) -> str:
+    """A room ID as is, or the room a local alias points at (M_NOT_FOUND otherwise)."""
+    if value.startswith("!"):
+        return check_room_id(value)
+    if value.startswith("#"):
+        try:
+            alias = parse_room_alias(value)
+        except ValueError:
+            raise MatrixError("M_INVALID_PARAM", "Invalid room alias") from None
+        row = RoomAlias.objects.select_related("room").filter(alias=str(alias)).first()
+        if row is None:
+            where = "" if alias.domain == settings.SERVER_NAME else " on this server"
+            raise MatrixError("M_NOT_FOUND", f"Room alias not found{where}")
+        return row.room.room_id
+    raise MatrixError("M_INVALID_PARAM", "Expected a room ID or a room alias")

@@ -1,0 +1,380 @@
+"""Room creation, membership, state, sending, redaction and history endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.matrix_api import Body, MatrixView, ok, parse_json
+from protocol.errors import MatrixError, not_found
+from protocol.identifiers import is_valid_user_id, parse_room_alias
+from rooms import history, selectors
+from rooms.api.common import check_room_id, resolve_room_id_or_alias, send_context
+from rooms.serialize import client_events
+from rooms.services import creation, membership, redaction
+from rooms.services.events import content_size_ok, do_send_event
+
+PRESET_NAMES = tuple(creation.PRESETS)
+
+
+def _user_ids(value: Any, key: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise MatrixError("M_BAD_JSON", f"'{key}' must be a list of user IDs")
+    for user_id in value:
+        if not is_valid_user_id(user_id):
+            raise MatrixError("M_INVALID_PARAM", f"Invalid user ID {user_id!r}")
+    return list(value)
+
+
+def parse_create_room(body: Body, creator: str) -> creation.RoomSpec:
+    visibility = body.str("visibility", default="private")
+    if visibility not in ("public", "private"):
+        raise MatrixError("M_BAD_JSON", "'visibility' must be 'public' or 'private'")
+    preset = body.str("preset")
+    if preset is not None and preset not in PRESET_NAMES:
+        raise MatrixError("M_BAD_JSON", f"'preset' must be one of {', '.join(PRESET_NAMES)}")
+    alias_name = body.str("room_alias_name")
+    if alias_name is not None:
+        if not alias_name or ":" in alias_name or any(c.isspace() for c in alias_name):
+            raise MatrixError("M_INVALID_PARAM", "Invalid room alias name")
+        try:
+            parse_room_alias(f"#{alias_name}:localhost")
+        except ValueError:
+            raise MatrixError("M_INVALID_PARAM", "Invalid room alias name") from None
+    initial_state = []
+    for item in body.list("initial_state") or []:
+        if not isinstance(item, dict):
+            raise MatrixError("M_BAD_JSON", "'initial_state' items must be objects")
+        event_type, state_key, content = (
+            item.get("type"),
+            item.get("state_key", ""),
+            item.get("content"),
+        )
+        if not isinstance(event_type, str) or not isinstance(state_key, str):
+            raise MatrixError("M_BAD_JSON", "'initial_state' items need a string 'type'")
+        if not isinstance(content, dict):
+            raise MatrixError("M_BAD_JSON", "'initial_state' items need an object 'content'")
+        initial_state.append((event_type, state_key, content))
+    if body.list("invite_3pid"):
+        raise MatrixError(
+            "M_INVALID_PARAM", "Invites by third-party identifier are not supported yet"
+        )
+    invite = _user_ids(body.data.get("invite"), "invite")
+    return creation.RoomSpec(
+        creator=creator,
+        room_version=creation.parse_room_version(body.data.get("room_version")),
+        visibility=visibility or "private",
+        preset=preset,
+        room_alias_name=alias_name,
+        name=body.str("name"),
+        topic=body.str("topic"),
+        invite=[u for u in invite if u != creator],
+        is_direct=body.bool("is_direct"),
+        creation_content=body.dict("creation_content") or {},
+        initial_state=initial_state,
+        power_level_content_override=body.dict("power_level_content_override"),
+    )
+
+
+class CreateRoomView(MatrixView):
+    requires_auth = True
+
+    def post(self, request: Request) -> Response:
+        """POST /_matrix/client/v3/createRoom"""
+        spec = parse_create_room(self.body(request), request.user.user_id)
+        room = creation.do_create_room(spec)
+        return ok({"room_id": room.room_id})
+
+
+def _reason(body: Body) -> str | None:
+    return body.str("reason")
+
+
+class JoinView(MatrixView):
+    requires_auth = True
+
+    def post(self, request: Request, room_id_or_alias: str) -> Response:
+        """POST /_matrix/client/v3/join/{roomIdOrAlias} (and /rooms/{roomId}/join)"""
+        body = self.body(request, allow_empty=True)
+        room_id = resolve_room_id_or_alias(room_id_or_alias)
+        user_id = request.user.user_id
+        membership.do_update_membership(
+            room_id, send_context(request), user_id, membership.JOIN, reason=_reason(body)
+        )
+        return ok({"room_id": room_id})
+
+
+class RoomJoinView(JoinView):
+    def post(self, request: Request, room_id: str) -> Response:  # type: ignore[override]
+        """POST /_matrix/client/v3/rooms/{roomId}/join"""
+        return super().post(request, check_room_id(room_id))
+
+
+class KnockView(MatrixView):
+    requires_auth = True
+
+    def post(self, request: Request, room_id_or_alias: str) -> Response:
+        """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
+        body = self.body(request, allow_empty=True)
+        room_id = resolve_room_id_or_alias(room_id_or_alias)
+        user_id = request.user.user_id
+        membership.do_update_membership(
+            room_id, send_context(request), user_id, membership.KNOCK, reason=_reason(body)
+        )
+        return ok({"room_id": room_id})
+
+
+class LeaveView(MatrixView):
+    requires_auth = True
+
+    def post(self, request: Request, room_id: str) -> Response:
+        """POST /_matrix/client/v3/rooms/{roomId}/leave"""
+        body = self.body(request, allow_empty=True)
+        check_room_id(room_id)
+        user_id = request.user.user_id
+        selectors.get_room(room_id)
+        membership.do_update_membership(
+            room_id, send_context(request), user_id, membership.LEAVE, reason=_reason(body)
+        )
+        return ok()
+
+
+class ForgetView(MatrixView):
+    requires_auth = True
+
+    def post(self, request: Request, room_id: str) -> Response:
+        """POST /_matrix/client/v3/rooms/{roomId}/forget"""
+        check_room_id(room_id)
+        membership.do_forget_room(room_id, request.user.user_id)
+        return ok()
+
+
+class TargetedMembershipView(MatrixView):
+    """invite, kick, ban and unban: a membership change of another user."""
+
+    requires_auth = True
+    membership_value = ""
+    operation = ""
+
+    def post(self, request: Request, room_id: str) -> Response:
+        """POST /_matrix/client/v3/rooms/{roomId}/{invite,kick,ban,unban}"""
+        body = self.body(request)
+        check_room_id(room_id)
+        target = body.req_str("user_id")
+        if not is_valid_user_id(target):
+            raise MatrixError("M_INVALID_PARAM", "Invalid user ID")
+        room = selectors.get_room(room_id)
+        if self.operation == "unban":
+            row = selectors.membership_row(room, target)
+            if row is None or row.membership != "ban":
+                raise MatrixError("M_FORBIDDEN", "The user is not banned")
+        if self.operation == "kick":
+            row = selectors.membership_row(room, target)
+            if row is None or row.membership not in ("join", "invite", "knock"):
+                raise MatrixError("M_FORBIDDEN", "The user is not in the room")
+        membership.do_update_membership(
+            room_id, send_context(request), target, self.membership_value, reason=_reason(body)
+        )
+        return ok()
+
+
+class InviteView(TargetedMembershipView):
+    membership_value, operation = membership.INVITE, "invite"
+
+
+class KickView(TargetedMembershipView):
+    membership_value, operation = membership.LEAVE, "kick"
+
+
+class BanView(TargetedMembershipView):
+    membership_value, operation = membership.BAN, "ban"
+
+
+class UnbanView(TargetedMembershipView):
+    membership_value, operation = membership.LEAVE, "unban"
+
+
+class SendView(MatrixView):
+    requires_auth = True
+
+    def put(self, request: Request, room_id: str, event_type: str, txn_id: str) -> Response:
+        """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
+        body = self.body(request)
+        check_room_id(room_id)
+        content_size_ok(body.data)
+        event = do_send_event(room_id, send_context(request, txn_id), event_type, body.data)
+        return ok({"event_id": event.event_id})
+
+
+class StateView(MatrixView):
+    requires_auth = True
+
+    def get(
+        self, request: Request, room_id: str, event_type: str, state_key: str = ""
+    ) -> Response:
+        """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
+        check_room_id(room_id)
+        room = selectors.get_room(room_id)
+        group = selectors.check_can_read_state(room, request.user.user_id)
+        events = selectors.state_events(group, [(event_type, state_key)])
+        if not events:
+            raise not_found("State event not found")
+        if request.query_params.get("format") == "event":
+            return ok(client_events(events)[0])
+        return ok(client_events(events)[0]["content"])
+
+    def put(
+        self, request: Request, room_id: str, event_type: str, state_key: str = ""
+    ) -> Response:
+        """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
+        body = self.body(request)
+        check_room_id(room_id)
+        content_size_ok(body.data)
+        event = do_send_event(room_id, send_context(request), event_type, body.data, state_key)
+        return ok({"event_id": event.event_id})
+
+
+class FullStateView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request, room_id: str) -> Response:
+        """GET /_matrix/client/v3/rooms/{roomId}/state"""
+        check_room_id(room_id)
+        room = selectors.get_room(room_id)
+        group = selectors.check_can_read_state(room, request.user.user_id)
+        return ok(client_events(selectors.state_events(group)))
+
+
+class MembersView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request, room_id: str) -> Response:
+        """GET /_matrix/client/v3/rooms/{roomId}/members"""
+        check_room_id(room_id)
+        room = selectors.get_room(room_id)
+        group = selectors.check_can_read_state(room, request.user.user_id)
+        at = request.query_params.get("at")
+        if at:
+            position = history.parse_token(at)
+            row = (
+                room.events.filter(stream_ordering__lte=position)
+                .order_by("-stream_ordering")
+                .values_list("state_group_id", flat=True)
+                .first()
+            )
+            group = row if row is not None else group
+        rows = selectors.members(
+            room,
+            group,
+            membership=request.query_params.get("membership"),
+            not_membership=request.query_params.get("not_membership"),
+        )
+        return ok({"chunk": client_events(rows)})
+
+
+class JoinedMembersView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request, room_id: str) -> Response:
+        """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
+        check_room_id(room_id)
+        room = selectors.get_room(room_id)
+        row = selectors.membership_row(room, request.user.user_id)
+        if (row is None or row.membership != "join") and not selectors.is_world_readable(room):
+            raise MatrixError("M_FORBIDDEN", "You are not in this room")
+        return ok({"joined": selectors.joined_members(room)})
+
+
+class JoinedRoomsView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request) -> Response:
+        """GET /_matrix/client/v3/joined_rooms"""
+        return ok({"joined_rooms": selectors.joined_room_ids(request.user.user_id)})
+
+
+class RedactView(MatrixView):
+    requires_auth = True
+
+    def put(self, request: Request, room_id: str, event_id: str, txn_id: str) -> Response:
+        """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}"""
+        body = self.body(request, allow_empty=True)
+        check_room_id(room_id)
+        event = redaction.do_redact(
+            room_id, send_context(request, txn_id), event_id, body.str("reason")
+        )
+        return ok({"event_id": event.event_id})
+
+
+class EventView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request, room_id: str, event_id: str) -> Response:
+        """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
+        check_room_id(room_id)
+        room = selectors.get_room(room_id)
+        row = selectors.get_event_for_user(room, event_id, request.user.user_id)
+        viewer = (request.user.user_id, request.auth.device.device_id)
+        return ok(client_events([row], viewer_device=viewer)[0])
+
+
+def parse_filter_param(request: Request) -> dict[str, Any] | None:
+    raw = request.query_params.get("filter")
+    if not raw:
+        return None
+    value = parse_json(raw.encode())
+    if not isinstance(value, dict):
+        raise MatrixError("M_INVALID_PARAM", "'filter' must be a JSON object")
+    return value
+
+
+def parse_limit(request: Request, default: int, maximum: int = 1000) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise MatrixError("M_INVALID_PARAM", "'limit' must be an integer") from None
+    if value < 0:
+        raise MatrixError("M_INVALID_PARAM", "'limit' must not be negative")
+    return min(value, maximum)
+
+
+class MessagesView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request, room_id: str) -> Response:
+        """GET /_matrix/client/v3/rooms/{roomId}/messages"""
+        check_room_id(room_id)
+        direction = request.query_params.get("dir", "b")
+        if direction not in ("b", "f"):
+            raise MatrixError("M_INVALID_PARAM", "'dir' must be 'b' or 'f'")
+        room = selectors.get_room(room_id)
+        room_filter = parse_filter_param(request)
+        limit = parse_limit(request, 10)
+        if room_filter and isinstance(room_filter.get("limit"), int):
+            limit = min(limit, room_filter["limit"])
+        page = history.paginate(
+            room,
+            request.user.user_id,
+            from_token=request.query_params.get("from"),
+            to_token=request.query_params.get("to"),
+            direction=direction,
+            limit=limit,
+            room_filter=room_filter,
+        )
+        viewer = (request.user.user_id, request.auth.device.device_id)
+        response: dict[str, Any] = {
+            "chunk": client_events(page.chunk, viewer_device=viewer),
+            "start": page.start,
+        }
+        if page.end is not None:
+            response["end"] = page.end
+        if page.state:
+            response["state"] = client_events(page.state)
+        return ok(response)

@@ -1,0 +1,108 @@
+"""Room history for /messages and /context, paginated by stream ordering.
+
+A pagination token ``s<N>`` names the position just after the event with stream
+ordering N. Backwards from ``s<N>`` yields events with ordering <= N, newest first;
+forwards yields ordering > N, oldest first. /sync tokens begin with the same ``s<N>``
+part (anything after ``_`` is ignored here), so a sync's ``prev_batch`` works as
+``from``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.errors import MatrixError
+from rooms import selectors, streams
+from rooms.models import Event, Room
+
+# A request scans at most this many batches for visible events before answering.
+MAX_SCAN_BATCHES = 5
+
+
+def parse_token(token: str) -> int:
+    head = token.split("_", 1)[0]
+    if not head.startswith("s") or not head[1:].lstrip("-").isdigit():
+        raise MatrixError("M_INVALID_PARAM", f"Invalid pagination token {token!r}")
+    return int(head[1:])
+
+
+def make_token(position: int) -> str:
+    return f"s{position}"
+
+
+@dataclass
+class Page:
+    chunk: list[Event]
+    start: str
+    end: str | None
+    state: list[Event]
+
+
+def paginate(
+    room: Room,
+    user_id: str,
+    *,
+    from_token: str | None,
+    to_token: str | None,
+    direction: str,
+    limit: int,
+    room_filter: dict[str, Any] | None,
+) -> Page:
+    """GET /rooms/{roomId}/messages."""
+    backwards = direction == "b"
+    if from_token is None:
+        position = streams.current_position(streams.EVENTS) if backwards else 0
+    else:
+        position = parse_token(from_token)
+    bound = parse_token(to_token) if to_token else None
+    start = make_token(position)
+    membership = selectors.membership_row(room, user_id)
+    if not selectors.is_world_readable(room) and (membership is None or membership.forgotten):
+        raise MatrixError("M_FORBIDDEN", "You are not allowed to view this room's history")
+
+    base = (
+        Event.objects.select_related("room")
+        .filter(
+            room=room,
+            stream_ordering__isnull=False,
+            rejected_reason__isnull=True,
+            soft_failed=False,
+        )
+        .filter(selectors.event_filter_q(room_filter))
+    )
+    chunk: list[Event] = []
+    cursor = position
+    exhausted = False
+    for _batch in range(MAX_SCAN_BATCHES):
+        if backwards:
+            query = base.filter(stream_ordering__lte=cursor)
+            if bound is not None:
+                query = query.filter(stream_ordering__gt=bound)
+            rows = list(query.order_by("-stream_ordering")[: limit - len(chunk)])
+        else:
+            query = base.filter(stream_ordering__gt=cursor)
+            if bound is not None:
+                query = query.filter(stream_ordering__lte=bound)
+            rows = list(query.order_by("stream_ordering")[: limit - len(chunk)])
+        if not rows:
+            exhausted = True
+            break
+        last = rows[-1].stream_ordering
+        assert last is not None
+        cursor = last - 1 if backwards else last
+        chunk.extend(selectors.filter_visible(rows, user_id))
+        if len(chunk) >= limit:
+            break
+    end = None if exhausted and not chunk else make_token(cursor)
+    if exhausted and chunk:
+        # Everything up to the edge was returned; a further request would be empty.
+        end = None
+    state: list[Event] = []
+    if room_filter and room_filter.get("lazy_load_members") and chunk:
+        senders = {row.sender for row in chunk}
+        oldest = min(chunk, key=lambda r: r.stream_ordering or 0)
+        state = selectors.state_events(
+            oldest.state_group_id, [("m.room.member", s) for s in senders]
+        )
+    return Page(chunk, start, end, state)

@@ -1,0 +1,227 @@
+"""Rooms as a DAG of signed events, with state stored as shared snapshots and deltas.
+
+- ``Event`` holds each PDU whole plus the indexed columns the hot paths read; its
+  ``stream_ordering`` is the global order in which this server persisted events (sync
+  and /messages tokens), ``depth`` the topological order.
+- ``StateGroup`` is an immutable state map, stored as a delta (``StateGroupEntry`` rows)
+  on top of ``prev_group``; a chain is cut by a full snapshot every
+  ``MAX_STATE_DELTA_CHAIN`` groups. Every event points at the group of the state
+  *after* it, so consecutive messages share one group and a state event adds one row.
+- ``CurrentState`` and ``Membership`` are the resolved current state and its membership
+  view, for fast reads.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+# A state group's delta chain is cut with a full snapshot after this many links.
+MAX_STATE_DELTA_CHAIN = 50
+
+
+class Room(models.Model):
+    room_id = models.CharField(max_length=255, unique=True)
+    room_version = models.CharField(max_length=32)
+    creator = models.CharField(max_length=255)
+    # Published in this server's room directory (/publicRooms).
+    is_public = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The state group of the room's current state (after the forward extremities).
+    current_state_group = models.ForeignKey(
+        "StateGroup", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return self.room_id
+
+
+class StateGroup(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="state_groups")
+    prev_group = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Number of deltas between this group and its snapshot (0: this is a snapshot).
+    chain_length = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"state group {self.pk}"
+
+
+class StateGroupEntry(models.Model):
+    state_group = models.ForeignKey(StateGroup, on_delete=models.CASCADE, related_name="entries")
+    type = models.CharField(max_length=255)
+    state_key = models.CharField(max_length=255)
+    event_id = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["state_group", "type", "state_key"], name="state_group_entry_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type}/{self.state_key} in group {self.state_group_id}"
+
+
+class Event(models.Model):
+    event_id = models.CharField(max_length=255, unique=True)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="events")
+    # Global persistence order; None for outliers (known, but not in the timeline).
+    stream_ordering = models.BigIntegerField(unique=True, null=True, blank=True)
+    depth = models.BigIntegerField()
+    type = models.CharField(max_length=255)
+    state_key = models.CharField(max_length=255, null=True, blank=True)
+    sender = models.CharField(max_length=255)
+    origin_server_ts = models.BigIntegerField()
+    # The canonical PDU as received or built (federation format).
+    pdu = models.JSONField()
+    # State after this event.
+    state_group = models.ForeignKey(
+        StateGroup, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # For state events: the event this one replaced in the state (for prev_content).
+    replaces_state = models.CharField(max_length=255, null=True, blank=True)
+    # For m.room.member events: the membership, for membership history queries.
+    membership = models.CharField(max_length=32, null=True, blank=True)
+    outlier = models.BooleanField(default=False)
+    rejected_reason = models.CharField(max_length=255, null=True, blank=True)
+    soft_failed = models.BooleanField(default=False)
+    # Set on an event once a valid redaction of it is persisted.
+    redacted_by = models.CharField(max_length=255, null=True, blank=True)
+    # For redactions: the event this one redacts.
+    redacts = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    # m.relates_to of the content, for /relations, threads and bundled aggregations.
+    relates_to = models.CharField(max_length=255, null=True, blank=True)
+    rel_type = models.CharField(max_length=255, null=True, blank=True)
+    # Who sent it from this server, with which transaction ID (unsigned.transaction_id).
+    sender_device_id = models.CharField(max_length=255, null=True, blank=True)
+    txn_id = models.CharField(max_length=255, null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["room", "stream_ordering"], name="event_room_stream"),
+            models.Index(fields=["room", "type", "state_key"], name="event_room_state"),
+            models.Index(fields=["relates_to", "rel_type"], name="event_relation"),
+            models.Index(fields=["room", "origin_server_ts"], name="event_room_ts"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sender", "sender_device_id", "txn_id"],
+                condition=models.Q(txn_id__isnull=False),
+                name="event_txn_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.event_id
+
+
+class EventEdge(models.Model):
+    """A prev_events edge: ``event`` follows ``prev_event_id`` in the DAG."""
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="prev_edges")
+    prev_event_id = models.CharField(max_length=255, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.event_id} -> {self.prev_event_id}"
+
+
+class EventAuthEdge(models.Model):
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="auth_edges")
+    auth_event_id = models.CharField(max_length=255, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.event_id} auth {self.auth_event_id}"
+
+
+class ForwardExtremity(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="forward_extremities")
+    event_id = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "event_id"], name="forward_extremity_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.event_id
+
+
+class CurrentState(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="current_state")
+    type = models.CharField(max_length=255)
+    state_key = models.CharField(max_length=255)
+    event_id = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["room", "type", "state_key"], name="current_state_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type}/{self.state_key} = {self.event_id}"
+
+
+class Membership(models.Model):
+    """Current membership of each user in each room (the m.room.member current state)."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user_id = models.CharField(max_length=255)
+    membership = models.CharField(max_length=32)
+    event_id = models.CharField(max_length=255)
+    stream_ordering = models.BigIntegerField()
+    # Set by POST /forget after leaving; any later membership change clears it.
+    forgotten = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user_id"], name="membership_unique")
+        ]
+        indexes = [
+            models.Index(fields=["user_id", "membership"], name="membership_user"),
+            models.Index(fields=["room", "membership"], name="membership_room"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.membership} {self.room_id}"
+
+
+class StreamPosition(models.Model):
+    """The last position handed out on a stream; its row lock orders writers."""
+
+    name = models.CharField(max_length=64, unique=True)
+    position = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.position}"
+
+
+class RoomAlias(models.Model):
+    alias = models.CharField(max_length=255, unique=True)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="aliases")
+    creator = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "room aliases"
+
+    def __str__(self) -> str:
+        return self.alias
+
+
+class EventReport(models.Model):
+    """A user's report of an event or room to the server's moderators."""
+
+    room_id = models.CharField(max_length=255)
+    event_id = models.CharField(max_length=255, blank=True, default="")
+    reporter = models.CharField(max_length=255)
+    reason = models.TextField(blank=True, default="")
+    score = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"report by {self.reporter} on {self.event_id or self.room_id}"

@@ -1,0 +1,199 @@
+"""Reads of rooms, state and history, with history visibility applied here, once.
+
+History visibility (Client-Server API, "History visibility"), for each event, using
+the state at that event:
+1. ``world_readable``: visible to anyone.
+2. The user's membership at the event was ``join``: visible.
+3. ``shared``, and the user joined the room at any point after the event: visible.
+4. ``invited``, and the user's membership at the event was ``invite``: visible.
+5. Otherwise not visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db.models import Max, Q
+
+from protocol.errors import MatrixError, forbidden
+from rooms import event_cache
+from rooms.models import CurrentState, Event, Membership, Room
+from rooms.state import StateKey, load_state
+
+HISTORY_VISIBILITY_KEY: StateKey = ("m.room.history_visibility", "")
+
+
+def get_room(room_id: str) -> Room:
+    room = Room.objects.filter(room_id=room_id).first()
+    if room is None:
+        raise MatrixError("M_NOT_FOUND", "Unknown room")
+    return room
+
+
+def membership_row(room: Room, user_id: str) -> Membership | None:
+    return Membership.objects.filter(room=room, user_id=user_id).first()
+
+
+def joined_room_ids(user_id: str) -> list[str]:
+    return list(
+        Membership.objects.filter(user_id=user_id, membership="join").values_list(
+            "room__room_id", flat=True
+        )
+    )
+
+
+def _visibility_and_membership(state: dict[StateKey, str] | Any, user_id: str) -> tuple[str, str]:
+    ids = [state.get(HISTORY_VISIBILITY_KEY), state.get(("m.room.member", user_id))]
+    events = event_cache.get_events([i for i in ids if i])
+    visibility = "shared"
+    if ids[0] and ids[0] in events:
+        value = events[ids[0]].content.get("history_visibility")
+        if isinstance(value, str):
+            visibility = value
+    membership = "leave"
+    if ids[1] and ids[1] in events:
+        membership = events[ids[1]].membership or "leave"
+    return visibility, membership
+
+
+def is_world_readable(room: Room) -> bool:
+    visibility, _ = _visibility_and_membership(load_state(room.current_state_group_id), "")
+    return visibility == "world_readable"
+
+
+def filter_visible(rows: Sequence[Event], user_id: str) -> list[Event]:
+    """The events among ``rows`` (all of one room) that ``user_id`` may see."""
+    if not rows:
+        return []
+    room = rows[0].room
+    last_join = Event.objects.filter(
+        room=room, type="m.room.member", state_key=user_id, membership="join"
+    ).aggregate(m=Max("stream_ordering"))["m"]
+    visible = []
+    for row in rows:
+        visibility, membership = _visibility_and_membership(
+            load_state(row.state_group_id), user_id
+        )
+        if (
+            visibility == "world_readable"
+            or membership == "join"
+            or (
+                visibility == "shared"
+                and last_join is not None
+                and row.stream_ordering is not None
+                and last_join > row.stream_ordering
+            )
+            or (visibility == "invited" and membership == "invite")
+        ):
+            visible.append(row)
+        elif row.type == "m.room.member" and row.state_key == user_id:
+            # A user always sees their own membership events (e.g. the invite itself).
+            visible.append(row)
+    return visible
+
+
+def check_can_read_state(room: Room, user_id: str) -> int | None:
+    """May the user read the room's state? Returns the state group to read: the
+    current state if joined (or world readable), the state when they left otherwise."""
+    row = membership_row(room, user_id)
+    if row is not None and row.membership == "join":
+        return room.current_state_group_id
+    if is_world_readable(room):
+        return room.current_state_group_id
+    if row is not None and row.membership in ("leave", "ban") and not row.forgotten:
+        left = Event.objects.filter(event_id=row.event_id).values_list("state_group_id", flat=True)
+        return left.first()
+    raise forbidden("You are not allowed to see the state of this room")
+
+
+def state_events(
+    state_group_id: int | None, keys: Iterable[StateKey] | None = None
+) -> list[Event]:
+    state = load_state(state_group_id)
+    wanted = state.values() if keys is None else [state[k] for k in keys if k in state]
+    return list(Event.objects.filter(event_id__in=list(wanted)).select_related("room"))
+
+
+def current_state_event(room: Room, event_type: str, state_key: str) -> Event | None:
+    row = CurrentState.objects.filter(room=room, type=event_type, state_key=state_key).first()
+    if row is None:
+        return None
+    return Event.objects.select_related("room").filter(event_id=row.event_id).first()
+
+
+def members(
+    room: Room,
+    state_group_id: int | None,
+    *,
+    membership: str | None = None,
+    not_membership: str | None = None,
+) -> list[Event]:
+    state = load_state(state_group_id)
+    ids = [event_id for (etype, _), event_id in state.items() if etype == "m.room.member"]
+    query = Event.objects.filter(event_id__in=ids).select_related("room")
+    if membership:
+        query = query.filter(membership=membership)
+    if not_membership:
+        query = query.exclude(membership=not_membership)
+    return list(query.order_by("state_key"))
+
+
+def joined_members(room: Room) -> dict[str, dict[str, Any]]:
+    ids = Membership.objects.filter(room=room, membership="join").values_list(
+        "event_id", flat=True
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for event in event_cache.get_events(list(ids)).values():
+        content = event.content
+        member: dict[str, Any] = {}
+        if isinstance(content.get("displayname"), str):
+            member["display_name"] = content["displayname"]
+        if isinstance(content.get("avatar_url"), str):
+            member["avatar_url"] = content["avatar_url"]
+        out[event.state_key or ""] = member
+    return out
+
+
+def get_event_for_user(room: Room, event_id: str, user_id: str) -> Event:
+    """GET /rooms/{roomId}/event/{eventId}: 404 if unknown or not visible."""
+    row = (
+        Event.objects.select_related("room")
+        .filter(room=room, event_id=event_id, outlier=False, rejected_reason__isnull=True)
+        .first()
+    )
+    if row is None or not filter_visible([row], user_id):
+        raise MatrixError("M_NOT_FOUND", "Event not found")
+    return row
+
+
+def event_filter_q(room_filter: dict[str, Any] | None) -> Q:
+    """A RoomEventFilter's types/senders/rooms as a query (Client-Server API, "Filtering")."""
+    q = Q()
+    if not room_filter:
+        return q
+    types = room_filter.get("types")
+    if isinstance(types, list):
+        q &= _wildcard_q("type", types)
+    not_types = room_filter.get("not_types")
+    if isinstance(not_types, list) and not_types:
+        q &= ~_wildcard_q("type", not_types)
+    senders = room_filter.get("senders")
+    if isinstance(senders, list):
+        q &= Q(sender__in=senders)
+    not_senders = room_filter.get("not_senders")
+    if isinstance(not_senders, list) and not_senders:
+        q &= ~Q(sender__in=not_senders)
+    return q
+
+
+def _wildcard_q(field: str, patterns: list[Any]) -> Q:
+    q = Q(pk__in=[])
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            continue
+        if pattern.endswith("*") and "*" not in pattern[:-1]:
+            q |= Q(**{f"{field}__startswith": pattern[:-1]})
+        else:
+            q |= Q(**{field: pattern})
+    return q

@@ -1,0 +1,166 @@
+"""POST /createRoom: the create event and the initial state, in the spec's order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from protocol.errors import MatrixError
+from protocol.hashing import generate_opaque_room_id
+from protocol.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, RoomVersion
+from rooms.models import Room, RoomAlias
+from rooms.services.events import SendContext, build_event, persist_event, send_in_locked_room
+from rooms.services.membership import INVITE, JOIN, profile_content
+
+PRESETS: dict[str, dict[str, str]] = {
+    # preset: join_rule, history_visibility, guest_access (createRoom's preset table)
+    "private_chat": {"join_rule": "invite", "history": "shared", "guest": "can_join"},
+    "trusted_private_chat": {"join_rule": "invite", "history": "shared", "guest": "can_join"},
+    "public_chat": {"join_rule": "public", "history": "shared", "guest": "forbidden"},
+}
+
+
+@dataclass
+class RoomSpec:
+    """A validated createRoom request."""
+
+    creator: str
+    room_version: RoomVersion = DEFAULT_ROOM_VERSION
+    visibility: str = "private"
+    preset: str | None = None
+    room_alias_name: str | None = None
+    name: str | None = None
+    topic: str | None = None
+    invite: list[str] = field(default_factory=list)
+    is_direct: bool = False
+    creation_content: dict[str, Any] = field(default_factory=dict)
+    initial_state: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    power_level_content_override: dict[str, Any] | None = None
+
+
+def default_power_levels(spec: RoomSpec, preset: str) -> dict[str, Any]:
+    room_version = spec.room_version
+    users: dict[str, int] = {}
+    if not room_version.creators_have_infinite_power:
+        users[spec.creator] = 100
+        if preset == "trusted_private_chat":
+            users.update({invitee: 100 for invitee in spec.invite})
+    content: dict[str, Any] = {
+        "users": users,
+        "users_default": 0,
+        "events": {
+            "m.room.name": 50,
+            "m.room.power_levels": 100,
+            "m.room.history_visibility": 100,
+            "m.room.canonical_alias": 50,
+            "m.room.avatar": 50,
+            # Room v12+: tombstones must need more than state_default (createRoom, step 3).
+            "m.room.tombstone": 150 if room_version.creators_have_infinite_power else 100,
+            "m.room.server_acl": 100,
+            "m.room.encryption": 100,
+        },
+        "events_default": 0,
+        "state_default": 50,
+        "ban": 50,
+        "kick": 50,
+        "redact": 50,
+        "invite": 0 if preset in ("private_chat", "trusted_private_chat") else 50,
+        "notifications": {"room": 50},
+    }
+    if spec.power_level_content_override:
+        content.update(spec.power_level_content_override)
+    return content
+
+
+def _create_content(spec: RoomSpec, preset: str) -> dict[str, Any]:
+    content = dict(spec.creation_content)
+    content["room_version"] = spec.room_version.identifier
+    if spec.room_version.implicit_room_creator:
+        content.pop("creator", None)
+    else:
+        content["creator"] = spec.creator
+    if spec.room_version.creators_have_infinite_power and preset == "trusted_private_chat":
+        extra = content.get("additional_creators", [])
+        if not isinstance(extra, list):
+            raise MatrixError("M_BAD_JSON", "'additional_creators' must be a list")
+        content["additional_creators"] = list(dict.fromkeys([*extra, *spec.invite]))
+    return content
+
+
+def do_create_room(spec: RoomSpec) -> Room:
+    """Create a room hosted here, with its whole initial state, in one transaction."""
+    preset = spec.preset or ("public_chat" if spec.visibility == "public" else "private_chat")
+    settings_for = PRESETS[preset]
+    alias = f"#{spec.room_alias_name}:{settings.SERVER_NAME}" if spec.room_alias_name else None
+    ctx = SendContext(sender=spec.creator)
+    with transaction.atomic():
+        if alias and RoomAlias.objects.filter(alias=alias).exists():
+            raise MatrixError("M_ROOM_IN_USE", "Room alias already taken")
+        room_version = spec.room_version
+        room_id = (
+            None
+            if room_version.room_id_is_create_event_hash
+            else generate_opaque_room_id(settings.SERVER_NAME)
+        )
+        create = build_event(
+            room_version,
+            room_id=room_id,
+            sender=spec.creator,
+            event_type="m.room.create",
+            content=_create_content(spec, preset),
+            state_key="",
+            prev_events=[],
+            auth_events=[],
+            depth=1,
+        )
+        room = Room.objects.create(
+            room_id=create.room_id,
+            room_version=room_version.identifier,
+            creator=spec.creator,
+            is_public=spec.visibility == "public",
+        )
+        persist_event(room, create, state_before=None)
+
+        def send(event_type: str, content: dict[str, Any], state_key: str = "") -> None:
+            send_in_locked_room(room, ctx, event_type, content, state_key)
+
+        send("m.room.member", {"membership": JOIN, **profile_content(spec.creator)}, spec.creator)
+        send("m.room.power_levels", default_power_levels(spec, preset))
+        if alias:
+            RoomAlias.objects.create(alias=alias, room=room, creator=spec.creator)
+            send("m.room.canonical_alias", {"alias": alias})
+        send("m.room.join_rules", {"join_rule": settings_for["join_rule"]})
+        send("m.room.history_visibility", {"history_visibility": settings_for["history"]})
+        send("m.room.guest_access", {"guest_access": settings_for["guest"]})
+        for event_type, state_key, content in spec.initial_state:
+            send(event_type, content, state_key)
+        if spec.name is not None:
+            send("m.room.name", {"name": spec.name})
+        if spec.topic is not None:
+            send(
+                "m.room.topic",
+                {
+                    "topic": spec.topic,
+                    "m.topic": [{"mimetype": "text/plain", "body": spec.topic}],
+                },
+            )
+        for invitee in spec.invite:
+            content: dict[str, Any] = {"membership": INVITE, **profile_content(invitee)}
+            if spec.is_direct:
+                content["is_direct"] = True
+            send("m.room.member", content, invitee)
+    return room
+
+
+def parse_room_version(identifier: Any) -> RoomVersion:
+    if identifier is None:
+        return DEFAULT_ROOM_VERSION
+    if not isinstance(identifier, str):
+        raise MatrixError("M_BAD_JSON", "'room_version' must be a string")
+    room_version = KNOWN_ROOM_VERSIONS.get(identifier)
+    if room_version is None:
+        raise MatrixError("M_UNSUPPORTED_ROOM_VERSION", f"Unsupported room version {identifier!r}")
+    return room_version

@@ -1,0 +1,302 @@
+"""Building, authorising and persisting events: the one write path into a room's DAG.
+
+``do_send_event`` is the hot path (STYLE, "Hot paths"): in one transaction it locks the
+room, builds the event from the current state and forward extremities, runs the auth
+rules, hashes and signs, inserts the event with its edges and state delta, moves the
+extremities, and on commit wakes /sync.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from accounts.clock import now_ms
+from federation.keys import server_signing_key
+from protocol import auth_rules
+from protocol.canonical_json import CanonicalJSONError, encode_canonical_json
+from protocol.errors import MatrixError
+from protocol.events import Event as PDUEvent
+from protocol.events import EventFormatError, check_event_json_values
+from protocol.hashing import generate_opaque_event_id
+from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from protocol.signing import hash_and_sign_event
+from rooms import event_cache, notifier, streams
+from rooms.models import (
+    CurrentState,
+    Event,
+    EventAuthEdge,
+    EventEdge,
+    ForwardExtremity,
+    Membership,
+    Room,
+    StateGroup,
+)
+from rooms.state import StateKey, create_state_group, load_state
+
+# Client-Server API, "Size limits": a PDU may be at most 65536 bytes of canonical JSON.
+MAX_PDU_BYTES = 65536
+# At most this many forward extremities are cited as prev_events of a new event.
+MAX_PREV_EVENTS = 10
+
+CREATE_KEY: StateKey = ("m.room.create", "")
+
+
+@dataclass(frozen=True)
+class SendContext:
+    """Who sends, from which device and transaction (for idempotency)."""
+
+    sender: str
+    device_id: str | None = None
+    txn_id: str | None = None
+
+
+def room_version_of(room: Room) -> RoomVersion:
+    return KNOWN_ROOM_VERSIONS[room.room_version]
+
+
+def lock_room(room_id: str) -> Room:
+    """The room row, locked until the end of the transaction (the per-room mutex)."""
+    room = Room.objects.select_for_update().filter(room_id=room_id).first()
+    if room is None:
+        raise MatrixError("M_NOT_FOUND", "Unknown room")
+    return room
+
+
+def find_by_txn(ctx: SendContext) -> Event | None:
+    if ctx.txn_id is None:
+        return None
+    return Event.objects.filter(
+        sender=ctx.sender, sender_device_id=ctx.device_id, txn_id=ctx.txn_id
+    ).first()
+
+
+def _reference(event: PDUEvent, room_version: RoomVersion) -> Any:
+    """How an event is cited in prev_events/auth_events for the room version."""
+    if room_version.event_format.event_references_are_pairs:
+        return [event.event_id, event.hashes]
+    return event.event_id
+
+
+def _check_size_and_values(pdu: dict[str, Any], room_version: RoomVersion) -> None:
+    try:
+        check_event_json_values(pdu, room_version)
+        size = len(encode_canonical_json(pdu, strict=room_version.strict_canonical_json))
+    except (CanonicalJSONError, EventFormatError, ValueError) as exc:
+        raise MatrixError("M_BAD_JSON", f"Event is not valid canonical JSON: {exc}") from None
+    if size > MAX_PDU_BYTES:
+        raise MatrixError("M_TOO_LARGE", "Event is larger than 65536 bytes")
+
+
+def build_event(
+    room_version: RoomVersion,
+    *,
+    room_id: str | None,
+    sender: str,
+    event_type: str,
+    content: dict[str, Any],
+    state_key: str | None,
+    prev_events: list[PDUEvent],
+    auth_events: list[PDUEvent],
+    depth: int,
+    extra: dict[str, Any] | None = None,
+) -> PDUEvent:
+    """Assemble, hash and sign a new PDU in the room version's format."""
+    pdu: dict[str, Any] = {
+        "type": event_type,
+        "sender": sender,
+        "content": content,
+        "origin_server_ts": now_ms(),
+        "depth": depth,
+        "prev_events": [_reference(e, room_version) for e in prev_events],
+        "auth_events": [_reference(e, room_version) for e in auth_events],
+    }
+    if room_id is not None:
+        pdu["room_id"] = room_id
+    if state_key is not None:
+        pdu["state_key"] = state_key
+    if not room_version.updated_redaction_rules:
+        # Room versions 1-10 still carry the (unused) origin field.
+        pdu["origin"] = settings.SERVER_NAME
+    if room_version.event_format.event_id_in_pdu:
+        pdu["event_id"] = generate_opaque_event_id(settings.SERVER_NAME)
+    if extra:
+        pdu.update(extra)
+    _check_size_and_values(pdu, room_version)
+    signed = hash_and_sign_event(pdu, settings.SERVER_NAME, server_signing_key(), room_version)
+    return PDUEvent(signed, room_version)
+
+
+def _relation(content: dict[str, Any]) -> tuple[str | None, str | None]:
+    relates_to = content.get("m.relates_to")
+    if not isinstance(relates_to, dict):
+        return None, None
+    event_id = relates_to.get("event_id")
+    rel_type = relates_to.get("rel_type")
+    if not isinstance(event_id, str):
+        # A reply without a rel_type still points at an event.
+        in_reply_to = relates_to.get("m.in_reply_to")
+        if isinstance(in_reply_to, dict) and isinstance(in_reply_to.get("event_id"), str):
+            return in_reply_to["event_id"], None
+        return None, None
+    return event_id, rel_type if isinstance(rel_type, str) else None
+
+
+def persist_event(
+    room: Room,
+    event: PDUEvent,
+    *,
+    state_before: StateGroup | None,
+    ctx: SendContext | None = None,
+) -> Event:
+    """Insert an authorised event at the tip of the room. Caller holds the room lock."""
+    position = streams.next_position(streams.EVENTS)
+    group = state_before
+    replaces = None
+    if event.is_state():
+        key = event.state_key_tuple()
+        replaces = load_state(state_before.pk if state_before else None).get(key)
+        group = create_state_group(room, state_before, {key: event.event_id})
+    relates_to, rel_type = _relation(event.content)
+    row = Event.objects.create(
+        event_id=event.event_id,
+        room=room,
+        stream_ordering=position,
+        depth=event.depth,
+        type=event.type,
+        state_key=event.state_key,
+        sender=event.sender,
+        origin_server_ts=event.origin_server_ts,
+        pdu=event.pdu,
+        state_group=group,
+        replaces_state=replaces,
+        membership=event.membership if event.type == "m.room.member" else None,
+        redacts=event.redacts if event.type == "m.room.redaction" else None,
+        relates_to=relates_to,
+        rel_type=rel_type,
+        sender_device_id=ctx.device_id if ctx else None,
+        txn_id=ctx.txn_id if ctx else None,
+    )
+    EventEdge.objects.bulk_create(
+        EventEdge(event=row, prev_event_id=prev) for prev in event.prev_event_ids
+    )
+    EventAuthEdge.objects.bulk_create(
+        EventAuthEdge(event=row, auth_event_id=auth) for auth in event.auth_event_ids
+    )
+    ForwardExtremity.objects.filter(room=room, event_id__in=event.prev_event_ids).delete()
+    ForwardExtremity.objects.create(room=room, event_id=event.event_id)
+    if event.is_state():
+        etype, skey = event.state_key_tuple()
+        CurrentState.objects.update_or_create(
+            room=room, type=etype, state_key=skey, defaults={"event_id": event.event_id}
+        )
+        if etype == "m.room.member":
+            Membership.objects.update_or_create(
+                room=room,
+                user_id=skey,
+                defaults={
+                    "membership": event.membership or "leave",
+                    "event_id": event.event_id,
+                    "stream_ordering": position,
+                    "forgotten": False,
+                },
+            )
+    if group is not None and room.current_state_group_id != group.pk:
+        room.current_state_group = group
+        Room.objects.filter(pk=room.pk).update(current_state_group=group)
+    if event.type == "m.room.redaction" and event.redacts:
+        Event.objects.filter(room=room, event_id=event.redacts, redacted_by__isnull=True).update(
+            redacted_by=event.event_id
+        )
+    event_cache.remember(event)
+    room_id = room.room_id
+    transaction.on_commit(lambda: notifier.notify_stream_moved(streams.EVENTS, position, room_id))
+    return row
+
+
+def auth_state_for(
+    room_version: RoomVersion, state: dict[StateKey, str] | Any, keys: set[StateKey]
+) -> dict[StateKey, PDUEvent]:
+    """The current state events an event with these auth types is checked against."""
+    wanted = {key: state[key] for key in keys | {CREATE_KEY} if key in state}
+    events = event_cache.get_events(wanted.values())
+    return {key: events[event_id] for key, event_id in wanted.items() if event_id in events}
+
+
+def send_in_locked_room(
+    room: Room,
+    ctx: SendContext,
+    event_type: str,
+    content: dict[str, Any],
+    state_key: str | None = None,
+    *,
+    extra: dict[str, Any] | None = None,
+) -> Event:
+    """Build, authorise and persist an event; the caller holds the room lock."""
+    room_version = room_version_of(room)
+    state = load_state(room.current_state_group_id)
+    keys = auth_rules.auth_types_for_event(
+        room_version, event_type, ctx.sender, state_key, content
+    )
+    auth_state = auth_state_for(room_version, state, keys)
+    cited = [event for key, event in auth_state.items() if key in keys]
+    extremity_ids = list(
+        ForwardExtremity.objects.filter(room=room).values_list("event_id", flat=True)
+    )
+    prev = sorted(
+        event_cache.get_events(extremity_ids).values(), key=lambda e: e.depth, reverse=True
+    )[:MAX_PREV_EVENTS]
+    depth = max((e.depth for e in prev), default=0) + 1
+    event = build_event(
+        room_version,
+        room_id=room.room_id,
+        sender=ctx.sender,
+        event_type=event_type,
+        content=content,
+        state_key=state_key,
+        prev_events=prev,
+        auth_events=sorted(cited, key=lambda e: e.event_id),
+        depth=depth,
+        extra=extra,
+    )
+    try:
+        auth_rules.check_auth_rules(room_version, event, auth_state)
+    except auth_rules.AuthError as exc:
+        raise MatrixError("M_FORBIDDEN", exc.reason) from None
+    return persist_event(room, event, state_before=room.current_state_group, ctx=ctx)
+
+
+def do_send_event(
+    room_id: str,
+    ctx: SendContext,
+    event_type: str,
+    content: dict[str, Any],
+    state_key: str | None = None,
+    *,
+    extra: dict[str, Any] | None = None,
+) -> Event:
+    """Send an event into a room hosted here. Takes the room lock.
+
+    Idempotent per (sender, device, transaction ID): a retried transaction returns the
+    event the first attempt created.
+    """
+    existing = find_by_txn(ctx)
+    if existing is not None:
+        return existing
+    with transaction.atomic():
+        room = lock_room(room_id)
+        # Checked again under the lock: a concurrent retry may have just committed.
+        existing = find_by_txn(ctx)
+        if existing is not None:
+            return existing
+        return send_in_locked_room(room, ctx, event_type, content, state_key, extra=extra)
+
+
+def content_size_ok(content: dict[str, Any]) -> None:
+    """Cheap early refusal of oversized content before any lock is taken."""
+    if len(json.dumps(content, ensure_ascii=False).encode()) > MAX_PDU_BYTES:
+        raise MatrixError("M_TOO_LARGE", "Event is larger than 65536 bytes")

@@ -1,0 +1,124 @@
+"""Membership changes: join, invite, leave, kick, ban, unban, knock, forget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from accounts.selectors import local_user
+from protocol import auth_rules
+from protocol.errors import MatrixError
+from protocol.identifiers import parse_user_id
+from rooms import event_cache
+from rooms.models import Event, Membership, Room
+from rooms.services.events import (
+    SendContext,
+    auth_state_for,
+    lock_room,
+    room_version_of,
+    send_in_locked_room,
+)
+from rooms.state import load_state
+
+JOIN, INVITE, LEAVE, BAN, KNOCK = "join", "invite", "leave", "ban", "knock"
+
+
+def is_local_user(user_id: str) -> bool:
+    try:
+        return parse_user_id(user_id).domain == settings.SERVER_NAME
+    except ValueError:
+        return False
+
+
+def profile_content(user_id: str) -> dict[str, Any]:
+    """displayname and avatar_url for a member event, from a local user's profile."""
+    user = local_user(user_id)
+    if user is None:
+        return {}
+    content: dict[str, Any] = {}
+    if user.displayname is not None:
+        content["displayname"] = user.displayname
+    if user.avatar_url:
+        content["avatar_url"] = user.avatar_url
+    return content
+
+
+def _authorising_user(room: Room, user_id: str) -> str | None:
+    """For a restricted join (room v8+): a local member who may invite, if the user is
+    joined to one of the rooms the join rules allow."""
+    room_version = room_version_of(room)
+    state = load_state(room.current_state_group_id)
+    join_rules_id = state.get(("m.room.join_rules", ""))
+    if join_rules_id is None:
+        return None
+    join_rules = event_cache.get_events([join_rules_id])[join_rules_id].content
+    if join_rules.get("join_rule") not in ("restricted", "knock_restricted"):
+        return None
+    allowed_rooms = [
+        rule.get("room_id")
+        for rule in join_rules.get("allow", [])
+        if isinstance(rule, dict) and rule.get("type") == "m.room_membership"
+    ]
+    if not Membership.objects.filter(
+        room__room_id__in=[r for r in allowed_rooms if isinstance(r, str)],
+        user_id=user_id,
+        membership=JOIN,
+    ).exists():
+        return None
+    auth_state = auth_state_for(
+        room_version, dict(state), {("m.room.power_levels", ""), ("m.room.create", "")}
+    )
+    members = Membership.objects.filter(room=room, membership=JOIN).values_list(
+        "user_id", flat=True
+    )
+    for candidate in members:
+        if not is_local_user(candidate):
+            continue
+        level = auth_rules.get_user_power_level(room_version, candidate, auth_state)
+        invite_level = auth_rules.get_named_level(room_version, auth_state, "invite")
+        if level >= invite_level:
+            return candidate
+    return None
+
+
+def do_update_membership(
+    room_id: str,
+    ctx: SendContext,
+    target: str,
+    membership: str,
+    *,
+    reason: str | None = None,
+    extra_content: dict[str, Any] | None = None,
+) -> Event:
+    """Send the m.room.member event for ``target`` in a room hosted here.
+
+    The auth rules decide whether the change is allowed (M_FORBIDDEN otherwise).
+    """
+    content: dict[str, Any] = {"membership": membership}
+    if membership in (JOIN, INVITE) and is_local_user(target):
+        content.update(profile_content(target))
+    if extra_content:
+        content.update(extra_content)
+    if reason is not None:
+        content["reason"] = reason
+    with transaction.atomic():
+        room = lock_room(room_id)
+        if membership == JOIN and room_version_of(room).restricted_join_rule:
+            current = Membership.objects.filter(room=room, user_id=target).first()
+            if current is None or current.membership not in (JOIN, INVITE):
+                authoriser = _authorising_user(room, target)
+                if authoriser is not None:
+                    content["join_authorised_via_users_server"] = authoriser
+        return send_in_locked_room(room, ctx, "m.room.member", content, state_key=target)
+
+
+def do_forget_room(room_id: str, user_id: str) -> None:
+    """POST /rooms/{roomId}/forget: the user no longer sees the room's history."""
+    row = Membership.objects.filter(room__room_id=room_id, user_id=user_id).first()
+    if row is None:
+        raise MatrixError("M_NOT_FOUND", "You have never been in this room")
+    if row.membership in (JOIN, INVITE, KNOCK):
+        raise MatrixError("M_UNKNOWN", "You must leave the room before forgetting it", status=400)
+    Membership.objects.filter(pk=row.pk).update(forgotten=True)

@@ -1,0 +1,56 @@
+"""Redacting events (Client-Server API, "Redactions")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from protocol import auth_rules
+from protocol.errors import MatrixError
+from rooms.models import Event
+from rooms.services.events import (
+    SendContext,
+    auth_state_for,
+    find_by_txn,
+    lock_room,
+    room_version_of,
+    send_in_locked_room,
+)
+from rooms.state import load_state
+
+
+def do_redact(room_id: str, ctx: SendContext, target_id: str, reason: str | None) -> Event:
+    """PUT /rooms/{roomId}/redact/{eventId}/{txnId}.
+
+    Anyone may redact their own events; redacting another's needs the ``redact``
+    power level (auth rules; "Handling redactions" from room v3).
+    """
+    existing = find_by_txn(ctx)
+    if existing is not None:
+        return existing
+    content: dict[str, Any] = {}
+    if reason is not None:
+        content["reason"] = reason
+    with transaction.atomic():
+        room = lock_room(room_id)
+        room_version = room_version_of(room)
+        target = Event.objects.filter(room=room, event_id=target_id).only("sender").first()
+        if target is None:
+            raise MatrixError("M_NOT_FOUND", "Event not found")
+        if target.sender != ctx.sender:
+            state = load_state(room.current_state_group_id)
+            auth_state = auth_state_for(
+                room_version,
+                dict(state),
+                {("m.room.power_levels", ""), ("m.room.member", ctx.sender)},
+            )
+            level = auth_rules.get_user_power_level(room_version, ctx.sender, auth_state)
+            if level < auth_rules.get_named_level(room_version, auth_state, "redact"):
+                raise MatrixError("M_FORBIDDEN", "You may not redact other users' events")
+        extra = None
+        if room_version.redacts_in_content:
+            content["redacts"] = target_id
+        else:
+            extra = {"redacts": target_id}
+        return send_in_locked_room(room, ctx, "m.room.redaction", content, extra=extra)

@@ -1,0 +1,121 @@
+"""State maps stored as shared snapshots and deltas (see rooms.models).
+
+State groups are immutable once written, so the resolved map of each group is cached
+in process memory; a new group built on a cached one costs one dict copy.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+
+from django.db import connection
+
+from rooms.models import MAX_STATE_DELTA_CHAIN, Room, StateGroup, StateGroupEntry
+
+StateKey = tuple[str, str]
+StateMap = dict[StateKey, str]
+
+_CACHE_SIZE = 2000
+
+
+class _LRU:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[int, Mapping[StateKey, str]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: int) -> Mapping[StateKey, str] | None:
+        with self.lock:
+            value = self.items.get(key)
+            if value is not None:
+                self.items.move_to_end(key)
+            return value
+
+    def put(self, key: int, value: Mapping[StateKey, str]) -> None:
+        with self.lock:
+            self.items[key] = value
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+_state_cache = _LRU(_CACHE_SIZE)
+
+_CHAIN_SQL = """
+WITH RECURSIVE chain(id, prev_group_id, step) AS (
+    SELECT id, prev_group_id, 0 FROM rooms_stategroup WHERE id = %s
+    UNION ALL
+    SELECT g.id, g.prev_group_id, chain.step + 1
+    FROM rooms_stategroup g JOIN chain ON g.id = chain.prev_group_id
+)
+SELECT id FROM chain ORDER BY step
+"""
+
+
+def load_state(group_id: int | None) -> Mapping[StateKey, str]:
+    """The full state map of a state group (read-only; copy before changing it)."""
+    if group_id is None:
+        return {}
+    cached = _state_cache.get(group_id)
+    if cached is not None:
+        return cached
+    with connection.cursor() as cursor:
+        cursor.execute(_CHAIN_SQL, [group_id])
+        chain = [row[0] for row in cursor.fetchall()]
+    # Start from the deepest cached ancestor, if any, else from the snapshot.
+    base: dict[StateKey, str] = {}
+    todo = chain
+    for index, ancestor in enumerate(chain):
+        hit = _state_cache.get(ancestor)
+        if hit is not None:
+            base = dict(hit)
+            todo = chain[:index]
+            break
+    if todo:
+        rows = StateGroupEntry.objects.filter(state_group_id__in=todo).values_list(
+            "state_group_id", "type", "state_key", "event_id"
+        )
+        by_group: dict[int, list[tuple[str, str, str]]] = {}
+        for gid, etype, skey, event_id in rows:
+            by_group.setdefault(gid, []).append((etype, skey, event_id))
+        for gid in reversed(todo):
+            for etype, skey, event_id in by_group.get(gid, ()):
+                base[(etype, skey)] = event_id
+    _state_cache.put(group_id, base)
+    return base
+
+
+def create_state_group(
+    room: Room, prev_group: StateGroup | None, delta: Mapping[StateKey, str]
+) -> StateGroup:
+    """A new state group: ``prev_group``'s state with ``delta`` applied."""
+    prev_state = load_state(prev_group.pk if prev_group else None)
+    new_state = dict(prev_state)
+    new_state.update(delta)
+    if prev_group is None or prev_group.chain_length + 1 >= MAX_STATE_DELTA_CHAIN:
+        group = StateGroup.objects.create(room=room, prev_group=None, chain_length=0)
+        entries: Iterable[tuple[StateKey, str]] = new_state.items()
+    else:
+        group = StateGroup.objects.create(
+            room=room, prev_group=prev_group, chain_length=prev_group.chain_length + 1
+        )
+        entries = delta.items()
+    StateGroupEntry.objects.bulk_create(
+        StateGroupEntry(state_group=group, type=t, state_key=k, event_id=e)
+        for (t, k), e in entries
+    )
+    _state_cache.put(group.pk, new_state)
+    return group
+
+
+def create_state_group_from_map(room: Room, state: Mapping[StateKey, str]) -> StateGroup:
+    """A snapshot group holding exactly ``state`` (e.g. after state resolution)."""
+    group = StateGroup.objects.create(room=room, prev_group=None, chain_length=0)
+    StateGroupEntry.objects.bulk_create(
+        StateGroupEntry(state_group=group, type=t, state_key=k, event_id=e)
+        for (t, k), e in state.items()
+    )
+    _state_cache.put(group.pk, dict(state))
+    return group

@@ -1,0 +1,29 @@
+from django.urls import re_path
+
+from rooms.api import rooms
+
+C = r"^_matrix/client/(?:r0|v3)/"
+R = C + r"rooms/(?P<room_id>[^/]+)/"
+
+urlpatterns = [
+    re_path(C + r"createRoom$", rooms.CreateRoomView.as_view()),
+    re_path(C + r"join/(?P<room_id_or_alias>[^/]+)$", rooms.JoinView.as_view()),
+    re_path(C + r"knock/(?P<room_id_or_alias>[^/]+)$", rooms.KnockView.as_view()),
+    re_path(C + r"joined_rooms$", rooms.JoinedRoomsView.as_view()),
+    re_path(R + r"join$", rooms.RoomJoinView.as_view()),
+    re_path(R + r"leave$", rooms.LeaveView.as_view()),
+    re_path(R + r"forget$", rooms.ForgetView.as_view()),
+    re_path(R + r"invite$", rooms.InviteView.as_view()),
+    re_path(R + r"kick$", rooms.KickView.as_view()),
+    re_path(R + r"ban$", rooms.BanView.as_view()),
+    re_path(R + r"unban$", rooms.UnbanView.as_view()),
+    re_path(R + r"send/(?P<event_type>[^/]+)/(?P<txn_id>[^/]+)$", rooms.SendView.as_view()),
+    re_path(R + r"state$", rooms.FullStateView.as_view()),
+    re_path(R + r"state/(?P<event_type>[^/]+)/?$", rooms.StateView.as_view()),
+    re_path(R + r"state/(?P<event_type>[^/]+)/(?P<state_key>.+)$", rooms.StateView.as_view()),
+    re_path(R + r"members$", rooms.MembersView.as_view()),
+    re_path(R + r"joined_members$", rooms.JoinedMembersView.as_view()),
+    re_path(R + r"redact/(?P<event_id>[^/]+)/(?P<txn_id>[^/]+)$", rooms.RedactView.as_view()),
+    re_path(R + r"event/(?P<event_id>[^/]+)$", rooms.EventView.as_view()),
+    re_path(R + r"messages$", rooms.MessagesView.as_view()),
+]
