@@ -6,13 +6,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.signals import user_deactivated
 
 
 def do_deactivate_account(user: User, *, erase: bool = False) -> None:
     """Deactivate ``user``: no login ever again, every device and session removed.
 
     ``erase`` also clears the profile (Client-Server API, "Account deactivation").
-    Leaving rooms is added by the rooms app once rooms exist.
+    Listeners of ``user_deactivated`` (rooms) make the user leave every room in the
+    same transaction.
     """
     with transaction.atomic():
         locked = User.objects.select_for_update().get(pk=user.pk)
@@ -27,4 +29,5 @@ def do_deactivate_account(user: User, *, erase: bool = False) -> None:
         locked.devices.all().delete()
         if erase:
             locked.account_data.all().delete()
+        user_deactivated.send(sender=User, user_id=locked.user_id)
         user.is_active = False

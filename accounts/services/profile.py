@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 
 from accounts.models import User
+from accounts.signals import profile_changed
 from protocol.errors import MatrixError
 
 MAX_PROFILE_BYTES = 64 * 1024
@@ -53,6 +54,7 @@ def do_set_profile_field(user: User, key: str, value: Any) -> None:
         locked.profile = profile
         locked.save(update_fields=["profile"])
         user.profile = profile
+    profile_changed.send(sender=User, user_id=user.user_id, key=key)
 
 
 def do_delete_profile_field(user: User, key: str) -> None:
@@ -65,3 +67,4 @@ def do_delete_profile_field(user: User, key: str) -> None:
         locked.profile = profile
         locked.save(update_fields=["profile"])
         user.profile = profile
+    profile_changed.send(sender=User, user_id=user.user_id, key=key)

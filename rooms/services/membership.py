@@ -122,3 +122,62 @@ def do_forget_room(room_id: str, user_id: str) -> None:
     if row.membership in (JOIN, INVITE, KNOCK):
         raise MatrixError("M_UNKNOWN", "You must leave the room before forgetting it", status=400)
     Membership.objects.filter(pk=row.pk).update(forgotten=True)
+
+
+def do_leave_all_rooms(user_id: str) -> int:
+    """Leave (or reject invites to, or withdraw knocks on) every room; returns how many."""
+    room_ids = list(
+        Membership.objects.filter(
+            user_id=user_id, membership__in=(JOIN, INVITE, KNOCK)
+        ).values_list("room__room_id", flat=True)
+    )
+    ctx = SendContext(sender=user_id)
+    for room_id in room_ids:
+        do_update_membership(room_id, ctx, user_id, LEAVE)
+    return len(room_ids)
+
+
+def do_refresh_member_profiles(user_id: str) -> int:
+    """Re-send the user's join event in every joined room with their current profile.
+
+    Client-Server API, "Events on change of profile information": the server SHOULD
+    send updated m.room.member events to every room the user is a member of.
+    """
+    profile = profile_content(user_id)
+    ctx = SendContext(sender=user_id)
+    changed = 0
+    rows = Membership.objects.filter(user_id=user_id, membership=JOIN).values_list(
+        "room__room_id", "event_id"
+    )
+    for room_id, event_id in rows:
+        current = event_cache.get_events([event_id]).get(event_id)
+        if current is not None and all(
+            current.content.get(k) == profile.get(k) for k in ("displayname", "avatar_url")
+        ):
+            continue
+        extra = {}
+        if current is not None:
+            # Keep what else the member event said (e.g. join_authorised_via_users_server
+            # is not needed again; reason is not carried over).
+            extra = {
+                k: v
+                for k, v in current.content.items()
+                if k
+                not in (
+                    "membership",
+                    "displayname",
+                    "avatar_url",
+                    "reason",
+                    "join_authorised_via_users_server",
+                )
+            }
+        with transaction.atomic():
+            room = lock_room(room_id)
+            row = Membership.objects.filter(room=room, user_id=user_id).first()
+            if row is None or row.membership != JOIN:
+                continue
+            send_in_locked_room(
+                room, ctx, "m.room.member", {"membership": JOIN, **extra, **profile}, user_id
+            )
+            changed += 1
+    return changed
