@@ -23,12 +23,33 @@ def _reject_constant(value: str) -> None:
     raise ValueError(f"{value} is not valid JSON")
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def parse_json(raw: bytes) -> Any:
-    """Parse a request body; raise M_NOT_JSON for anything that is not strict JSON."""
+    """Parse a request body; raise M_NOT_JSON for anything that is not strict JSON.
+
+    Strings holding U+0000 are refused with M_BAD_JSON: PostgreSQL can store it in
+    neither text nor jsonb, and no Matrix client has a use for it.
+    """
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MatrixError("M_NOT_JSON", "Content not JSON") from None
+    try:
+        has_nul = _has_nul(data)
+    except RecursionError:
+        raise MatrixError("M_BAD_JSON", "Content is nested too deeply") from None
+    if has_nul:
+        raise bad_json("Strings must not contain U+0000")
+    return data
 
 
 _TYPE_NAMES = {
@@ -94,6 +115,12 @@ class MatrixView(APIView):
     requires_auth = False
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Path and query parameters reach database lookups; U+0000 cannot (see above).
+        params = list(kwargs.values())
+        for key, values in request.query_params.lists():
+            params += [key, *values]
+        if any("\x00" in p for p in params if isinstance(p, str)):
+            raise MatrixError("M_INVALID_PARAM", "Parameters must not contain U+0000")
         super().initial(request, *args, **kwargs)
         if self.requires_auth and request.user is None:
             raise MatrixError("M_MISSING_TOKEN", "Missing access token")
