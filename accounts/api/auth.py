@@ -55,6 +55,8 @@ class RegisterView(MatrixView):
         localpart = registration.check_username_available(username) if username else None
         if password is not None:
             check_new_password(password)
+        if not inhibit_login:
+            sessions.check_device_fields(device_id, display_name)
 
         session = uia.check_uia(body.data.get("auth"), uri="register", flows=registration_flows())
         user = registration.do_create_user(localpart, password)

@@ -37,6 +37,18 @@ class NewSession:
         return response
 
 
+MAX_DEVICE_ID_LENGTH = 255
+MAX_DEVICE_DISPLAY_NAME_LENGTH = 512
+
+
+def check_device_fields(device_id: str | None, display_name: str | None) -> None:
+    """Refuse a device ID or display name longer than a device can hold."""
+    if device_id is not None and not 0 < len(device_id) <= MAX_DEVICE_ID_LENGTH:
+        raise MatrixError("M_INVALID_PARAM", "'device_id' must be 1 to 255 characters")
+    if display_name is not None and len(display_name) > MAX_DEVICE_DISPLAY_NAME_LENGTH:
+        raise MatrixError("M_INVALID_PARAM", "Device display name is too long")
+
+
 def generate_device_id() -> str:
     return "".join(secrets.choice(string.ascii_uppercase) for _ in range(10))
 
@@ -54,6 +66,7 @@ def do_create_session(
     Client-Server API, POST /login: reusing a device ID keeps the device but
     invalidates every access token previously associated with it.
     """
+    check_device_fields(device_id, initial_display_name)
     with transaction.atomic():
         if device_id is None:
             device_id = generate_device_id()
@@ -143,6 +156,7 @@ def do_logout_other_sessions(user: User, keep: AccessToken | None) -> None:
 
 
 def do_rename_device(user: User, device_id: str, display_name: str) -> None:
+    check_device_fields(None, display_name)
     updated = Device.objects.filter(user=user, device_id=device_id).update(
         display_name=display_name
     )
