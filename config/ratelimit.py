@@ -15,7 +15,9 @@ from django.core.cache import cache
 from protocol.errors import limit_exceeded
 
 
-def check_ratelimit(action: str, key: str) -> None:
+def check_ratelimit(action: str, key: str, *, update: bool = True) -> None:
+    """Raise 429 if the bucket is empty; take a token from it unless ``update`` is False
+    (to check before an attempt whose outcome decides whether it counts)."""
     if not settings.RATELIMIT_ENABLED:
         return
     rate, burst = settings.RATELIMITS[action]
@@ -26,4 +28,5 @@ def check_ratelimit(action: str, key: str) -> None:
     if tokens < 1.0:
         retry_after_ms = int((1.0 - tokens) / rate * 1000) + 1
         raise limit_exceeded(retry_after_ms)
-    cache.set(cache_key, (tokens - 1.0, now), timeout=int(burst / rate) + 60)
+    if update:
+        cache.set(cache_key, (tokens - 1.0, now), timeout=int(burst / rate) + 60)

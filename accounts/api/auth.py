@@ -118,8 +118,10 @@ class LoginView(MatrixView):
         user = local_user(f"@{localpart}:{settings.SERVER_NAME}") if localpart else None
         if user is not None and not user.is_active:
             raise MatrixError("M_USER_DEACTIVATED", "This account has been deactivated")
-        check_ratelimit("login_failed", localpart or "")
+        # Only failed attempts count against the user; successful ones merely check.
+        check_ratelimit("login_failed", localpart or "", update=False)
         if user is None or not check_user_password(user, password):
+            check_ratelimit("login_failed", localpart or "")
             raise MatrixError("M_FORBIDDEN", "Invalid username or password")
         new = sessions.do_create_session(
             user,
