@@ -125,7 +125,14 @@ def do_create_room(spec: RoomSpec) -> Room:
         persist_event(room, create, state_before=None)
 
         def send(event_type: str, content: dict[str, Any], state_key: str = "") -> None:
-            send_in_locked_room(room, ctx, event_type, content, state_key)
+            try:
+                send_in_locked_room(room, ctx, event_type, content, state_key)
+            except MatrixError as exc:
+                # createRoom, 400: initial state the auth rules refuse (e.g. a power level
+                # override below what the name needs) is M_INVALID_ROOM_STATE.
+                if exc.errcode != "M_FORBIDDEN":
+                    raise
+                raise MatrixError("M_INVALID_ROOM_STATE", exc.error) from None
 
         send("m.room.member", {"membership": JOIN, **profile_content(spec.creator)}, spec.creator)
         send("m.room.power_levels", default_power_levels(spec, preset))
