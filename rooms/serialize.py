@@ -81,8 +81,14 @@ def _client_event(
         and row.sender_device_id == viewer_device[1]
     ):
         unsigned["transaction_id"] = row.txn_id
-    if bundles and row.event_id in bundles and not row.redacted_by:
-        unsigned["m.relations"] = bundles[row.event_id]
+    if bundles and row.event_id in bundles:
+        relations = bundles[row.event_id]
+        if row.redacted_by:
+            # Event replacements, "Server-side aggregation of m.replace relationships":
+            # a redacted original gets no edit bundled; its other children remain.
+            relations = {k: v for k, v in relations.items() if k != "m.replace"}
+        if relations:
+            unsigned["m.relations"] = relations
     event["unsigned"] = unsigned
     return event
 

@@ -1,9 +1,11 @@
 from django.urls import re_path
 
-from rooms.api import rooms
+from rooms.api import relations, rooms
 
 C = r"^_matrix/client/(?:r0|v3)/"
 R = C + r"rooms/(?P<room_id>[^/]+)/"
+R1 = r"^_matrix/client/v1/rooms/(?P<room_id>[^/]+)/"
+REL = R1 + r"relations/(?P<event_id>[^/]+)"
 
 urlpatterns = [
     re_path(C + r"createRoom$", rooms.CreateRoomView.as_view()),
@@ -26,4 +28,19 @@ urlpatterns = [
     re_path(R + r"redact/(?P<event_id>[^/]+)/(?P<txn_id>[^/]+)$", rooms.RedactView.as_view()),
     re_path(R + r"event/(?P<event_id>[^/]+)$", rooms.EventView.as_view()),
     re_path(R + r"messages$", rooms.MessagesView.as_view()),
+    re_path(C + r"directory/room/(?P<room_alias>.+)$", directory.RoomAliasView.as_view()),
+    re_path(R + r"aliases$", directory.RoomAliasesView.as_view()),
+    re_path(C + r"directory/list/room/(?P<room_id>[^/]+)$", directory.RoomVisibilityView.as_view()),
+    re_path(C + r"publicRooms$", directory.PublicRoomsView.as_view()),
+    re_path(R + r"upgrade$", moderation.UpgradeRoomView.as_view()),
+    re_path(R + r"report$", moderation.ReportRoomView.as_view()),
+    re_path(R + r"report/(?P<event_id>[^/]+)$", moderation.ReportEventView.as_view()),
+    re_path(R + r"context/(?P<event_id>[^/]+)$", relations.ContextView.as_view()),
+    re_path(REL + r"$", relations.RelationsView.as_view()),
+    re_path(REL + r"/(?P<rel_type>[^/]+)$", relations.RelationsView.as_view()),
+    re_path(
+        REL + r"/(?P<rel_type>[^/]+)/(?P<event_type>[^/]+)$", relations.RelationsView.as_view()
+    ),
+    re_path(R1 + r"threads$", relations.ThreadsView.as_view()),
+    re_path(R1 + r"timestamp_to_event$", relations.TimestampToEventView.as_view()),
 ]

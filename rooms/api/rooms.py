@@ -10,10 +10,10 @@ from rest_framework.response import Response
 from config.matrix_api import Body, MatrixView, ok, parse_json
 from protocol.errors import MatrixError, not_found
 from protocol.identifiers import is_valid_user_id, parse_room_alias
-from rooms import history, selectors
+from rooms import history, relations, selectors
 from rooms.api.common import check_room_id, resolve_room_id_or_alias, send_context
 from rooms.serialize import client_events
-from rooms.services import creation, membership, redaction
+from rooms.services import aliases, creation, membership, redaction
 from rooms.services.events import content_size_ok, do_send_event
 
 PRESET_NAMES = tuple(creation.PRESETS)
@@ -86,6 +86,7 @@ class CreateRoomView(MatrixView):
     def post(self, request: Request) -> Response:
         """POST /_matrix/client/v3/createRoom"""
         spec = parse_create_room(self.body(request), request.user.user_id)
+        aliases.check_initial_canonical_alias(spec.initial_state, spec.room_alias_name)
         room = creation.do_create_room(spec)
         return ok({"room_id": room.room_id})
 
@@ -206,6 +207,7 @@ class SendView(MatrixView):
         body = self.body(request)
         check_room_id(room_id)
         content_size_ok(body.data)
+        relations.check_relation(room_id, send_context(request, txn_id), event_type, body.data)
         event = do_send_event(room_id, send_context(request, txn_id), event_type, body.data)
         return ok({"event_id": event.event_id})
 
@@ -234,6 +236,7 @@ class StateView(MatrixView):
         body = self.body(request)
         check_room_id(room_id)
         content_size_ok(body.data)
+        aliases.check_canonical_alias_event(room_id, event_type, state_key, body.data)
         event = do_send_event(room_id, send_context(request), event_type, body.data, state_key)
         return ok({"event_id": event.event_id})
 
@@ -319,7 +322,8 @@ class EventView(MatrixView):
         room = selectors.get_room(room_id)
         row = selectors.get_event_for_user(room, event_id, request.user.user_id)
         viewer = (request.user.user_id, request.auth.device.device_id)
-        return ok(client_events([row], viewer_device=viewer)[0])
+        bundles = relations.bundled_aggregations([row], viewer[0], viewer_device=viewer)
+        return ok(client_events([row], viewer_device=viewer, bundles=bundles)[0])
 
 
 def parse_filter_param(request: Request) -> dict[str, Any] | None:
@@ -369,8 +373,9 @@ class MessagesView(MatrixView):
             room_filter=room_filter,
         )
         viewer = (request.user.user_id, request.auth.device.device_id)
+        bundles = relations.bundled_aggregations(page.chunk, viewer[0], viewer_device=viewer)
         response: dict[str, Any] = {
-            "chunk": client_events(page.chunk, viewer_device=viewer),
+            "chunk": client_events(page.chunk, viewer_device=viewer, bundles=bundles),
             "start": page.start,
         }
         if page.end is not None:

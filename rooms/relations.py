@@ -1,0 +1,569 @@
+"""Event relationships: child events, threads, bundled aggregations, context, timestamps.
+
+Client-Server API, "Forming relationships between events": a child names its parent in
+``content["m.relates_to"]`` with a ``rel_type`` and an ``event_id`` (both required: a
+rich reply alone is not a relationship here). The send path stores both in
+``Event.relates_to`` / ``Event.rel_type``; every read below is a batched query on them.
+
+Rules applied in one place:
+- A child must be in the parent's room, in the timeline, not rejected, not soft-failed.
+- A redacted child has lost its ``m.relates_to``, so the relationship is broken
+  ("Aggregations of child events": the server de-aggregates it).
+- Children sent by users the viewer ignores are left out ("Ignoring users").
+- History visibility is applied through ``selectors.filter_visible``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Max, Q, QuerySet
+
+from accounts.models import AccountData
+from protocol.errors import MatrixError
+from protocol.identifiers import parse_user_id
+from protocol.redaction import redact_event
+from protocol.room_versions import KNOWN_ROOM_VERSIONS
+from rooms import history, selectors
+from rooms.models import Event, Room
+from rooms.serialize import client_events
+from rooms.services.events import SendContext, find_by_txn
+from rooms.state import load_state
+
+REPLACE = "m.replace"
+ANNOTATION = "m.annotation"
+THREAD = "m.thread"
+REFERENCE = "m.reference"
+
+# relations.yaml, ``recurse``: "Homeservers SHOULD traverse at least 3 levels".
+MAX_RECURSION_DEPTH = 3
+# Candidates scanned per request by timestamp_to_event before answering 404.
+TIMESTAMP_SCAN = 100
+
+Bundles = dict[str, dict[str, Any]]
+
+
+def _timeline(room: Room | None = None) -> QuerySet[Event]:
+    query = Event.objects.select_related("room").filter(
+        stream_ordering__isnull=False,
+        outlier=False,
+        rejected_reason__isnull=True,
+        soft_failed=False,
+    )
+    return query.filter(room=room) if room is not None else query
+
+
+def _children() -> QuerySet[Event]:
+    """Live child events: a relationship needs a rel_type and an unredacted child."""
+    return _timeline().filter(rel_type__isnull=False, redacted_by__isnull=True)
+
+
+def ignored_users(user_id: str) -> frozenset[str]:
+    """The users in ``user_id``'s ``m.ignored_user_list`` account data."""
+    try:
+        ident = parse_user_id(user_id)
+    except ValueError:
+        return frozenset()
+    if ident.domain != settings.SERVER_NAME:
+        return frozenset()
+    content = (
+        AccountData.objects.filter(
+            user__localpart=ident.localpart, room_id="", type="m.ignored_user_list"
+        )
+        .values_list("content", flat=True)
+        .first()
+    )
+    ignored = content.get("ignored_users") if isinstance(content, dict) else None
+    return frozenset(ignored) if isinstance(ignored, dict) else frozenset()
+
+
+def _visible(rows: Iterable[Event], user_id: str) -> list[Event]:
+    """``filter_visible`` for rows of any rooms: one call per room, order kept."""
+    by_room: dict[int, list[Event]] = defaultdict(list)
+    ordered = list(rows)
+    for row in ordered:
+        by_room[row.room_id].append(row)
+    kept: set[int] = set()
+    for room_rows in by_room.values():
+        kept.update(row.pk for row in selectors.filter_visible(room_rows, user_id))
+    return [row for row in ordered if row.pk in kept]
+
+
+# --- Bundled aggregations ---------------------------------------------------------
+
+
+def _may_have_bundles(row: Event) -> bool:
+    # "State events do not currently receive bundled aggregations"; an edit or an
+    # annotation may not be the parent of another relationship (Synapse does the same),
+    # so their own bundles are not computed.
+    return row.state_key is None and row.rel_type not in (REPLACE, ANNOTATION)
+
+
+def _is_valid_edit(original: Event, edit: Event) -> bool:
+    """Event replacements, "Validity of replacement events"."""
+    if edit.room_id != original.room_id or edit.sender != original.sender:
+        return False
+    if edit.type != original.type or edit.state_key is not None:
+        return False
+    if original.state_key is not None or original.rel_type == REPLACE:
+        return False
+    if edit.type == "m.room.encrypted":
+        # m.new_content is inside the ciphertext; the server cannot check it.
+        return True
+    return isinstance(edit.pdu.get("content", {}).get("m.new_content"), dict)
+
+
+def _edit_order(edit: Event) -> tuple[int, str]:
+    # "The most recent event is determined by comparing origin_server_ts; if two or more
+    # replacement events have identical origin_server_ts, the event with the
+    # lexicographically largest event_id is treated as more recent."
+    return edit.origin_server_ts, edit.event_id
+
+
+def bundled_aggregations(
+    rows: Sequence[Event],
+    user_id: str,
+    *,
+    viewer_device: tuple[str, str | None] | None = None,
+    _with_threads: bool = True,
+) -> Bundles:
+    """``unsigned["m.relations"]`` for each of ``rows`` that has any, by event ID.
+
+    A bounded number of queries for the whole batch, whatever its size:
+    - ``m.replace``: the most recent valid edit, in client format. Not bundled with a
+      redacted original (the serializer drops it: the original's threads remain).
+    - ``m.thread``: ``latest_event`` (in client format, with its own bundles),
+      ``count`` and ``current_user_participated``.
+    - ``m.reference``: ``{"chunk": [{"event_id": ...}, ...]}`` in stream order.
+    - ``m.annotation`` is not aggregated by the server (Event annotations, "Server-side
+      aggregation of m.annotation relationships").
+    """
+    parents = {row.event_id: row for row in rows if _may_have_bundles(row)}
+    if not parents:
+        return {}
+    ignored = ignored_users(user_id)
+    room_ids = {row.room_id for row in parents.values()}
+    children = (
+        _children()
+        .filter(room_id__in=room_ids, relates_to__in=list(parents))
+        .exclude(sender__in=ignored)
+    )
+    bundles: Bundles = defaultdict(dict)
+
+    edits_and_refs = list(
+        children.filter(rel_type__in=(REPLACE, REFERENCE)).order_by("stream_ordering")
+    )
+    thread_roots = [row for row in parents.values() if row.rel_type is None]
+    threads: list[dict[str, Any]] = []
+    if _with_threads and thread_roots:
+        # One grouped query: per root, the count, the latest child and whether the
+        # viewer sent any of them.
+        threads = list(
+            children.filter(rel_type=THREAD, relates_to__in=[r.event_id for r in thread_roots])
+            .values("relates_to")
+            .annotate(
+                count=Count("pk"),
+                latest=Max("stream_ordering"),
+                mine=Count("pk", filter=Q(sender=user_id)),
+            )
+        )
+    latest_rows = (
+        list(_timeline().filter(stream_ordering__in=[t["latest"] for t in threads]))
+        if threads
+        else []
+    )
+    visible = {row.pk for row in _visible([*edits_and_refs, *latest_rows], user_id)}
+
+    best_edit: dict[str, Event] = {}
+    for child in edits_and_refs:
+        if child.pk not in visible or child.relates_to is None:
+            continue
+        parent = parents[child.relates_to]
+        if child.room_id != parent.room_id:
+            continue
+        if child.rel_type == REFERENCE:
+            reference = bundles[parent.event_id].setdefault(REFERENCE, {"chunk": []})
+            reference["chunk"].append({"event_id": child.event_id})
+        elif _is_valid_edit(parent, child):
+            current = best_edit.get(parent.event_id)
+            if current is None or _edit_order(child) > _edit_order(current):
+                best_edit[parent.event_id] = child
+    if best_edit:
+        edits = list(best_edit.items())
+        formatted = client_events([edit for _, edit in edits])
+        for (parent_id, _), event in zip(edits, formatted, strict=True):
+            bundles[parent_id][REPLACE] = event
+
+    if threads:
+        latest_by_root = _latest_visible_in_threads(threads, latest_rows, visible, user_id)
+        latest_list = list(latest_by_root.values())
+        # The latest event's own children are aggregated too; it is an m.thread child,
+        # so it cannot be a thread root itself and the recursion stops here.
+        latest_bundles = bundled_aggregations(
+            latest_list, user_id, viewer_device=viewer_device, _with_threads=False
+        )
+        formatted = client_events(latest_list, viewer_device=viewer_device, bundles=latest_bundles)
+        latest_events = {
+            row.event_id: event for row, event in zip(latest_list, formatted, strict=True)
+        }
+        for thread in threads:
+            root_id = thread["relates_to"]
+            latest = latest_by_root.get(root_id)
+            if latest is None:
+                continue
+            bundles[root_id][THREAD] = {
+                "latest_event": latest_events[latest.event_id],
+                "count": thread["count"],
+                # Threading, "current_user_participated": the viewer sent the root or
+                # an m.thread child of it.
+                "current_user_participated": thread["mine"] > 0
+                or parents[root_id].sender == user_id,
+            }
+    return dict(bundles)
+
+
+def _latest_visible_in_threads(
+    threads: list[dict[str, Any]], latest_rows: list[Event], visible: set[int], user_id: str
+) -> dict[str, Event]:
+    """The most recent child the viewer may see, per thread root."""
+    by_position = {row.stream_ordering: row for row in latest_rows}
+    found: dict[str, Event] = {}
+    hidden: list[str] = []
+    for thread in threads:
+        row = by_position.get(thread["latest"])
+        if row is not None and row.pk in visible:
+            found[thread["relates_to"]] = row
+        else:
+            hidden.append(thread["relates_to"])
+    if hidden:
+        # Rare: the newest reply is outside the viewer's history (they left). Look
+        # through those threads' replies, newest first, in one query.
+        candidates = list(
+            _children().filter(rel_type=THREAD, relates_to__in=hidden).order_by("-stream_ordering")
+        )
+        for row in _visible(candidates, user_id):
+            if row.relates_to is not None:
+                found.setdefault(row.relates_to, row)
+    return found
+
+
+# --- GET /relations ---------------------------------------------------------------
+
+
+@dataclass
+class RelationsPage:
+    chunk: list[Event]
+    next_batch: str | None
+    prev_batch: str | None
+    recursion_depth: int | None
+
+
+def _descendant_parents(room: Room, event_id: str, recurse: bool) -> list[str]:
+    """The event itself, and with ``recurse`` the IDs of its children down to the
+    maximum depth: events relating to any of these are the result set."""
+    parents = [event_id]
+    if not recurse:
+        return parents
+    seen = {event_id}
+    frontier = [event_id]
+    for _depth in range(1, MAX_RECURSION_DEPTH):
+        found = list(
+            _children()
+            .filter(room=room, relates_to__in=frontier)
+            .values_list("event_id", flat=True)
+        )
+        frontier = [child for child in found if child not in seen]
+        if not frontier:
+            break
+        seen.update(frontier)
+        parents.extend(frontier)
+    return parents
+
+
+def relations_for_event(
+    room: Room,
+    event_id: str,
+    user_id: str,
+    *,
+    rel_type: str | None,
+    event_type: str | None,
+    from_token: str | None,
+    to_token: str | None,
+    direction: str,
+    limit: int,
+    recurse: bool | None,
+) -> RelationsPage:
+    """GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]].
+
+    Tokens are stream positions (``s<N>``, as /messages and /sync hand out): backwards
+    from ``s<N>`` yields children at or before N, newest first; forwards yields those
+    after N, oldest first.
+    """
+    # 404 if the parent is unknown or outside the viewer's history.
+    selectors.get_event_for_user(room, event_id, user_id)
+    position = history.parse_token(from_token) if from_token else None
+    bound = history.parse_token(to_token) if to_token else None
+    parents = _descendant_parents(room, event_id, bool(recurse))
+    query = (
+        _children()
+        .filter(room=room, relates_to__in=parents)
+        .exclude(sender__in=ignored_users(user_id))
+    )
+    if rel_type is not None:
+        query = query.filter(rel_type=rel_type)
+    if event_type is not None:
+        query = query.filter(type=event_type)
+    if direction == "b":
+        if position is not None:
+            query = query.filter(stream_ordering__lte=position)
+        if bound is not None:
+            query = query.filter(stream_ordering__gt=bound)
+        query = query.order_by("-stream_ordering")
+    else:
+        if position is not None:
+            query = query.filter(stream_ordering__gt=position)
+        if bound is not None:
+            query = query.filter(stream_ordering__lte=bound)
+        query = query.order_by("stream_ordering")
+    rows = list(query[: limit + 1])
+    more, rows = len(rows) > limit, rows[:limit]
+    next_batch = None
+    if more and rows:
+        last = rows[-1].stream_ordering
+        assert last is not None
+        next_batch = history.make_token(last - 1 if direction == "b" else last)
+    return RelationsPage(
+        chunk=selectors.filter_visible(rows, user_id),
+        next_batch=next_batch,
+        prev_batch=from_token,
+        # Present whenever the client passed ``recurse``: one level (direct children)
+        # without recursion.
+        recursion_depth=None if recurse is None else (MAX_RECURSION_DEPTH if recurse else 1),
+    )
+
+
+# --- GET /threads -----------------------------------------------------------------
+
+
+@dataclass
+class ThreadsPage:
+    roots: list[Event]
+    next_batch: str | None
+    # Roots sent by users the viewer ignores: served redacted (threads_list.yaml).
+    ignored_roots: set[str] = field(default_factory=set)
+
+
+def thread_roots(
+    room: Room, user_id: str, *, include: str, from_token: str | None, limit: int
+) -> ThreadsPage:
+    """GET /_matrix/client/v1/rooms/{roomId}/threads: roots ordered by latest reply.
+
+    A token ``s<N>`` continues with threads whose latest reply is at or before N.
+    """
+    membership = selectors.membership_row(room, user_id)
+    if not selectors.is_world_readable(room) and (membership is None or membership.forgotten):
+        raise MatrixError("M_FORBIDDEN", "You are not allowed to view this room")
+    ignored = ignored_users(user_id)
+    threads = (
+        _children()
+        .filter(room=room, rel_type=THREAD)
+        .exclude(sender__in=ignored)
+        .values("relates_to")
+        .annotate(latest=Max("stream_ordering"), mine=Count("pk", filter=Q(sender=user_id)))
+    )
+    if include == "participated":
+        sent_by_user = Event.objects.filter(room=room, sender=user_id).values("event_id")
+        threads = threads.filter(Q(mine__gt=0) | Q(relates_to__in=sent_by_user))
+    if from_token:
+        threads = threads.filter(latest__lte=history.parse_token(from_token))
+    found = list(threads.order_by("-latest")[: limit + 1])
+    more, found = len(found) > limit, found[:limit]
+    order = {thread["relates_to"]: index for index, thread in enumerate(found)}
+    # A thread cannot start from an event that itself relates to another (Threading),
+    # so such "roots" are not threads.
+    roots = sorted(
+        _timeline(room).filter(event_id__in=list(order), rel_type__isnull=True),
+        key=lambda row: order[row.event_id],
+    )
+    next_batch = history.make_token(found[-1]["latest"] - 1) if more else None
+    visible = selectors.filter_visible(roots, user_id)
+    return ThreadsPage(
+        roots=visible,
+        next_batch=next_batch,
+        ignored_roots={row.event_id for row in visible if row.sender in ignored},
+    )
+
+
+def redact_ignored(events: list[dict[str, Any]], rows: Sequence[Event], ignored: set[str]) -> None:
+    """Replace, in place, the content of formatted events whose ID is in ``ignored``
+    with their redacted content (threads_list.yaml: roots by ignored users)."""
+    for event, row in zip(events, rows, strict=True):
+        if row.event_id in ignored:
+            version = KNOWN_ROOM_VERSIONS[row.room.room_version]
+            event["content"] = dict(redact_event(row.pdu, version).get("content", {}))
+
+
+# --- GET /context -----------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    event: Event
+    events_before: list[Event]
+    events_after: list[Event]
+    start: str
+    end: str
+    state: list[Event]
+
+
+def event_context(
+    room: Room,
+    event_id: str,
+    user_id: str,
+    *,
+    limit: int,
+    room_filter: dict[str, Any] | None,
+) -> Context:
+    """GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}.
+
+    ``limit`` is shared by the events before and after (half each, rounding in favour
+    of the later ones). The filter applies to those and to the state, not to the event.
+    """
+    event = selectors.get_event_for_user(room, event_id, user_id)
+    position = event.stream_ordering
+    assert position is not None
+    timeline_filter = dict(room_filter or {})
+    lazy_members = bool(timeline_filter.pop("lazy_load_members", False))
+    before_limit = limit // 2
+    before = history.paginate(
+        room,
+        user_id,
+        from_token=history.make_token(position - 1),
+        to_token=None,
+        direction="b",
+        limit=before_limit,
+        room_filter=timeline_filter,
+    )
+    after = history.paginate(
+        room,
+        user_id,
+        from_token=history.make_token(position),
+        to_token=None,
+        direction="f",
+        limit=limit - before_limit,
+        room_filter=timeline_filter,
+    )
+    oldest = before.chunk[-1].stream_ordering if before.chunk else position
+    newest = after.chunk[-1].stream_ordering if after.chunk else position
+    assert oldest is not None
+    assert newest is not None
+    last = after.chunk[-1] if after.chunk else event
+    returned = [*before.chunk, event, *after.chunk]
+    return Context(
+        event=event,
+        events_before=before.chunk,
+        events_after=after.chunk,
+        start=before.end or history.make_token(oldest - 1),
+        end=after.end or history.make_token(newest),
+        state=_state_at(last, timeline_filter, lazy_members, {row.sender for row in returned}),
+    )
+
+
+def _state_at(
+    event: Event, room_filter: dict[str, Any], lazy_members: bool, senders: set[str]
+) -> list[Event]:
+    """The room state after ``event``, filtered; with lazy-loading, only the member
+    events of the returned events' senders ("Lazy-loading room members")."""
+    state = load_state(event.state_group_id)
+    wanted = [
+        event_id
+        for (etype, skey), event_id in state.items()
+        if not lazy_members or etype != "m.room.member" or skey in senders
+    ]
+    return list(
+        _timeline()
+        .filter(event_id__in=wanted)
+        .filter(selectors.event_filter_q(room_filter))
+        .order_by("stream_ordering")
+    )
+
+
+# --- GET /timestamp_to_event ------------------------------------------------------
+
+
+def event_at_timestamp(room: Room, user_id: str, ts: int, direction: str) -> Event:
+    """GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event.
+
+    The visible event closest to ``ts``: the first at or after it (``f``) or the last
+    at or before it (``b``), on the (room, origin_server_ts) index.
+    """
+    membership = selectors.membership_row(room, user_id)
+    if not selectors.is_world_readable(room) and (membership is None or membership.forgotten):
+        raise MatrixError("M_FORBIDDEN", "You are not allowed to view this room")
+    query = _timeline(room)
+    if direction == "f":
+        query = query.filter(origin_server_ts__gte=ts).order_by(
+            "origin_server_ts", "stream_ordering"
+        )
+    else:
+        query = query.filter(origin_server_ts__lte=ts).order_by(
+            "-origin_server_ts", "-stream_ordering"
+        )
+    candidates = list(query[:TIMESTAMP_SCAN])
+    visible = selectors.filter_visible(candidates, user_id)
+    if not visible:
+        where = "forward" if direction == "f" else "backward"
+        raise MatrixError("M_NOT_FOUND", f"Unable to find event from {ts} in {where} direction")
+    return visible[0]
+
+
+# --- Checks on the send path ------------------------------------------------------
+
+
+def check_relation(
+    room_id: str, ctx: SendContext, event_type: str, content: dict[str, Any]
+) -> None:
+    """Refuse relations the spec asks the server to refuse, before sending.
+
+    - Event annotations, "Avoiding duplicate annotations": a second annotation by the
+      same user, with the same event type and key, to the same event (unless the first
+      was redacted) is refused with 400 M_DUPLICATE_ANNOTATION.
+    - Threading, "Validation of m.thread relationships": a thread cannot start from an
+      event that itself has a relationship: 400 M_UNKNOWN.
+
+    A retried transaction is never refused: it answers with the event it created.
+    """
+    relates_to = content.get("m.relates_to")
+    if not isinstance(relates_to, dict):
+        return
+    rel_type, parent_id = relates_to.get("rel_type"), relates_to.get("event_id")
+    if rel_type not in (ANNOTATION, THREAD) or not isinstance(parent_id, str):
+        return
+    if find_by_txn(ctx) is not None:
+        return
+    if rel_type == ANNOTATION:
+        key = relates_to.get("key")
+        earlier = _children().filter(
+            room__room_id=room_id,
+            relates_to=parent_id,
+            rel_type=ANNOTATION,
+            sender=ctx.sender,
+            type=event_type,
+        )
+        for row in earlier:
+            if row.pdu.get("content", {}).get("m.relates_to", {}).get("key") == key:
+                raise MatrixError(
+                    "M_DUPLICATE_ANNOTATION", "You have already sent this annotation"
+                )
+    else:
+        parent_has_relation = Event.objects.filter(
+            room__room_id=room_id, event_id=parent_id, rel_type__isnull=False
+        ).exists()
+        if parent_has_relation:
+            raise MatrixError(
+                "M_UNKNOWN", "Cannot start a thread from an event with a relation", status=400
+            )
