@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from rooms.models import Event, EventReport, Membership, Room, RoomAlias
+from rooms.services import reports
 
 
 class MembershipInline(admin.TabularInline):
@@ -46,3 +49,9 @@ class EventReportAdmin(admin.ModelAdmin):
     list_display = ("created_at", "reporter", "room_id", "event_id", "score", "resolved")
     list_filter = ("resolved",)
     search_fields = ("reporter", "room_id", "event_id", "reason")
+    actions = ["resolve"]
+
+    @admin.action(description="Mark the selected reports as resolved")
+    def resolve(self, request: HttpRequest, queryset: QuerySet[EventReport]) -> None:
+        count = reports.do_resolve_reports(queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{count} report(s) resolved.")

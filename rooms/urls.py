@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from rooms.api import relations, rooms
+from rooms.api import directory, moderation, relations, rooms
 
 C = r"^_matrix/client/(?:r0|v3)/"
 R = C + r"rooms/(?P<room_id>[^/]+)/"
@@ -30,7 +30,9 @@ urlpatterns = [
     re_path(R + r"messages$", rooms.MessagesView.as_view()),
     re_path(C + r"directory/room/(?P<room_alias>.+)$", directory.RoomAliasView.as_view()),
     re_path(R + r"aliases$", directory.RoomAliasesView.as_view()),
-    re_path(C + r"directory/list/room/(?P<room_id>[^/]+)$", directory.RoomVisibilityView.as_view()),
+    re_path(
+        C + r"directory/list/room/(?P<room_id>[^/]+)$", directory.RoomVisibilityView.as_view()
+    ),
     re_path(C + r"publicRooms$", directory.PublicRoomsView.as_view()),
     re_path(R + r"upgrade$", moderation.UpgradeRoomView.as_view()),
     re_path(R + r"report$", moderation.ReportRoomView.as_view()),

@@ -1,0 +1,137 @@
+"""Room aliases and the published room directory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.matrix_api import Body, MatrixView, ok
+from protocol.errors import MatrixError, bad_json, invalid_param
+from rooms.api.common import check_room_id
+from rooms.services import aliases, directory
+
+
+def is_server_admin(user: Any) -> bool:
+    return bool(user.is_staff or user.is_superuser)
+
+
+class RoomAliasView(MatrixView):
+    def get(self, request: Request, room_alias: str) -> Response:
+        """GET /_matrix/client/v3/directory/room/{roomAlias}"""
+        room_id, servers = aliases.resolve_alias(room_alias)
+        return ok({"room_id": room_id, "servers": servers})
+
+    def put(self, request: Request, room_alias: str) -> Response:
+        """PUT /_matrix/client/v3/directory/room/{roomAlias}"""
+        self._require_auth(request)
+        body = self.body(request)
+        aliases.do_create_alias(
+            room_alias,
+            body.req_str("room_id"),
+            request.user.user_id,
+            is_admin=is_server_admin(request.user),
+        )
+        return ok()
+
+    def delete(self, request: Request, room_alias: str) -> Response:
+        """DELETE /_matrix/client/v3/directory/room/{roomAlias}"""
+        self._require_auth(request)
+        aliases.do_delete_alias(
+            room_alias,
+            request.user.user_id,
+            request.auth.device.device_id,
+            is_admin=is_server_admin(request.user),
+        )
+        return ok()
+
+    @staticmethod
+    def _require_auth(request: Request) -> None:
+        # GET needs no access token (directory.yaml); PUT and DELETE do.
+        if request.user is None:
+            raise MatrixError("M_MISSING_TOKEN", "Missing access token")
+
+
+class RoomAliasesView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request, room_id: str) -> Response:
+        """GET /_matrix/client/v3/rooms/{roomId}/aliases"""
+        check_room_id(room_id)
+        local = aliases.local_aliases(
+            room_id, request.user.user_id, is_admin=is_server_admin(request.user)
+        )
+        return ok({"aliases": local})
+
+
+class RoomVisibilityView(MatrixView):
+    def get(self, request: Request, room_id: str) -> Response:
+        """GET /_matrix/client/v3/directory/list/room/{roomId}"""
+        check_room_id(room_id)
+        return ok({"visibility": directory.get_visibility(room_id)})
+
+    def put(self, request: Request, room_id: str) -> Response:
+        """PUT /_matrix/client/v3/directory/list/room/{roomId}"""
+        if request.user is None:
+            raise MatrixError("M_MISSING_TOKEN", "Missing access token")
+        body = self.body(request, allow_empty=True)
+        check_room_id(room_id)
+        visibility = body.str("visibility", default=directory.PUBLIC)
+        if visibility not in (directory.PUBLIC, directory.PRIVATE):
+            raise invalid_param("'visibility' must be 'public' or 'private'")
+        directory.do_set_visibility(
+            room_id, request.user.user_id, visibility, is_admin=is_server_admin(request.user)
+        )
+        return ok()
+
+
+def _room_types(value: Any) -> list[str | None] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(v is None or isinstance(v, str) for v in value):
+        raise bad_json("'filter.room_types' must be a list of strings or nulls")
+    return value
+
+
+class PublicRoomsView(MatrixView):
+    def get(self, request: Request) -> Response:
+        """GET /_matrix/client/v3/publicRooms"""
+        raw_limit = request.query_params.get("limit")
+        limit = None
+        if raw_limit is not None:
+            try:
+                limit = int(raw_limit)
+            except ValueError:
+                raise invalid_param("'limit' must be an integer") from None
+        query = directory.PublicRoomsQuery(
+            limit=_check_limit(limit),
+            since=request.query_params.get("since"),
+            server=request.query_params.get("server"),
+        )
+        return ok(directory.public_rooms(query))
+
+    def post(self, request: Request) -> Response:
+        """POST /_matrix/client/v3/publicRooms"""
+        if request.user is None:
+            raise MatrixError("M_MISSING_TOKEN", "Missing access token")
+        body = self.body(request, allow_empty=True)
+        search_filter = Body(body.dict("filter") or {})
+        # include_all_networks and third_party_instance_id are accepted: with no
+        # application services there is only this server's own network to list.
+        body.bool("include_all_networks")
+        body.str("third_party_instance_id")
+        query = directory.PublicRoomsQuery(
+            limit=_check_limit(body.int("limit")),
+            since=body.str("since"),
+            server=request.query_params.get("server"),
+            generic_search_term=search_filter.str("generic_search_term"),
+            room_types=_room_types(search_filter.data.get("room_types")),
+        )
+        return ok(directory.public_rooms(query))
+
+
+def _check_limit(limit: int | None) -> int | None:
+    if limit is not None and limit < 0:
+        raise invalid_param("'limit' must not be negative")
+    return limit
