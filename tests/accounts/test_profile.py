@@ -62,6 +62,18 @@ def test_a_display_name_must_be_a_string(api: MatrixTestClient, alice: Persona) 
     assert api.get(f"profile/{alice.user_id}/displayname").body == {"displayname": "alice"}
 
 
+def test_a_display_name_over_256_characters_is_refused(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    assert put_field(api, alice, "displayname", "a" * 256).status == 200
+
+    response = put_field(api, alice, "displayname", "a" * 257)
+
+    assert response.status == 400
+    assert response.errcode == "M_INVALID_PARAM"
+    assert api.get(f"profile/{alice.user_id}/displayname").body == {"displayname": "a" * 256}
+
+
 def test_set_the_time_zone(api: MatrixTestClient, alice: Persona) -> None:
     assert put_field(api, alice, "m.tz", "Europe/London").status == 200
 

@@ -96,6 +96,19 @@ def test_an_unknown_session_is_rejected(api: MatrixTestClient) -> None:
     assert not User.objects.filter(localpart="carol").exists()
 
 
+def test_an_expired_session_is_rejected(api: MatrixTestClient) -> None:
+    session = start(api, {"username": "carol"})
+    UIASession.objects.filter(session_id=session).update(
+        created_at_ms=now_ms() - uia.SESSION_LIFETIME_MS - 1
+    )
+
+    response = api.post("register", {"username": "carol", "auth": dummy(session)})
+
+    assert response.status == 400
+    assert response.errcode == "M_UNKNOWN"
+    assert not User.objects.filter(localpart="carol").exists()
+
+
 def test_a_stage_not_offered_is_refused_with_the_uia_body(api: MatrixTestClient) -> None:
     session = start(api, {"username": "carol"})
 
