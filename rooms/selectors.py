@@ -11,7 +11,9 @@ the state at that event:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
+from functools import reduce
 from typing import Any
 
 from django.db.models import Max, Q
@@ -107,6 +109,21 @@ def check_can_read_state(room: Room, user_id: str) -> int | None:
     raise forbidden("You are not allowed to see the state of this room")
 
 
+def state_group_at(room: Room, user_id: str, position: int) -> int | None:
+    """The state group after the room's last event at or before stream ``position``, for
+    ``GET /members?at=``. A user no longer joined cannot look past their membership
+    change (they see the room as it was when they left)."""
+    row = membership_row(room, user_id)
+    if row is not None and row.membership != "join" and not is_world_readable(room):
+        position = min(position, row.stream_ordering)
+    return (
+        room.events.filter(stream_ordering__lte=position)
+        .order_by("-stream_ordering")
+        .values_list("state_group_id", flat=True)
+        .first()
+    )
+
+
 def state_events(
     state_group_id: int | None, keys: Iterable[StateKey] | None = None
 ) -> list[Event]:
@@ -132,10 +149,14 @@ def members(
     state = load_state(state_group_id)
     ids = [event_id for (etype, _), event_id in state.items() if etype == "m.room.member"]
     query = Event.objects.filter(event_id__in=ids).select_related("room")
+    # GET /members: given both, membership *is* ``membership`` *or* is not ``not_membership``.
+    conditions = []
     if membership:
-        query = query.filter(membership=membership)
+        conditions.append(Q(membership=membership))
     if not_membership:
-        query = query.exclude(membership=not_membership)
+        conditions.append(~Q(membership=not_membership))
+    if conditions:
+        query = query.filter(reduce(operator.or_, conditions))
     return list(query.order_by("state_key"))
 
 

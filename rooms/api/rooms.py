@@ -262,13 +262,7 @@ class MembersView(MatrixView):
         group = selectors.check_can_read_state(room, request.user.user_id)
         at = request.query_params.get("at")
         if at:
-            position = history.parse_token(at)
-            row = (
-                room.events.filter(stream_ordering__lte=position)
-                .order_by("-stream_ordering")
-                .values_list("state_group_id", flat=True)
-                .first()
-            )
+            row = selectors.state_group_at(room, request.user.user_id, history.parse_token(at))
             group = row if row is not None else group
         rows = selectors.members(
             room,
