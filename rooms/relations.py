@@ -129,7 +129,6 @@ def bundled_aggregations(
     user_id: str,
     *,
     viewer_device: tuple[str, str | None] | None = None,
-    _with_threads: bool = True,
 ) -> Bundles:
     """``unsigned["m.relations"]`` for each of ``rows`` that has any, by event ID.
 
@@ -142,10 +141,22 @@ def bundled_aggregations(
     - ``m.annotation`` is not aggregated by the server (Event annotations, "Server-side
       aggregation of m.annotation relationships").
     """
+    if not any(_may_have_bundles(row) for row in rows):
+        return {}
+    return _bundles(rows, user_id, ignored_users(user_id), viewer_device, with_threads=True)
+
+
+def _bundles(
+    rows: Sequence[Event],
+    user_id: str,
+    ignored: frozenset[str],
+    viewer_device: tuple[str, str | None] | None,
+    *,
+    with_threads: bool,
+) -> Bundles:
     parents = {row.event_id: row for row in rows if _may_have_bundles(row)}
     if not parents:
         return {}
-    ignored = ignored_users(user_id)
     room_ids = {row.room_id for row in parents.values()}
     children = (
         _children()
@@ -159,7 +170,7 @@ def bundled_aggregations(
     )
     thread_roots = [row for row in parents.values() if row.rel_type is None]
     threads: list[dict[str, Any]] = []
-    if _with_threads and thread_roots:
+    if with_threads and thread_roots:
         # One grouped query: per root, the count, the latest child and whether the
         # viewer sent any of them.
         threads = list(
@@ -188,7 +199,7 @@ def bundled_aggregations(
         if child.rel_type == REFERENCE:
             reference = bundles[parent.event_id].setdefault(REFERENCE, {"chunk": []})
             reference["chunk"].append({"event_id": child.event_id})
-        elif _is_valid_edit(parent, child):
+        elif not parent.redacted_by and _is_valid_edit(parent, child):
             current = best_edit.get(parent.event_id)
             if current is None or _edit_order(child) > _edit_order(current):
                 best_edit[parent.event_id] = child
@@ -203,9 +214,7 @@ def bundled_aggregations(
         latest_list = list(latest_by_root.values())
         # The latest event's own children are aggregated too; it is an m.thread child,
         # so it cannot be a thread root itself and the recursion stops here.
-        latest_bundles = bundled_aggregations(
-            latest_list, user_id, viewer_device=viewer_device, _with_threads=False
-        )
+        latest_bundles = _bundles(latest_list, user_id, ignored, viewer_device, with_threads=False)
         formatted = client_events(latest_list, viewer_device=viewer_device, bundles=latest_bundles)
         latest_events = {
             row.event_id: event for row, event in zip(latest_list, formatted, strict=True)

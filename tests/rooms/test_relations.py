@@ -8,6 +8,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tests.conftest import MatrixTestClient, Persona, Response
 from tests.rooms.helpers import create_room, join, leave, room_path, send, set_state
@@ -376,3 +378,29 @@ def test_bad_relations_parameters_are_matrix_errors(
         api.get(f"{CLIENT_V1}/{room_path(room, 'relations', message)}").errcode
         == "M_MISSING_TOKEN"
     )
+
+
+def _queries_for_messages(api: MatrixTestClient, who: Persona, room: str, limit: int) -> int:
+    path = room_path(room, "messages") + f"?dir=b&limit={limit}"
+    api.get(path, token=who.access_token)  # warm the state and event caches
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(path, token=who.access_token)
+    assert response.status == 200
+    return len(queries)
+
+
+def test_bundling_costs_the_same_queries_whatever_the_page_size(
+    api: MatrixTestClient, alice: Persona, bob: Persona, room: str
+) -> None:
+    for i in range(6):
+        message = send(api, alice, room, f"message {i}")
+        send(api, alice, room, edit(message, f"message {i}, edited"))
+        send(api, bob, room, reference(message))
+        send(api, bob, room, {"msgtype": "m.text", "body": "reply", **_thread(message)})
+
+    # Each group of four events is a parent with an edit, a reference and a thread.
+    small = _queries_for_messages(api, bob, room, 4)
+    large = _queries_for_messages(api, bob, room, 24)
+
+    assert large == small, (small, large)
+    assert small <= 20
