@@ -88,12 +88,17 @@ def load_state(group_id: int | None) -> Mapping[StateKey, str]:
 
 
 def create_state_group(
-    room: Room, prev_group: StateGroup | None, delta: Mapping[StateKey, str]
+    room: Room, prev_group_id: int | None, delta: Mapping[StateKey, str]
 ) -> StateGroup:
-    """A new state group: ``prev_group``'s state with ``delta`` applied."""
-    prev_state = load_state(prev_group.pk if prev_group else None)
+    """A new state group: the state of group ``prev_group_id`` with ``delta`` applied."""
+    prev_state = load_state(prev_group_id)
     new_state = dict(prev_state)
     new_state.update(delta)
+    prev_group = (
+        StateGroup.objects.only("id", "chain_length").get(pk=prev_group_id)
+        if prev_group_id is not None
+        else None
+    )
     if prev_group is None or prev_group.chain_length + 1 >= MAX_STATE_DELTA_CHAIN:
         group = StateGroup.objects.create(room=room, prev_group=None, chain_length=0)
         entries: Iterable[tuple[StateKey, str]] = new_state.items()

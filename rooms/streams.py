@@ -6,7 +6,7 @@ until commit, so readers that see position N have seen everything before it.
 
 from __future__ import annotations
 
-from django.db.models import F
+from django.db import connection
 
 from rooms.models import StreamPosition
 
@@ -15,11 +15,19 @@ EVENTS = "events"
 
 def next_position(name: str) -> int:
     """Allocate the next position of stream ``name``; call inside a transaction."""
-    updated = StreamPosition.objects.filter(name=name).update(position=F("position") + 1)
-    if not updated:
+    # UPDATE ... RETURNING (PostgreSQL, SQLite >= 3.35): one statement, row lock held.
+    with connection.cursor() as cursor:
+        cursor.execute(_ADVANCE_SQL, [name])
+        row = cursor.fetchone()
+    if row is None:
         StreamPosition.objects.get_or_create(name=name, defaults={"position": 0})
-        StreamPosition.objects.filter(name=name).update(position=F("position") + 1)
-    return StreamPosition.objects.values_list("position", flat=True).get(name=name)
+        return next_position(name)
+    return int(row[0])
+
+
+_ADVANCE_SQL = (
+    "UPDATE rooms_streamposition SET position = position + 1 WHERE name = %s RETURNING position"
+)
 
 
 def current_position(name: str) -> int:

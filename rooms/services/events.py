@@ -34,7 +34,6 @@ from rooms.models import (
     ForwardExtremity,
     Membership,
     Room,
-    StateGroup,
 )
 from rooms.state import StateKey, create_state_group, load_state
 
@@ -150,17 +149,20 @@ def persist_event(
     room: Room,
     event: PDUEvent,
     *,
-    state_before: StateGroup | None,
+    state_before: int | None,
     ctx: SendContext | None = None,
 ) -> Event:
-    """Insert an authorised event at the tip of the room. Caller holds the room lock."""
+    """Insert an authorised event at the tip of the room. Caller holds the room lock.
+
+    ``state_before`` is the ID of the state group before the event.
+    """
     position = streams.next_position(streams.EVENTS)
-    group = state_before
+    group_id = state_before
     replaces = None
     if event.is_state():
         key = event.state_key_tuple()
-        replaces = load_state(state_before.pk if state_before else None).get(key)
-        group = create_state_group(room, state_before, {key: event.event_id})
+        replaces = load_state(state_before).get(key)
+        group_id = create_state_group(room, state_before, {key: event.event_id}).pk
     relates_to, rel_type = _relation(event.content)
     row = Event.objects.create(
         event_id=event.event_id,
@@ -172,7 +174,7 @@ def persist_event(
         sender=event.sender,
         origin_server_ts=event.origin_server_ts,
         pdu=event.pdu,
-        state_group=group,
+        state_group_id=group_id,
         replaces_state=replaces,
         membership=event.membership if event.type == "m.room.member" else None,
         redacts=event.redacts if event.type == "m.room.redaction" else None,
@@ -205,9 +207,9 @@ def persist_event(
                     "forgotten": False,
                 },
             )
-    if group is not None and room.current_state_group_id != group.pk:
-        room.current_state_group = group
-        Room.objects.filter(pk=room.pk).update(current_state_group=group)
+    if group_id is not None and room.current_state_group_id != group_id:
+        room.current_state_group_id = group_id
+        Room.objects.filter(pk=room.pk).update(current_state_group_id=group_id)
     if event.type == "m.room.redaction" and event.redacts:
         Event.objects.filter(room=room, event_id=event.redacts, redacted_by__isnull=True).update(
             redacted_by=event.event_id
@@ -267,7 +269,7 @@ def send_in_locked_room(
         auth_rules.check_auth_rules(room_version, event, auth_state)
     except auth_rules.AuthError as exc:
         raise MatrixError("M_FORBIDDEN", exc.reason) from None
-    return persist_event(room, event, state_before=room.current_state_group, ctx=ctx)
+    return persist_event(room, event, state_before=room.current_state_group_id, ctx=ctx)
 
 
 def do_send_event(
@@ -284,12 +286,9 @@ def do_send_event(
     Idempotent per (sender, device, transaction ID): a retried transaction returns the
     event the first attempt created.
     """
-    existing = find_by_txn(ctx)
-    if existing is not None:
-        return existing
     with transaction.atomic():
         room = lock_room(room_id)
-        # Checked again under the lock: a concurrent retry may have just committed.
+        # Checked under the lock, so a concurrent retry sees the first attempt's event.
         existing = find_by_txn(ctx)
         if existing is not None:
             return existing
