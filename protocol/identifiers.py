@@ -117,7 +117,7 @@ def parse_room_alias(value: str) -> Identifier:
 
 
 def is_valid_room_id(value: str) -> bool:
-    """Room IDs: ``!opaque:domain`` (v1–v11) or ``!hash`` (v12, no domain)."""
+    """Room IDs: ``!opaque:domain`` (v1-v11) or ``!hash`` (v12, no domain)."""
     if not isinstance(value, str) or not value.startswith("!"):
         return False
     if len(value.encode("utf-8")) > MAX_ID_BYTES:
