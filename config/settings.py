@@ -200,6 +200,9 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["config.renderers.MatrixJSONRenderer"],
     "EXCEPTION_HANDLER": "config.exceptions.matrix_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # ?format= is a Matrix parameter (GET /state/{type}/{key}?format=event), not DRF's
+    # renderer override, which answered it with a 404.
+    "URL_FORMAT_OVERRIDE": None,
 }
 
 STATIC_URL = "/static/"
