@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.conftest import MatrixTestClient, Persona, Response
-from tests.rooms.helpers import create_room, join, room_path, send
+from tests.rooms.helpers import create_room, join, leave, room_path, send, set_state
 
 CLIENT_V1 = "/_matrix/client/v1"
 
@@ -220,3 +220,19 @@ def test_a_root_sent_by_an_ignored_user_is_listed_redacted(
     assert [e["event_id"] for e in chunk] == [root]
     assert chunk[0]["content"] == {}
     assert chunk[0]["unsigned"]["m.relations"]["m.thread"]["count"] == 1
+
+
+def test_the_latest_event_is_the_latest_the_user_may_see(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+    set_state(api, alice, room, "m.room.history_visibility", {"history_visibility": "joined"})
+    join(api, bob, room)
+    root = send(api, alice, room, "root")
+    seen = send(api, alice, room, in_thread(root, "while bob is here"))
+    leave(api, bob, room)
+    send(api, alice, room, in_thread(root, "after bob left"))
+
+    summary = thread_of(api, bob, room, root)
+
+    assert summary["latest_event"]["event_id"] == seen
