@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "channels",
     "config",
+    "streams",
     "accounts",
     "rooms",
     "federation",

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.errors import MatrixError
-from rooms import selectors, streams
+from rooms import selectors
 from rooms.models import Event, Room
+from streams import positions as streams
 
 # A request scans at most this many batches for visible events before answering.
 MAX_SCAN_BATCHES = 5

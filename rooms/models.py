@@ -106,10 +106,12 @@ class Event(models.Model):
             models.Index(fields=["room", "origin_server_ts"], name="event_room_ts"),
         ]
         constraints = [
+            # "Transaction identifiers": a retransmission is the same transaction ID from
+            # the same device on the same path (room and event type).
             models.UniqueConstraint(
-                fields=["sender", "sender_device_id", "txn_id"],
+                fields=["room", "type", "sender", "sender_device_id", "txn_id"],
                 condition=models.Q(txn_id__isnull=False),
-                name="event_txn_unique",
+                name="event_txn_unique_per_path",
             )
         ]
 
@@ -187,16 +189,6 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.membership} {self.room_id}"
-
-
-class StreamPosition(models.Model):
-    """The last position handed out on a stream; its row lock orders writers."""
-
-    name = models.CharField(max_length=64, unique=True)
-    position = models.BigIntegerField(default=0)
-
-    def __str__(self) -> str:
-        return f"{self.name}@{self.position}"
 
 
 class RoomAlias(models.Model):

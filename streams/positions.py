@@ -1,16 +1,27 @@
-"""Stream positions: a global, gap-free order in which writes become visible.
+"""Stream positions: for each stream, a gap-free order in which writes become visible.
 
 A writer takes the next position inside its transaction, holding the stream row's lock
-until commit, so readers that see position N have seen everything before it.
+until commit, so a reader that sees position N can read everything up to N: every
+earlier position belongs to a transaction that committed before N was handed out.
+
+Streams: ``events`` (room events, rooms app), ``account_data``, ``receipts``,
+``typing``, ``to_device``, ``presence``, ``device_lists``. A /sync token is one
+position per stream.
 """
 
 from __future__ import annotations
 
 from django.db import connection
 
-from rooms.models import StreamPosition
+from streams.models import StreamPosition
 
 EVENTS = "events"
+ACCOUNT_DATA = "account_data"
+RECEIPTS = "receipts"
+TYPING = "typing"
+TO_DEVICE = "to_device"
+PRESENCE = "presence"
+DEVICE_LISTS = "device_lists"
 
 
 def next_position(name: str) -> int:
@@ -26,10 +37,15 @@ def next_position(name: str) -> int:
 
 
 _ADVANCE_SQL = (
-    "UPDATE rooms_streamposition SET position = position + 1 WHERE name = %s RETURNING position"
+    "UPDATE streams_streamposition SET position = position + 1 WHERE name = %s RETURNING position"
 )
 
 
 def current_position(name: str) -> int:
     value = StreamPosition.objects.filter(name=name).values_list("position", flat=True).first()
     return value or 0
+
+
+def current_positions() -> dict[str, int]:
+    """Every stream's current position, in one query."""
+    return dict(StreamPosition.objects.values_list("name", "position"))

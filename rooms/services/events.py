@@ -25,7 +25,7 @@ from protocol.events import EventFormatError, check_event_json_values
 from protocol.hashing import generate_opaque_event_id
 from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.signing import hash_and_sign_event
-from rooms import event_cache, notifier, streams
+from rooms import event_cache
 from rooms.models import (
     CurrentState,
     Event,
@@ -36,6 +36,8 @@ from rooms.models import (
     Room,
 )
 from rooms.state import StateKey, create_state_group, load_state
+from streams import notifier
+from streams import positions as streams
 
 # Client-Server API, "Size limits": a PDU may be at most 65536 bytes of canonical JSON.
 MAX_PDU_BYTES = 65536
@@ -66,12 +68,22 @@ def lock_room(room_id: str) -> Room:
     return room
 
 
-def find_by_txn(ctx: SendContext) -> Event | None:
+def find_by_txn(
+    ctx: SendContext, room: Room | None = None, event_type: str | None = None
+) -> Event | None:
+    """The event an earlier request with this transaction ID created. A transaction ID is
+    scoped to a device and a request path, so the same ID in another room, or for another
+    event type, is a new request ("Transaction identifiers")."""
     if ctx.txn_id is None:
         return None
-    return Event.objects.filter(
+    query = Event.objects.filter(
         sender=ctx.sender, sender_device_id=ctx.device_id, txn_id=ctx.txn_id
-    ).first()
+    )
+    if room is not None:
+        query = query.filter(room=room)
+    if event_type is not None:
+        query = query.filter(type=event_type)
+    return query.first()
 
 
 def _reference(event: PDUEvent, room_version: RoomVersion) -> Any:
@@ -289,7 +301,7 @@ def do_send_event(
     with transaction.atomic():
         room = lock_room(room_id)
         # Checked under the lock, so a concurrent retry sees the first attempt's event.
-        existing = find_by_txn(ctx)
+        existing = find_by_txn(ctx, room, event_type)
         if existing is not None:
             return existing
         return send_in_locked_room(room, ctx, event_type, content, state_key, extra=extra)

@@ -26,14 +26,15 @@ def do_redact(room_id: str, ctx: SendContext, target_id: str, reason: str | None
     Anyone may redact their own events; redacting another's needs the ``redact``
     power level (auth rules; "Handling redactions" from room v3).
     """
-    existing = find_by_txn(ctx)
-    if existing is not None:
-        return existing
     content: dict[str, Any] = {}
     if reason is not None:
         content["reason"] = reason
     with transaction.atomic():
         room = lock_room(room_id)
+        # Checked under the lock, so a concurrent retry sees the first attempt's event.
+        existing = find_by_txn(ctx, room, "m.room.redaction")
+        if existing is not None:
+            return existing
         room_version = room_version_of(room)
         target = Event.objects.filter(room=room, event_id=target_id).only("sender").first()
         if target is None:
