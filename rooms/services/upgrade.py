@@ -9,6 +9,7 @@ one room are serialised and a failure leaves no half-made replacement.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import Any
@@ -249,7 +250,8 @@ def do_upgrade_room(
             preset=preset,
             creation_content=creation_content,
             initial_state=initial_state,
-            power_level_content_override=power_levels,
+            # A copy: the sent event must not share dicts with what is changed below.
+            power_level_content_override=copy.deepcopy(power_levels),
         )
         new_room = creation.do_create_room(spec)
         new_room.refresh_from_db()
@@ -261,9 +263,7 @@ def do_upgrade_room(
         aliases.do_move_aliases(old_room, new_room)
         if canonical is not None and canonical.content:
             _try_send(old_room, ctx, aliases.CANONICAL_ALIAS, {})
-            send_in_locked_room(
-                new_room, ctx, aliases.CANONICAL_ALIAS, dict(canonical.content), ""
-            )
+            _try_send(new_room, ctx, aliases.CANONICAL_ALIAS, dict(canonical.content))
         directory.do_move_listing(old_room, new_room)
 
         if restore_level is not None:
