@@ -77,16 +77,23 @@ def filter_visible(rows: Sequence[Event], user_id: str) -> list[Event]:
         visibility, membership = _visibility_and_membership(
             load_state(row.state_group_id), user_id
         )
-        if (
-            visibility == "world_readable"
-            or membership == "join"
-            or (
-                visibility == "shared"
-                and last_join is not None
-                and row.stream_ordering is not None
-                and last_join > row.stream_ordering
-            )
-            or (visibility == "invited" and membership == "invite")
+        joined_after = (
+            last_join is not None
+            and row.stream_ordering is not None
+            and last_join > row.stream_ordering
+        )
+        candidates = [visibility]
+        if row.type == HISTORY_VISIBILITY_KEY[0] and row.state_key == "" and row.replaces_state:
+            # An m.room.history_visibility event is visible if the visibility before
+            # *or* after it allows it.
+            before = event_cache.get_events([row.replaces_state]).get(row.replaces_state)
+            if before is not None and isinstance(before.content.get("history_visibility"), str):
+                candidates.append(before.content["history_visibility"])
+        if membership == "join" or any(
+            v == "world_readable"
+            or (v == "shared" and joined_after)
+            or (v == "invited" and membership == "invite")
+            for v in candidates
         ):
             visible.append(row)
         elif row.type == "m.room.member" and row.state_key == user_id:
