@@ -8,6 +8,7 @@ return plain dicts through :func:`ok`.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, TypeVar
 
 from rest_framework.request import Request
@@ -23,32 +24,50 @@ def _reject_constant(value: str) -> None:
     raise ValueError(f"{value} is not valid JSON")
 
 
-def _has_nul(value: Any) -> bool:
+def _unstorable(value: Any) -> str | None:
+    """Why a parsed JSON value cannot be stored, or None.
+
+    PostgreSQL stores neither U+0000 nor lone UTF-16 surrogates ("\\ud800"), and a
+    number too large for a double parses to infinity, which is not JSON.
+    """
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return "Strings must not contain U+0000"
+        if any("\ud800" <= c <= "\udfff" for c in value):
+            return "Strings must not contain unpaired surrogates"
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "Numbers must be finite"
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        for key, item in value.items():
+            reason = _unstorable(key) or _unstorable(item)
+            if reason:
+                return reason
+        return None
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        for item in value:
+            reason = _unstorable(item)
+            if reason:
+                return reason
+    return None
 
 
 def parse_json(raw: bytes) -> Any:
     """Parse a request body; raise M_NOT_JSON for anything that is not strict JSON.
 
-    Strings holding U+0000 are refused with M_BAD_JSON: PostgreSQL can store it in
-    neither text nor jsonb, and no Matrix client has a use for it.
+    Values that cannot be stored (U+0000, lone surrogates, infinite numbers) are refused
+    with M_BAD_JSON.
     """
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MatrixError("M_NOT_JSON", "Content not JSON") from None
     try:
-        has_nul = _has_nul(data)
+        reason = _unstorable(data)
     except RecursionError:
         raise MatrixError("M_BAD_JSON", "Content is nested too deeply") from None
-    if has_nul:
-        raise bad_json("Strings must not contain U+0000")
+    if reason:
+        raise bad_json(reason)
     return data
 
 

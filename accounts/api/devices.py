@@ -15,12 +15,14 @@ from protocol.errors import MatrixError
 
 
 def device_json(device: Device) -> dict[str, Any]:
-    return {
+    """A device as the spec's Device schema has it: unknown fields are absent, not null."""
+    fields = {
         "device_id": device.device_id,
         "display_name": device.display_name,
         "last_seen_ip": device.last_seen_ip,
         "last_seen_ts": device.last_seen_ts,
     }
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def reauth_flows(user: User) -> list[list[str]]:

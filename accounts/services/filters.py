@@ -20,6 +20,13 @@ _ROOM_EVENT_FILTER_BOOLS = (
 )
 
 
+def _no_nulls(obj: dict[str, Any], where: str) -> None:
+    """Every filter field is an object, array, string, integer or boolean: never null."""
+    for key, value in obj.items():
+        if value is None:
+            raise MatrixError("M_BAD_JSON", f"'{where}.{key}' must not be null")
+
+
 def _check_list_of_strings(obj: dict[str, Any], key: str, where: str) -> None:
     value = obj.get(key)
     if value is None:
@@ -33,6 +40,7 @@ def _check_event_filter(obj: Any, where: str, *, room_event: bool) -> None:
         return
     if not isinstance(obj, dict):
         raise MatrixError("M_BAD_JSON", f"'{where}' must be an object")
+    _no_nulls(obj, where)
     for key in _ROOM_EVENT_FILTER_LISTS if room_event else _EVENT_FILTER_LISTS:
         _check_list_of_strings(obj, key, where)
     limit = obj.get("limit")
@@ -46,6 +54,7 @@ def _check_event_filter(obj: Any, where: str, *, room_event: bool) -> None:
 
 def check_filter(definition: dict[str, Any]) -> None:
     """Validate the shape of a filter definition (Client-Server API, POST /filter)."""
+    _no_nulls(definition, "filter")
     for key in ("event_fields",):
         _check_list_of_strings(definition, key, "filter")
     event_format = definition.get("event_format")
@@ -58,6 +67,7 @@ def check_filter(definition: dict[str, Any]) -> None:
         return
     if not isinstance(room, dict):
         raise MatrixError("M_BAD_JSON", "'room' must be an object")
+    _no_nulls(room, "room")
     _check_list_of_strings(room, "rooms", "room")
     _check_list_of_strings(room, "not_rooms", "room")
     if "include_leave" in room and not isinstance(room["include_leave"], bool):

@@ -29,7 +29,8 @@ def test_get_one_device(api: MatrixTestClient, alice: Persona) -> None:
 
     assert response.status == 200
     assert response.body["device_id"] == alice.device_id
-    assert set(response.body) == {"device_id", "display_name", "last_seen_ip", "last_seen_ts"}
+    # Alice's device was never named: display_name is absent (spec: "Absent if no name").
+    assert set(response.body) == {"device_id", "last_seen_ip", "last_seen_ts"}
 
 
 def test_get_an_unknown_device_is_not_found(api: MatrixTestClient, alice: Persona) -> None:
@@ -269,3 +270,11 @@ def test_delete_devices_needs_a_list_of_strings(api: MatrixTestClient, alice: Pe
     assert (missing.status, missing.errcode) == (400, "M_MISSING_PARAM")
     assert (not_list.status, not_list.errcode) == (400, "M_BAD_JSON")
     assert (not_strings.status, not_strings.errcode) == (400, "M_BAD_JSON")
+
+
+def test_unknown_device_fields_are_absent_not_null(api: MatrixTestClient) -> None:
+    carol = api.register("carol")
+    devices = api.get("devices", token=carol.access_token).body["devices"]
+    assert devices[0]["device_id"] == carol.device_id
+    assert "display_name" not in devices[0]
+    assert None not in devices[0].values()

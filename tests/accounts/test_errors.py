@@ -282,3 +282,14 @@ def test_odd_requests_get_a_matrix_error(
     assert 400 <= response.status < 500, response.body
     assert response.headers["Content-Type"].startswith("application/json")
     assert isinstance(response.errcode, str)
+
+
+def test_values_that_cannot_be_stored_are_refused_with_bad_json(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    path = f"user/{alice.user_id}/account_data/org.example.x"
+    for raw in (b'{"a": 1e400}', b'{"a": "\\ud800"}', b'{"\\udfff": 1}', b'{"a": "\\u0000"}'):
+        response = api.request("PUT", path, raw=raw, token=alice.access_token)
+        assert response.status == 400, raw
+        assert response.errcode == "M_BAD_JSON"
+    assert api.get(path, token=alice.access_token).status == 404

@@ -132,3 +132,14 @@ def test_filters_need_a_token(api: MatrixTestClient, alice: Persona) -> None:
 
     assert response.status == 401
     assert response.errcode == "M_MISSING_TOKEN"
+
+
+def test_null_filter_fields_are_refused_not_stored(api: MatrixTestClient, alice: Persona) -> None:
+    for body in (
+        {"room": {"account_data": None}},
+        {"room": {"timeline": {"rooms": None}}},
+        {"presence": None},
+    ):
+        response = api.post(f"user/{alice.user_id}/filter", body, token=alice.access_token)
+        assert response.status == 400, body
+        assert response.errcode == "M_BAD_JSON"
