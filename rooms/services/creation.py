@@ -151,7 +151,7 @@ def do_create_room(spec: RoomSpec) -> Room:
                 "m.room.topic",
                 {
                     "topic": spec.topic,
-                    "m.topic": [{"mimetype": "text/plain", "body": spec.topic}],
+                    "m.topic": {"m.text": [{"mimetype": "text/plain", "body": spec.topic}]},
                 },
             )
         for invitee in spec.invite:

@@ -240,7 +240,7 @@ async def test_state_kicks_and_leaving(homeserver: LiveServer) -> None:
                 "m.room.topic",
                 {
                     "topic": ROOM_TOPIC,
-                    "m.topic": [{"body": ROOM_TOPIC, "mimetype": "text/plain"}],
+                    "m.topic": {"m.text": [{"body": ROOM_TOPIC, "mimetype": "text/plain"}]},
                 },
             ),
             ("m.room.join_rules", {"join_rule": "invite"}),

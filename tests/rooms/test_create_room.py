@@ -99,7 +99,7 @@ def test_name_and_topic_become_state_with_a_plain_text_m_topic(
     assert state[("m.room.name", "")]["content"] == {"name": "The Grand Duke Pub"}
     assert state[("m.room.topic", "")]["content"] == {
         "topic": "All about happy hour",
-        "m.topic": [{"mimetype": "text/plain", "body": "All about happy hour"}],
+        "m.topic": {"m.text": [{"mimetype": "text/plain", "body": "All about happy hour"}]},
     }
 
 
