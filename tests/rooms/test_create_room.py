@@ -293,6 +293,20 @@ def test_an_override_that_locks_the_creator_out_is_an_invalid_room_state(
     assert Room.objects.count() == rooms_before
 
 
+def test_a_v12_override_listing_the_creator_is_an_invalid_room_state(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    # Room v12: creators have infinite power and may not appear in `users`.
+    response = api.post(
+        "createRoom",
+        {"room_version": "12", "power_level_content_override": {"users": {alice.user_id: 100}}},
+        token=alice.access_token,
+    )
+
+    assert response.status == 400
+    assert response.errcode == "M_INVALID_ROOM_STATE"
+
+
 def test_trusted_private_chat_in_v12_makes_invitees_additional_creators(
     api: MatrixTestClient, alice: Persona, bob: Persona, carol: Persona
 ) -> None:

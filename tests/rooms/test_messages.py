@@ -411,3 +411,27 @@ def test_get_event_of_an_unknown_event_or_another_rooms_event_is_not_found(
 
     assert can_get_event(api, alice, room, f"$nope:{settings.SERVER_NAME}") is False
     assert can_get_event(api, alice, room, other) is False
+
+
+# -- the hot path ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [5, 50])
+def test_a_page_takes_a_bounded_number_of_queries_whatever_its_size(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    django_assert_max_num_queries: Any,
+    limit: int,
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+    join(api, bob, room)
+    for n in range(60):
+        send(api, alice if n % 2 else bob, room, f"m{n}")
+
+    with django_assert_max_num_queries(10):
+        response = messages(
+            api, bob, room, dir="b", limit=limit, filter={"lazy_load_members": True}
+        )
+
+    assert len(response.body["chunk"]) == limit
