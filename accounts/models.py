@@ -135,12 +135,15 @@ class AccountData(models.Model):
     type = models.CharField(max_length=255)
     content = models.JSONField(default=dict)
     updated_at = models.DateTimeField(auto_now=True)
+    # Position on the account_data stream of the last change (for /sync).
+    stream_id = models.BigIntegerField(default=0)
 
     class Meta:
         verbose_name_plural = "account data"
         constraints = [
             models.UniqueConstraint(fields=["user", "room_id", "type"], name="account_data_unique")
         ]
+        indexes = [models.Index(fields=["user", "stream_id"], name="account_data_user_stream")]
 
     def __str__(self) -> str:
         return f"{self.type} of {self.user_id}" + (f" in {self.room_id}" if self.room_id else "")

@@ -1,4 +1,9 @@
-"""ASGI entry point: Django over HTTP; Channels routes further protocols as they come."""
+"""ASGI entry point: Django over HTTP; Channels routes further protocols as they come.
+
+Static files (the admin portal's CSS and JavaScript) are served by Django's ASGI
+static-files handler in front of the app, so every middleware stays async-capable and
+long-polling /sync requests wait on the event loop, not in a thread.
+"""
 
 import os
 
@@ -8,5 +13,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+application = ProtocolTypeRouter({"http": ASGIStaticFilesHandler(django_asgi_app)})

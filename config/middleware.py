@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 # Client-Server API, "Web Browser Clients": every response carries these headers and
 # an OPTIONS pre-flight to any endpoint is answered without authentication.
@@ -17,16 +19,40 @@ CORS_HEADERS = {
 _MATRIX_PREFIXES = ("/_matrix/", "/.well-known/matrix/", "/_synapse/")
 
 
-class MatrixCorsMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+def _preflight(request: HttpRequest) -> HttpResponse | None:
+    if request.method == "OPTIONS" and request.path.startswith(_MATRIX_PREFIXES):
+        return HttpResponse(b"{}", content_type="application/json")
+    return None
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method == "OPTIONS" and request.path.startswith(_MATRIX_PREFIXES):
-            response = HttpResponse(b"{}", content_type="application/json")
-        else:
-            response = self.get_response(request)
-        if request.path.startswith(_MATRIX_PREFIXES):
-            for header, value in CORS_HEADERS.items():
-                response[header] = value
-        return response
+
+def _add_headers(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    if request.path.startswith(_MATRIX_PREFIXES):
+        for header, value in CORS_HEADERS.items():
+            response[header] = value
+    return response
+
+
+class MatrixCorsMiddleware:
+    """CORS on every Matrix response; sync and async, so async views stay async."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        response = _preflight(request) or self.get_response(request)
+        return _add_headers(request, response)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        preflight = _preflight(request)
+        if preflight is not None:
+            return _add_headers(request, preflight)
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        return _add_headers(request, await get_response(request))

@@ -76,13 +76,13 @@ INSTALLED_APPS = [
     "streams",
     "accounts",
     "rooms",
+    "sync",
     "federation",
 ]
 
 MIDDLEWARE = [
     "config.middleware.MatrixCorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -208,9 +208,6 @@ REST_FRAMEWORK = {
 
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)
-WHITENOISE_USE_FINDERS = True
-WHITENOISE_AUTOREFRESH = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

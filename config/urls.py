@@ -10,6 +10,7 @@ urlpatterns = [
     path(".well-known/matrix/server", views.WellKnownServerView.as_view()),
     path("", include("accounts.urls")),
     path("", include("rooms.urls")),
+    path("", include("sync.urls")),
     path("admin/", admin.site.urls),
     # Last: every other Matrix path is an endpoint we do not have.
     re_path(r"^_matrix/", views.unrecognized),

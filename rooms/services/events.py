@@ -228,7 +228,11 @@ def persist_event(
         )
     event_cache.remember(event)
     room_id = room.room_id
-    transaction.on_commit(lambda: notifier.notify_stream_moved(streams.EVENTS, position, room_id))
+    # A member event also wakes its subject, who may not be in the room yet (invites).
+    subjects = [event.state_key] if event.type == "m.room.member" and event.state_key else []
+    transaction.on_commit(
+        lambda: notifier.notify_stream_moved(streams.EVENTS, position, room_id, subjects)
+    )
     return row
 
 

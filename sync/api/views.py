@@ -1,0 +1,117 @@
+"""GET /sync: an async Django view, so a long-poll waits on the event loop."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, JsonResponse
+
+from accounts import selectors as account_selectors
+from accounts.models import AccessToken
+from accounts.services.filters import check_filter
+from config.exceptions import matrix_error_response
+from config.matrix_api import parse_json
+from protocol.errors import MatrixError
+from rooms.selectors import joined_room_ids
+from sync import hub
+from sync.builder import SyncRequest, SyncResult, build_sync
+from sync.tokens import SyncToken
+
+# Long-polls are capped so that proxies and clients with short timeouts are not surprised.
+MAX_TIMEOUT_MS = 120_000
+
+
+def _token(request: HttpRequest) -> str:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise MatrixError("M_MISSING_TOKEN", "Invalid Authorization header")
+        return token.strip()
+    token = request.GET.get("access_token")
+    if not token:
+        raise MatrixError("M_MISSING_TOKEN", "Missing access token")
+    return token
+
+
+def _bool_param(request: HttpRequest, name: str) -> bool:
+    value = request.GET.get(name, "false")
+    if value not in ("true", "false"):
+        raise MatrixError("M_INVALID_PARAM", f"'{name}' must be true or false")
+    return value == "true"
+
+
+def _timeout_ms(request: HttpRequest) -> int:
+    raw = request.GET.get("timeout", "0")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise MatrixError("M_INVALID_PARAM", "'timeout' must be an integer") from None
+    return max(0, min(value, MAX_TIMEOUT_MS))
+
+
+def _load_filter(session: AccessToken, raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    if raw.lstrip().startswith("{"):
+        definition = parse_json(raw.encode("utf-8"))
+        if not isinstance(definition, dict):
+            raise MatrixError("M_BAD_JSON", "The filter must be a JSON object")
+        check_filter(definition)
+        return definition
+    try:
+        return account_selectors.get_filter(session.user, raw)
+    except MatrixError:
+        raise MatrixError("M_INVALID_PARAM", "Unknown filter ID") from None
+
+
+def _prepare(request: HttpRequest) -> tuple[SyncRequest, list[str]]:
+    session = account_selectors.session_for_token(
+        _token(request), ip=request.META.get("REMOTE_ADDR")
+    )
+    since_raw = request.GET.get("since")
+    sync_request = SyncRequest(
+        user=session.user,
+        device_id=session.device.device_id,
+        since=SyncToken.parse(since_raw) if since_raw else None,
+        filter=_load_filter(session, request.GET.get("filter")),
+        full_state=_bool_param(request, "full_state"),
+        use_state_after=_bool_param(request, "use_state_after"),
+    )
+    set_presence = request.GET.get("set_presence")
+    if set_presence is not None and set_presence not in ("offline", "online", "unavailable"):
+        raise MatrixError(
+            "M_INVALID_PARAM", "'set_presence' must be offline, online or unavailable"
+        )
+    return sync_request, joined_room_ids(session.user.user_id)
+
+
+async def sync(request: HttpRequest, **kwargs: Any) -> JsonResponse:
+    """GET /_matrix/client/v3/sync"""
+    try:
+        if request.method != "GET":
+            raise MatrixError("M_UNRECOGNIZED", "Method not allowed", status=405)
+        timeout_ms = _timeout_ms(request)
+        sync_request, room_ids = await sync_to_async(_prepare)(request)
+        build = sync_to_async(build_sync)
+        if timeout_ms == 0 or sync_request.full_state or sync_request.since is None:
+            result = await build(sync_request)
+            return JsonResponse(result.body, json_dumps_params=_JSON)
+        deadline = time.monotonic() + timeout_ms / 1000
+        # Registered before the first build, so no wake-up falls between the two.
+        async with hub.hub.waiting(sync_request.user_id, room_ids) as waiter:
+            result: SyncResult = await build(sync_request)
+            while not result.has_updates:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not await hub.wait(waiter, remaining):
+                    break
+                result = await build(sync_request)
+                waiter.room_ids = set(result.joined_room_ids) | waiter.room_ids
+        return JsonResponse(result.body, json_dumps_params=_JSON)
+    except MatrixError as error:
+        return matrix_error_response(error)
+
+
+_JSON = {"ensure_ascii": False, "separators": (",", ":")}

@@ -1,0 +1,124 @@
+"""Per-process wake-up hub for long-polling /sync requests.
+
+One listener per web process subscribes to the channel layer's ``sync.wakeup`` group
+(in-memory by default; Redis with REDIS_URL, so a wake-up published by any process
+reaches every process). Waiting requests register what they care about (their user ID
+and their rooms); a wake-up names a room or users, and wakes the waiters it concerns.
+
+Wake-ups carry positions, never data: a woken request recomputes its response from
+its token. As a safety net the hub also reads the stream positions from the database
+once a second while anyone waits, and wakes everyone when they moved: a lost wake-up,
+or a write by a process without a shared channel layer (the embedded Celery worker),
+only delays a client by that second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from streams import positions
+from streams.notifier import SYNC_GROUP
+
+logger = logging.getLogger(__name__)
+
+DB_POLL_INTERVAL_S = 1.0
+
+
+@dataclass(eq=False)
+class Waiter:
+    user_id: str
+    room_ids: set[str]
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.waiters: set[Waiter] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.last_positions: dict[str, int] | None = None
+
+    def _ensure_started(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.loop is loop and all(not t.done() for t in self.tasks):
+            return
+        self.loop = loop
+        self.tasks = [loop.create_task(self._listen()), loop.create_task(self._poll_db())]
+
+    async def _listen(self) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        channel = await layer.new_channel()
+        await layer.group_add(SYNC_GROUP, channel)
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("sync hub: channel layer receive failed", exc_info=True)
+                await asyncio.sleep(1)
+                # The group membership may have expired with the connection.
+                with contextlib.suppress(Exception):
+                    await layer.group_add(SYNC_GROUP, channel)
+                continue
+            self.dispatch(message)
+
+    async def _poll_db(self) -> None:
+        read = sync_to_async(positions.current_positions, thread_sensitive=False)
+        while True:
+            await asyncio.sleep(DB_POLL_INTERVAL_S)
+            if not self.waiters:
+                self.last_positions = None
+                continue
+            try:
+                current = await read()
+            except Exception:
+                logger.warning("sync hub: reading stream positions failed", exc_info=True)
+                continue
+            if self.last_positions is not None and current != self.last_positions:
+                self.wake_all()
+            self.last_positions = current
+
+    def dispatch(self, message: dict[str, Any]) -> None:
+        room_id = message.get("room_id")
+        user_ids = set(message.get("user_ids") or ())
+        for waiter in list(self.waiters):
+            if (room_id and room_id in waiter.room_ids) or waiter.user_id in user_ids:
+                waiter.event.set()
+
+    def wake_all(self) -> None:
+        for waiter in list(self.waiters):
+            waiter.event.set()
+
+    @contextlib.asynccontextmanager
+    async def waiting(self, user_id: str, room_ids: Iterable[str]) -> AsyncIterator[Waiter]:
+        self._ensure_started()
+        waiter = Waiter(user_id, set(room_ids))
+        self.waiters.add(waiter)
+        try:
+            yield waiter
+        finally:
+            self.waiters.discard(waiter)
+
+
+hub = Hub()
+
+
+async def wait(waiter: Waiter, timeout_s: float) -> bool:
+    """Wait for the waiter's next wake-up; False on timeout. Clears it for the next wait."""
+    try:
+        await asyncio.wait_for(waiter.event.wait(), timeout_s)
+    except TimeoutError:
+        return False
+    waiter.event.clear()
+    return True
