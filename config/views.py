@@ -16,9 +16,10 @@ from config.matrix_api import MatrixView, ok
 from protocol.errors import MatrixError
 from protocol.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 
-# Spec versions advertised by /versions. A version is listed only once every endpoint
-# it requires works here; rooms and /sync are still being built, so none is yet.
-SUPPORTED_SPEC_VERSIONS: list[str] = []
+# Spec versions advertised by /versions. v1.1 is the floor clients check for: accounts,
+# rooms and /sync work. Later versions are listed as their endpoints (end-to-end
+# encryption, push rules, media) arrive.
+SUPPORTED_SPEC_VERSIONS: list[str] = ["v1.1"]
 
 
 class VersionsView(MatrixView):

@@ -96,3 +96,9 @@ def test_capabilities_under_r0(api: MatrixTestClient, alice: Persona) -> None:
 
     assert response.status == 200
     assert "m.room_versions" in response.body["capabilities"]
+
+
+def test_versions_advertises_v1_1_now_that_accounts_rooms_and_sync_work(
+    api: MatrixTestClient,
+) -> None:
+    assert "v1.1" in api.get("/_matrix/client/versions").body["versions"]
