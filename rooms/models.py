@@ -217,3 +217,58 @@ class EventReport(models.Model):
 
     def __str__(self) -> str:
         return f"report by {self.reporter} on {self.event_id or self.room_id}"
+
+
+class Typing(models.Model):
+    """Who is typing where (Client-Server API, "Typing Notifications").
+
+    One row per (room, user) that ever typed, kept so that a stop moves the ``typing``
+    stream too. A user is typing while ``expires_at_ms`` is in the future; a stopped or
+    swept row has ``expires_at_ms == 0``. ``stream_id`` is the position of the last
+    change of the room's typing set that this row made.
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=255)
+    expires_at_ms = models.BigIntegerField(default=0)
+    stream_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "user_id"], name="typing_unique")]
+        indexes = [
+            models.Index(fields=["room", "stream_id"], name="typing_room_stream"),
+            models.Index(fields=["room", "expires_at_ms"], name="typing_room_expiry"),
+            models.Index(fields=["expires_at_ms"], name="typing_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} typing in {self.room_id}"
+
+
+class Receipt(models.Model):
+    """A user's latest receipt of one type in a room, per thread ("Receipts").
+
+    ``thread_id`` is "" for an unthreaded receipt, "main" or a thread root's event ID
+    otherwise. ``event_stream_ordering`` is the acknowledged event's, so that a receipt
+    only moves forwards; ``stream_id`` is the position on the ``receipts`` stream.
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=255)
+    receipt_type = models.CharField(max_length=64)
+    thread_id = models.CharField(max_length=255, blank=True, default="")
+    event_id = models.CharField(max_length=255)
+    event_stream_ordering = models.BigIntegerField()
+    ts = models.BigIntegerField()
+    stream_id = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["room", "user_id", "receipt_type", "thread_id"], name="receipt_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["room", "stream_id"], name="receipt_room_stream")]
+
+    def __str__(self) -> str:
+        return f"{self.receipt_type} of {self.user_id} at {self.event_id}"
