@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
@@ -11,25 +14,36 @@ from accounts.services import sessions
 from protocol.errors import MatrixError
 
 
-def extract_access_token(request: Request) -> str | None:
+def extract_access_token(meta: Mapping[str, Any], query: Mapping[str, str]) -> str | None:
     """The token from ``Authorization: Bearer`` or the deprecated ``access_token`` query."""
-    header = request.META.get("HTTP_AUTHORIZATION", "")
+    header = meta.get("HTTP_AUTHORIZATION", "")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise MatrixError("M_MISSING_TOKEN", "Invalid Authorization header")
-        return token.strip()
-    token = request.query_params.get("access_token")
+        return str(token.strip())
+    token = query.get("access_token")
     return token or None
+
+
+def authenticate_request(meta: Mapping[str, Any], query: Mapping[str, str]) -> AccessToken | None:
+    """The live session a request's access token names; None without a token.
+
+    Shared by the DRF views and the async /sync view, so both apply the same rules.
+    """
+    token = extract_access_token(meta, query)
+    if token is None:
+        return None
+    session = selectors.session_for_token(token, ip=meta.get("REMOTE_ADDR"))
+    sessions.do_mark_session_used(session)
+    return session
 
 
 class AccessTokenAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[User, AccessToken] | None:
-        token = extract_access_token(request)
-        if token is None:
+        session = authenticate_request(request.META, request.query_params)
+        if session is None:
             return None
-        session = selectors.session_for_token(token, ip=request.META.get("REMOTE_ADDR"))
-        sessions.do_mark_session_used(session)
         return session.user, session
 
     def authenticate_header(self, request: Request) -> str:

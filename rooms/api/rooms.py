@@ -97,6 +97,7 @@ def _reason(body: Body) -> str | None:
 
 class JoinView(MatrixView):
     requires_auth = True
+    membership_value = membership.JOIN
 
     def post(self, request: Request, room_id_or_alias: str) -> Response:
         """POST /_matrix/client/v3/join/{roomIdOrAlias} (and /rooms/{roomId}/join)"""
@@ -104,7 +105,7 @@ class JoinView(MatrixView):
         room_id = resolve_room_id_or_alias(room_id_or_alias)
         user_id = request.user.user_id
         membership.do_update_membership(
-            room_id, send_context(request), user_id, membership.JOIN, reason=_reason(body)
+            room_id, send_context(request), user_id, self.membership_value, reason=_reason(body)
         )
         return ok({"room_id": room_id})
 
@@ -115,18 +116,10 @@ class RoomJoinView(JoinView):
         return super().post(request, check_room_id(room_id))
 
 
-class KnockView(MatrixView):
-    requires_auth = True
+class KnockView(JoinView):
+    """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
 
-    def post(self, request: Request, room_id_or_alias: str) -> Response:
-        """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
-        body = self.body(request, allow_empty=True)
-        room_id = resolve_room_id_or_alias(room_id_or_alias)
-        user_id = request.user.user_id
-        membership.do_update_membership(
-            room_id, send_context(request), user_id, membership.KNOCK, reason=_reason(body)
-        )
-        return ok({"room_id": room_id})
+    membership_value = membership.KNOCK
 
 
 class LeaveView(MatrixView):
@@ -327,6 +320,10 @@ def parse_filter_param(request: Request) -> dict[str, Any] | None:
     value = parse_json(raw.encode())
     if not isinstance(value, dict):
         raise MatrixError("M_INVALID_PARAM", "'filter' must be a JSON object")
+    limit = value.get("limit")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        # A negative limit would reach a queryset slice (ValueError: a 500).
+        raise MatrixError("M_INVALID_PARAM", "'filter.limit' must be a non-negative integer")
     return value
 
 

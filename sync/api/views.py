@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 
 from accounts import selectors as account_selectors
+from accounts.authentication import authenticate_request
 from accounts.models import AccessToken
 from accounts.services.filters import check_filter
 from config.exceptions import matrix_error_response
@@ -21,19 +22,6 @@ from sync.tokens import SyncToken
 
 # Long-polls are capped so that proxies and clients with short timeouts are not surprised.
 MAX_TIMEOUT_MS = 120_000
-
-
-def _token(request: HttpRequest) -> str:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if header:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise MatrixError("M_MISSING_TOKEN", "Invalid Authorization header")
-        return token.strip()
-    token = request.GET.get("access_token")
-    if not token:
-        raise MatrixError("M_MISSING_TOKEN", "Missing access token")
-    return token
 
 
 def _bool_param(request: HttpRequest, name: str) -> bool:
@@ -68,9 +56,9 @@ def _load_filter(session: AccessToken, raw: str | None) -> dict[str, Any]:
 
 
 def _prepare(request: HttpRequest) -> tuple[SyncRequest, list[str]]:
-    session = account_selectors.session_for_token(
-        _token(request), ip=request.META.get("REMOTE_ADDR")
-    )
+    session = authenticate_request(request.META, request.GET)
+    if session is None:
+        raise MatrixError("M_MISSING_TOKEN", "Missing access token")
     since_raw = request.GET.get("since")
     sync_request = SyncRequest(
         user=session.user,
