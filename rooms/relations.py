@@ -552,7 +552,8 @@ def check_relation(
     rel_type, parent_id = relates_to.get("rel_type"), relates_to.get("event_id")
     if rel_type not in (ANNOTATION, THREAD) or not isinstance(parent_id, str):
         return
-    if find_by_txn(ctx) is not None:
+    room = Room.objects.filter(room_id=room_id).first()
+    if room is None or find_by_txn(ctx, room, event_type) is not None:
         return
     if rel_type == ANNOTATION:
         key = relates_to.get("key")

@@ -274,7 +274,9 @@ class JoinedMembersView(MatrixView):
         check_room_id(room_id)
         room = selectors.get_room(room_id)
         row = selectors.membership_row(room, request.user.user_id)
-        if (row is None or row.membership != "join") and not selectors.is_world_readable(room):
+        # "The current user must be in the room for it to work" (joined_members), even
+        # in a world-readable room.
+        if row is None or row.membership != "join":
             raise MatrixError("M_FORBIDDEN", "You are not in this room")
         return ok({"joined": selectors.joined_members(room)})
 

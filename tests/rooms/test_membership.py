@@ -791,3 +791,24 @@ def test_changing_power_so_bob_can_kick(
     membership_action(api, bob, room, "kick", carol)
 
     assert membership_of(api, alice, room, carol) == "leave"
+
+
+def test_joined_members_needs_membership_even_in_a_world_readable_room(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = api.post(
+        "createRoom",
+        {
+            "preset": "public_chat",
+            "initial_state": [
+                {
+                    "type": "m.room.history_visibility",
+                    "content": {"history_visibility": "world_readable"},
+                }
+            ],
+        },
+        token=alice.access_token,
+    ).body["room_id"]
+    response = api.get(f"rooms/{room}/joined_members", token=bob.access_token)
+    assert response.status == 403
+    assert response.errcode == "M_FORBIDDEN"
