@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from rooms.models import Event, EventReport, Membership, Room, RoomAlias
+from rooms.models import Event, EventReport, Membership, Receipt, Room, RoomAlias, Typing
 from rooms.services import reports
 
 
@@ -55,3 +55,24 @@ class EventReportAdmin(admin.ModelAdmin):
     def resolve(self, request: HttpRequest, queryset: QuerySet[EventReport]) -> None:
         count = reports.do_resolve_reports(queryset.values_list("pk", flat=True))
         self.message_user(request, f"{count} report(s) resolved.")
+
+
+@admin.register(Typing)
+class TypingAdmin(admin.ModelAdmin):
+    list_display = ("room", "user_id", "expires_at_ms", "stream_id")
+    search_fields = ("room__room_id", "user_id")
+    readonly_fields = [f.name for f in Typing._meta.fields]
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+
+@admin.register(Receipt)
+class ReceiptAdmin(admin.ModelAdmin):
+    list_display = ("room", "user_id", "receipt_type", "thread_id", "event_id", "ts")
+    list_filter = ("receipt_type",)
+    search_fields = ("room__room_id", "user_id", "event_id")
+    readonly_fields = [f.name for f in Receipt._meta.fields]
+
+    def has_add_permission(self, request: object) -> bool:
+        return False

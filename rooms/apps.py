@@ -7,7 +7,12 @@ class RoomsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.signals import profile_changed, user_deactivated
-        from rooms import signals
+        from rooms import signals, sync_providers
+        from rooms.services.typing import do_expire_typing
+        from sync import hub, providers
 
         user_deactivated.connect(signals.leave_all_rooms_on_deactivation)
         profile_changed.connect(signals.propagate_profile_change)
+        providers.register_ephemeral(sync_providers.typing_events)
+        providers.register_ephemeral(sync_providers.receipt_events)
+        hub.register_poll_hook(do_expire_typing)

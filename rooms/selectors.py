@@ -225,3 +225,16 @@ def _wildcard_q(field: str, patterns: list[Any]) -> Q:
         else:
             q |= Q(**{field: pattern})
     return q
+
+
+def access_joined_room(room_id: str, user_id: str) -> Room:
+    """The room, if ``user_id`` is joined to it; M_FORBIDDEN otherwise (also for an
+    unknown room, so that non-members learn nothing)."""
+    row = (
+        Membership.objects.select_related("room")
+        .filter(room__room_id=room_id, user_id=user_id, membership="join")
+        .first()
+    )
+    if row is None:
+        raise forbidden("You are not joined to this room")
+    return row.room

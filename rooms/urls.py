@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from rooms.api import directory, moderation, relations, rooms
+from rooms.api import directory, ephemeral, moderation, relations, rooms
 
 C = r"^_matrix/client/(?:r0|v3)/"
 R = C + r"rooms/(?P<room_id>[^/]+)/"
@@ -28,6 +28,12 @@ urlpatterns = [
     re_path(R + r"redact/(?P<event_id>[^/]+)/(?P<txn_id>[^/]+)$", rooms.RedactView.as_view()),
     re_path(R + r"event/(?P<event_id>[^/]+)$", rooms.EventView.as_view()),
     re_path(R + r"messages$", rooms.MessagesView.as_view()),
+    re_path(R + r"typing/(?P<user_id>[^/]+)$", ephemeral.TypingView.as_view()),
+    re_path(
+        R + r"receipt/(?P<receipt_type>[^/]+)/(?P<event_id>[^/]+)$",
+        ephemeral.ReceiptView.as_view(),
+    ),
+    re_path(R + r"read_markers$", ephemeral.ReadMarkersView.as_view()),
     re_path(C + r"directory/room/(?P<room_alias>.+)$", directory.RoomAliasView.as_view()),
     re_path(R + r"aliases$", directory.RoomAliasesView.as_view()),
     re_path(

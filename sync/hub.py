@@ -9,7 +9,9 @@ Wake-ups carry positions, never data: a woken request recomputes its response fr
 its token. As a safety net the hub also reads the stream positions from the database
 once a second while anyone waits, and wakes everyone when they moved: a lost wake-up,
 or a write by a process without a shared channel layer (the embedded Celery worker),
-only delays a client by that second.
+only delays a client by that second. Before each such read it runs the registered
+poll hooks: housekeeping that may move a stream, like the typing expiry sweep (a typist
+whose timeout passed is announced gone within about a second, without a timer each).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,22 @@ from streams.notifier import SYNC_GROUP
 logger = logging.getLogger(__name__)
 
 DB_POLL_INTERVAL_S = 1.0
+
+_poll_hooks: list[Callable[[], object]] = []
+
+
+def register_poll_hook(hook: Callable[[], object]) -> None:
+    """Run ``hook`` (synchronous, cheap) before each DB poll while anyone waits."""
+    if hook not in _poll_hooks:
+        _poll_hooks.append(hook)
+
+
+def run_poll_hooks() -> None:
+    for hook in _poll_hooks:
+        try:
+            hook()
+        except Exception:
+            logger.warning("sync hub: poll hook %r failed", hook, exc_info=True)
 
 
 @dataclass(eq=False)
@@ -75,12 +93,14 @@ class Hub:
 
     async def _poll_db(self) -> None:
         read = sync_to_async(positions.current_positions, thread_sensitive=False)
+        housekeeping = sync_to_async(run_poll_hooks, thread_sensitive=False)
         while True:
             await asyncio.sleep(DB_POLL_INTERVAL_S)
             if not self.waiters:
                 self.last_positions = None
                 continue
             try:
+                await housekeeping()
                 current = await read()
             except Exception:
                 logger.warning("sync hub: reading stream positions failed", exc_info=True)

@@ -1,0 +1,141 @@
+"""Receipts and the fully read marker (Client-Server API, "Receipts", "Read markers").
+
+A receipt is an "up to" marker: one row per (room, user, receipt type, thread), moved
+in place. Like Synapse, a receipt for an event older (in stream order) than the one it
+already points at is ignored, so a receipt only moves forwards; the same holds for the
+fully read marker, kept as ``m.fully_read`` room account data.
+
+Locks: ``do_send_receipt`` takes the ``receipts`` stream position first (the stream row
+lock serialises receipt writers), then reads and moves the row; an ignored receipt
+rolls the position back.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from accounts.clock import now_ms
+from accounts.models import AccountData, User
+from accounts.services.account_data import write_account_data
+from protocol.errors import MatrixError
+from rooms.models import Event, Receipt, Room
+from rooms.relations import THREAD
+from streams import notifier
+from streams import positions as streams
+
+READ = "m.read"
+READ_PRIVATE = "m.read.private"
+FULLY_READ = "m.fully_read"
+RECEIPT_TYPES = (READ, READ_PRIVATE)
+MAIN_THREAD = "main"
+
+
+def _invalid_thread(error: str) -> MatrixError:
+    return MatrixError("M_INVALID_PARAM", error)
+
+
+def _thread_of(event: Event) -> str:
+    """The thread an event is in ("Threaded read receipts"): the root of an m.thread
+    relation, one hop further for an event related to a threaded event, else main."""
+    if event.rel_type == THREAD and event.relates_to:
+        return event.relates_to
+    if event.relates_to:
+        parent = (
+            Event.objects.filter(room_id=event.room_id, event_id=event.relates_to)
+            .values_list("rel_type", "relates_to")
+            .first()
+        )
+        if parent is not None and parent[0] == THREAD and parent[1]:
+            return parent[1]
+    return MAIN_THREAD
+
+
+def check_thread_id(receipt_type: str, thread_id: object, event: Event) -> str:
+    """Validate a receipt's ``thread_id`` (POST /receipt, 400 cases); "" if unthreaded."""
+    if thread_id is None:
+        return ""
+    if receipt_type == FULLY_READ:
+        raise _invalid_thread("thread_id is not allowed for m.fully_read")
+    if not isinstance(thread_id, str) or not thread_id:
+        raise _invalid_thread("thread_id field must be a non-empty string")
+    if thread_id != MAIN_THREAD and not thread_id.startswith("$"):
+        raise _invalid_thread("thread_id must be 'main' or a thread root's event ID")
+    # A thread root is in the main timeline, and is also where its thread starts.
+    if thread_id != _thread_of(event) and thread_id != event.event_id:
+        raise _invalid_thread("The event is not in the given thread")
+    return thread_id
+
+
+def do_send_receipt(
+    room: Room, user_id: str, receipt_type: str, event: Event, thread_id: str = ""
+) -> bool:
+    """Move ``user_id``'s receipt of ``receipt_type`` (m.read or m.read.private) in
+    ``thread_id`` to ``event``; False if it already points at a later event."""
+    event_order = event.stream_ordering or 0
+    with transaction.atomic():
+        position = streams.next_position(streams.RECEIPTS)
+        row = Receipt.objects.filter(
+            room=room, user_id=user_id, receipt_type=receipt_type, thread_id=thread_id
+        ).first()
+        if row is not None and row.event_stream_ordering >= event_order:
+            transaction.set_rollback(True)
+            return False
+        if row is None:
+            row = Receipt(
+                room=room, user_id=user_id, receipt_type=receipt_type, thread_id=thread_id
+            )
+        row.event_id = event.event_id
+        row.event_stream_ordering = event_order
+        row.ts = now_ms()
+        row.stream_id = position
+        row.save()
+        room_id = room.room_id
+        if receipt_type == READ_PRIVATE:
+            # Private receipts reach their owner only ("Private read receipts").
+            transaction.on_commit(
+                lambda: notifier.notify_stream_moved(
+                    streams.RECEIPTS, position, user_ids=[user_id]
+                )
+            )
+        else:
+            transaction.on_commit(
+                lambda: notifier.notify_stream_moved(streams.RECEIPTS, position, room_id=room_id)
+            )
+    return True
+
+
+def do_set_fully_read(user: User, room: Room, event: Event) -> bool:
+    """Move the user's m.fully_read marker in ``room`` to ``event``, forwards only."""
+    current = (
+        AccountData.objects.filter(user=user, room_id=room.room_id, type=FULLY_READ)
+        .values_list("content", flat=True)
+        .first()
+    )
+    if isinstance(current, dict) and isinstance(current.get("event_id"), str):
+        old_order = (
+            Event.objects.filter(room=room, event_id=current["event_id"])
+            .values_list("stream_ordering", flat=True)
+            .first()
+        )
+        if old_order is not None and old_order >= (event.stream_ordering or 0):
+            return False
+    write_account_data(user, FULLY_READ, {"event_id": event.event_id}, room.room_id)
+    return True
+
+
+def do_set_read_markers(
+    user: User,
+    room: Room,
+    *,
+    fully_read: Event | None = None,
+    read: Event | None = None,
+    read_private: Event | None = None,
+) -> None:
+    """POST /read_markers: the fully read marker and the read receipts, together."""
+    with transaction.atomic():
+        if fully_read is not None:
+            do_set_fully_read(user, room, fully_read)
+        if read is not None:
+            do_send_receipt(room, user.user_id, READ, read)
+        if read_private is not None:
+            do_send_receipt(room, user.user_id, READ_PRIVATE, read_private)
