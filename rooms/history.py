@@ -9,6 +9,7 @@ part (anything after ``_`` is ignored here), so a sync's ``prev_batch`` works as
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +21,14 @@ from streams import positions as streams
 # A request scans at most this many batches for visible events before answering.
 MAX_SCAN_BATCHES = 5
 
+_TOKEN_HEAD = re.compile(r"s-?[0-9]{1,19}")
+
 
 def parse_token(token: str) -> int:
     head = token.split("_", 1)[0]
-    if not head.startswith("s") or not head[1:].lstrip("-").isdigit():
+    # ASCII digits only (str.isdigit also accepts "²", which int() refuses), one optional
+    # minus sign, and at most 19 digits: a stream ordering is a 64-bit integer.
+    if not _TOKEN_HEAD.fullmatch(head):
         raise MatrixError("M_INVALID_PARAM", f"Invalid pagination token {token!r}")
     return int(head[1:])
 

@@ -8,6 +8,7 @@ of the directory's event types, and the events not yet in the event cache.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,7 +95,9 @@ def _check_server(server: str | None) -> None:
 def _parse_since(since: str | None) -> int:
     if since is None:
         return 0
-    if not since.startswith("o") or not since[1:].isdigit():
+    # ASCII digits only (str.isdigit also accepts "²", which int() refuses), and few
+    # enough for int() and the database.
+    if not re.fullmatch(r"o[0-9]{1,18}", since):
         raise invalid_param(f"Invalid pagination token {since!r}")
     return int(since[1:])
 
