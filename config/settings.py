@@ -32,6 +32,7 @@ if REGISTRATION not in options.REGISTRATION_MODES:
     )
 REGISTRATION_SHARED_SECRET = _opts.get("registration_shared_secret", "")
 RATELIMIT_ENABLED = options.as_bool(_opts.get("ratelimit", "on"), "TRELLIS_RATELIMIT")
+PRESENCE_ENABLED = options.as_bool(_opts.get("presence", "on"), "TRELLIS_PRESENCE")
 # Lifetime of access tokens handed to clients that support refresh tokens.
 ACCESS_TOKEN_LIFETIME_MS = int(_opts.get("access_token_lifetime_ms", str(60 * 60 * 1000)))
 SIGNING_KEY_PATH = DATA_DIR / "signing.key"
@@ -78,6 +79,8 @@ INSTALLED_APPS = [
     "rooms",
     "sync",
     "federation",
+    "e2ee",
+    "presence",
 ]
 
 MIDDLEWARE = [
@@ -134,14 +137,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
 PASSWORD_HASHERS = [
-    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "accounts.hashers.TrellisArgon2PasswordHasher",
 ]
 if TESTING:
     # Tests create many users; a fast hasher keeps the suite short. Argon2 stays the
     # production hasher and tests/accounts check it is the one configured there.
     PASSWORD_HASHERS = [
         "django.contrib.auth.hashers.MD5PasswordHasher",
-        "django.contrib.auth.hashers.Argon2PasswordHasher",
+        "accounts.hashers.TrellisArgon2PasswordHasher",
     ]
 
 REDIS_URL = _opts.get("redis_url", "")

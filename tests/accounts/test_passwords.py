@@ -49,8 +49,9 @@ def production_password_settings(tmp_path: Path) -> dict[str, object]:
 def test_production_hashes_passwords_with_argon2_only(tmp_path: Path) -> None:
     probe = production_password_settings(tmp_path)
 
-    assert probe["hashers"] == ["django.contrib.auth.hashers.Argon2PasswordHasher"]
-    assert str(probe["hash"]).startswith("argon2$argon2id$")
+    assert probe["hashers"] == ["accounts.hashers.TrellisArgon2PasswordHasher"]
+    # Argon2id with 19 MiB, 2 passes, 1 lane (OWASP's minimum), not Django's 100 MiB.
+    assert str(probe["hash"]).startswith("argon2$argon2id$v=19$m=19456,t=2,p=1$")
 
 
 def test_an_argon2_password_logs_in_under_the_test_settings(api: MatrixTestClient) -> None:
