@@ -21,7 +21,7 @@ migrate: $(STAMP)
 
 # Start the homeserver (web server + Celery worker) until Ctrl-C.
 run: migrate
-	exec $(PY) manage.py runhomeserver
+	exec $(PY) -m config.launcher
 
 # Run the whole test suite on whatever DATABASE_URL / REDIS_URL point at (SQLite and
 # in-process layers when unset).

@@ -1,10 +1,23 @@
-"""The Celery app. Workers run the same services as the web processes."""
+"""The Celery app. Workers run the same services as the web processes.
 
+Periodic tasks are listed in ``beat_schedule``. In production ``celery beat`` sends
+them (once, for all workers). In the embedded default the launcher sets
+TRELLIS_EMBEDDED_SCHEDULER, and the worker sends them itself from a thread, which
+saves running a separate beat process.
+"""
+
+import logging
 import os
+import threading
+import time
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+logger = logging.getLogger(__name__)
 
 app = Celery("trellis")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -15,3 +28,34 @@ app.conf.beat_schedule = {
         "schedule": 3600.0,
     },
 }
+
+_scheduler_stop = threading.Event()
+# How often the embedded scheduler looks at the clock.
+_POLL_S = 5.0
+
+
+def _run_embedded_schedule() -> None:
+    """Send each periodic task once per its interval, first one interval after start."""
+    next_due = {
+        name: time.monotonic() + float(e["schedule"]) for name, e in app.conf.beat_schedule.items()
+    }
+    while not _scheduler_stop.wait(timeout=_POLL_S):
+        now = time.monotonic()
+        for name, entry in app.conf.beat_schedule.items():
+            if now >= next_due[name]:
+                next_due[name] = now + float(entry["schedule"])
+                try:
+                    app.send_task(entry["task"])
+                except Exception:
+                    logger.warning("Could not send periodic task %s", name, exc_info=True)
+
+
+@worker_ready.connect
+def _start_embedded_scheduler(**kwargs: Any) -> None:
+    if os.environ.get("TRELLIS_EMBEDDED_SCHEDULER") == "1":
+        threading.Thread(target=_run_embedded_schedule, name="embedded-beat", daemon=True).start()
+
+
+@worker_shutting_down.connect
+def _stop_embedded_scheduler(**kwargs: Any) -> None:
+    _scheduler_stop.set()

@@ -30,6 +30,7 @@ ENV_NAMES = {
     "registration": "TRELLIS_REGISTRATION",
     "registration_shared_secret": "TRELLIS_REGISTRATION_SHARED_SECRET",
     "ratelimit": "TRELLIS_RATELIMIT",
+    "presence": "TRELLIS_PRESENCE",
     "secret_key": "TRELLIS_SECRET_KEY",
     "access_token_lifetime_ms": "TRELLIS_ACCESS_TOKEN_LIFETIME_MS",
     "max_request_bytes": "TRELLIS_MAX_REQUEST_BYTES",
@@ -38,6 +39,8 @@ ENV_NAMES = {
 }
 
 REGISTRATION_MODES = ("open", "token", "closed")
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_BIND = "127.0.0.1:8008"
 
 
 class ConfigError(Exception):
@@ -82,3 +85,12 @@ def as_bool(value: str, name: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be on or off, not {value!r}")
+
+
+def data_dir(values: dict[str, str]) -> Path:
+    """TRELLIS_DATA_DIR, by default ./data in the project."""
+    return Path(values.get("data_dir", str(PROJECT_DIR / "data"))).resolve()
+
+
+def signing_key_path(values: dict[str, str]) -> Path:
+    return data_dir(values) / "signing.key"

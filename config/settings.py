@@ -22,8 +22,8 @@ TESTING = "pytest" in sys.modules or "test" in sys.argv[1:2]
 
 # --- Matrix ---------------------------------------------------------------------------
 SERVER_NAME = _opts.get("server_name", "localhost:8008")
-BIND = _opts.get("bind", "127.0.0.1:8008")
-DATA_DIR = Path(_opts.get("data_dir", str(BASE_DIR / "data"))).resolve()
+BIND = _opts.get("bind", options.DEFAULT_BIND)
+DATA_DIR = options.data_dir(_opts)
 PUBLIC_BASEURL = _opts.get("public_baseurl", f"http://{BIND}").rstrip("/") + "/"
 REGISTRATION = _opts.get("registration", "open")
 if REGISTRATION not in options.REGISTRATION_MODES:
@@ -35,7 +35,7 @@ RATELIMIT_ENABLED = options.as_bool(_opts.get("ratelimit", "on"), "TRELLIS_RATEL
 PRESENCE_ENABLED = options.as_bool(_opts.get("presence", "on"), "TRELLIS_PRESENCE")
 # Lifetime of access tokens handed to clients that support refresh tokens.
 ACCESS_TOKEN_LIFETIME_MS = int(_opts.get("access_token_lifetime_ms", str(60 * 60 * 1000)))
-SIGNING_KEY_PATH = DATA_DIR / "signing.key"
+SIGNING_KEY_PATH = options.signing_key_path(_opts)
 WELL_KNOWN_SERVER = _opts.get("federation_server_name_for_well_known", "")
 # (rate per second, burst) for each rate-limited action.
 RATELIMITS = {
