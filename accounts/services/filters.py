@@ -52,6 +52,11 @@ def _check_event_filter(obj: Any, where: str, *, room_event: bool) -> None:
                 raise MatrixError("M_BAD_JSON", f"'{where}.{key}' must be a boolean")
 
 
+def check_room_event_filter(obj: Any, where: str = "filter") -> None:
+    """Validate a RoomEventFilter given on its own (e.g. /messages' ``filter`` query)."""
+    _check_event_filter(obj, where, room_event=True)
+
+
 def check_filter(definition: dict[str, Any]) -> None:
     """Validate the shape of a filter definition (Client-Server API, POST /filter)."""
     _no_nulls(definition, "filter")

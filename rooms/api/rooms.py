@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.services.filters import check_room_event_filter
 from config.matrix_api import Body, MatrixView, ok, parse_json
 from protocol.errors import MatrixError, not_found
 from protocol.identifiers import is_valid_user_id, parse_room_alias
@@ -322,10 +323,12 @@ def parse_filter_param(request: Request) -> dict[str, Any] | None:
     value = parse_json(raw.encode())
     if not isinstance(value, dict):
         raise MatrixError("M_INVALID_PARAM", "'filter' must be a JSON object")
-    limit = value.get("limit")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-        # A negative limit would reach a queryset slice (ValueError: a 500).
-        raise MatrixError("M_INVALID_PARAM", "'filter.limit' must be a non-negative integer")
+    try:
+        # The same RoomEventFilter rules as stored filters (a negative limit, for one,
+        # would otherwise reach a queryset slice).
+        check_room_event_filter(value)
+    except MatrixError as error:
+        raise MatrixError("M_INVALID_PARAM", error.error) from None
     return value
 
 

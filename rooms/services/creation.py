@@ -10,6 +10,7 @@ from django.db import transaction
 
 from protocol.errors import MatrixError
 from protocol.hashing import generate_opaque_room_id
+from protocol.identifiers import is_valid_user_id
 from protocol.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, RoomVersion
 from rooms.models import Room, RoomAlias
 from rooms.services.events import SendContext, build_event, persist_event, send_in_locked_room
@@ -75,7 +76,28 @@ def default_power_levels(spec: RoomSpec, preset: str) -> dict[str, Any]:
     return content
 
 
+def check_creation_content(content: dict[str, Any]) -> None:
+    """The m.room.create keys a client may set must have their schema's types."""
+    if "type" in content and not isinstance(content["type"], str):
+        raise MatrixError("M_BAD_JSON", "'creation_content.type' must be a string")
+    if "m.federate" in content and not isinstance(content["m.federate"], bool):
+        raise MatrixError("M_BAD_JSON", "'creation_content.m.federate' must be a boolean")
+    if "predecessor" in content:
+        predecessor = content["predecessor"]
+        if not isinstance(predecessor, dict) or not isinstance(predecessor.get("room_id"), str):
+            raise MatrixError("M_BAD_JSON", "'creation_content.predecessor' needs a room_id")
+    if "additional_creators" in content:
+        creators = content["additional_creators"]
+        if not isinstance(creators, list) or not all(
+            isinstance(c, str) and is_valid_user_id(c) for c in creators
+        ):
+            raise MatrixError(
+                "M_BAD_JSON", "'creation_content.additional_creators' must be a list of user IDs"
+            )
+
+
 def _create_content(spec: RoomSpec, preset: str) -> dict[str, Any]:
+    check_creation_content(spec.creation_content)
     content = dict(spec.creation_content)
     content["room_version"] = spec.room_version.identifier
     if spec.room_version.implicit_room_creator:

@@ -4,7 +4,7 @@ hand-made hostile inputs): each was a 500 or a response the spec's schema refuse
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -76,3 +76,39 @@ def test_a_filter_limit_still_caps_messages(api: MatrixTestClient, alice: Person
     response = messages(api, alice, room, filter={"limit": 2})
     assert response.status == 200, response.body
     assert len(response.body["chunk"]) == 2
+
+
+@pytest.mark.parametrize(
+    "creation_content",
+    [
+        {"additional_creators": "x"},
+        {"additional_creators": ["not a user id"]},
+        {"additional_creators": [5]},
+        {"type": 5},
+        {"predecessor": "x"},
+        {"m.federate": "no"},
+    ],
+)
+def test_create_room_refuses_creation_content_of_the_wrong_shape(
+    api: MatrixTestClient, alice: Persona, creation_content: dict[str, object]
+) -> None:
+    response = api.post(
+        "createRoom", {"creation_content": creation_content}, token=alice.access_token
+    )
+    assert response.status == 400
+    assert response.errcode == "M_BAD_JSON"
+    assert api.get("joined_rooms", token=alice.access_token).body["joined_rooms"] == []
+
+
+@pytest.mark.parametrize(
+    "room_filter", ['{"types":"x"}', '{"senders":[{}]}', '{"contains_url":"yes"}']
+)
+def test_messages_refuses_a_filter_of_the_wrong_shape(
+    api: MatrixTestClient, alice: Persona, room_filter: str
+) -> None:
+    room = api.post("createRoom", {}, token=alice.access_token).body["room_id"]
+    response = api.get(
+        f"rooms/{room}/messages?filter={quote(room_filter)}", token=alice.access_token
+    )
+    assert response.status == 400
+    assert response.errcode == "M_INVALID_PARAM"
