@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from accounts.api import account, auth, devices
+from accounts.api import account, auth, devices, tags
 
 # Old clients still use /r0/ for the account endpoints; both prefixes answer.
 C = r"^_matrix/client/(?:r0|v3)/"
@@ -31,6 +31,13 @@ urlpatterns = [
     re_path(
         C + r"user/(?P<user_id>[^/]+)/rooms/(?P<room_id>[^/]+)/account_data/(?P<data_type>[^/]+)$",
         account.AccountDataView.as_view(),
+    ),
+    re_path(
+        C + r"user/(?P<user_id>[^/]+)/rooms/(?P<room_id>[^/]+)/tags$", tags.TagsView.as_view()
+    ),
+    re_path(
+        C + r"user/(?P<user_id>[^/]+)/rooms/(?P<room_id>[^/]+)/tags/(?P<tag>[^/]+)$",
+        tags.TagView.as_view(),
     ),
     re_path(C + r"user/(?P<user_id>[^/]+)/filter$", account.FilterCreateView.as_view()),
     re_path(

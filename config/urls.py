@@ -11,6 +11,8 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("rooms.urls")),
     path("", include("sync.urls")),
+    path("", include("e2ee.urls")),
+    path("", include("presence.urls")),
     path("admin/", admin.site.urls),
     # Last: every other Matrix path is an endpoint we do not have.
     re_path(r"^_matrix/", views.unrecognized),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.errors import MatrixError
-from rooms import selectors
+from rooms import relations, selectors
 from rooms.models import Event, Room
 from streams import positions as streams
 
@@ -77,6 +77,10 @@ def paginate(
         )
         .filter(selectors.event_filter_q(room_filter))
     )
+    ignored = relations.ignored_users(user_id)
+    if ignored:
+        # Ignoring Users: no events from them, except state events.
+        base = base.exclude(sender__in=ignored, state_key__isnull=True)
     chunk: list[Event] = []
     cursor = position
     exhausted = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db.models import Count
@@ -46,6 +46,7 @@ class SyncRequest:
     filter: dict[str, Any] = field(default_factory=dict)
     full_state: bool = False
     use_state_after: bool = False
+    set_presence: str = "online"
 
     @property
     def user_id(self) -> str:
@@ -155,6 +156,9 @@ class SyncBuilder:
     def __init__(self, request: SyncRequest) -> None:
         self.request = request
         self.now = SyncToken.current()
+        # Ignoring Users: their events leave timelines (state events stay) and their
+        # invites are not sent.
+        self.ignored = relations.ignored_users(request.user_id)
 
     # --- rooms ------------------------------------------------------------------------
 
@@ -170,6 +174,8 @@ class SyncBuilder:
         if lower is not None:
             query = query.filter(stream_ordering__gt=lower)
         query = query.filter(selectors.event_filter_q(self.request.section_filter("timeline")))
+        if self.ignored:
+            query = query.exclude(sender__in=self.ignored, state_key__isnull=True)
         rows = list(query.order_by("-stream_ordering")[: limit + 1])
         limited = len(rows) > limit
         rows = rows[:limit]
@@ -326,7 +332,26 @@ class SyncBuilder:
                 )
                 if wanted:
                     plans.append(self._plan_left(row))
-        return plans
+        return self._without_ignored_invites(plans)
+
+    def _without_ignored_invites(self, plans: list[RoomPlan]) -> list[RoomPlan]:
+        invite_ids = [
+            p.membership_row.event_id
+            for p in plans
+            if p.section == "invite" and p.membership_row is not None
+        ]
+        if not self.ignored or not invite_ids:
+            return plans
+        dropped = set(
+            Event.objects.filter(event_id__in=invite_ids, sender__in=self.ignored).values_list(
+                "event_id", flat=True
+            )
+        )
+        return [
+            p
+            for p in plans
+            if not (p.membership_row is not None and p.membership_row.event_id in dropped)
+        ]
 
     # --- sections from other apps -----------------------------------------------------
 
@@ -445,8 +470,8 @@ class SyncBuilder:
                     "summary": {},
                 }
 
-        body: dict[str, Any] = {"next_batch": str(self.now)}
-        extra, extra_updates = providers.top_level(request, self.request.since, self.now)
+        extra, extra_updates, held_back = providers.top_level(request, request.since, self.now)
+        body: dict[str, Any] = {"next_batch": str(replace(self.now, **held_back))}
         has_updates = bool(global_account_data) or any(rooms.values()) or extra_updates
         body["rooms"] = {key: value for key, value in rooms.items() if value}
         body["account_data"] = {"events": global_account_data}

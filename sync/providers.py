@@ -2,9 +2,12 @@
 
 - An *ephemeral* provider returns, for the joined rooms in the response, the room's
   ephemeral events (typing, receipts) between the two tokens.
+- An *activity* hook is told of each /sync request before it is answered.
 - A *top-level* provider returns top-level sections (to_device, presence,
   device_lists, ...) and whether any of them carries news (an empty long-poll keeps
-  waiting until one does).
+  waiting until one does). It may add a third item, ``{stream: position}``, when its
+  news did not all fit in one response: ``next_batch`` then carries that position for
+  the stream instead of the current one, so the next sync goes on from there.
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ EphemeralProvider = Callable[
     dict[str, list[dict[str, Any]]],
 ]
 TopLevelProvider = Callable[
-    ["SyncRequest", "SyncToken | None", "SyncToken"], tuple[dict[str, Any], bool]
+    ["SyncRequest", "SyncToken | None", "SyncToken"],
+    tuple[dict[str, Any], bool] | tuple[dict[str, Any], bool, dict[str, int]],
 ]
+
+ActivityHook = Callable[["SyncRequest"], None]
 
 _ephemeral: list[EphemeralProvider] = []
 _top_level: list[TopLevelProvider] = []
+_activity: list[ActivityHook] = []
 
 
 def register_ephemeral(provider: EphemeralProvider) -> None:
@@ -36,6 +43,18 @@ def register_ephemeral(provider: EphemeralProvider) -> None:
 def register_top_level(provider: TopLevelProvider) -> None:
     if provider not in _top_level:
         _top_level.append(provider)
+
+
+def register_activity(hook: ActivityHook) -> None:
+    """``hook(request)`` runs once per /sync request, before its token is read, so what
+    it writes (presence: a /sync is activity) is in that response."""
+    if hook not in _activity:
+        _activity.append(hook)
+
+
+def record_activity(request: SyncRequest) -> None:
+    for hook in _activity:
+        hook(request)
 
 
 def ephemeral(
@@ -52,11 +71,15 @@ def ephemeral(
 
 def top_level(
     request: SyncRequest, since: SyncToken | None, now: SyncToken
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[dict[str, Any], bool, dict[str, int]]:
+    """The merged sections, whether any has news, and the streams held back."""
     sections: dict[str, Any] = {}
     updates = False
+    held_back: dict[str, int] = {}
     for provider in _top_level:
-        provided, has_news = provider(request, since, now)
+        provided, has_news, *rest = provider(request, since, now)
         sections.update(provided)
         updates = updates or has_news
-    return sections, updates
+        for stream, position in (rest[0] if rest else {}).items():
+            held_back[stream] = min(position, held_back.get(stream, position))
+    return sections, updates, held_back

@@ -7,7 +7,8 @@ from typing import Any
 from django.db import transaction
 
 from accounts.models import AccountData, User
-from protocol.errors import MatrixError
+from protocol.errors import MatrixError, bad_json
+from protocol.identifiers import is_valid_user_id
 from streams import notifier
 from streams import positions as streams
 
@@ -15,6 +16,7 @@ from streams import positions as streams
 # by the server through their own APIs and cannot be set here.
 SERVER_MANAGED_TYPES = frozenset({"m.fully_read", "m.push_rules"})
 MAX_TYPE_LENGTH = 255
+IGNORED_USER_LIST = "m.ignored_user_list"
 
 
 def do_set_account_data(
@@ -24,7 +26,25 @@ def do_set_account_data(
         raise MatrixError("M_BAD_JSON", f"Cannot set {data_type} through this API", status=405)
     if not data_type or len(data_type) > MAX_TYPE_LENGTH:
         raise MatrixError("M_INVALID_PARAM", "Invalid account data type")
+    if data_type == IGNORED_USER_LIST and not room_id:
+        check_ignored_user_list(content)
     write_account_data(user, data_type, content, room_id)
+
+
+def check_ignored_user_list(content: dict[str, Any]) -> None:
+    """m.ignored_user_list: ``ignored_users`` maps user IDs to objects (the servers and
+    clients that read the list rely on its shape). An empty object clears the list, as
+    clients clear account data."""
+    if not content:
+        return
+    ignored = content.get("ignored_users")
+    if not isinstance(ignored, dict):
+        raise bad_json("'ignored_users' must be an object")
+    for user_id, value in ignored.items():
+        if not is_valid_user_id(user_id):
+            raise bad_json(f"'ignored_users' keys must be user IDs, not {user_id!r}")
+        if not isinstance(value, dict):
+            raise bad_json(f"'ignored_users.{user_id}' must be an object")
 
 
 def write_account_data(

@@ -16,7 +16,7 @@ from config.exceptions import matrix_error_response
 from config.matrix_api import parse_json
 from protocol.errors import MatrixError
 from rooms.selectors import joined_room_ids
-from sync import hub
+from sync import hub, providers
 from sync.builder import SyncRequest, SyncResult, build_sync
 from sync.tokens import SyncToken
 
@@ -73,6 +73,8 @@ def _prepare(request: HttpRequest) -> tuple[SyncRequest, list[str]]:
         raise MatrixError(
             "M_INVALID_PARAM", "'set_presence' must be offline, online or unavailable"
         )
+    sync_request.set_presence = set_presence or "online"
+    providers.record_activity(sync_request)
     return sync_request, joined_room_ids(session.user.user_id)
 
 

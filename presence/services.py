@@ -1,0 +1,75 @@
+"""The write path of presence."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+
+from accounts.clock import now_ms
+from presence import selectors
+from presence.models import OFFLINE, STATES, Presence
+from protocol.errors import bad_json
+from streams import notifier
+from streams import positions as streams
+
+# A /sync marks its user active at most this often (a write per sync would be a write
+# per long-poll).
+ACTIVITY_GRANULARITY_MS = 60 * 1000
+
+
+def check_presence(state: str) -> str:
+    if state not in STATES:
+        raise bad_json(f"'presence' must be one of {', '.join(STATES)}")
+    return state
+
+
+def _visible(content: dict[str, object]) -> tuple[object, ...]:
+    """What co-members are told about: a change here moves the presence stream."""
+    return content["presence"], content.get("currently_active"), content.get("status_msg")
+
+
+def _write(user_id: str, state: str, status_msg: str | None, *, keep_status: bool) -> None:
+    """Set the state, mark the user active now, and move the presence stream if what
+    others see changed. Locks the user's presence row."""
+    now = now_ms()
+    with transaction.atomic():
+        Presence.objects.get_or_create(user_id=user_id)
+        row = Presence.objects.select_for_update().get(user_id=user_id)
+        before = _visible(selectors.presence_content(row, now)) if row.stream_id else None
+        row.state = state
+        if not keep_status:
+            row.status_msg = status_msg
+        row.last_active_ts = now
+        if _visible(selectors.presence_content(row, now)) != before:
+            row.stream_id = streams.next_position(streams.PRESENCE)
+            position = row.stream_id
+            transaction.on_commit(
+                lambda: notifier.notify_stream_moved(
+                    streams.PRESENCE,
+                    position,
+                    user_ids=selectors.users_sharing_a_room(user_id),
+                )
+            )
+        row.save()
+
+
+def do_set_presence(user_id: str, state: str, status_msg: str | None) -> None:
+    """PUT /presence/{userId}/status. With presence off the request is accepted and
+    ignored (as Synapse does with presence disabled)."""
+    check_presence(state)
+    if not settings.PRESENCE_ENABLED:
+        return
+    _write(user_id, state, status_msg, keep_status=False)
+
+
+def do_record_sync(user_id: str, set_presence: str) -> None:
+    """/sync's ``set_presence``: ``online`` or ``unavailable`` set the state and mark the
+    user active, ``offline`` leaves presence alone (sync.yaml). Writes only when the
+    state changes or the last activity is older than a minute."""
+    if set_presence == OFFLINE or not settings.PRESENCE_ENABLED:
+        return
+    row = Presence.objects.filter(user_id=user_id).only("state", "last_active_ts").first()
+    fresh = row is not None and now_ms() - row.last_active_ts < ACTIVITY_GRANULARITY_MS
+    if row is not None and row.state == set_presence and fresh:
+        return
+    _write(user_id, set_presence, None, keep_status=True)

@@ -1,0 +1,74 @@
+"""The ``presence`` section of /sync: m.presence events of the users sharing a room
+with the syncing user (and their own), for changes since the token.
+
+A /sync is also activity: :func:`record_sync` records its ``set_presence`` (default
+``online``) before the response's token is read, so the change is in that response.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from accounts.clock import now_ms
+from presence import selectors, services
+
+if TYPE_CHECKING:
+    from sync.builder import SyncRequest
+    from sync.tokens import SyncToken
+
+EVENT_TYPE = "m.presence"
+
+
+def _names_presence(patterns: Any) -> bool:
+    return isinstance(patterns, list) and any(
+        p == EVENT_TYPE
+        or (isinstance(p, str) and p.endswith("*") and EVENT_TYPE.startswith(p[:-1]))
+        for p in patterns
+    )
+
+
+def _wanted(event_filter: dict[str, Any], sender: str) -> bool:
+    """The filter's ``presence`` EventFilter (types, not_types, senders, not_senders)."""
+    if "types" in event_filter and not _names_presence(event_filter["types"]):
+        return False
+    if _names_presence(event_filter.get("not_types")):
+        return False
+    senders = event_filter.get("senders")
+    if isinstance(senders, list) and sender not in senders:
+        return False
+    not_senders = event_filter.get("not_senders")
+    return not (isinstance(not_senders, list) and sender in not_senders)
+
+
+def record_sync(request: SyncRequest) -> None:
+    services.do_record_sync(request.user_id, request.set_presence)
+
+
+def presence_section(
+    request: SyncRequest, since: SyncToken | None, now: SyncToken
+) -> tuple[dict[str, Any], bool]:
+    if not settings.PRESENCE_ENABLED:
+        return {}, False
+    event_filter = request.filter.get("presence")
+    if not isinstance(event_filter, dict):
+        event_filter = {}
+    rows = selectors.presence_changes(
+        request.user_id, after=since.presence if since is not None else 0, upto=now.presence
+    )
+    read_at = now_ms()
+    events = [
+        {
+            "type": EVENT_TYPE,
+            "sender": row.user_id,
+            "content": selectors.presence_content(row, read_at),
+        }
+        for row in rows
+        if _wanted(event_filter, row.user_id)
+    ]
+    limit = event_filter.get("limit")
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
+        # The most recent changes matter most.
+        events = events[-limit:] if limit else []
+    return {"presence": {"events": events}}, bool(events)
