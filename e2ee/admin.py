@@ -21,5 +21,7 @@ class ToDeviceMessageAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+    def has_change_permission(
+        self, request: HttpRequest, obj: ToDeviceMessage | None = None
+    ) -> bool:
         return False
