@@ -115,8 +115,11 @@ TEMPLATES = [
 ]
 
 if _opts.get("database_url"):
-    DATABASES = {"default": dj_database_url.parse(_opts["database_url"], conn_max_age=60)}
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # No persistent connections: under ASGI every request runs in its own thread, so a
+    # connection kept for reuse is never reused and never closed; under load they pile up
+    # to max_connections ("too many clients"). Django's docs: "When using ASGI, persistent
+    # connections should be disabled." Each request opens and closes its own.
+    DATABASES = {"default": dj_database_url.parse(_opts["database_url"], conn_max_age=0)}
 else:
     DATABASES = {
         "default": {
