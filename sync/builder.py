@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, Q
 
 from accounts.models import AccountData, User
 from rooms import relations, selectors
@@ -150,6 +150,8 @@ class RoomPlan:
     prev_batch: str | None = None
     state_ids: list[str] = field(default_factory=list)
     membership_row: Membership | None = None
+    # Joined since the token (or full_state): the client gets the room afresh.
+    afresh: bool = False
 
 
 class SyncBuilder:
@@ -191,50 +193,77 @@ class SyncBuilder:
         since_position: int | None,
         upper: int,
     ) -> list[str]:
-        """State event IDs for the room's ``state`` section (before the timeline)."""
-        if timeline and not self.request.use_state_after:
-            start_state = _state_before(timeline[0])
-        else:
-            start_state = _state_at_position(room, upper)
-        if full or since_position is None:
-            wanted = dict(start_state)
-        else:
-            before = _state_at_position(room, since_position)
-            wanted = {k: v for k, v in start_state.items() if before.get(k) != v}
+        """State event IDs for the room's ``state`` (or ``state_after``) section.
+
+        ``state``: the state at the start of the timeline, less what the client had at
+        ``since_position``. A change after the start that the timeline does not carry
+        (a filtered timeline) is given with its value at the end, so that state plus
+        timeline still add up to the current state. ``state_after``: the state at the end
+        of the timeline, less what the client had.
+        """
+        end_state = _state_at_position(room, upper)
         in_timeline = {row.event_id for row in timeline}
-        ids = []
+        state_after = self.request.use_state_after
+        if state_after or not timeline:
+            target = dict(end_state)
+        else:
+            start_state = _state_before(timeline[0])
+            target = {
+                key: start_state[key] if event_id in in_timeline else event_id
+                for key, event_id in end_state.items()
+                if event_id not in in_timeline or key in start_state
+            }
+        incremental = not full and since_position is not None
+        if incremental:
+            before = _state_at_position(room, since_position)
+            wanted = {k: v for k, v in target.items() if before.get(k) != v}
+        else:
+            wanted = target
+        lazy = self.request.lazy_load_members
         senders = {row.sender for row in timeline}
+        ids = []
         for (event_type, state_key), event_id in wanted.items():
-            if event_id in in_timeline and not self.request.use_state_after:
+            if event_id in in_timeline and not state_after:
                 continue
-            if event_type == MEMBER and self.request.lazy_load_members:
-                keep = state_key in senders or (full and state_key == self.request.user_id)
-                if not keep:
-                    continue
+            # Lazy loading ("Syncing"): a full state gives the members of the timeline's
+            # senders and the syncing user's own; an incremental one every membership
+            # change in the gap, redundant or not.
+            lazily_left_out = (
+                event_type == MEMBER
+                and lazy
+                and not incremental
+                and state_key not in senders
+                and state_key != self.request.user_id
+            )
+            if lazily_left_out:
+                continue
             ids.append(event_id)
-        if self.request.lazy_load_members and not full and since_position is not None:
+        if lazy and incremental:
             # Members of the timeline's senders whom the client may not know yet.
             for sender in senders:
-                event_id = start_state.get((MEMBER, sender))
+                event_id = target.get((MEMBER, sender))
                 if event_id and event_id not in ids and event_id not in in_timeline:
                     ids.append(event_id)
         return ids
 
-    def _plan_joined(self, row: Membership, changed: bool) -> RoomPlan | None:
+    def _plan_joined(self, row: Membership, newly_joined: bool) -> RoomPlan:
+        """A joined room with news. ``newly_joined``: not joined at ``since``, so the
+        client gets the room afresh (full state, the latest timeline)."""
         since = self.request.since
         room = row.room
-        full = self.request.full_state or since is None or changed
-        lower = None if (since is None or changed) else since.events
+        full = self.request.full_state or since is None or newly_joined
+        lower = None if (since is None or newly_joined) else since.events
         timeline, limited = self._timeline(room, self.now.events, lower)
-        if lower is not None and not timeline and not self.request.full_state:
-            return RoomPlan(room, "join", membership_row=row)
-        plan = RoomPlan(room, "join", timeline=timeline, limited=limited, membership_row=row)
+        plan = RoomPlan(
+            room, "join", timeline=timeline, limited=limited, membership_row=row, afresh=full
+        )
         if timeline:
             first = timeline[0].stream_ordering or 0
             plan.prev_batch = f"s{first - 1}"
         else:
             plan.prev_batch = f"s{self.now.events}"
-        if since is not None and not changed and not limited and not self.request.full_state:
+        whole_timeline = not limited and not self._timeline_filtered()
+        if lower is not None and whole_timeline and not full and not self.request.use_state_after:
             # Every change since the token is in the timeline; only lazily loaded
             # members of its senders may be missing.
             plan.state_ids = (
@@ -245,7 +274,7 @@ class SyncBuilder:
                     since_position=self._timeline_start(timeline),
                     upper=self.now.events,
                 )
-                if self.request.lazy_load_members
+                if self.request.lazy_load_members and timeline
                 else []
             )
         else:
@@ -253,10 +282,17 @@ class SyncBuilder:
                 room,
                 timeline,
                 full=full,
-                since_position=None if full else since.events if since else None,
+                since_position=None if full else lower,
                 upper=self.now.events,
             )
         return plan
+
+    def _timeline_filtered(self) -> bool:
+        timeline_filter = self.request.section_filter("timeline")
+        return any(
+            isinstance(timeline_filter.get(key), list)
+            for key in ("types", "not_types", "senders", "not_senders")
+        )
 
     @staticmethod
     def _timeline_start(timeline: Sequence[Event]) -> int | None:
@@ -289,8 +325,9 @@ class SyncBuilder:
             for row in Membership.objects.select_related("room").filter(
                 user_id=self.request.user_id
             )
-            if self.request.wants_room(row.room.room_id) and row.stream_ordering <= self.now.events
+            if self.request.wants_room(row.room.room_id)
         ]
+        rows = self._memberships_at_now(rows)
         joined = [row for row in rows if row.membership == "join"]
         changed_rooms: set[int] = set()
         if since is not None and joined:
@@ -303,6 +340,9 @@ class SyncBuilder:
                 .values_list("room_id", flat=True)
                 .distinct()
             )
+        newly_joined = self._newly_joined(
+            [row for row in joined if since is not None and row.stream_ordering > since.events]
+        )
         plans: list[RoomPlan] = []
         for row in rows:
             membership_changed = since is not None and row.stream_ordering > since.events
@@ -317,9 +357,7 @@ class SyncBuilder:
                     # Still listed, so its account data or ephemeral events can be sent.
                     plans.append(RoomPlan(row.room, "join", membership_row=row))
                     continue
-                plan = self._plan_joined(row, membership_changed)
-                if plan is not None:
-                    plans.append(plan)
+                plans.append(self._plan_joined(row, row.room_id in newly_joined))
             elif row.membership in ("invite", "knock"):
                 if since is None or membership_changed:
                     plans.append(RoomPlan(row.room, row.membership, membership_row=row))
@@ -353,15 +391,88 @@ class SyncBuilder:
             if not (p.membership_row is not None and p.membership_row.event_id in dropped)
         ]
 
+    def _memberships_at_now(self, rows: list[Membership]) -> list[Membership]:
+        """The user's memberships as of ``self.now``: a row changed after the token was
+        read stands for the member event before it (or for nothing, if none)."""
+        ahead = {row.room_id: row for row in rows if row.stream_ordering > self.now.events}
+        if not ahead:
+            return rows
+        earlier: dict[int, Membership] = {}
+        for room_pk, membership, event_id, position in (
+            Event.objects.filter(
+                room_id__in=list(ahead),
+                type=MEMBER,
+                state_key=self.request.user_id,
+                stream_ordering__lte=self.now.events,
+            )
+            .order_by("room_id", "-stream_ordering")
+            .values_list("room_id", "membership", "event_id", "stream_ordering")
+        ):
+            if room_pk not in earlier:
+                earlier[room_pk] = Membership(
+                    room=ahead[room_pk].room,
+                    user_id=self.request.user_id,
+                    membership=membership or "leave",
+                    event_id=event_id,
+                    stream_ordering=position,
+                )
+        return [
+            earlier[row.room_id] if row.room_id in ahead else row
+            for row in rows
+            if row.room_id not in ahead or row.room_id in earlier
+        ]
+
+    def _newly_joined(self, rows: Sequence[Membership]) -> set[int]:
+        """Of the joined rooms whose membership row changed since the token, those the
+        user was not joined to at the token, or left and rejoined since: two queries.
+
+        A profile change re-sends the join event; the room is not new to the client.
+        """
+        since = self.request.since
+        if since is None or not rows:
+            return set()
+        newly: set[int] = set()
+        first_replaced: dict[int, str | None] = {}
+        for room_pk, membership, replaces in (
+            Event.objects.filter(
+                room_id__in=[row.room_id for row in rows],
+                type=MEMBER,
+                state_key=self.request.user_id,
+                stream_ordering__gt=since.events,
+                stream_ordering__lte=self.now.events,
+            )
+            .order_by("stream_ordering")
+            .values_list("room_id", "membership", "replaces_state")
+        ):
+            if membership != "join":
+                newly.add(room_pk)
+            first_replaced.setdefault(room_pk, replaces)
+        earlier = dict(
+            Event.objects.filter(
+                event_id__in=[e for e in first_replaced.values() if e]
+            ).values_list("event_id", "membership")
+        )
+        for row in rows:
+            replaced = first_replaced.get(row.room_id)
+            if replaced is None or earlier.get(replaced) != "join":
+                newly.add(row.room_id)
+        return newly
+
     # --- sections from other apps -----------------------------------------------------
 
-    def _account_data(self) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    def _account_data(
+        self, afresh_room_ids: Sequence[str]
+    ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        """Account data changed since the token; all of it for rooms given afresh (a
+        room joined since the token has the account data set while away)."""
         since = self.request.since
         query = AccountData.objects.filter(
             user=self.request.user, stream_id__lte=self.now.account_data
         )
         if since is not None:
-            query = query.filter(stream_id__gt=since.account_data)
+            query = query.filter(
+                Q(stream_id__gt=since.account_data) | Q(room_id__in=list(afresh_room_ids))
+            )
         global_filter = self.request.filter.get("account_data")
         room_filter = self.request.section_filter("account_data")
         global_events: list[dict[str, Any]] = []
@@ -382,7 +493,9 @@ class SyncBuilder:
     def build(self) -> SyncResult:
         request = self.request
         plans = self._room_plans()
-        global_account_data, room_account_data = self._account_data()
+        global_account_data, room_account_data = self._account_data(
+            [p.room.room_id for p in plans if p.afresh]
+        )
         joined_ids = [p.room.room_id for p in plans if p.section == "join"]
         ephemeral = providers.ephemeral(request, self.request.since, self.now, joined_ids)
 
@@ -397,13 +510,17 @@ class SyncBuilder:
         )
         viewer = (request.user_id, request.device_id)
         all_timeline = [row for plan in plans for row in plan.timeline]
-        bundles = relations.bundled_aggregations(
-            all_timeline, request.user_id, viewer_device=viewer
+        bundles = (
+            relations.bundled_aggregations(all_timeline, request.user_id, viewer_device=viewer)
+            if all_timeline
+            else {}
         )
         state_filter = request.section_filter("state")
 
         rooms: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
         summaries = self._summaries([p for p in plans if p.section == "join"])
+        # use_state_after: "state_after", required even when empty; "state" omitted.
+        state_section = "state_after" if request.use_state_after else "state"
         for plan in plans:
             room_id = plan.room.room_id
             if plan.section in ("invite", "knock"):
@@ -422,9 +539,7 @@ class SyncBuilder:
                     "limited": plan.limited,
                     "prev_batch": plan.prev_batch or f"s{self.now.events}",
                 },
-                "state_after" if request.use_state_after else "state": {
-                    "events": client_events(state)
-                },
+                state_section: {"events": client_events(state)},
                 "account_data": {"events": room_account_data.pop(room_id, [])},
             }
             if plan.section == "join":
@@ -451,7 +566,7 @@ class SyncBuilder:
                         "limited": False,
                         "prev_batch": f"s{self.now.events}",
                     },
-                    "state": {"events": []},
+                    state_section: {"events": []},
                     "account_data": {"events": events},
                     "ephemeral": {"events": ephemeral.get(room_id, [])},
                     "summary": {},
@@ -464,7 +579,7 @@ class SyncBuilder:
                         "limited": False,
                         "prev_batch": f"s{self.now.events}",
                     },
-                    "state": {"events": []},
+                    state_section: {"events": []},
                     "account_data": {"events": []},
                     "ephemeral": {"events": events},
                     "summary": {},
@@ -509,15 +624,20 @@ class SyncBuilder:
             .annotate(n=Count("id"))
         ):
             counts[room_pk][membership] = count
-        heroes: dict[int, list[str]] = defaultdict(list)
-        for room_pk, user_id in (
-            Membership.objects.filter(room_id__in=room_pks, membership__in=("join", "invite"))
+        # m.heroes: the first 5 joined or invited members by stream ordering, never the
+        # user; when there are none, the members who left or were banned.
+        present: dict[int, list[str]] = defaultdict(list)
+        departed: dict[int, list[str]] = defaultdict(list)
+        for room_pk, user_id, membership in (
+            Membership.objects.filter(room_id__in=room_pks)
             .exclude(user_id=self.request.user_id)
             .order_by("room_id", "stream_ordering")
-            .values_list("room_id", "user_id")
+            .values_list("room_id", "user_id", "membership")
         ):
-            if len(heroes[room_pk]) < 5:
-                heroes[room_pk].append(user_id)
+            group = present if membership in ("join", "invite") else departed
+            if membership != "knock" and len(group[room_pk]) < 5:
+                group[room_pk].append(user_id)
+        heroes = {pk: present.get(pk) or departed.get(pk, []) for pk in room_pks}
         return {
             p.room.room_id: {
                 "m.heroes": heroes.get(p.room.pk, []),

@@ -145,32 +145,41 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start_homeserver(data_dir: Path, backend: dict[str, str]) -> LiveServer:
-    """Migrate, then start runhomeserver in its own process group; return once it answers."""
+def start_homeserver(
+    data_dir: Path, backend: dict[str, str], *, web_only_for: LiveServer | None = None
+) -> LiveServer:
+    """Migrate, then start runhomeserver in its own process group; return once it answers.
+
+    ``web_only_for``: start a second web process (``--no-worker``) of that server
+    instead, on its database and Redis, under its server name, without migrating.
+    """
     port = free_port()
+    server_name = web_only_for.server_name if web_only_for else f"localhost:{port}"
     env = _child_environ(
         {
             **backend,
-            "TRELLIS_SERVER_NAME": f"localhost:{port}",
+            "TRELLIS_SERVER_NAME": server_name,
             "TRELLIS_BIND": f"127.0.0.1:{port}",
         }
     )
-    log_path = data_dir / "homeserver.log"
+    log_path = data_dir / f"homeserver-{port}.log"
     manage = [sys.executable, str(PROJECT_ROOT / "manage.py")]
-    migrate = subprocess.run(
-        [*manage, "migrate", "--noinput"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=MIGRATE_TIMEOUT_S,
-        check=False,
-    )
-    if migrate.returncode != 0:
-        pytest.fail(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
+    if web_only_for is None:
+        migrate = subprocess.run(
+            [*manage, "migrate", "--noinput"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=MIGRATE_TIMEOUT_S,
+            check=False,
+        )
+        if migrate.returncode != 0:
+            pytest.fail(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
+    extra = ["--no-worker", "--bind", f"127.0.0.1:{port}"] if web_only_for else []
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*manage, "runhomeserver"],
+            [*manage, "runhomeserver", *extra],
             cwd=PROJECT_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -178,7 +187,7 @@ def start_homeserver(data_dir: Path, backend: dict[str, str]) -> LiveServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = LiveServer(f"http://127.0.0.1:{port}", f"localhost:{port}", process, log_path)
+    server = LiveServer(f"http://127.0.0.1:{port}", server_name, process, log_path)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not _answers(server.url):
         if process.poll() is not None or time.monotonic() > deadline:
