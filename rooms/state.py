@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
-from django.db import connection
+from django.db import connection, transaction
 
 from rooms.models import MAX_STATE_DELTA_CHAIN, Room, StateGroup, StateGroupEntry
 
@@ -43,6 +43,41 @@ class _LRU:
 
 _state_cache = _LRU(_CACHE_SIZE)
 
+# State groups created by this thread's open transaction. They enter the shared cache
+# only when that transaction commits: on SQLite a rolled-back group's ID is handed out
+# again, and a cached map under a reused ID would be another room's state. An entry is
+# live while its on-commit callback is still queued on the connection (a rollback
+# discards the queue).
+_pending = threading.local()
+
+
+def _remember_on_commit(group_id: int, state: Mapping[StateKey, str]) -> None:
+    def publish() -> None:
+        _state_cache.put(group_id, state)
+        _pending_map().pop(group_id, None)
+
+    _pending_map()[group_id] = (state, publish)
+    transaction.on_commit(publish)
+
+
+def _pending_map() -> dict[int, tuple[Mapping[StateKey, str], object]]:
+    if not hasattr(_pending, "groups"):
+        _pending.groups = {}
+    groups: dict[int, tuple[Mapping[StateKey, str], object]] = _pending.groups
+    return groups
+
+
+def _pending_state(group_id: int) -> Mapping[StateKey, str] | None:
+    entry = _pending_map().get(group_id)
+    if entry is None:
+        return None
+    state, publish = entry
+    if any(callback is publish for _sids, callback, _robust in connection.run_on_commit):
+        return state
+    _pending_map().pop(group_id, None)
+    return None
+
+
 _CHAIN_SQL = """
 WITH RECURSIVE chain(id, prev_group_id, step) AS (
     SELECT id, prev_group_id, 0 FROM rooms_stategroup WHERE id = %s
@@ -58,6 +93,9 @@ def load_state(group_id: int | None) -> Mapping[StateKey, str]:
     """The full state map of a state group (read-only; copy before changing it)."""
     if group_id is None:
         return {}
+    pending = _pending_state(group_id)
+    if pending is not None:
+        return pending
     cached = _state_cache.get(group_id)
     if cached is not None:
         return cached
@@ -68,7 +106,7 @@ def load_state(group_id: int | None) -> Mapping[StateKey, str]:
     base: dict[StateKey, str] = {}
     todo = chain
     for index, ancestor in enumerate(chain):
-        hit = _state_cache.get(ancestor)
+        hit = _pending_state(ancestor) or _state_cache.get(ancestor)
         if hit is not None:
             base = dict(hit)
             todo = chain[:index]
@@ -83,7 +121,9 @@ def load_state(group_id: int | None) -> Mapping[StateKey, str]:
         for gid in reversed(todo):
             for etype, skey, event_id in by_group.get(gid, ()):
                 base[(etype, skey)] = event_id
-    _state_cache.put(group_id, base)
+    if not any(_pending_state(g) is not None for g in chain):
+        # Only maps built purely from committed groups are shared.
+        _state_cache.put(group_id, base)
     return base
 
 
@@ -111,7 +151,7 @@ def create_state_group(
         StateGroupEntry(state_group=group, type=t, state_key=k, event_id=e)
         for (t, k), e in entries
     )
-    _state_cache.put(group.pk, new_state)
+    _remember_on_commit(group.pk, new_state)
     return group
 
 
@@ -122,5 +162,5 @@ def create_state_group_from_map(room: Room, state: Mapping[StateKey, str]) -> St
         StateGroupEntry(state_group=group, type=t, state_key=k, event_id=e)
         for (t, k), e in state.items()
     )
-    _state_cache.put(group.pk, dict(state))
+    _remember_on_commit(group.pk, dict(state))
     return group
