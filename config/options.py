@@ -35,6 +35,7 @@ ENV_NAMES = {
     "access_token_lifetime_ms": "TRELLIS_ACCESS_TOKEN_LIFETIME_MS",
     "max_request_bytes": "TRELLIS_MAX_REQUEST_BYTES",
     "log_level": "TRELLIS_LOG_LEVEL",
+    "db_pool_size": "TRELLIS_DB_POOL_SIZE",
     "federation_server_name_for_well_known": "TRELLIS_WELL_KNOWN_SERVER",
 }
 

@@ -118,8 +118,14 @@ if _opts.get("database_url"):
     # No persistent connections: under ASGI every request runs in its own thread, so a
     # connection kept for reuse is never reused and never closed; under load they pile up
     # to max_connections ("too many clients"). Django's docs: "When using ASGI, persistent
-    # connections should be disabled." Each request opens and closes its own.
+    # connections should be disabled." Instead psycopg's pool lends each request a
+    # connection and takes it back at the end, keeping a few open.
     DATABASES = {"default": dj_database_url.parse(_opts["database_url"], conn_max_age=0)}
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": int(_opts.get("db_pool_size", "10")),
+        "timeout": 30,
+    }
 else:
     DATABASES = {
         "default": {
