@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
+from django import db
 from django.http import HttpRequest, JsonResponse
 
 from accounts import selectors as account_selectors
@@ -19,6 +21,8 @@ from rooms.selectors import joined_room_ids
 from sync import hub, providers
 from sync.builder import SyncRequest, SyncResult, build_sync
 from sync.tokens import SyncToken
+
+T = TypeVar("T")
 
 # Long-polls are capped so that proxies and clients with short timeouts are not surprised.
 MAX_TIMEOUT_MS = 120_000
@@ -78,14 +82,31 @@ def _prepare(request: HttpRequest) -> tuple[SyncRequest, list[str]]:
     return sync_request, joined_room_ids(session.user.user_id)
 
 
+def _released(function: Callable[..., T]) -> Callable[..., T]:
+    """Run ``function`` and give the thread's database connection back afterwards.
+
+    A long-poll waits up to two minutes between builds; holding a connection (a pool
+    slot on PostgreSQL) through the wait would let fifty waiting clients starve every
+    other request.
+    """
+
+    def run(*args: Any) -> T:
+        try:
+            return function(*args)
+        finally:
+            db.connections.close_all()
+
+    return run
+
+
 async def sync(request: HttpRequest, **kwargs: Any) -> JsonResponse:
     """GET /_matrix/client/v3/sync"""
     try:
         if request.method != "GET":
             raise MatrixError("M_UNRECOGNIZED", "Method not allowed", status=405)
         timeout_ms = _timeout_ms(request)
-        sync_request, room_ids = await sync_to_async(_prepare)(request)
-        build = sync_to_async(build_sync)
+        sync_request, room_ids = await sync_to_async(_released(_prepare))(request)
+        build = sync_to_async(_released(build_sync))
         if timeout_ms == 0 or sync_request.full_state or sync_request.since is None:
             result = await build(sync_request)
             return JsonResponse(result.body, json_dumps_params=_JSON)
