@@ -558,32 +558,20 @@ class SyncBuilder:
             rooms[plan.section][room_id] = entry
         # Account data of joined rooms without other news.
         joined_rows = {p.room.room_id: p for p in plans if p.section == "join"}
-        for room_id, events in room_account_data.items():
-            if room_id in joined_rows and room_id not in rooms["join"]:
-                rooms["join"][room_id] = {
-                    "timeline": {
-                        "events": [],
-                        "limited": False,
-                        "prev_batch": f"s{self.now.events}",
-                    },
-                    state_section: {"events": []},
-                    "account_data": {"events": events},
-                    "ephemeral": {"events": ephemeral.get(room_id, [])},
-                    "summary": {},
-                }
-        for room_id, events in ephemeral.items():
-            if room_id in joined_rows and room_id not in rooms["join"] and events:
-                rooms["join"][room_id] = {
-                    "timeline": {
-                        "events": [],
-                        "limited": False,
-                        "prev_batch": f"s{self.now.events}",
-                    },
-                    state_section: {"events": []},
-                    "account_data": {"events": []},
-                    "ephemeral": {"events": events},
-                    "summary": {},
-                }
+        # Joined rooms whose only news is account data or ephemeral events.
+        quiet_ids = [
+            room_id
+            for room_id in [*room_account_data, *(r for r, events in ephemeral.items() if events)]
+            if room_id in joined_rows and room_id not in rooms["join"]
+        ]
+        for room_id in dict.fromkeys(quiet_ids):
+            rooms["join"][room_id] = {
+                "timeline": {"events": [], "limited": False, "prev_batch": f"s{self.now.events}"},
+                state_section: {"events": []},
+                "account_data": {"events": room_account_data.get(room_id, [])},
+                "ephemeral": {"events": ephemeral.get(room_id, [])},
+                "summary": {},
+            }
 
         extra, extra_updates, held_back = providers.top_level(request, request.since, self.now)
         body: dict[str, Any] = {"next_batch": str(replace(self.now, **held_back))}
