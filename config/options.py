@@ -12,6 +12,7 @@ An environment variable always wins over the file.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -37,6 +38,14 @@ ENV_NAMES = {
     "log_level": "TRELLIS_LOG_LEVEL",
     "db_pool_size": "TRELLIS_DB_POOL_SIZE",
     "federation_server_name_for_well_known": "TRELLIS_WELL_KNOWN_SERVER",
+    "max_upload_size": "TRELLIS_MAX_UPLOAD_SIZE",
+    "media_user_quota": "TRELLIS_MEDIA_USER_QUOTA",
+    "media_legacy_unauthenticated": "TRELLIS_MEDIA_LEGACY_UNAUTHENTICATED",
+    "media_storage": "TRELLIS_MEDIA_STORAGE",
+    "media_storage_options": "TRELLIS_MEDIA_STORAGE_OPTIONS",
+    "url_previews": "TRELLIS_URL_PREVIEWS",
+    "url_preview_ip_allowlist": "TRELLIS_URL_PREVIEW_IP_ALLOWLIST",
+    "url_preview_ip_denylist": "TRELLIS_URL_PREVIEW_IP_DENYLIST",
 }
 
 REGISTRATION_MODES = ("open", "token", "closed")
@@ -86,6 +95,24 @@ def as_bool(value: str, name: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be on or off, not {value!r}")
+
+
+def as_list(value: str) -> list[str]:
+    """A comma-separated setting as a list of its non-empty items."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def as_json_object(value: str, name: str, *, default: dict[str, Any]) -> dict[str, Any]:
+    """A setting holding a JSON object (empty: ``default``)."""
+    if not value.strip():
+        return default
+    try:
+        data = json.loads(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name} must be a JSON object")
+    return data
 
 
 def data_dir(values: dict[str, str]) -> Path:

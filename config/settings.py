@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "federation",
     "e2ee",
     "presence",
+    "media",
 ]
 
 MIDDLEWARE = [
@@ -220,6 +221,38 @@ REST_FRAMEWORK = {
 
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
+
+# --- Media repository (media/) ----------------------------------------------------------
+# Larger uploads get 413 M_TOO_LARGE; /media/config advertises it as m.upload.size.
+MAX_UPLOAD_SIZE = int(_opts.get("max_upload_size", str(50 * 1024 * 1024)))
+# Bytes of media one user may have stored (0: no quota); beyond it, 403 M_FORBIDDEN.
+MEDIA_USER_QUOTA = int(_opts.get("media_user_quota", "0"))
+# The deprecated unauthenticated /_matrix/media/v3/download|thumbnail serve only media
+# uploaded while this was on (the spec's "freeze"; Synapse's enable_authenticated_media).
+MEDIA_LEGACY_UNAUTHENTICATED = options.as_bool(
+    _opts.get("media_legacy_unauthenticated", "off"), "TRELLIS_MEDIA_LEGACY_UNAUTHENTICATED"
+)
+URL_PREVIEWS_ENABLED = options.as_bool(_opts.get("url_previews", "on"), "TRELLIS_URL_PREVIEWS")
+# CIDRs, comma-separated. Non-global addresses (private, loopback, link-local...) are
+# always refused unless allow-listed; the deny list refuses more.
+URL_PREVIEW_IP_ALLOWLIST = options.as_list(_opts.get("url_preview_ip_allowlist", ""))
+URL_PREVIEW_IP_DENYLIST = options.as_list(_opts.get("url_preview_ip_denylist", ""))
+URL_PREVIEW_MAX_BYTES = 10 * 1024 * 1024
+URL_PREVIEW_TIMEOUT_S = 10.0
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Any Django storage backend, e.g. django-storages' "storages.backends.s3.S3Storage"
+    # with its options as a JSON object in TRELLIS_MEDIA_STORAGE_OPTIONS.
+    "media": {
+        "BACKEND": _opts.get("media_storage", "django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": options.as_json_object(
+            _opts.get("media_storage_options", ""),
+            "TRELLIS_MEDIA_STORAGE_OPTIONS",
+            default={"location": str(DATA_DIR / "media")},
+        ),
+    },
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,0 +1,63 @@
+"""Reads of the media repository, with the serving rules applied here, once.
+
+Served only: local media (fetching remote media comes with federation), uploaded,
+not quarantined, and on the deprecated unauthenticated endpoints only media uploaded
+before the freeze (``authenticated_only`` unset).
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.db.models import Sum
+
+from accounts.clock import now_ms
+from media import ids
+from media.models import LocalMedia
+from protocol.errors import MatrixError
+
+# The spec's default wait for content that is not uploaded yet, and our maximum.
+DEFAULT_TIMEOUT_MS = 20_000
+MAX_TIMEOUT_MS = 20_000
+_POLL_S = 0.5
+
+
+def _not_found() -> MatrixError:
+    return MatrixError("M_NOT_FOUND", "Unknown media")
+
+
+def _lookup(media_id: str) -> LocalMedia | None:
+    return LocalMedia.objects.filter(media_id=media_id).first()
+
+
+def servable_media(
+    server_name: str, media_id: str, *, timeout_ms: int = 0, legacy: bool = False
+) -> LocalMedia:
+    """The media an mxc:// URI names, once it is uploaded; waits up to ``timeout_ms``
+    for a pending upload, then raises 504 M_NOT_YET_UPLOADED."""
+    ids.check_media_id(media_id)
+    if not ids.is_local(server_name):
+        # Remote media needs the federation client, which Trellis does not have yet.
+        raise MatrixError("M_NOT_FOUND", "Remote media is not available from this server")
+    deadline = time.monotonic() + min(max(timeout_ms, 0), MAX_TIMEOUT_MS) / 1000
+    while True:
+        media = _lookup(media_id)
+        if media is None or media.is_quarantined:
+            raise _not_found()
+        if legacy and media.authenticated_only:
+            # The freeze: new media is only served through the authenticated endpoints.
+            raise _not_found()
+        if media.is_uploaded:
+            return media
+        if (media.unused_expires_ts or 0) <= now_ms():
+            raise _not_found()
+        if time.monotonic() >= deadline:
+            raise MatrixError(
+                "M_NOT_YET_UPLOADED", "Content has not yet been uploaded", status=504
+            )
+        time.sleep(_POLL_S)
+
+
+def bytes_used_by(user_id: str) -> int:
+    total = LocalMedia.objects.filter(user_id=user_id).aggregate(total=Sum("size"))["total"]
+    return int(total or 0)

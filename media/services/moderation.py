@@ -1,0 +1,113 @@
+"""Operator actions on media: quarantine (served to nobody), release, delete.
+
+Each acts on a set of local media: chosen items, everything a user uploaded, or
+everything referenced from a room's messages. Files are removed from the storage only
+once the deletion of their rows has committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+
+from accounts.clock import now_ms
+from media import ids
+from media.models import LocalMedia, Thumbnail
+from media.storage import media_storage
+from rooms.models import Event
+
+logger = logging.getLogger(__name__)
+
+# Event types whose content may point at media, and where (Client-Server API, "m.room.message
+# msgtypes" and "Stickers"; encrypted attachments put the URI under "file").
+MEDIA_EVENT_TYPES = ("m.room.message", "m.sticker")
+_URI_PATHS = (
+    ("url",),
+    ("info", "thumbnail_url"),
+    ("file", "url"),
+    ("info", "thumbnail_file", "url"),
+)
+
+
+def _uris_in(content: Any) -> Iterator[str]:
+    for source in (
+        content,
+        (content or {}).get("m.new_content") if isinstance(content, dict) else None,
+    ):
+        for path in _URI_PATHS:
+            value: Any = source
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, str):
+                yield value
+
+
+def media_ids_in_room(room_id: str) -> set[str]:
+    """IDs of this server's media referenced by the room's messages and stickers."""
+    found: set[str] = set()
+    pdus = Event.objects.filter(room__room_id=room_id, type__in=MEDIA_EVENT_TYPES).values_list(
+        "pdu", flat=True
+    )
+    for pdu in pdus.iterator():
+        for uri in _uris_in(pdu.get("content") if isinstance(pdu, dict) else None):
+            parsed = ids.parse_mxc(uri)
+            if parsed and ids.is_local(parsed[0]):
+                found.add(parsed[1])
+    return found
+
+
+def media_of_user(user_id: str) -> QuerySet[LocalMedia]:
+    return LocalMedia.objects.filter(user_id=user_id)
+
+
+def media_in_room(room_id: str) -> QuerySet[LocalMedia]:
+    return LocalMedia.objects.filter(media_id__in=media_ids_in_room(room_id))
+
+
+def do_quarantine(media: QuerySet[LocalMedia], by: str) -> int:
+    """Stop serving these media to anyone; return how many were newly quarantined."""
+    return media.filter(quarantined_by__isnull=True).update(quarantined_by=by or "admin")
+
+
+def do_unquarantine(media: QuerySet[LocalMedia]) -> int:
+    return media.filter(quarantined_by__isnull=False).update(quarantined_by=None)
+
+
+def _delete_files(names: Iterable[str]) -> None:
+    storage = media_storage()
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            try:
+                storage.delete(name)
+            except OSError:
+                logger.warning("Could not delete media file %s", name, exc_info=True)
+
+
+def do_delete(media: QuerySet[LocalMedia]) -> int:
+    """Delete these media, their thumbnails and their files; return how many."""
+    with transaction.atomic():
+        pks = list(media.values_list("pk", flat=True))
+        names = [
+            n
+            for n in LocalMedia.objects.filter(pk__in=pks).values_list("storage_name", flat=True)
+            if n
+        ]
+        names += list(
+            Thumbnail.objects.filter(media__pk__in=pks).values_list("storage_name", flat=True)
+        )
+        count, _ = LocalMedia.objects.filter(pk__in=pks).delete()
+        transaction.on_commit(lambda: _delete_files(names))
+    return len(pks) if count else 0
+
+
+def do_purge_unused_media_ids() -> int:
+    """Delete media IDs reserved by /create whose time to upload has passed."""
+    count, _ = LocalMedia.objects.filter(
+        uploaded_ts__isnull=True, unused_expires_ts__lte=now_ms()
+    ).delete()
+    return count
