@@ -10,6 +10,7 @@ part (anything after ``_`` is ignored here), so a sync's ``prev_batch`` works as
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,8 @@ class Page:
     start: str
     end: str | None
     state: list[Event]
+    # The viewer's ignored users, read once per request (bundled aggregations use them).
+    ignored: frozenset[str]
 
 
 def paginate(
@@ -67,16 +70,12 @@ def paginate(
     if not selectors.is_world_readable(room) and (membership is None or membership.forgotten):
         raise MatrixError("M_FORBIDDEN", "You are not allowed to view this room's history")
 
-    base = (
-        Event.objects.select_related("room")
-        .filter(
-            room=room,
-            stream_ordering__isnull=False,
-            rejected_reason__isnull=True,
-            soft_failed=False,
-        )
-        .filter(selectors.event_filter_q(room_filter))
-    )
+    base = Event.objects.filter(
+        room=room,
+        stream_ordering__isnull=False,
+        rejected_reason__isnull=True,
+        soft_failed=False,
+    ).filter(selectors.event_filter_q(room_filter))
     ignored = relations.ignored_users(user_id)
     if ignored:
         # Ignoring Users: no events from them, except state events.
@@ -89,12 +88,12 @@ def paginate(
             query = base.filter(stream_ordering__lte=cursor)
             if bound is not None:
                 query = query.filter(stream_ordering__gt=bound)
-            rows = list(query.order_by("-stream_ordering")[: limit - len(chunk)])
+            rows = _in_room(query.order_by("-stream_ordering")[: limit - len(chunk)], room)
         else:
             query = base.filter(stream_ordering__gt=cursor)
             if bound is not None:
                 query = query.filter(stream_ordering__lte=bound)
-            rows = list(query.order_by("stream_ordering")[: limit - len(chunk)])
+            rows = _in_room(query.order_by("stream_ordering")[: limit - len(chunk)], room)
         if not rows:
             exhausted = True
             break
@@ -115,4 +114,12 @@ def paginate(
         state = selectors.state_events(
             oldest.state_group_id, [("m.room.member", s) for s in senders]
         )
-    return Page(chunk, start, end, state)
+    return Page(chunk, start, end, state, ignored)
+
+
+def _in_room(query: Iterable[Event], room: Room) -> list[Event]:
+    """The rows, each given the room object already at hand (no join, no Room per row)."""
+    rows = list(query)
+    for row in rows:
+        row.room = room
+    return rows

@@ -129,6 +129,7 @@ def bundled_aggregations(
     user_id: str,
     *,
     viewer_device: tuple[str, str | None] | None = None,
+    ignored: frozenset[str] | None = None,
 ) -> Bundles:
     """``unsigned["m.relations"]`` for each of ``rows`` that has any, by event ID.
 
@@ -140,10 +141,14 @@ def bundled_aggregations(
     - ``m.reference``: ``{"chunk": [{"event_id": ...}, ...]}`` in stream order.
     - ``m.annotation`` is not aggregated by the server (Event annotations, "Server-side
       aggregation of m.annotation relationships").
+
+    ``ignored`` is the viewer's ignored users when the caller has read them already.
     """
     if not any(_may_have_bundles(row) for row in rows):
         return {}
-    return _bundles(rows, user_id, ignored_users(user_id), viewer_device, with_threads=True)
+    if ignored is None:
+        ignored = ignored_users(user_id)
+    return _bundles(rows, user_id, ignored, viewer_device, with_threads=True)
 
 
 def _bundles(
@@ -165,23 +170,34 @@ def _bundles(
     )
     bundles: Bundles = defaultdict(dict)
 
-    edits_and_refs = list(
-        children.filter(rel_type__in=(REPLACE, REFERENCE)).order_by("stream_ordering")
-    )
-    thread_roots = [row for row in parents.values() if row.rel_type is None]
-    threads: list[dict[str, Any]] = []
-    if with_threads and thread_roots:
-        # One grouped query: per root, the count, the latest child and whether the
-        # viewer sent any of them.
-        threads = list(
-            children.filter(rel_type=THREAD, relates_to__in=[r.event_id for r in thread_roots])
-            .values("relates_to")
-            .annotate(
-                count=Count("pk"),
-                latest=Max("stream_ordering"),
-                mine=Count("pk", filter=Q(sender=user_id)),
-            )
+    # One grouped query tells which parents have children of which kind: per parent and
+    # rel_type, the count, the latest child and whether the viewer sent any of them.
+    # Most pages have none, and then this is the only query.
+    kinds = (REPLACE, REFERENCE, THREAD) if with_threads else (REPLACE, REFERENCE)
+    groups = list(
+        children.filter(rel_type__in=kinds)
+        .values("relates_to", "rel_type")
+        .annotate(
+            count=Count("pk"),
+            latest=Max("stream_ordering"),
+            mine=Count("pk", filter=Q(sender=user_id)),
         )
+        .order_by()
+    )
+    if not groups:
+        return {}
+    with_edits_or_refs = [g["relates_to"] for g in groups if g["rel_type"] != THREAD]
+    edits_and_refs = (
+        list(
+            children.filter(
+                rel_type__in=(REPLACE, REFERENCE), relates_to__in=with_edits_or_refs
+            ).order_by("stream_ordering")
+        )
+        if with_edits_or_refs
+        else []
+    )
+    thread_roots = {row.event_id for row in parents.values() if row.rel_type is None}
+    threads = [g for g in groups if g["rel_type"] == THREAD and g["relates_to"] in thread_roots]
     latest_rows = (
         list(_timeline().filter(stream_ordering__in=[t["latest"] for t in threads]))
         if threads

@@ -68,15 +68,23 @@ def filter_visible(rows: Sequence[Event], user_id: str) -> list[Event]:
     """The events among ``rows`` (all of one room) that ``user_id`` may see."""
     if not rows:
         return []
-    room = rows[0].room
-    last_join = Event.objects.filter(
-        room=room, type="m.room.member", state_key=user_id, membership="join"
-    ).aggregate(m=Max("stream_ordering"))["m"]
+    room_pk = rows[0].room_id
+    last_join: int | None = None
+    last_join_read = False
     visible = []
     for row in rows:
         visibility, membership = _visibility_and_membership(
             load_state(row.state_group_id), user_id
         )
+        if membership == "join":
+            # The common case on every read path: no further question to ask.
+            visible.append(row)
+            continue
+        if not last_join_read:
+            last_join = Event.objects.filter(
+                room_id=room_pk, type="m.room.member", state_key=user_id, membership="join"
+            ).aggregate(m=Max("stream_ordering"))["m"]
+            last_join_read = True
         joined_after = (
             last_join is not None
             and row.stream_ordering is not None
@@ -89,7 +97,7 @@ def filter_visible(rows: Sequence[Event], user_id: str) -> list[Event]:
             before = event_cache.get_events([row.replaces_state]).get(row.replaces_state)
             if before is not None and isinstance(before.content.get("history_visibility"), str):
                 candidates.append(before.content["history_visibility"])
-        if membership == "join" or any(
+        if any(
             v == "world_readable"
             or (v == "shared" and joined_after)
             or (v == "invited" and membership == "invite")

@@ -369,7 +369,9 @@ class MessagesView(MatrixView):
             room_filter=room_filter,
         )
         viewer = (request.user.user_id, request.auth.device.device_id)
-        bundles = relations.bundled_aggregations(page.chunk, viewer[0], viewer_device=viewer)
+        bundles = relations.bundled_aggregations(
+            page.chunk, viewer[0], viewer_device=viewer, ignored=page.ignored
+        )
         response: dict[str, Any] = {
             "chunk": client_events(page.chunk, viewer_device=viewer, bundles=bundles),
             "start": page.start,
