@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "federation",
     "e2ee",
     "presence",
+    "keybackup",
     "media",
 ]
 

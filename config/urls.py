@@ -13,6 +13,7 @@ urlpatterns = [
     path("", include("sync.urls")),
     path("", include("e2ee.urls")),
     path("", include("presence.urls")),
+    path("", include("keybackup.urls")),
     path("", include("media.urls")),
     path("admin/", admin.site.urls),
     # Last: every other Matrix path is an endpoint we do not have.
