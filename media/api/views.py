@@ -195,6 +195,9 @@ class PreviewUrlView(MatrixView):
 
 
 class FederationDownloadView(MatrixView):
+    # Servers sign requests (X-Matrix); client access tokens mean nothing here.
+    authentication_classes: list[type] = []
+
     def get(self, request: Request, media_id: str) -> HttpResponseBase:
         """GET /_matrix/federation/v1/media/download/{mediaId}"""
         federation.authenticate_federation_request(request._request)
@@ -212,6 +215,7 @@ class FederationDownloadView(MatrixView):
 
 class FederationThumbnailView(ThumbnailView):
     requires_auth = False
+    authentication_classes: list[type] = []
 
     def get(self, request: Request, media_id: str) -> HttpResponseBase:  # type: ignore[override]
         """GET /_matrix/federation/v1/media/thumbnail/{mediaId}"""
