@@ -118,7 +118,7 @@ class DownloadView(MatrixView):
         media = selectors.servable_media(
             server_name, media_id, timeout_ms=_timeout_ms(request), legacy=self.legacy
         )
-        name = file_name if file_name is not None else media.upload_name
+        name = file_name or media.upload_name
         return serving.file_response(
             media.storage_name,
             media.size or 0,

@@ -301,3 +301,14 @@ def test_a_body_shorter_than_its_content_length_is_refused(
     assert raised.value.status == 400
     assert LocalMedia.objects.count() == 0
     assert stored_files(media_root) == []
+
+
+def test_a_trailing_slash_means_no_file_name_override(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    media_id = media_id_of(upload(api, alice, b"hello", "text/plain", filename="a.txt"))
+
+    got = download(api, alice, media_id, "/")
+
+    assert got.status == 200
+    assert got.headers["Content-Disposition"] == 'inline; filename="a.txt"'
