@@ -582,13 +582,20 @@ class SyncBuilder:
         return SyncResult(body, has_updates, list(joined_rows))
 
     def _stripped(self, plan: RoomPlan) -> dict[str, Any]:
-        room = plan.room
-        state = load_state(room.current_state_group_id)
-        ids = [state[(t, "")] for t in STRIPPED_STATE_TYPES if (t, "") in state]
+        """The stripped state as it was at the invite or knock, as Synapse keeps it.
+
+        An invite is sent once: were later changes shown, an initial sync would hold
+        state that no incremental sync ever delivered.
+        """
         row = plan.membership_row
-        if row is not None:
-            ids.append(row.event_id)
-        rows = list(Event.objects.filter(event_id__in=ids))
+        member = Event.objects.filter(event_id=row.event_id).first() if row is not None else None
+        group = member.state_group_id if member is not None else None
+        state = load_state(group)
+        ids = [state[(t, "")] for t in STRIPPED_STATE_TYPES if (t, "") in state]
+        by_id = {event.event_id: event for event in Event.objects.filter(event_id__in=ids)}
+        rows = [by_id[event_id] for event_id in ids if event_id in by_id]
+        if member is not None:
+            rows.append(member)
         key = "invite_state" if plan.section == "invite" else "knock_state"
         return {key: {"events": stripped_state(rows)}}
 

@@ -128,6 +128,28 @@ def test_initial_sync_gives_knocks_with_stripped_state(
     assert by_key[("m.room.join_rules", "")]["content"] == {"join_rule": "knock"}
 
 
+def test_stripped_state_is_the_state_at_the_invite_or_knock(
+    api: MatrixTestClient, alice: Persona, bob: Persona, carol: Persona
+) -> None:
+    # An invite or knock is sent once: an initial sync must not show a later change that
+    # an incremental sync never carries, or the two views of the room disagree.
+    room = create_room(api, alice, room_version="10", name="Tea", initial_state=KNOCK_RULES)
+    invite(api, alice, room, bob)
+    knock(api, carol, room)
+    delivered = {
+        who.user_id: sync(api, who)["rooms"][section_name][room][f"{section_name}_state"]
+        for who, section_name in ((bob, "invite"), (carol, "knock"))
+    }
+    set_state(api, alice, room, "m.room.topic", {"topic": "later"})
+    set_state(api, alice, room, "m.room.name", {"name": "Coffee"})
+    for who, section_name in ((bob, "invite"), (carol, "knock")):
+        stripped = sync(api, who)["rooms"][section_name][room][f"{section_name}_state"]
+        assert stripped == delivered[who.user_id]
+        by_key = {(e["type"], e["state_key"]): e for e in stripped["events"]}
+        assert ("m.room.topic", "") not in by_key
+        assert by_key[("m.room.name", "")]["content"] == {"name": "Tea"}
+
+
 def test_left_rooms_only_with_include_leave_on_an_initial_sync(
     api: MatrixTestClient, alice: Persona, bob: Persona
 ) -> None:
