@@ -9,3 +9,6 @@ from django.dispatch import Signal
 user_deactivated = Signal()
 # Sent after a profile field changed, with ``user_id`` and ``key``.
 profile_changed = Signal()
+# Sent inside the transaction that renamed a device, with ``user_id`` and ``device_id``.
+# (Devices created or deleted: Django's post_save/post_delete on Device.)
+device_renamed = Signal()

@@ -6,7 +6,23 @@ class E2eeConfig(AppConfig):
     verbose_name = "End-to-end encryption"
 
     def ready(self) -> None:
-        from e2ee.sync_section import to_device_section
+        from django.db.models.signals import post_delete, post_save, pre_save
+
+        from accounts.models import Device
+        from accounts.signals import device_renamed, user_deactivated
+        from e2ee import signals
+        from e2ee.sync_section import (
+            device_lists_section,
+            one_time_keys_section,
+            to_device_section,
+        )
         from sync import providers
 
         providers.register_top_level(to_device_section)
+        providers.register_top_level(device_lists_section)
+        providers.register_top_level(one_time_keys_section)
+        pre_save.connect(signals.refuse_cross_signing_key_as_device_id, sender=Device)
+        post_save.connect(signals.device_saved, sender=Device)
+        post_delete.connect(signals.device_deleted, sender=Device)
+        device_renamed.connect(signals.device_renamed)
+        user_deactivated.connect(signals.user_deactivated)

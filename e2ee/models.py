@@ -1,11 +1,12 @@
 """End-to-end encryption support: send-to-device messages (Client-Server API,
-"Send-to-Device messaging")."""
+"Send-to-Device messaging") and the public keys clients encrypt with (device keys,
+one-time and fallback keys, cross-signing keys and signatures, device list changes)."""
 
 from __future__ import annotations
 
 from django.db import models
 
-from accounts.models import Device
+from accounts.models import Device, User
 
 
 class ToDeviceMessage(models.Model):
@@ -53,3 +54,145 @@ class ToDeviceTransaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} txn {self.txn_id}"
+
+
+# --- Keys (Client-Server API, "End-to-End Encryption", "Key Distribution") ----------------
+#
+# The server holds public keys only. ``owner`` (the device or user) makes the keys go
+# with it; rows also carry the owner's IDs as strings, as the inbox does, so that
+# /keys/query, /keys/claim and /sync read them without joins.
+
+
+class DeviceKeys(models.Model):
+    """A device's identity keys, as it uploaded them (less ``unsigned``), signed by its
+    own ed25519 key. Signatures others add later are :class:`KeySignature` rows."""
+
+    owner = models.OneToOneField(Device, on_delete=models.CASCADE, related_name="e2e_keys")
+    user_id = models.CharField(max_length=255)
+    device_id = models.CharField(max_length=255)
+    # The public key the device signs with: its fingerprint for other clients.
+    ed25519_key = models.CharField(max_length=64)
+    key_json = models.JSONField()
+
+    class Meta:
+        verbose_name = "device keys"
+        verbose_name_plural = "device keys"
+        indexes = [models.Index(fields=["user_id", "device_id"], name="device_keys_owner")]
+
+    def __str__(self) -> str:
+        return f"keys of {self.user_id}/{self.device_id}"
+
+
+class OneTimeKey(models.Model):
+    """An unclaimed one-time key. Claiming deletes it in the statement that reads it, so
+    it is handed out once; ``id`` is the order of upload, the order of claiming."""
+
+    owner = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=255)
+    device_id = models.CharField(max_length=255)
+    algorithm = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=255)
+    # A key object ({"key", "signatures"}) or, for unsigned algorithms, a string.
+    key_json = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user_id", "device_id", "algorithm", "key_id"], name="one_time_key_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.key_id} of {self.user_id}/{self.device_id}"
+
+
+class FallbackKey(models.Model):
+    """A device's fallback key for one algorithm: given out when its one-time keys ran
+    out, and not consumed; ``used`` once it has been (/sync's
+    device_unused_fallback_key_types lists the unused ones)."""
+
+    owner = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=255)
+    device_id = models.CharField(max_length=255)
+    algorithm = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=255)
+    key_json = models.JSONField()
+    used = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user_id", "device_id", "algorithm"], name="fallback_key_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"fallback {self.algorithm}:{self.key_id} of {self.user_id}/{self.device_id}"
+
+
+class CrossSigningKey(models.Model):
+    """A user's current master, self-signing or user-signing key (Cross-signing)."""
+
+    MASTER = "master"
+    SELF_SIGNING = "self_signing"
+    USER_SIGNING = "user_signing"
+    USAGES = [(MASTER, "master"), (SELF_SIGNING, "self-signing"), (USER_SIGNING, "user-signing")]
+
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    user_id = models.CharField(max_length=255)
+    usage = models.CharField(max_length=16, choices=USAGES)
+    # Unpadded base64; the key ID is "ed25519:<public_key>".
+    public_key = models.CharField(max_length=64)
+    key_json = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "usage"], name="cross_signing_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.usage} key of {self.user_id}"
+
+
+class KeySignature(models.Model):
+    """A signature uploaded with POST /keys/signatures/upload, on a device's keys
+    (``target_key_id`` = device ID) or a master key (``target_key_id`` = its public key).
+
+    Who may see it ("Key and signature security"): everyone when the signer owns the
+    target; only the signer otherwise (a user-signing key's signature of another user).
+    """
+
+    target_user_id = models.CharField(max_length=255)
+    target_key_id = models.CharField(max_length=255)
+    signer_user_id = models.CharField(max_length=255)
+    # "ed25519:<device ID or public key>"
+    signer_key_id = models.CharField(max_length=255)
+    signature = models.CharField(max_length=128)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["target_user_id", "target_key_id", "signer_user_id", "signer_key_id"],
+                name="key_signature_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.signer_key_id} of {self.signer_user_id} on {self.target_key_id}"
+
+
+class DeviceListChange(models.Model):
+    """A user's devices or cross-signing keys changed at ``stream_id`` (device_lists
+    stream): /sync and /keys/changes tell the users sharing a room with them."""
+
+    user_id = models.CharField(max_length=255)
+    stream_id = models.BigIntegerField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["stream_id"], name="device_list_change_stream"),
+            models.Index(fields=["user_id", "stream_id"], name="device_list_change_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} at {self.stream_id}"

@@ -1,10 +1,27 @@
-"""Reads of pending send-to-device messages."""
+"""Reads of end-to-end encryption support: pending send-to-device messages, published
+keys, and device list changes."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from e2ee.models import ToDeviceMessage
+from django.conf import settings
+from django.db.models import Count, F, Q, QuerySet
+
+from e2ee.models import (
+    CrossSigningKey,
+    DeviceKeys,
+    DeviceListChange,
+    FallbackKey,
+    KeySignature,
+    OneTimeKey,
+    ToDeviceMessage,
+)
+from protocol.identifiers import parse_user_id
+from rooms.models import Event, Membership
 
 
 def pending_messages(
@@ -23,3 +40,269 @@ def pending_messages(
         (stream_id, {"sender": sender, "type": event_type, "content": content})
         for stream_id, sender, event_type, content in rows
     ]
+
+
+# --- Device lists (Client-Server API, "Tracking the device list for a user") --------------
+
+MEMBER = "m.room.member"
+JOIN = "join"
+
+
+def _joined_rooms(user_ids: Sequence[str]) -> QuerySet[Membership]:
+    return Membership.objects.filter(user_id__in=user_ids, membership=JOIN).values("room_id")
+
+
+def _sharing(user_id: str) -> QuerySet[Membership]:
+    """Users joined to a room ``user_id`` is joined to (a subquery)."""
+    return Membership.objects.filter(membership=JOIN, room_id__in=_joined_rooms([user_id])).values(
+        "user_id"
+    )
+
+
+def users_sharing_a_room_with(user_ids: Sequence[str]) -> list[str]:
+    """``user_ids`` and everyone joined to a room one of them is joined to."""
+    others = (
+        Membership.objects.filter(membership=JOIN, room_id__in=_joined_rooms(user_ids))
+        .values_list("user_id", flat=True)
+        .distinct()
+    )
+    return sorted({*user_ids, *others})
+
+
+@dataclass
+class DeviceListChanges:
+    changed: list[str]
+    left: list[str]
+
+
+def device_list_changes(
+    user_id: str, *, events: tuple[int, int], device_lists: tuple[int, int]
+) -> DeviceListChanges:
+    """/sync's ``device_lists`` (and GET /keys/changes) for ``user_id`` between two tokens,
+    given as (after, upto] ranges of the events and device_lists streams.
+
+    ``changed``: users sharing a room with ``user_id`` now (and the user), whose device
+    list changed in the range, or who started sharing a room in it (their join, or the
+    user's own join to a room they are in). ``left``: users who stopped sharing every
+    room (their leave or ban, or the user's own), with whom no room is shared now.
+
+    Shared rooms are all rooms, not only encrypted ones, as Synapse does: ``changed``
+    may name more users than needed (clients ignore users they do not track) and
+    ``left`` names a user only once nothing at all is shared, so no client stops
+    tracking a user it still shares an encrypted room with.
+
+    Indexed range queries, never one per room: the device_lists range (when it moved),
+    the membership events of the user's rooms in the events range (when it moved), and
+    only when those found something, the memberships those events replaced, the members
+    of rooms the user joined or left, and who is still shared.
+    """
+    changed: set[str] = set()
+    if device_lists[0] < device_lists[1]:
+        changed.update(
+            DeviceListChange.objects.filter(
+                stream_id__gt=device_lists[0], stream_id__lte=device_lists[1]
+            )
+            .filter(Q(user_id=user_id) | Q(user_id__in=_sharing(user_id)))
+            .values_list("user_id", flat=True)
+            .distinct()
+        )
+    joined: set[str] = set()
+    departed: set[str] = set()
+    if events[0] < events[1]:
+        joined, departed = _membership_news(user_id, events)
+    candidates = (joined | departed) - {user_id}
+    still_shared: set[str] = set()
+    if candidates:
+        still_shared = set(
+            Membership.objects.filter(
+                membership=JOIN,
+                room_id__in=_joined_rooms([user_id]),
+                user_id__in=sorted(candidates),
+            )
+            .values_list("user_id", flat=True)
+            .distinct()
+        )
+    changed |= joined & still_shared
+    left = departed - still_shared - {user_id}
+    return DeviceListChanges(sorted(changed), sorted(left))
+
+
+def _membership_news(user_id: str, events: tuple[int, int]) -> tuple[set[str], set[str]]:
+    """Users who joined, and users who left or were banned, in the rooms of ``user_id``
+    in the events range; the members of rooms ``user_id`` itself joined or left count
+    as joined or departed too."""
+    rows = list(
+        Event.objects.filter(
+            room_id__in=Membership.objects.filter(user_id=user_id).values("room_id"),
+            type=MEMBER,
+            stream_ordering__gt=events[0],
+            stream_ordering__lte=events[1],
+        )
+        .exclude(state_key__isnull=True)
+        .values_list("room_id", "state_key", "membership", "replaces_state")
+    )
+    if not rows:
+        return set(), set()
+    # A join that replaced a join is a profile change: nobody new to share with.
+    replaced_ids = [r for _, _, m, r in rows if m == JOIN and r]
+    was_joined = set(
+        Event.objects.filter(event_id__in=replaced_ids, membership=JOIN).values_list(
+            "event_id", flat=True
+        )
+        if replaced_ids
+        else []
+    )
+    joined: set[str] = set()
+    departed: set[str] = set()
+    rooms_joined: set[int] = set()
+    rooms_left: set[int] = set()
+    for room_pk, member, membership, replaces in rows:
+        if membership == JOIN:
+            if replaces in was_joined:
+                continue
+            if member == user_id:
+                rooms_joined.add(room_pk)
+            else:
+                joined.add(member)
+        elif membership in ("leave", "ban"):
+            if member == user_id:
+                rooms_left.add(room_pk)
+            else:
+                departed.add(member)
+    if rooms_joined or rooms_left:
+        for room_pk, member in Membership.objects.filter(
+            room_id__in=sorted(rooms_joined | rooms_left), membership=JOIN
+        ).values_list("room_id", "user_id"):
+            (joined if room_pk in rooms_joined else departed).add(member)
+    return joined, departed
+
+
+# --- Keys ---------------------------------------------------------------------------------
+
+# Users per query: IN lists stay well under SQLite's limit on bound parameters.
+_CHUNK = 500
+# Clients read a missing signed_curve25519 count as zero, but some only if it is there
+# (Synapse always sends it, for the same reason).
+ALWAYS_COUNTED = "signed_curve25519"
+
+
+def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield list(items[start : start + _CHUNK])
+
+
+def one_time_key_counts(user_id: str, device_id: str) -> dict[str, int]:
+    """Unclaimed one-time keys of a device, per algorithm."""
+    counts = dict(
+        OneTimeKey.objects.filter(user_id=user_id, device_id=device_id)
+        .values_list("algorithm")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts.setdefault(ALWAYS_COUNTED, 0)
+    return counts
+
+
+def unused_fallback_key_types(user_id: str, device_id: str) -> list[str]:
+    return sorted(
+        FallbackKey.objects.filter(user_id=user_id, device_id=device_id, used=False).values_list(
+            "algorithm", flat=True
+        )
+    )
+
+
+def device_ed25519_keys(user_id: str) -> dict[str, str]:
+    """Device ID -> ed25519 public key, for the devices of ``user_id`` that have keys."""
+    return dict(DeviceKeys.objects.filter(user_id=user_id).values_list("device_id", "ed25519_key"))
+
+
+def cross_signing_keys(user_id: str) -> dict[str, CrossSigningKey]:
+    """usage -> key, for the cross-signing keys ``user_id`` has."""
+    return {row.usage: row for row in CrossSigningKey.objects.filter(user_id=user_id)}
+
+
+def _visible_signatures(
+    requester: str, user_ids: list[str]
+) -> dict[tuple[str, str], list[tuple[str, str, str]]]:
+    """(target user, target key ID) -> [(signer, signer key ID, signature)] that
+    ``requester`` may see ("Key and signature security"): those made by the key's owner,
+    and the requester's own."""
+    visible: dict[tuple[str, str], list[tuple[str, str, str]]] = defaultdict(list)
+    rows = (
+        KeySignature.objects.filter(target_user_id__in=user_ids)
+        .filter(Q(signer_user_id=F("target_user_id")) | Q(signer_user_id=requester))
+        .values_list(
+            "target_user_id", "target_key_id", "signer_user_id", "signer_key_id", "signature"
+        )
+    )
+    for target_user, target_key, signer, signer_key, signature in rows:
+        visible[(target_user, target_key)].append((signer, signer_key, signature))
+    return visible
+
+
+def _with_signatures(
+    key_json: dict[str, Any], extra: list[tuple[str, str, str]]
+) -> dict[str, Any]:
+    if not extra:
+        return key_json
+    signatures = {
+        signer: dict(by_key) for signer, by_key in (key_json.get("signatures") or {}).items()
+    }
+    for signer, signer_key, signature in extra:
+        signatures.setdefault(signer, {})[signer_key] = signature
+    return {**key_json, "signatures": signatures}
+
+
+# Federation will reach other servers; until then they are reported unreachable.
+REMOTE_FAILURE = {"status": 503, "message": "Federation is not available yet"}
+
+
+def query_keys(requester: str, wanted: dict[str, list[str]]) -> dict[str, Any]:
+    """POST /keys/query: ``wanted`` maps user ID -> device IDs (empty: all).
+
+    Local users only: other servers are listed in ``failures``. Devices without keys
+    are left out; a user's user-signing key is only shown to the user.
+    """
+    failures: dict[str, Any] = {}
+    local: dict[str, list[str]] = {}
+    for user_id, devices in wanted.items():
+        domain = parse_user_id(user_id).domain
+        if domain == settings.SERVER_NAME:
+            local[user_id] = devices
+        else:
+            failures[domain] = REMOTE_FAILURE
+    wanted = local
+    device_keys: dict[str, dict[str, Any]] = {user_id: {} for user_id in wanted}
+    master: dict[str, Any] = {}
+    self_signing: dict[str, Any] = {}
+    user_signing: dict[str, Any] = {}
+    for users in _chunks(sorted(wanted)):
+        signatures = _visible_signatures(requester, users)
+        for user_id, device_id, key_json, display_name in DeviceKeys.objects.filter(
+            user_id__in=users
+        ).values_list("user_id", "device_id", "key_json", "owner__display_name"):
+            devices = wanted[user_id]
+            if devices and device_id not in devices:
+                continue
+            entry = _with_signatures(key_json, signatures.get((user_id, device_id), []))
+            if display_name is not None:
+                entry = {**entry, "unsigned": {"device_display_name": display_name}}
+            device_keys[user_id][device_id] = entry
+        for user_id, usage, public_key, key_json in CrossSigningKey.objects.filter(
+            user_id__in=users
+        ).values_list("user_id", "usage", "public_key", "key_json"):
+            if usage == CrossSigningKey.MASTER:
+                master[user_id] = _with_signatures(
+                    key_json, signatures.get((user_id, public_key), [])
+                )
+            elif usage == CrossSigningKey.SELF_SIGNING:
+                self_signing[user_id] = key_json
+            elif usage == CrossSigningKey.USER_SIGNING and user_id == requester:
+                user_signing[user_id] = key_json
+    return {
+        "failures": failures,
+        "device_keys": device_keys,
+        "master_keys": master,
+        "self_signing_keys": self_signing,
+        "user_signing_keys": user_signing,
+    }

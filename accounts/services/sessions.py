@@ -13,6 +13,7 @@ from django.db.models import Q
 
 from accounts.clock import now_ms
 from accounts.models import AccessToken, Device, User
+from accounts.signals import device_renamed
 from accounts.tokens import new_access_token, new_refresh_token, token_digest
 from protocol.errors import MatrixError
 
@@ -157,11 +158,13 @@ def do_logout_other_sessions(user: User, keep: AccessToken | None) -> None:
 
 def do_rename_device(user: User, device_id: str, display_name: str) -> None:
     check_device_fields(None, display_name)
-    updated = Device.objects.filter(user=user, device_id=device_id).update(
-        display_name=display_name
-    )
-    if not updated:
-        raise MatrixError("M_NOT_FOUND", "Unknown device")
+    with transaction.atomic():
+        updated = Device.objects.filter(user=user, device_id=device_id).update(
+            display_name=display_name
+        )
+        if not updated:
+            raise MatrixError("M_NOT_FOUND", "Unknown device")
+        device_renamed.send(sender=Device, user_id=user.user_id, device_id=device_id)
 
 
 # A session whose access token expired stays this long, so that its refresh token can

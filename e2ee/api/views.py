@@ -6,7 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.matrix_api import MatrixView, ok
-from e2ee import services
+from e2ee.services import to_device
 
 
 class SendToDeviceView(MatrixView):
@@ -17,5 +17,5 @@ class SendToDeviceView(MatrixView):
         body = self.body(request)
         messages = body.dict("messages", required=True)
         assert messages is not None
-        services.do_send_to_device(request.auth.device, event_type, txn_id, messages)
+        to_device.do_send_to_device(request.auth.device, event_type, txn_id, messages)
         return ok()

@@ -1,0 +1,1 @@
+"""The write paths of end-to-end encryption support, one module per capability."""
