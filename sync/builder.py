@@ -316,7 +316,25 @@ class SyncBuilder:
             since_position=since.events if since is not None else None,
             upper=row.stream_ordering,
         )
+        if plan.state_ids and not self._ever_joined(row):
+            # A rejected or withdrawn invite, or a ban before any join: the user never
+            # had the room's state, so its state section holds only the events history
+            # visibility lets them see (their own membership at least), as the timeline.
+            rows = Event.objects.filter(event_id__in=plan.state_ids).order_by("stream_ordering")
+            visible = {
+                e.event_id for e in selectors.filter_visible(list(rows), self.request.user_id)
+            }
+            plan.state_ids = [event_id for event_id in plan.state_ids if event_id in visible]
         return plan
+
+    def _ever_joined(self, row: Membership) -> bool:
+        return Event.objects.filter(
+            room_id=row.room_id,
+            type=MEMBER,
+            state_key=self.request.user_id,
+            membership="join",
+            stream_ordering__lte=row.stream_ordering,
+        ).exists()
 
     def _room_plans(self) -> list[RoomPlan]:
         since = self.request.since

@@ -269,6 +269,58 @@ def test_incremental_sync_after_leaving(
     assert room not in section(sync(api, bob, since=body["next_batch"]), "leave")
 
 
+@pytest.mark.parametrize("use_state_after", [False, True])
+def test_a_rejected_invite_shows_nothing_the_invitee_could_not_see(
+    api: MatrixTestClient, alice: Persona, bob: Persona, use_state_after: bool
+) -> None:
+    # history_visibility "shared": events before a user's join are theirs only once
+    # they join, and bob never does; all he could see is his own membership.
+    room = create_room(api, alice, preset="private_chat", name="Plans")
+    set_state(api, alice, room, "m.room.topic", {"topic": "not for bob"})
+    send(api, alice, room, "before the invite")
+    token = sync(api, bob)["next_batch"]
+    invite(api, alice, room, bob)
+    send(api, alice, room, "while bob is invited")
+    leave(api, bob, room)
+    key = "state_after" if use_state_after else "state"
+    mode = {"use_state_after": True} if use_state_after else {}
+    for timeline_limit in (1, 10):
+        room_filter = {"timeline": {"limit": timeline_limit}}
+        incremental = sync(api, bob, since=token, filter={"room": room_filter}, **mode)
+        initial = sync(api, bob, filter={"room": {**room_filter, "include_leave": True}}, **mode)
+        for body in (incremental, initial):
+            entry = section(body, "leave")[room]
+            events = entry[key]["events"] + entry["timeline"]["events"]
+            seen = {
+                (e["type"], e.get("state_key"), e["content"].get("membership")) for e in events
+            }
+            member = "m.room.member"
+            assert (member, bob.user_id, "leave") in seen
+            assert seen <= {(member, bob.user_id, "invite"), (member, bob.user_id, "leave")}
+
+
+def test_a_rejected_invite_keeps_the_state_history_visibility_shows(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(
+        api,
+        alice,
+        initial_state=[
+            {"type": "m.room.history_visibility", "content": {"history_visibility": "invited"}}
+        ],
+    )
+    set_state(api, alice, room, "m.room.topic", {"topic": "before"})
+    invite(api, alice, room, bob)
+    topic = set_state(api, alice, room, "m.room.topic", {"topic": "while invited"})
+    send(api, alice, room, "while invited")
+    leave(api, bob, room)
+    body = sync(api, bob, filter={"room": {"include_leave": True, "timeline": {"limit": 1}}})
+    entry = section(body, "leave")[room]
+    # "invited": what happened while bob was invited is his to see, not what came before.
+    assert topic.body["event_id"] in state_ids(entry)
+    assert ("m.room.member", alice.user_id) not in state_keys(entry)
+
+
 @pytest.mark.parametrize("action", ["kick", "ban"])
 def test_incremental_sync_after_a_kick_or_ban(
     api: MatrixTestClient, alice: Persona, bob: Persona, action: str
