@@ -516,6 +516,9 @@ class SyncBuilder:
         )
         joined_ids = [p.room.room_id for p in plans if p.section == "join"]
         ephemeral = providers.ephemeral(request, self.request.since, self.now, joined_ids)
+        summaries = self._summaries([p for p in plans if p.section == "join"])
+        if request.lazy_load_members:
+            self._add_hero_members(plans, summaries)
 
         state_ids = [event_id for plan in plans for event_id in plan.state_ids]
         state_rows = (
@@ -536,7 +539,6 @@ class SyncBuilder:
         state_filter = request.section_filter("state")
 
         rooms: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
-        summaries = self._summaries([p for p in plans if p.section == "join"])
         # use_state_after: "state_after", required even when empty; "state" omitted.
         state_section = "state_after" if request.use_state_after else "state"
         for plan in plans:
@@ -616,6 +618,32 @@ class SyncBuilder:
             rows.append(member)
         key = "invite_state" if plan.section == "invite" else "knock_state"
         return {key: {"events": stripped_state(rows)}}
+
+    def _add_hero_members(
+        self, plans: Sequence[RoomPlan], summaries: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        """Lazy loading: the member events of the summary's heroes go in ``state``
+        (Client-Server API, the room summary's "m.heroes"). An incremental sync adds them
+        only when the heroes may have changed: a member event in the timeline, or a gap."""
+        state_after = self.request.use_state_after
+        for plan in plans:
+            heroes = summaries.get(plan.room.room_id, {}).get("m.heroes")
+            news = plan.afresh or plan.limited or any(row.type == MEMBER for row in plan.timeline)
+            if plan.section != "join" or not heroes or not news:
+                continue
+            if plan.timeline and not state_after:
+                state = _state_before(plan.timeline[0])
+            else:
+                state = _state_at_position(plan.room, self.now.events)
+            # Events of the timeline are already sent (unless state_after wants them too).
+            known = set(plan.state_ids)
+            if not state_after:
+                known.update(row.event_id for row in plan.timeline)
+            for hero in heroes:
+                event_id = state.get((MEMBER, hero))
+                if event_id is not None and event_id not in known:
+                    plan.state_ids.append(event_id)
+                    known.add(event_id)
 
     def _summaries(self, plans: Sequence[RoomPlan]) -> dict[str, dict[str, Any]]:
         """m.joined_member_count, m.invited_member_count and m.heroes, for rooms whose

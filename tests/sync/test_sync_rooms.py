@@ -511,15 +511,43 @@ def test_rooms_and_not_rooms(api: MatrixTestClient, alice: Persona) -> None:
 def test_lazy_loaded_members_on_an_initial_sync(
     api: MatrixTestClient, alice: Persona, bob: Persona, carol: Persona
 ) -> None:
-    room = shared_room(api, alice, bob, carol)
+    others = [api.register(name) for name in ("dan", "erin", "frank", "grace")]
+    room = shared_room(api, alice, bob, carol, *others)
     for n in range(3):
         send(api, alice, room, f"m{n}")
     lazy = {"room": {"timeline": {"limit": 3}, "state": {"lazy_load_members": True}}}
     entry = joined(sync(api, bob, filter=lazy))[room]
-    # The senders of the timeline, and the syncing user's own member event.
-    assert members_in(entry) == {alice.user_id, bob.user_id}
+    heroes = entry["summary"]["m.heroes"]
+    assert heroes == [alice.user_id, carol.user_id] + [o.user_id for o in others[:3]]
+    # The senders of the timeline, the syncing user's own member event and the heroes'
+    # (the summary's "m.heroes"): grace, the sixth other member, is left out.
+    assert members_in(entry) == {alice.user_id, bob.user_id, *heroes}
     eager = joined(sync(api, bob, filter={"room": {"timeline": {"limit": 3}}}))[room]
-    assert members_in(eager) == {alice.user_id, bob.user_id, carol.user_id}
+    assert members_in(eager) == {alice.user_id, bob.user_id, carol.user_id} | {
+        o.user_id for o in others
+    }
+
+
+@pytest.mark.parametrize("use_state_after", [False, True])
+def test_lazy_loading_gives_the_member_events_of_new_heroes(
+    api: MatrixTestClient, alice: Persona, bob: Persona, carol: Persona, use_state_after: bool
+) -> None:
+    others = [api.register(name) for name in ("dan", "erin", "frank", "grace")]
+    room = shared_room(api, alice, bob, carol, *others)
+    lazy = {"room": {"timeline": {"limit": 5}, "state": {"lazy_load_members": True}}}
+    mode = {"use_state_after": True} if use_state_after else {}
+    key = "state_after" if use_state_after else "state"
+    for n in range(5):
+        send(api, alice, room, f"m{n}")
+    first = sync(api, bob, filter=lazy, **mode)
+    grace = others[-1].user_id
+    assert grace not in members_in(joined(first)[room], key)
+    leave(api, carol, room)
+    entry = joined(sync(api, bob, since=first["next_batch"], filter=lazy, **mode))[room]
+    # Carol's leave makes grace a hero; she never sent anything, and bob's client has
+    # not had her member event.
+    assert grace in entry["summary"]["m.heroes"]
+    assert grace in members_in(entry, key)
 
 
 def test_lazy_loading_includes_own_member_event_on_join_and_full_state(
