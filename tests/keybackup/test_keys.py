@@ -323,3 +323,18 @@ def test_many_keys_in_one_upload(api: MatrixTestClient, alice: Persona) -> None:
     room = api.get(keys_path(version, "!r3:localhost:8008"), token=alice.access_token)
     assert room.body["sessions"]["s7"] == key(6, 0, marker="b")
     assert room.body["sessions"]["s8"] == key(8, 0)
+
+
+def test_session_ids_with_slashes_and_pluses(api: MatrixTestClient, alice: Persona) -> None:
+    # Megolm session IDs are unpadded standard base64: "/" and "+" are common.
+    version = create_version(api, alice)
+    session_id = "Ab/cd+Ef/GHijk+lmnopqrstuvwxyz0123456789/AB"
+
+    stored = api.put(keys_path(version, ROOM, session_id), key(), token=alice.access_token)
+
+    assert stored.status == 200, stored.body
+    assert api.get(keys_path(version, ROOM, session_id), token=alice.access_token).body == key()
+    everything = api.get(keys_path(version), token=alice.access_token).body
+    assert everything == {"rooms": {ROOM: {"sessions": {session_id: key()}}}}
+    deleted = api.delete(keys_path(version, ROOM, session_id), token=alice.access_token)
+    assert deleted.body["count"] == 0

@@ -53,31 +53,33 @@ def keys(room_id: str | None = None, session_id: str | None = None) -> str:
 @run_async
 async def test_a_key_backup_round_trip(homeserver: LiveServer) -> None:
     room = f"!room:{homeserver.server_name}"
+    # A megolm session ID is standard base64: "/" (sent as %2F) and "+" are common.
+    s1 = "Ab/cd+Ef/GHijk"
     async with http_client(homeserver) as client:
         user = await client.register()
         version = await create_version(client, user)
         params = {"version": version}
 
         stored = await client.ok(
-            "PUT", keys(), user, {"rooms": {room: {"sessions": {"s1": key(4, "one")}}}}, params
+            "PUT", keys(), user, {"rooms": {room: {"sessions": {s1: key(4, "one")}}}}, params
         )
         assert stored["count"] == 1
-        better = await client.ok("PUT", keys(room, "s1"), user, key(1, "better"), params)
+        better = await client.ok("PUT", keys(room, s1), user, key(1, "better"), params)
         assert better["count"] == 1
         assert better["etag"] != stored["etag"]
-        worse = await client.ok("PUT", keys(room), user, {"sessions": {"s1": key(9, "w")}}, params)
+        worse = await client.ok("PUT", keys(room), user, {"sessions": {s1: key(9, "w")}}, params)
         assert worse == better
 
         assert await client.ok("GET", keys(), user, params=params) == {
-            "rooms": {room: {"sessions": {"s1": key(1, "better")}}}
+            "rooms": {room: {"sessions": {s1: key(1, "better")}}}
         }
         info = await client.ok("GET", "room_keys/version", user)
         assert (info["version"], info["count"], info["etag"]) == (version, 1, better["etag"])
 
         await client.ok("DELETE", f"room_keys/version/{version}", user)
-        status, answer = await client.request("GET", keys(room, "s1"), user, params=params)
+        status, answer = await client.request("GET", keys(room, s1), user, params=params)
         assert (status, answer["errcode"]) == (404, "M_NOT_FOUND")
-        status, answer = await client.request("PUT", keys(room, "s1"), user, key(0, "x"), params)
+        status, answer = await client.request("PUT", keys(room, s1), user, key(0, "x"), params)
         assert (status, answer["errcode"]) == (404, "M_NOT_FOUND")
 
 
