@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from accounts.models import User
 from keybackup.models import BackupSession, BackupVersion
-from keybackup.services import current_version, parse_version, unknown_version
-from protocol.errors import not_found
+from protocol.errors import MatrixError, not_found
+
+# Versions are this server's decimal counters: "1", "2", ... (an opaque string to clients).
+_VERSION = re.compile(r"[1-9][0-9]{0,17}")
+
+
+def parse_version(version: str) -> int | None:
+    """The number behind a version string, or None if no backup can have it."""
+    return int(version) if _VERSION.fullmatch(version) else None
+
+
+def unknown_version() -> MatrixError:
+    return not_found("Unknown backup version")
+
+
+def current_version(user: User) -> BackupVersion | None:
+    """The user's newest backup that is not deleted: the one keys are uploaded to."""
+    return BackupVersion.objects.filter(user=user, deleted=False).order_by("-version").first()
 
 
 def _version(user: User, version: str) -> BackupVersion:

@@ -8,7 +8,6 @@ Creating a version locks the user's row, so two creations never get the same num
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ from django.db.models import Max, Q
 
 from accounts.models import User
 from keybackup.models import BackupSession, BackupVersion
+from keybackup.selectors import current_version, parse_version, unknown_version
 from protocol.errors import MatrixError, bad_json, invalid_param, missing_param, not_found
 from protocol.identifiers import is_valid_room_id, parse_user_id
 
@@ -26,8 +26,6 @@ ALGORITHMS = frozenset({MEGOLM_BACKUP_V1})
 MAX_SESSION_ID_LENGTH = 255
 # Counters are stored as 64-bit integers; canonical JSON's integer range keeps them there.
 MAX_INTEGER = 2**53 - 1
-# Versions are this server's decimal counters: "1", "2", ... (an opaque string to clients).
-_VERSION = re.compile(r"[1-9][0-9]{0,17}")
 # Rows per query when looking up or writing many sessions at once.
 _BATCH = 500
 
@@ -48,15 +46,6 @@ class KeysCount:
 
     etag: str
     count: int
-
-
-def parse_version(version: str) -> int | None:
-    """The number behind a version string, or None if no backup can have it."""
-    return int(version) if _VERSION.fullmatch(version) else None
-
-
-def unknown_version() -> MatrixError:
-    return not_found("Unknown backup version")
 
 
 # --- Validation ------------------------------------------------------------------------
@@ -166,11 +155,6 @@ def is_better(new: KeyData, stored: BackupSession) -> bool:
 
 
 # --- Versions --------------------------------------------------------------------------
-
-
-def current_version(user: User) -> BackupVersion | None:
-    """The user's newest backup that is not deleted: the one keys are uploaded to."""
-    return BackupVersion.objects.filter(user=user, deleted=False).order_by("-version").first()
 
 
 def _locked_version(user: User, version: str) -> BackupVersion | None:
