@@ -156,8 +156,13 @@ class RoomPlan:
 
 class SyncBuilder:
     def __init__(self, request: SyncRequest) -> None:
-        self.request = request
         self.now = SyncToken.current()
+        if request.since is not None and request.since.is_ahead_of(self.now):
+            # Positions this server never handed out (a database restored from a
+            # backup, an edited token): what the client has is unknown, so it gets an
+            # initial sync rather than silence until the streams catch up.
+            request = replace(request, since=None)
+        self.request = request
         # Ignoring Users: their events leave timelines (state events stay) and their
         # invites are not sent.
         self.ignored = relations.ignored_users(request.user_id)
@@ -595,7 +600,12 @@ class SyncBuilder:
 
         extra, extra_updates, held_back = providers.top_level(request, request.since, self.now)
         body: dict[str, Any] = {"next_batch": str(replace(self.now, **held_back))}
-        has_updates = bool(global_account_data) or any(rooms.values()) or extra_updates
+        has_updates = (
+            request.since is None
+            or bool(global_account_data)
+            or any(rooms.values())
+            or extra_updates
+        )
         body["rooms"] = {key: value for key, value in rooms.items() if value}
         body["account_data"] = {"events": global_account_data}
         body.update(extra)

@@ -40,6 +40,10 @@ class SyncToken:
             raise MatrixError("M_INVALID_PARAM", "Invalid sync token")
         return cls(**dict(zip(names, values, strict=False)))
 
+    def is_ahead_of(self, other: SyncToken) -> bool:
+        """Is any of this token's positions past ``other``'s?"""
+        return any(getattr(self, f.name) > getattr(other, f.name) for f in fields(self))
+
     @classmethod
     def current(cls) -> SyncToken:
         """The positions every stream has reached, read in one query."""

@@ -687,6 +687,28 @@ def test_bad_parameters_are_matrix_errors(
     assert response.errcode == errcode, response.body
 
 
+@pytest.mark.parametrize("timeout", ["0", "5000"])
+def test_a_since_token_from_the_future_gets_an_initial_sync(
+    api: MatrixTestClient, alice: Persona, timeout: str
+) -> None:
+    # Positions this server never handed out (its database was restored from a backup,
+    # say): what the client holds is unknown, so it gets everything, at once, and a
+    # token that the next events move past.
+    room = create_room(api, alice, name="Tea")
+    put_account_data(api, alice, "org.example.a", {"a": 1})
+    current = sync(api, alice)["next_batch"]
+    future = "s" + "_".join(str(int(p) + 1000) for p in current[1:].split("_"))
+    body = sync(api, alice, since=future, timeout=timeout)
+    assert body["next_batch"] == current
+    entry = joined(body)[room]
+    assert ("m.room.name", "") in state_keys(entry) | {
+        (e["type"], e.get("state_key")) for e in entry["timeline"]["events"]
+    }
+    assert {e["type"] for e in body["account_data"]["events"]} >= {"org.example.a"}
+    event_id = send(api, alice, room, "after the restore")
+    assert event_id in timeline_ids(joined(sync(api, alice, since=body["next_batch"]))[room])
+
+
 def test_a_negative_timeout_means_return_at_once(api: MatrixTestClient, alice: Persona) -> None:
     token = sync(api, alice)["next_batch"]
     assert sync(api, alice, since=token, timeout="-5")["next_batch"] == token
