@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from accounts.services.filters import check_room_event_filter
 from config.matrix_api import Body, MatrixView, ok, parse_json
-from protocol.errors import MatrixError, not_found
+from protocol.errors import MatrixError, invalid_param, not_found
 from protocol.identifiers import is_valid_user_id, parse_room_alias
 from rooms import history, relations, selectors
 from rooms.api.common import check_room_id, resolve_room_id_or_alias, send_context
@@ -231,6 +231,7 @@ class StateView(MatrixView):
         check_room_id(room_id)
         content_size_ok(body.data)
         aliases.check_canonical_alias_event(room_id, event_type, state_key, body.data)
+        membership.check_member_content(event_type, body.data)
         event = do_send_event(room_id, send_context(request), event_type, body.data, state_key)
         return ok({"event_id": event.event_id})
 
@@ -252,18 +253,21 @@ class MembersView(MatrixView):
     def get(self, request: Request, room_id: str) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/members"""
         check_room_id(room_id)
+        wanted, unwanted = (
+            request.query_params.get(name) for name in ("membership", "not_membership")
+        )
+        if any(
+            value is not None and value not in membership.MEMBERSHIPS
+            for value in (wanted, unwanted)
+        ):
+            raise invalid_param("'membership' and 'not_membership' must be a membership")
         room = selectors.get_room(room_id)
         group = selectors.check_can_read_state(room, request.user.user_id)
         at = request.query_params.get("at")
         if at:
             row = selectors.state_group_at(room, request.user.user_id, history.parse_token(at))
             group = row if row is not None else group
-        rows = selectors.members(
-            room,
-            group,
-            membership=request.query_params.get("membership"),
-            not_membership=request.query_params.get("not_membership"),
-        )
+        rows = selectors.members(room, group, membership=wanted, not_membership=unwanted)
         return ok({"chunk": client_events(rows)})
 
 

@@ -23,6 +23,14 @@ from rooms.services.events import (
 from rooms.state import load_state
 
 JOIN, INVITE, LEAVE, BAN, KNOCK = "join", "invite", "leave", "ban", "knock"
+MEMBERSHIPS = (JOIN, INVITE, LEAVE, BAN, KNOCK)
+
+
+def check_member_content(event_type: str, content: dict[str, Any]) -> None:
+    """An m.room.member event sent as state needs a string ``membership``; without one
+    the request is malformed (400 M_BAD_JSON), not refused by the auth rules."""
+    if event_type == "m.room.member" and not isinstance(content.get("membership"), str):
+        raise MatrixError("M_BAD_JSON", "m.room.member content needs a string 'membership'")
 
 
 def is_local_user(user_id: str) -> bool:

@@ -706,6 +706,17 @@ def test_members_filters_by_membership_and_not_membership(
     }
 
 
+@pytest.mark.parametrize("param", ["membership", "not_membership"])
+def test_members_refuses_an_unknown_membership(
+    api: MatrixTestClient, alice: Persona, crowded_room: str, param: str
+) -> None:
+    # rooms.yaml: both parameters are enums of the five memberships.
+    response = api.get(
+        room_path(crowded_room, "members") + f"?{param}=bogus", token=alice.access_token
+    )
+    assert (response.status, response.errcode) == (400, "M_INVALID_PARAM")
+
+
 def test_members_at_a_token_is_the_membership_at_that_point(
     api: MatrixTestClient, alice: Persona, bob: Persona
 ) -> None:

@@ -357,6 +357,17 @@ def test_the_state_body_must_be_a_json_object(
     assert response.errcode == errcode
 
 
+@pytest.mark.parametrize("content", [{}, {"membership": 1}, {"membership": None}])
+def test_a_member_event_without_a_membership_string_is_malformed(
+    api: MatrixTestClient, alice: Persona, room: str, content: dict[str, object]
+) -> None:
+    # m.room.member requires a string "membership": this is a malformed request (400),
+    # not a refused one (403), whoever the state key names.
+    response = set_state(api, alice, room, "m.room.member", content, alice.user_id, expect=400)
+
+    assert response.errcode == "M_BAD_JSON"
+
+
 def test_post_is_not_supported_on_state_paths(
     api: MatrixTestClient, alice: Persona, room: str
 ) -> None:
