@@ -110,9 +110,13 @@ def is_valid_user_id(value: str, *, historical: bool = True) -> bool:
 
 
 def parse_room_alias(value: str) -> Identifier:
+    """Appendices, "Room Aliases": the localpart is any valid non-surrogate Unicode code
+    point except ``:`` and NUL (so spaces are fine)."""
     ident = parse_identifier(value, "#")
     if not ident.localpart:
         raise ValueError("room alias has an empty localpart")
+    if any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in ident.localpart):
+        raise ValueError("room alias localpart has a NUL or a surrogate")
     return ident
 
 

@@ -96,6 +96,19 @@ def test_room_ids_events_ids_and_aliases() -> None:
         parse_room_alias("#:example.org")
 
 
+@pytest.mark.parametrize("localpart", ["tea and cake", "caf\u00e9", "\U0001f375", "a#b"])
+def test_an_alias_localpart_is_any_code_point_but_colon_and_nul(localpart: str) -> None:
+    # Appendices, "Room Aliases": "any valid non-surrogate Unicode codepoints except `:`
+    # and `NUL`".
+    assert parse_room_alias(f"#{localpart}:example.org").localpart == localpart
+
+
+@pytest.mark.parametrize("localpart", ["tea\x00cake", "lone\ud800surrogate"])
+def test_an_alias_localpart_refuses_nul_and_surrogates(localpart: str) -> None:
+    with pytest.raises(ValueError):
+        parse_room_alias(f"#{localpart}:example.org")
+
+
 def test_common_namespaced_identifiers() -> None:
     assert is_namespaced_identifier("m.login.dummy")
     assert is_namespaced_identifier("com.example.feature-x_1")

@@ -83,6 +83,19 @@ def test_an_invalid_alias_is_refused(api: MatrixTestClient, alice: Persona, alia
     assert (response.status, response.errcode) == (400, "M_INVALID_PARAM")
 
 
+def test_an_alias_localpart_may_hold_spaces_but_not_nul(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    # Appendices, "Room Aliases": any non-surrogate code point except ":" and NUL.
+    room = create_room(api, alice)
+    assert put_alias(api, alice, local("tea and cake"), room).status == 200
+    assert api.get(alias_path(local("tea and cake"))).body["room_id"] == room
+
+    response = put_alias(api, alice, local("tea\x00cake"), room)
+
+    assert (response.status, response.errcode) == (400, "M_INVALID_PARAM")
+
+
 def test_an_alias_on_another_server_is_refused(api: MatrixTestClient, alice: Persona) -> None:
     room = create_room(api, alice)
 
