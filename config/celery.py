@@ -27,6 +27,10 @@ app.conf.beat_schedule = {
         "task": "accounts.tasks.purge_expired_auth_state",
         "schedule": 3600.0,
     },
+    "purge-unused-media-ids": {
+        "task": "media.tasks.purge_unused_media_ids",
+        "schedule": 3600.0,
+    },
 }
 
 _scheduler_stop = threading.Event()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from django import db
 from django.db.models import Sum
 
 from accounts.clock import now_ms
@@ -20,6 +21,8 @@ from protocol.errors import MatrixError
 DEFAULT_TIMEOUT_MS = 20_000
 MAX_TIMEOUT_MS = 20_000
 _POLL_S = 0.5
+_sleep = time.sleep
+_monotonic = time.monotonic
 
 
 def _not_found() -> MatrixError:
@@ -28,6 +31,15 @@ def _not_found() -> MatrixError:
 
 def _lookup(media_id: str) -> LocalMedia | None:
     return LocalMedia.objects.filter(media_id=media_id).first()
+
+
+def _release_connections() -> None:
+    """Give the database connection back while waiting, so that waiting downloads do not
+    hold PostgreSQL pool slots (as /sync does between long-poll builds)."""
+    for connection in db.connections.all(initialized_only=True):
+        # Never inside a transaction (tests wrap each test in one).
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 def servable_media(
@@ -39,7 +51,7 @@ def servable_media(
     if not ids.is_local(server_name):
         # Remote media needs the federation client, which Trellis does not have yet.
         raise MatrixError("M_NOT_FOUND", "Remote media is not available from this server")
-    deadline = time.monotonic() + min(max(timeout_ms, 0), MAX_TIMEOUT_MS) / 1000
+    deadline = _monotonic() + min(max(timeout_ms, 0), MAX_TIMEOUT_MS) / 1000
     while True:
         media = _lookup(media_id)
         if media is None or media.is_quarantined:
@@ -51,11 +63,12 @@ def servable_media(
             return media
         if (media.unused_expires_ts or 0) <= now_ms():
             raise _not_found()
-        if time.monotonic() >= deadline:
+        if _monotonic() >= deadline:
             raise MatrixError(
                 "M_NOT_YET_UPLOADED", "Content has not yet been uploaded", status=504
             )
-        time.sleep(_POLL_S)
+        _release_connections()
+        _sleep(_POLL_S)
 
 
 def bytes_used_by(user_id: str) -> int:

@@ -103,6 +103,12 @@ def read_stored(storage_name: str) -> bytes:
         return data
 
 
+def bytes_response(data: bytes, content_type: str, disposition: str) -> HttpResponseBase:
+    response = HttpResponse(data, content_type=content_type)
+    response["Content-Disposition"] = disposition
+    return add_media_headers(response)
+
+
 def file_response(
     storage_name: str, size: int, content_type: str, disposition: str
 ) -> HttpResponseBase:

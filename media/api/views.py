@@ -161,6 +161,10 @@ class ThumbnailView(MatrixView):
     def get(self, request: Request, server_name: str, media_id: str) -> HttpResponseBase:
         """GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}"""
         thumb = self.thumbnail(request, server_name, media_id)
+        if thumb.data is not None:
+            return serving.bytes_response(
+                thumb.data, thumb.content_type, _thumbnail_disposition(thumb)
+            )
         return serving.file_response(
             thumb.storage_name, thumb.size, thumb.content_type, _thumbnail_disposition(thumb)
         )
@@ -222,7 +226,7 @@ class FederationThumbnailView(ThumbnailView):
         federation.authenticate_federation_request(request._request)
         thumb = self.thumbnail(request, settings.SERVER_NAME, media_id)
         return federation.multipart_response(
-            serving.read_stored(thumb.storage_name),
+            thumb.data if thumb.data is not None else serving.read_stored(thumb.storage_name),
             thumb.content_type,
             _thumbnail_disposition(thumb),
         )

@@ -27,13 +27,19 @@ METHODS = ("crop", "scale")
 THUMBNAIL_CONTENT_TYPES = ("image/jpeg", "image/png", "image/apng", "image/gif", "image/webp")
 
 
+# Thumbnails kept per media. Every other size is made for the request and not kept, so
+# asking for many sizes costs CPU time but cannot fill the disk.
+MAX_KEPT_PER_MEDIA = 32
+
+
 @dataclass(frozen=True)
 class ThumbnailFile:
-    """What to send: a file in the media storage and its Content-Type."""
+    """What to send: a file in the media storage, or bytes made for this request only."""
 
     storage_name: str
     content_type: str
     size: int
+    data: bytes | None = None
 
 
 def cannot_thumbnail() -> MatrixError:
@@ -61,14 +67,20 @@ def _existing(media: LocalMedia, size: tuple[int, int], method: str, animated: b
     return None
 
 
-def _generate(media: LocalMedia, size: tuple[int, int], method: str, animated: bool) -> Thumbnail:
-    storage = media_storage()
-    with storage.open(media.storage_name, "rb") as fp:
+def _render(
+    media: LocalMedia, size: tuple[int, int], method: str, animated: bool
+) -> images.Rendered:
+    with media_storage().open(media.storage_name, "rb") as fp:
         try:
-            rendered = images.render(fp, size, method, animated=animated)
+            return images.render(fp, size, method, animated=animated)
         except (OSError, ValueError, SyntaxError) as exc:
             logger.info("Cannot thumbnail %s: %s", media.media_id, exc)
             raise cannot_thumbnail() from None
+
+
+def _generate(media: LocalMedia, size: tuple[int, int], method: str, animated: bool) -> Thumbnail:
+    storage = media_storage()
+    rendered = _render(media, size, method, animated)
     name = thumbnail_name(
         media.media_id,
         size[0],
@@ -125,7 +137,12 @@ def do_get_thumbnail(
         # A static rendering of the whole image (an animated GIF when no animation is
         # wanted, or a type thumbnails do not come in, like BMP).
         size = (media.width, media.height)
-    thumb = _existing(media, size, method, animated) or _generate(media, size, method, animated)
+    thumb = _existing(media, size, method, animated)
+    if thumb is None:
+        if Thumbnail.objects.filter(media=media).count() >= MAX_KEPT_PER_MEDIA:
+            rendered = _render(media, size, method, animated)
+            return ThumbnailFile("", rendered.content_type, len(rendered.data), rendered.data)
+        thumb = _generate(media, size, method, animated)
     return ThumbnailFile(thumb.storage_name, thumb.content_type, thumb.size)
 
 

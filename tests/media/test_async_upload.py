@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from media import selectors
 from media.models import LocalMedia
 from media.services import uploads
+from media.tasks import purge_unused_media_ids
 from tests.conftest import MatrixTestClient, Persona
 from tests.media.conftest import MEDIA_V1, MEDIA_V3, stored_files
 
@@ -147,3 +149,57 @@ def test_a_put_that_stops_halfway_leaves_the_id_pending(
     assert got.errcode == "M_NOT_YET_UPLOADED"
     # The client may try again.
     assert put(api, alice, media_id, b"complete").status == 200
+
+
+def test_a_download_waits_for_a_pending_upload(
+    api: MatrixTestClient, alice: Persona, bob: Persona, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    media_id = create(api, alice)
+    waits: list[float] = []
+
+    def upload_meanwhile(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            assert put(api, alice, media_id, b"arrived").status == 200
+
+    monkeypatch.setattr(selectors, "_sleep", upload_meanwhile)
+
+    got = api.get(
+        f"{MEDIA_V1}/download/{SERVER}/{media_id}?timeout_ms=5000", token=bob.access_token
+    )
+
+    assert got.status == 200
+    assert got.body == b"arrived"
+    assert len(waits) == 2
+
+
+def test_the_wait_is_bounded_by_timeout_ms(
+    api: MatrixTestClient, alice: Persona, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    media_id = create(api, alice)
+    clock = [0.0]
+    monkeypatch.setattr(selectors, "_monotonic", lambda: clock[0])
+
+    def advance(seconds: float) -> None:
+        clock[0] += seconds
+
+    monkeypatch.setattr(selectors, "_sleep", advance)
+
+    got = api.get(
+        f"{MEDIA_V1}/download/{SERVER}/{media_id}?timeout_ms=1200", token=alice.access_token
+    )
+
+    assert (got.status, got.errcode) == (504, "M_NOT_YET_UPLOADED")
+    assert clock[0] == 1.5
+
+
+def test_expired_unused_ids_are_purged(api: MatrixTestClient, alice: Persona) -> None:
+    expired = create(api, alice)
+    pending = create(api, alice)
+    done = create(api, alice)
+    assert put(api, alice, done, b"data").status == 200
+    LocalMedia.objects.filter(media_id__in=[expired, done]).update(unused_expires_ts=1)
+
+    assert purge_unused_media_ids.delay().get() == 1
+
+    assert set(LocalMedia.objects.values_list("media_id", flat=True)) == {pending, done}

@@ -11,6 +11,7 @@ from PIL import Image
 
 from media import images
 from media.models import LocalMedia, Thumbnail
+from media.services import thumbnails
 from tests.conftest import MatrixTestClient, Persona
 from tests.media.conftest import MEDIA_V1, image_bytes, image_size, media_id_of, upload
 
@@ -229,3 +230,17 @@ def test_target_sizes(
     expected: tuple[int, int] | None,
 ) -> None:
     assert images.target_size(*size, *request_, method) == expected
+
+
+def test_sizes_beyond_the_kept_ones_are_made_but_not_kept(
+    api: MatrixTestClient, alice: Persona, photo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(thumbnails, "MAX_KEPT_PER_MEDIA", 2)
+    for width in (40, 50):
+        assert thumbnail(api, alice, photo, f"width={width}&height=30&method=scale").status == 200
+
+    third = thumbnail(api, alice, photo, "width=60&height=45&method=scale")
+
+    assert third.status == 200
+    assert image_size(third.body) == (60, 45)
+    assert Thumbnail.objects.filter(media__media_id=photo).count() == 2
