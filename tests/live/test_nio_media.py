@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import urllib.error
 import urllib.request
@@ -75,6 +76,23 @@ async def test_an_image_uploaded_by_alice_is_downloaded_and_thumbnailed_by_bob(
         assert isinstance(scaled, ThumbnailResponse), scaled
         with Image.open(io.BytesIO(scaled.body)) as img:
             assert img.size == (320, 240)
+
+
+@run_async
+async def test_a_large_file_is_streamed_back_whole(homeserver: LiveServer) -> None:
+    data = os.urandom(6 * 1024 * 1024 + 7)
+    async with registered(homeserver) as alice, registered(homeserver) as bob:
+        uploaded, _ = await alice.upload(
+            io.BytesIO(data), content_type="video/mp4", filename="clip.mp4", filesize=len(data)
+        )
+        assert isinstance(uploaded, UploadResponse), uploaded
+
+        downloaded = await bob.download(mxc=uploaded.content_uri)
+
+        assert isinstance(downloaded, MemoryDownloadResponse), downloaded
+        assert downloaded.content_type == "video/mp4"
+        assert len(downloaded.body) == len(data)
+        assert downloaded.body == data
 
 
 def _request(
