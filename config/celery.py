@@ -27,8 +27,8 @@ app.conf.beat_schedule = {
         "task": "accounts.tasks.purge_expired_auth_state",
         "schedule": 3600.0,
     },
-    "purge-unused-media-ids": {
-        "task": "media.tasks.purge_unused_media_ids",
+    "purge-expired-media-state": {
+        "task": "media.tasks.purge_expired_media_state",
         "schedule": 3600.0,
     },
 }

@@ -93,8 +93,9 @@ def render(fp: IO[bytes], size: tuple[int, int], method: str, *, animated: bool)
     PNG for images with transparency and JPEG for the rest."""
     with Image.open(fp, formats=DECODERS) as img:
         out = io.BytesIO()
-        frames = getattr(img, "n_frames", 1)
-        if animated and frames > 1 and frames * size[0] * size[1] <= MAX_ANIMATED_PIXELS:
+        # Counting a GIF's frames reads all of it: only when animation is wanted.
+        frames = getattr(img, "n_frames", 1) if animated else 1
+        if frames > 1 and frames * size[0] * size[1] <= MAX_ANIMATED_PIXELS:
             resized = []
             durations = []
             for frame in ImageSequence.Iterator(img):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from media.models import LocalMedia
-from media.services import moderation, thumbnails
+from media.services import moderation, previews, thumbnails
 
 
 @shared_task
@@ -18,6 +18,10 @@ def pregenerate_thumbnails(media_pk: int) -> int:
 
 
 @shared_task
-def purge_unused_media_ids() -> int:
-    """Forget media IDs from POST /media/v1/create that expired without an upload."""
-    return moderation.do_purge_unused_media_ids()
+def purge_expired_media_state() -> dict[str, int]:
+    """Forget media IDs from POST /media/v1/create that expired without an upload, and
+    URL previews past their cache lifetime."""
+    return {
+        "unused_media_ids": moderation.do_purge_unused_media_ids(),
+        "url_previews": previews.do_purge_expired_previews(),
+    }

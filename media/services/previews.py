@@ -125,3 +125,10 @@ def do_preview_url(url: str) -> dict[str, Any]:
         url=url, url_sha256=key, fetched_ts=now, expires_ts=now + CACHE_MS, og=og
     )
     return og
+
+
+def do_purge_expired_previews() -> int:
+    """Delete cached previews past their lifetime (their images stay: clients may still
+    show a preview they fetched earlier)."""
+    count, _ = UrlPreview.objects.filter(expires_ts__lte=now_ms()).delete()
+    return count

@@ -11,7 +11,7 @@ import pytest
 from media import selectors
 from media.models import LocalMedia
 from media.services import uploads
-from media.tasks import purge_unused_media_ids
+from media.tasks import purge_expired_media_state
 from tests.conftest import MatrixTestClient, Persona
 from tests.media.conftest import MEDIA_V1, MEDIA_V3, stored_files
 
@@ -200,6 +200,6 @@ def test_expired_unused_ids_are_purged(api: MatrixTestClient, alice: Persona) ->
     assert put(api, alice, done, b"data").status == 200
     LocalMedia.objects.filter(media_id__in=[expired, done]).update(unused_expires_ts=1)
 
-    assert purge_unused_media_ids.delay().get() == 1
+    assert purge_expired_media_state.delay().get()["unused_media_ids"] == 1
 
     assert set(LocalMedia.objects.values_list("media_id", flat=True)) == {pending, done}

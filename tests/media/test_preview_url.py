@@ -14,6 +14,7 @@ import pytest
 
 from media.models import LocalMedia, UrlPreview
 from media.preview import fetch
+from media.tasks import purge_expired_media_state
 from tests.conftest import MatrixTestClient, Persona
 from tests.media.conftest import MEDIA_V1, MEDIA_V3, image_bytes
 
@@ -140,6 +141,19 @@ def test_previews_are_cached(
     assert second.status == 200
     assert second.body == first.body
     assert len(site.hits) == hits
+
+
+def test_expired_previews_are_fetched_again_and_purged(
+    api: MatrixTestClient, alice: Persona, site: Site, allow_loopback: None
+) -> None:
+    site.page("/page", b"<title>One</title>")
+    assert preview(api, alice, f"{site.url}/page").body == {"og:title": "One"}
+    UrlPreview.objects.update(expires_ts=1)
+    site.page("/page", b"<title>Two</title>")
+
+    assert preview(api, alice, f"{site.url}/page").body == {"og:title": "Two"}
+    assert purge_expired_media_state.delay().get()["url_previews"] == 1
+    assert UrlPreview.objects.get().og == {"og:title": "Two"}
 
 
 def test_title_and_description_fall_back_to_html(
