@@ -2,7 +2,8 @@
 
 Quarantined media is served to nobody (not even its uploader); deleting removes the
 rows and the files. Both act on chosen items, on everything their uploaders stored, or
-(from "Media of a room") on everything a room's messages point at.
+(from "All media of a user or a room") on everything a user uploaded or a room's messages
+point at.
 """
 
 from __future__ import annotations
@@ -56,11 +57,22 @@ class UploadedFilter(admin.SimpleListFilter):
         return queryset
 
 
-class RoomMediaForm(forms.Form):
-    room_id = forms.CharField(label="Room ID", max_length=255)
+class OwnerMediaForm(forms.Form):
+    target = forms.CharField(
+        label="User ID or room ID",
+        max_length=255,
+        help_text="@user:server for everything the user uploaded; !room:server for "
+        "everything the room's messages point at.",
+    )
     action = forms.ChoiceField(
         choices=[("quarantine", "Quarantine"), ("unquarantine", "Release"), ("delete", "Delete")]
     )
+
+    def clean_target(self) -> str:
+        target = str(self.cleaned_data["target"]).strip()
+        if not target.startswith(("@", "!")):
+            raise forms.ValidationError("Give a user ID (@...) or a room ID (!...).")
+        return target
 
 
 @admin.register(LocalMedia)
@@ -164,37 +176,42 @@ class LocalMediaAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    # --- Media of a room --------------------------------------------------------------
+    # --- All media of a user or a room ------------------------------------------------
 
     def get_urls(self) -> list[URLPattern]:
-        room = path(
-            "room/",
-            self.admin_site.admin_view(self.room_media_view),
-            name="media_localmedia_room",
+        owner = path(
+            "owner/",
+            self.admin_site.admin_view(self.owner_media_view),
+            name="media_localmedia_owner",
         )
-        return [room, *super().get_urls()]
+        return [owner, *super().get_urls()]
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         extra = {
             "room_media_link": format_html(
-                '<a href="{}">Quarantine or delete all media of a room…</a>',
-                reverse("admin:media_localmedia_room"),
+                '<a href="{}">Quarantine or delete all media of a user or a room…</a>',
+                reverse("admin:media_localmedia_owner"),
             ),
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra)
 
-    def room_media_view(self, request: HttpRequest) -> HttpResponse:
-        """Quarantine, release or delete every local media a room's messages refer to."""
+    def owner_media_view(self, request: HttpRequest) -> HttpResponse:
+        """Quarantine, release or delete everything a user uploaded, or every local media
+        a room's messages refer to."""
         if not self.has_change_permission(request) or not self.has_delete_permission(request):
             return HttpResponse(status=403)
-        form = RoomMediaForm(request.POST or None)
+        form = OwnerMediaForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            room_id = form.cleaned_data["room_id"]
+            target = form.cleaned_data["target"]
             action = form.cleaned_data["action"]
-            media = moderation.media_in_room(room_id)
+            media = (
+                moderation.media_of_user(target)
+                if target.startswith("@")
+                else moderation.media_in_room(target)
+            )
             if action == "quarantine":
                 count = moderation.do_quarantine(media, _admin_name(request))
             elif action == "unquarantine":
@@ -202,13 +219,13 @@ class LocalMediaAdmin(admin.ModelAdmin):
             else:
                 count = moderation.do_delete(media)
             self.message_user(
-                request, f"{action.capitalize()}: {count} item(s) of {room_id}.", messages.SUCCESS
+                request, f"{action.capitalize()}: {count} item(s) of {target}.", messages.SUCCESS
             )
             return HttpResponseRedirect(reverse("admin:media_localmedia_changelist"))
         context = {
             **self.admin_site.each_context(request),
-            "title": "Media of a room",
+            "title": "All media of a user or a room",
             "form": form,
             "opts": self.model._meta,
         }
-        return TemplateResponse(request, "admin/media/room_media.html", context)
+        return TemplateResponse(request, "admin/media/owner_media.html", context)

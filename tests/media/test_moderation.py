@@ -155,10 +155,10 @@ def _room_with_media(api: MatrixTestClient, who: Persona, media_ids: list[str]) 
 def test_all_media_of_a_room(api: MatrixTestClient, alice: Persona, operator: Client) -> None:
     media = [media_id_of(upload(api, alice, b"m%d" % i, "text/plain")) for i in range(3)]
     room_id = _room_with_media(api, alice, media)
-    url = reverse("admin:media_localmedia_room")
+    url = reverse("admin:media_localmedia_owner")
     assert operator.get(url).status_code == 200
 
-    done = operator.post(url, {"room_id": room_id, "action": "quarantine"})
+    done = operator.post(url, {"target": room_id, "action": "quarantine"})
 
     assert done.status_code == 302
     assert download_status(api, alice, media[0])[0] == 404
@@ -166,13 +166,45 @@ def test_all_media_of_a_room(api: MatrixTestClient, alice: Persona, operator: Cl
     # Only content.url and info.thumbnail_url count, not URIs in the text.
     assert download_status(api, alice, media[2]) == (200, None)
 
-    operator.post(url, {"room_id": room_id, "action": "delete"})
+    operator.post(url, {"target": room_id, "action": "delete"})
 
     assert set(LocalMedia.objects.values_list("media_id", flat=True)) == {media[2]}
 
 
-def test_the_room_form_needs_the_admin(db: None) -> None:
-    response = Client().get(reverse("admin:media_localmedia_room"))
+def test_all_media_of_a_user_by_user_id(
+    api: MatrixTestClient, alice: Persona, bob: Persona, operator: Client
+) -> None:
+    alices = [media_id_of(upload(api, alice, b"a%d" % i, "text/plain")) for i in range(2)]
+    bobs = media_id_of(upload(api, bob, b"b", "text/plain"))
+    url = reverse("admin:media_localmedia_owner")
+
+    done = operator.post(url, {"target": alice.user_id, "action": "quarantine"})
+
+    assert done.status_code == 302
+    assert all(download_status(api, bob, m)[0] == 404 for m in alices)
+    assert download_status(api, alice, bobs) == (200, None)
+
+    operator.post(url, {"target": alice.user_id, "action": "unquarantine"})
+
+    assert all(download_status(api, bob, m) == (200, None) for m in alices)
+
+
+def test_the_owner_form_refuses_other_targets(
+    api: MatrixTestClient, alice: Persona, operator: Client
+) -> None:
+    media_id = media_id_of(upload(api, alice, b"a", "text/plain"))
+
+    page = operator.post(
+        reverse("admin:media_localmedia_owner"), {"target": "alice", "action": "delete"}
+    )
+
+    assert page.status_code == 200
+    assert "Give a user ID" in page.content.decode()
+    assert LocalMedia.objects.filter(media_id=media_id).exists()
+
+
+def test_the_owner_form_needs_the_admin(db: None) -> None:
+    response = Client().get(reverse("admin:media_localmedia_owner"))
 
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
