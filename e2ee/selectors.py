@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Value
 
 from e2ee.models import (
     CrossSigningKey,
@@ -203,12 +203,33 @@ def one_time_key_counts(user_id: str, device_id: str) -> dict[str, int]:
     return counts
 
 
-def unused_fallback_key_types(user_id: str, device_id: str) -> list[str]:
-    return sorted(
-        FallbackKey.objects.filter(user_id=user_id, device_id=device_id, used=False).values_list(
-            "algorithm", flat=True
-        )
+# Marks a fallback key's row in the one query of :func:`key_counts`.
+_UNUSED_FALLBACK = -1
+
+
+def key_counts(user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
+    """/sync's one-time key counts and unused fallback key types of a device, in one
+    query (every /sync asks, encrypted or not)."""
+    one_time = (
+        OneTimeKey.objects.filter(user_id=user_id, device_id=device_id)
+        .values_list("algorithm")
+        .annotate(n=Count("id"))
+        .order_by()
     )
+    fallback = (
+        FallbackKey.objects.filter(user_id=user_id, device_id=device_id, used=False)
+        .values_list("algorithm")
+        .annotate(n=Value(_UNUSED_FALLBACK))
+        .order_by()
+    )
+    counts: dict[str, int] = {ALWAYS_COUNTED: 0}
+    unused: list[str] = []
+    for algorithm, n in one_time.union(fallback, all=True):
+        if n == _UNUSED_FALLBACK:
+            unused.append(algorithm)
+        else:
+            counts[algorithm] = n
+    return counts, sorted(unused)
 
 
 def device_ed25519_keys(user_id: str) -> dict[str, str]:

@@ -60,11 +60,8 @@ def one_time_keys_section(
 ) -> tuple[dict[str, Any], bool]:
     """``device_one_time_keys_count`` and ``device_unused_fallback_key_types`` of the
     syncing device: always present, never news by themselves (a claim does not wake)."""
+    counts, unused_fallback_types = selectors.key_counts(request.user_id, request.device_id)
     return {
-        "device_one_time_keys_count": selectors.one_time_key_counts(
-            request.user_id, request.device_id
-        ),
-        "device_unused_fallback_key_types": selectors.unused_fallback_key_types(
-            request.user_id, request.device_id
-        ),
+        "device_one_time_keys_count": counts,
+        "device_unused_fallback_key_types": unused_fallback_types,
     }, False
