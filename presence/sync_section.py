@@ -54,9 +54,12 @@ def presence_section(
     event_filter = request.filter.get("presence")
     if not isinstance(event_filter, dict):
         event_filter = {}
-    rows = selectors.presence_changes(
-        request.user_id, after=since.presence if since is not None else 0, upto=now.presence
-    )
+    after = since.presence if since is not None else 0
+    filtered_out = "types" in event_filter and not _names_presence(event_filter["types"])
+    if after >= now.presence or filtered_out:
+        # Nothing changed on the stream since the token, or the filter wants none.
+        return {"presence": {"events": []}}, False
+    rows = selectors.presence_changes(request.user_id, after=after, upto=now.presence)
     read_at = now_ms()
     events = [
         {

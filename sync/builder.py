@@ -8,7 +8,8 @@ providers registered in :mod:`sync.providers`.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,7 +21,7 @@ from rooms import relations, selectors
 from rooms.models import Event, Membership, Room
 from rooms.serialize import client_events, stripped_state
 from rooms.state import StateKey, load_state
-from sync import providers
+from sync import lazy_members, providers
 from sync.tokens import SyncToken
 
 DEFAULT_TIMELINE_LIMIT = 10
@@ -70,6 +71,10 @@ class SyncRequest:
     @property
     def lazy_load_members(self) -> bool:
         return self.section_filter("state").get("lazy_load_members") is True
+
+    @property
+    def include_redundant_members(self) -> bool:
+        return self.section_filter("state").get("include_redundant_members") is True
 
     @property
     def include_leave(self) -> bool:
@@ -129,13 +134,39 @@ def _state_before(row: Event) -> dict[StateKey, str]:
     return state
 
 
-def _state_at_position(room: Room, position: int) -> dict[StateKey, str]:
-    group = (
-        room.events.filter(stream_ordering__lte=position, stream_ordering__isnull=False)
-        .order_by("-stream_ordering")
-        .values_list("state_group_id", flat=True)
-        .first()
-    )
+# (room pk, stream position) -> the state group after the room's last event at or
+# before it. Positions up to the current token never gain events, so entries never go
+# stale; concurrent long-polls woken by one event all ask for the same two positions.
+_STATE_AT_CACHE_SIZE = 20000
+_state_at_lock = threading.Lock()
+_state_at: OrderedDict[tuple[int, int], int | None] = OrderedDict()
+
+
+def forget_cached_positions() -> None:
+    """For tests, whose rolled-back transactions hand stream positions out again."""
+    with _state_at_lock:
+        _state_at.clear()
+
+
+def _state_at_position(room: Room, position: int, *, settled: bool = False) -> dict[StateKey, str]:
+    """The room's state at stream ``position``. ``settled``: the position is at or below
+    the current token (so its answer may be cached)."""
+    key = (room.pk, position)
+    with _state_at_lock:
+        cached = key in _state_at
+        group = _state_at.get(key)
+    if not cached:
+        group = (
+            room.events.filter(stream_ordering__lte=position, stream_ordering__isnull=False)
+            .order_by("-stream_ordering")
+            .values_list("state_group_id", flat=True)
+            .first()
+        )
+        if settled:
+            with _state_at_lock:
+                _state_at[key] = group
+                while len(_state_at) > _STATE_AT_CACHE_SIZE:
+                    _state_at.popitem(last=False)
     return dict(load_state(group))
 
 
@@ -166,6 +197,7 @@ class SyncBuilder:
         # Ignoring Users: their events leave timelines (state events stay) and their
         # invites are not sent.
         self.ignored = relations.ignored_users(request.user_id)
+        self.sent_key = lazy_members.device_key(request.user_id, request.device_id, request.filter)
 
     # --- rooms ------------------------------------------------------------------------
 
@@ -197,6 +229,7 @@ class SyncBuilder:
         full: bool,
         since_position: int | None,
         upper: int,
+        gap: bool = True,
     ) -> list[str]:
         """State event IDs for the room's ``state`` (or ``state_after``) section.
 
@@ -206,7 +239,7 @@ class SyncBuilder:
         timeline still add up to the current state. ``state_after``: the state at the end
         of the timeline, less what the client had.
         """
-        end_state = _state_at_position(room, upper)
+        end_state = _state_at_position(room, upper, settled=upper <= self.now.events)
         in_timeline = {row.event_id for row in timeline}
         state_after = self.request.use_state_after
         if state_after or not timeline:
@@ -220,7 +253,9 @@ class SyncBuilder:
             }
         incremental = not full and since_position is not None
         if incremental:
-            before = _state_at_position(room, since_position)
+            before = _state_at_position(
+                room, since_position, settled=since_position <= self.now.events
+            )
             wanted = {k: v for k, v in target.items() if before.get(k) != v}
         else:
             wanted = target
@@ -247,9 +282,20 @@ class SyncBuilder:
             # Members of the timeline's senders whom the client may not know yet.
             for sender in senders:
                 event_id = target.get((MEMBER, sender))
-                if event_id and event_id not in ids and event_id not in in_timeline:
+                unknown = event_id and event_id not in ids and event_id not in in_timeline
+                # After a gap (a limited timeline) they are sent "regardless as to
+                # whether or not they are redundant" (GET /sync).
+                if unknown and (gap or not self._already_sent(room, sender, event_id)):
                     ids.append(event_id)
         return ids
+
+    def _already_sent(self, room: Room, state_key: str, event_id: str) -> bool:
+        since = self.request.since
+        if since is None or self.request.include_redundant_members:
+            return False
+        return lazy_members.already_sent(
+            self.sent_key, room.room_id, state_key, event_id, since.events
+        )
 
     def _plan_joined(self, row: Membership, newly_joined: bool) -> RoomPlan:
         """A joined room with news. ``newly_joined``: not joined at ``since``, so the
@@ -278,6 +324,7 @@ class SyncBuilder:
                     full=False,
                     since_position=self._timeline_start(timeline),
                     upper=self.now.events,
+                    gap=False,
                 )
                 if self.request.lazy_load_members and timeline
                 else []
@@ -289,6 +336,7 @@ class SyncBuilder:
                 full=full,
                 since_position=None if full else lower,
                 upper=self.now.events,
+                gap=limited,
             )
         return plan
 
@@ -489,6 +537,13 @@ class SyncBuilder:
         """Account data changed since the token; all of it for rooms given afresh (a
         room joined since the token has the account data set while away)."""
         since = self.request.since
+        if (
+            since is not None
+            and since.account_data >= self.now.account_data
+            and not afresh_room_ids
+        ):
+            # Nobody's account data changed since the token.
+            return [], {}
         query = AccountData.objects.filter(
             user=self.request.user, stream_id__lte=self.now.account_data
         )
@@ -537,7 +592,9 @@ class SyncBuilder:
         viewer = (request.user_id, request.device_id)
         all_timeline = [row for plan in plans for row in plan.timeline]
         bundles = (
-            relations.bundled_aggregations(all_timeline, request.user_id, viewer_device=viewer)
+            relations.bundled_aggregations(
+                all_timeline, request.user_id, viewer_device=viewer, ignored=self.ignored
+            )
             if all_timeline
             else {}
         )
@@ -546,6 +603,7 @@ class SyncBuilder:
         rooms: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
         # use_state_after: "state_after", required even when empty; "state" omitted.
         state_section = "state_after" if request.use_state_after else "state"
+        sent_members: list[tuple[str, str, str]] = []
         for plan in plans:
             room_id = plan.room.room_id
             if plan.section in ("invite", "knock"):
@@ -557,6 +615,12 @@ class SyncBuilder:
                 if event_id in state_rows
                 and _matches(state_filter, state_rows[event_id].type, state_rows[event_id].sender)
             ]
+            if request.lazy_load_members:
+                sent_members.extend(
+                    (room_id, row.state_key, row.event_id)
+                    for row in (*state, *plan.timeline)
+                    if row.type == MEMBER and row.state_key is not None
+                )
             timeline = client_events(plan.timeline, viewer_device=viewer, bundles=bundles)
             entry: dict[str, Any] = {
                 "timeline": {
@@ -598,6 +662,8 @@ class SyncBuilder:
                 "summary": {},
             }
 
+        if sent_members:
+            lazy_members.record_sent(self.sent_key, sent_members, self.now.events)
         extra, extra_updates, held_back = providers.top_level(request, request.since, self.now)
         body: dict[str, Any] = {"next_batch": str(replace(self.now, **held_back))}
         has_updates = (
@@ -644,14 +710,16 @@ class SyncBuilder:
             if plan.timeline and not state_after:
                 state = _state_before(plan.timeline[0])
             else:
-                state = _state_at_position(plan.room, self.now.events)
+                state = _state_at_position(plan.room, self.now.events, settled=True)
             # Events of the timeline are already sent (unless state_after wants them too).
             known = set(plan.state_ids)
             if not state_after:
                 known.update(row.event_id for row in plan.timeline)
             for hero in heroes:
                 event_id = state.get((MEMBER, hero))
-                if event_id is not None and event_id not in known:
+                if event_id is None or event_id in known:
+                    continue
+                if plan.afresh or not self._already_sent(plan.room, hero, event_id):
                     plan.state_ids.append(event_id)
                     known.add(event_id)
 

@@ -117,6 +117,12 @@ def user_id(localpart: str) -> str:
 def _fresh_cache() -> None:
     # Rate-limit buckets and nonces live in the cache; every test starts empty.
     cache.clear()
+    # So do /sync's memories of stream positions and of member events sent: each test
+    # rolls its database back, and positions and IDs are handed out again.
+    from sync import builder, lazy_members
+
+    builder.forget_cached_positions()
+    lazy_members.forget_all()
 
 
 @pytest.fixture

@@ -1,0 +1,112 @@
+"""Lazy-loaded members are not repeated: an incremental /sync leaves out the member
+event of a sender the device was already sent (Client-Server API, "Lazy-loading room
+members"), unless the filter asks for redundant members, and a sync from a token that
+predates the response that carried it gets it again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import MatrixTestClient, Persona
+from tests.rooms.helpers import create_room, join, send
+from tests.sync.helpers import joined, members_in, sync
+
+
+def members_seen(room: dict[str, Any]) -> set[str]:
+    """Users whose member event a room's state or timeline carries."""
+    timeline = room["timeline"]["events"]
+    return members_in(room) | {e["state_key"] for e in timeline if e["type"] == "m.room.member"}
+
+
+LAZY: dict[str, Any] = {"room": {"state": {"lazy_load_members": True}}}
+REDUNDANT: dict[str, Any] = {
+    "room": {"state": {"lazy_load_members": True, "include_redundant_members": True}}
+}
+
+
+def _room_with_talk(api: MatrixTestClient, alice: Persona, bob: Persona) -> str:
+    room = create_room(api, alice, preset="public_chat")
+    join(api, bob, room)
+    return room
+
+
+def test_a_sender_already_sent_is_not_sent_again(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = _room_with_talk(api, alice, bob)
+    send(api, alice, room, "one")
+    first = sync(api, bob, filter=LAZY)
+    assert alice.user_id in members_seen(joined(first)[room])
+
+    send(api, alice, room, "two")
+    second = sync(api, bob, filter=LAZY, since=first["next_batch"])
+    assert joined(second)[room]["timeline"]["events"]
+    assert alice.user_id not in members_in(joined(second)[room])
+
+
+def test_include_redundant_members_sends_them_every_time(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = _room_with_talk(api, alice, bob)
+    send(api, alice, room, "one")
+    first = sync(api, bob, filter=REDUNDANT)
+    send(api, alice, room, "two")
+    second = sync(api, bob, filter=REDUNDANT, since=first["next_batch"])
+    assert alice.user_id in members_in(joined(second)[room])
+
+
+def test_a_retry_from_an_older_token_gets_the_member_again(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = _room_with_talk(api, alice, bob)
+    first = sync(api, bob, filter=LAZY)
+    # carol's first message: the response carrying her member event may be lost...
+    carol = api.register("carol")
+    join(api, carol, room)
+    send(api, carol, room, "hi")
+    lost = sync(api, bob, filter=LAZY, since=first["next_batch"])
+    assert carol.user_id in {
+        e["state_key"]
+        for e in joined(lost)[room]["timeline"]["events"]
+        if e["type"] == "m.room.member"
+    } | members_in(joined(lost)[room])
+    # ...so a retry with the same token carries it again, and so does a later one that
+    # still predates it.
+    send(api, carol, room, "again")
+    retry = sync(api, bob, filter=LAZY, since=first["next_batch"])
+    carried = members_in(joined(retry)[room]) | {
+        e["state_key"]
+        for e in joined(retry)[room]["timeline"]["events"]
+        if e["type"] == "m.room.member"
+    }
+    assert carol.user_id in carried
+
+
+def test_a_new_member_event_is_sent_even_if_an_older_one_was(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = _room_with_talk(api, alice, bob)
+    send(api, alice, room, "one")
+    first = sync(api, bob, filter=LAZY)
+    # alice's member event changes and the gap hides it: a limited timeline.
+    response = api.put(
+        f"rooms/{room}/state/m.room.member/{alice.user_id}",
+        {"membership": "join", "displayname": "Alice A."},
+        token=alice.access_token,
+    )
+    assert response.status == 200, response.body
+    for n in range(3):
+        send(api, alice, room, f"m{n}")
+    second = sync(
+        api,
+        bob,
+        filter={"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 1}}},
+        since=first["next_batch"],
+    )
+    state = joined(second)[room]["state"]["events"]
+    names = [
+        e["content"].get("displayname")
+        for e in state
+        if e["type"] == "m.room.member" and e["state_key"] == alice.user_id
+    ]
+    assert names == ["Alice A."]
