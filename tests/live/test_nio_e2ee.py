@@ -7,11 +7,13 @@ decrypts (Olm sessions from claimed one-time keys carry the Megolm room keys as
 m.room.encrypted to-device messages). Then Bob logs in on a second device; Alice's
 client learns of it from /sync's device_lists, queries its keys, shares the room key
 with it, and the new device decrypts Alice's next message. The server only ever sees
-ciphertext: the room's events are m.room.encrypted.
+ciphertext: the room's events are m.room.encrypted. And concurrent /keys/claim requests
+over separate connections never receive the same one-time key.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,16 +35,18 @@ from nio import (
 )
 from nio.crypto import ENCRYPTION_ENABLED
 
+from tests.conftest import Persona
+from tests.e2ee.helpers import Device
 from tests.live.conftest import LiveServer
+from tests.live.test_concurrency import http_client
 from tests.live.test_nio_accounts import PASSWORD, new_localpart, run_async
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.skipif(
-        not ENCRYPTION_ENABLED,
-        reason="matrix-nio's e2e extra is not installed (pip install 'matrix-nio[e2e]')",
-    ),
-]
+pytestmark = pytest.mark.live
+
+needs_nio_e2e = pytest.mark.skipif(
+    not ENCRYPTION_ENABLED,
+    reason="matrix-nio's e2e extra is not installed (pip install 'matrix-nio[e2e]')",
+)
 
 MEGOLM = "m.megolm.v1.aes-sha2"
 SYNC_ROUNDS = 15
@@ -123,6 +127,7 @@ async def receive(client: AsyncClient, room_id: str, body: str) -> None:
     )
 
 
+@needs_nio_e2e
 @run_async
 async def test_two_clients_and_a_late_third_device_decrypt_each_other(
     homeserver: LiveServer, tmp_path: Path
@@ -192,3 +197,48 @@ async def test_two_clients_and_a_late_third_device_decrypt_each_other(
         assert len(sent) == 3
         assert {e["type"] for e in sent} == {"m.room.encrypted"}
         assert all(e["content"]["algorithm"] == MEGOLM for e in sent)
+
+
+CLAIMS = 60
+ONE_TIME_KEYS = 40
+
+
+@run_async
+async def test_concurrent_claims_on_the_live_server_never_share_a_key(
+    homeserver: LiveServer,
+) -> None:
+    """Many /keys/claim requests at once, over separate connections: each one-time key is
+    handed out once, and the rest get the fallback key."""
+    async with http_client(homeserver) as client:
+        owner, claimer = await asyncio.gather(client.register(), client.register())
+        whoami = await client.ok("GET", "account/whoami", owner)
+        device = Device(
+            Persona("owner", "", owner.user_id, owner.access_token, whoami["device_id"])
+        )
+        keys = device.one_time_keys(ONE_TIME_KEYS)
+        fallback = device.fallback_key()
+        await client.ok(
+            "POST",
+            "keys/upload",
+            owner,
+            {
+                "device_keys": device.device_keys(),
+                "one_time_keys": keys,
+                "fallback_keys": fallback,
+            },
+        )
+        wanted = {"one_time_keys": {owner.user_id: {device.device_id: "signed_curve25519"}}}
+
+        answers = await asyncio.gather(
+            *(client.ok("POST", "keys/claim", claimer, wanted) for _ in range(CLAIMS))
+        )
+
+    handed_out = [
+        key_id
+        for answer in answers
+        for key_id in answer["one_time_keys"][owner.user_id][device.device_id]
+    ]
+    (fallback_id,) = fallback
+    one_time = [k for k in handed_out if k != fallback_id]
+    assert sorted(one_time) == sorted(keys)
+    assert handed_out.count(fallback_id) == CLAIMS - ONE_TIME_KEYS
