@@ -159,6 +159,18 @@ class _Signer:
     cross_signing: dict[str, CrossSigningKey]
     devices: dict[str, str]
     found: list[_Signature] = field(default_factory=list)
+    # Target user -> their master key (None: they have none), read once per user.
+    masters: dict[str, CrossSigningKey | None] = field(default_factory=dict)
+
+    def master_of(self, user_id: str) -> CrossSigningKey | None:
+        if user_id not in self.masters:
+            keys = (
+                self.cross_signing
+                if user_id == self.user_id
+                else selectors.cross_signing_keys(user_id)
+            )
+            self.masters[user_id] = keys.get(e2e_keys.MASTER)
+        return self.masters[user_id]
 
 
 def do_upload_signatures(user: User, body: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -208,7 +220,7 @@ def _signatures_of(
             "M_UNRECOGNIZED", "Signing remote users' keys needs federation", status=400
         )
     own = target_user_id == signer.user_id
-    stored_master = selectors.cross_signing_keys(target_user_id).get(e2e_keys.MASTER)
+    stored_master = signer.master_of(target_user_id)
     if stored_master is not None and key_id == stored_master.public_key:
         _check_matches(signed, stored_master.key_json)
         if own:
