@@ -62,30 +62,37 @@ def do_upload_keys(
         raise e2e_keys.too_large(
             f"At most {MAX_ONE_TIME_KEYS_PER_UPLOAD} one-time keys per upload"
         )
+    # Signatures are checked before the transaction: no lock is held while verifying
+    # (on SQLite a transaction holds the database's write lock).
+    stored_key = (
+        DeviceKeys.objects.filter(owner=device).values_list("ed25519_key", flat=True).first()
+    )
+    new_identity = (
+        e2e_keys.check_device_keys(device_keys, user_id, device.device_id)
+        if device_keys is not None
+        else None
+    )
+    verify_key: VerifyKey | None = None
+    if new_identity is not None:
+        verify_key = new_identity.verify_key
+    elif stored_key is not None:
+        verify_key = e2e_keys.ed25519_verify_key(device.device_id, stored_key)
+    otks = [
+        e2e_keys.check_one_time_key(key_id, value, user_id, verify_key)
+        for key_id, value in one_time_keys.items()
+    ]
+    fallbacks = [
+        e2e_keys.check_one_time_key(key_id, value, user_id, verify_key, fallback=True)
+        for key_id, value in fallback_keys.items()
+    ]
+    if len({k.algorithm for k in fallbacks}) != len(fallbacks):
+        raise invalid_param("At most one fallback key per algorithm")
     with transaction.atomic():
         # One upload per device at a time (PostgreSQL; SQLite runs one writer anyway).
         Device.objects.select_for_update().filter(pk=device.pk).first()
         stored = DeviceKeys.objects.filter(owner=device).first()
-        new_identity = (
-            e2e_keys.check_device_keys(device_keys, user_id, device.device_id)
-            if device_keys is not None
-            else None
-        )
-        verify_key: VerifyKey | None = None
-        if new_identity is not None:
-            verify_key = new_identity.verify_key
-        elif stored is not None:
-            verify_key = e2e_keys.ed25519_verify_key(device.device_id, stored.ed25519_key)
-        otks = [
-            e2e_keys.check_one_time_key(key_id, value, user_id, verify_key)
-            for key_id, value in one_time_keys.items()
-        ]
-        fallbacks = [
-            e2e_keys.check_one_time_key(key_id, value, user_id, verify_key, fallback=True)
-            for key_id, value in fallback_keys.items()
-        ]
-        if len({k.algorithm for k in fallbacks}) != len(fallbacks):
-            raise invalid_param("At most one fallback key per algorithm")
+        if new_identity is None and otks + fallbacks and _rekeyed(stored, stored_key):
+            raise invalid_param("The device's keys changed during this upload; try again")
         new_otks = _new_one_time_keys(device, user_id, otks)
 
         if new_identity is not None and (stored is None or stored.key_json != new_identity.json):
@@ -109,6 +116,10 @@ def do_upload_keys(
         for key in fallbacks:
             _store_fallback(device, user_id, key)
     return selectors.one_time_key_counts(user_id, device.device_id)
+
+
+def _rekeyed(stored: DeviceKeys | None, checked_against: str | None) -> bool:
+    return (stored.ed25519_key if stored is not None else None) != checked_against
 
 
 def _new_one_time_keys(
