@@ -8,6 +8,7 @@ providers registered in :mod:`sync.providers`.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -194,10 +195,13 @@ class SyncBuilder:
             # initial sync rather than silence until the streams catch up.
             request = replace(request, since=None)
         self.request = request
-        # Ignoring Users: their events leave timelines (state events stay) and their
-        # invites are not sent.
-        self.ignored = relations.ignored_users(request.user_id)
         self.sent_key = lazy_members.device_key(request.user_id, request.device_id, request.filter)
+
+    @functools.cached_property
+    def ignored(self) -> frozenset[str]:
+        """Ignoring Users: their events leave timelines (state events stay) and their
+        invites are not sent."""
+        return relations.ignored_users(self.request.user_id)
 
     # --- rooms ------------------------------------------------------------------------
 
@@ -570,7 +574,10 @@ class SyncBuilder:
 
     def build(self) -> SyncResult:
         request = self.request
-        plans = self._room_plans()
+        # No stream has moved since the token: no room has news (the top-level
+        # sections below still run; they carry counts every response must have).
+        unchanged = request.since == self.now and not request.full_state
+        plans = [] if unchanged else self._room_plans()
         global_account_data, room_account_data = self._account_data(
             [p.room.room_id for p in plans if p.afresh]
         )

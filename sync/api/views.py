@@ -59,7 +59,7 @@ def _load_filter(session: AccessToken, raw: str | None) -> dict[str, Any]:
         raise MatrixError("M_INVALID_PARAM", "Unknown filter ID") from None
 
 
-def _prepare(request: HttpRequest) -> tuple[SyncRequest, list[str]]:
+def _prepare(request: HttpRequest) -> SyncRequest:
     session = authenticate_request(request.META, request.GET)
     if session is None:
         raise MatrixError("M_MISSING_TOKEN", "Missing access token")
@@ -79,7 +79,7 @@ def _prepare(request: HttpRequest) -> tuple[SyncRequest, list[str]]:
         )
     sync_request.set_presence = set_presence or "online"
     providers.record_activity(sync_request)
-    return sync_request, joined_room_ids(session.user.user_id)
+    return sync_request
 
 
 def _nothing_new(since: SyncToken | None) -> bool:
@@ -115,12 +115,13 @@ async def sync(request: HttpRequest, **kwargs: Any) -> JsonResponse:
         if request.method != "GET":
             raise MatrixError("M_UNRECOGNIZED", "Method not allowed", status=405)
         timeout_ms = _timeout_ms(request)
-        sync_request, room_ids = await sync_to_async(_released(_prepare))(request)
+        sync_request = await sync_to_async(_released(_prepare))(request)
         build = sync_to_async(_released(build_sync))
         if timeout_ms == 0 or sync_request.full_state or sync_request.since is None:
             result = await build(sync_request)
             return JsonResponse(result.body, json_dumps_params=_JSON)
         deadline = time.monotonic() + timeout_ms / 1000
+        room_ids = await sync_to_async(_released(joined_room_ids))(sync_request.user_id)
         # Registered before the first look, so no wake-up falls between the two.
         async with hub.hub.waiting(sync_request.user_id, room_ids) as waiter:
             result: SyncResult | None = None
