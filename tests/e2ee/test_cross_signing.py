@@ -310,3 +310,19 @@ def test_re_keying_a_device_drops_signatures_of_its_old_keys(
 
     seen = query(api, bob, alice.user_id)["device_keys"][alice.user_id][alice.device_id]
     assert seen["signatures"] == rekeyed.device_keys()["signatures"]
+
+
+def test_device_signatures_on_an_uploaded_master_key_are_checked(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    device = publish(api, alice)
+    keys = CrossSigning(alice.user_id)
+    forged = sign_json(keys.master_key(), alice.user_id, new_key(alice.device_id))
+    body = {**keys.upload_body(), "master_key": forged}
+    response = api.post(DEVICE_SIGNING, body, token=alice.access_token)
+    assert (response.status, response.errcode) == (400, "M_INVALID_SIGNATURE")
+    assert query(api, bob, alice.user_id)["master_keys"] == {}
+
+    signed = device.sign(keys.master_key())
+    upload_cross_signing(api, alice, {**keys.upload_body(), "master_key": signed})
+    assert query(api, bob, alice.user_id)["master_keys"][alice.user_id] == signed
