@@ -20,12 +20,17 @@ from protocol.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 # rooms and /sync work. Later versions are listed as their endpoints (end-to-end
 # encryption, push rules, media) arrive.
 SUPPORTED_SPEC_VERSIONS: list[str] = ["v1.1"]
+# Features of later versions that are complete here, named as clients look for them:
+# authenticated media (v1.11's /_matrix/client/v1/media/*; matrix-js-sdk and Element
+# use it when /versions lists v1.11 or this flag, and the legacy endpoints serve no new
+# media once frozen).
+UNSTABLE_FEATURES: dict[str, bool] = {"org.matrix.msc3916.stable": True}
 
 
 class VersionsView(MatrixView):
     def get(self, request: Request) -> Response:
         """GET /_matrix/client/versions"""
-        return ok({"versions": SUPPORTED_SPEC_VERSIONS, "unstable_features": {}})
+        return ok({"versions": SUPPORTED_SPEC_VERSIONS, "unstable_features": UNSTABLE_FEATURES})
 
 
 class WellKnownClientView(MatrixView):

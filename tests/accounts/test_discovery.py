@@ -102,3 +102,10 @@ def test_versions_advertises_v1_1_now_that_accounts_rooms_and_sync_work(
     api: MatrixTestClient,
 ) -> None:
     assert "v1.1" in api.get("/_matrix/client/versions").body["versions"]
+
+
+def test_versions_announces_authenticated_media(api: MatrixTestClient) -> None:
+    # Clients use /_matrix/client/v1/media/* only when told (v1.11 or this flag).
+    response = api.get("/_matrix/client/versions")
+
+    assert response.body["unstable_features"]["org.matrix.msc3916.stable"] is True
