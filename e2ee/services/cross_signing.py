@@ -97,6 +97,11 @@ def do_upload_cross_signing_keys(user: User, given: dict[str, Any]) -> None:
             row = stored.get(usage)
             if row is not None and row.key_json == key.json:
                 continue
+            if row is not None and row.public_key != key.public_key:
+                # Signatures of the replaced key sign nothing current.
+                KeySignature.objects.filter(
+                    target_user_id=user_id, target_key_id=row.public_key
+                ).delete()
             CrossSigningKey.objects.update_or_create(
                 user_id=user_id,
                 usage=usage,

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from e2ee.models import KeySignature
 from protocol.signing import sign_json
 from tests.conftest import MatrixTestClient, Persona
 from tests.e2ee.helpers import CrossSigning, new_key, public, publish, query, second_device
@@ -326,3 +327,22 @@ def test_device_signatures_on_an_uploaded_master_key_are_checked(
     signed = device.sign(keys.master_key())
     upload_cross_signing(api, alice, {**keys.upload_body(), "master_key": signed})
     assert query(api, bob, alice.user_id)["master_keys"][alice.user_id] == signed
+
+
+def test_a_new_master_key_starts_without_the_old_ones_signatures(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    device = publish(api, alice)
+    first = CrossSigning(alice.user_id)
+    upload_cross_signing(api, alice, first.upload_body())
+    signed = device.sign(first.master_key())
+    assert upload_signatures(api, alice, {alice.user_id: {public(first.master): signed}}) == {}
+
+    second = CrossSigning(alice.user_id)
+    challenge = upload_cross_signing(api, alice, second.upload_body(), expect=401)
+    upload_cross_signing(
+        api, alice, with_password(alice, second.upload_body(), challenge["session"])
+    )
+
+    assert not KeySignature.objects.filter(target_key_id=public(first.master)).exists()
+    assert query(api, bob, alice.user_id)["master_keys"][alice.user_id] == second.master_key()
