@@ -112,15 +112,26 @@ def filter_visible(rows: Sequence[Event], user_id: str) -> list[Event]:
 
 def check_can_read_state(room: Room, user_id: str) -> int | None:
     """May the user read the room's state? Returns the state group to read: the
-    current state if joined (or world readable), the state when they left otherwise."""
+    current state if joined (or world readable), the state when they last left (or were
+    banned) after being joined otherwise. A user who never joined (a rejected invite)
+    may not, as while invited."""
     row = membership_row(room, user_id)
     if row is not None and row.membership == "join":
         return room.current_state_group_id
     if is_world_readable(room):
         return room.current_state_group_id
     if row is not None and row.membership in ("leave", "ban") and not row.forgotten:
-        left = Event.objects.filter(event_id=row.event_id).values_list("state_group_id", flat=True)
-        return left.first()
+        history = Event.objects.filter(
+            room=room, type="m.room.member", state_key=user_id, stream_ordering__isnull=False
+        ).order_by("stream_ordering")
+        left: int | None = None
+        was_joined = False
+        for membership, group in history.values_list("membership", "state_group_id"):
+            if was_joined and membership in ("leave", "ban"):
+                left = group
+            was_joined = membership == "join"
+        if left is not None:
+            return left
     raise forbidden("You are not allowed to see the state of this room")
 
 

@@ -181,6 +181,30 @@ def test_a_banned_user_sees_the_state_as_it_was_when_they_were_banned(
     assert get_state(api, bob, room, "m.room.name").body == {"name": "First name"}
 
 
+def test_a_rejected_invite_gives_no_right_to_the_state(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    # An invited user may not read the state; rejecting the invite must not open it.
+    room = create_room(api, alice, invite=[bob.user_id], name="secret")
+    leave(api, bob, room)
+
+    for path in ("state", "state/m.room.name", "members"):
+        response = api.get(room_path(room, *path.split("/")), token=bob.access_token)
+        assert (response.status, response.errcode) == (403, "M_FORBIDDEN"), path
+
+
+def test_after_leaving_and_rejecting_a_new_invite_the_state_is_as_when_they_left(
+    api: MatrixTestClient, alice: Persona, bob: Persona, room: str
+) -> None:
+    join(api, bob, room)
+    leave(api, bob, room)
+    set_state(api, alice, room, "m.room.name", {"name": "Renamed after bob left"})
+    invite(api, alice, room, bob)
+    leave(api, bob, room)
+
+    assert get_state(api, bob, room, "m.room.name").body == {"name": "First name"}
+
+
 # -- writing ---------------------------------------------------------------------------
 
 
