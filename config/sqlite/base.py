@@ -6,16 +6,27 @@ can wait seconds while the database is idle. Here every write transaction (BEGIN
 IMMEDIATE, see settings) first takes a process-wide lock, so writers of this process
 queue and run back to back; SQLite's busy timeout still arbitrates between processes
 (the web server and the Celery worker).
+
+Closed connections are kept for reuse, a few per database file. Under ASGI every
+request runs in a thread of its own, so Django opens and closes a connection per
+request; opening one (connect, Django's SQL functions, the PRAGMAs) cost more than the
+queries of a simple request. A connection goes back idle only outside a transaction.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from typing import Any
 
 from django.db.backends.sqlite3 import base
 
 _write_lock = threading.Lock()
+
+# Idle connections by database file, for reuse.
+MAX_IDLE_PER_DATABASE = 8
+_idle_lock = threading.Lock()
+_idle: dict[str, list[sqlite3.Connection]] = {}
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -49,8 +60,37 @@ class DatabaseWrapper(base.DatabaseWrapper):
         finally:
             self._release_write_lock()
 
+    def _pool_key(self) -> str | None:
+        if self.is_in_memory_db():
+            return None
+        return str(self.settings_dict["NAME"])
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> sqlite3.Connection:
+        key = self._pool_key()
+        if key is not None:
+            with _idle_lock:
+                idle = _idle.get(key)
+                if idle:
+                    return idle.pop()
+        connection: sqlite3.Connection = super().get_new_connection(conn_params)
+        return connection
+
     def _close(self) -> None:
         try:
-            super()._close()
+            if not self._keep_idle():
+                super()._close()
         finally:
             self._release_write_lock()
+
+    def _keep_idle(self) -> bool:
+        """Put the connection back for reuse instead of closing it, if it is clean."""
+        connection = self.connection
+        key = self._pool_key()
+        if connection is None or key is None or connection.in_transaction:
+            return False
+        with _idle_lock:
+            idle = _idle.setdefault(key, [])
+            if len(idle) >= MAX_IDLE_PER_DATABASE:
+                return False
+            idle.append(connection)
+        return True
