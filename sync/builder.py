@@ -373,10 +373,11 @@ class SyncBuilder:
             since_position=since.events if since is not None else None,
             upper=row.stream_ordering,
         )
-        if plan.state_ids and not self._ever_joined(row):
-            # A rejected or withdrawn invite, or a ban before any join: the user never
-            # had the room's state, so its state section holds only the events history
-            # visibility lets them see (their own membership at least), as the timeline.
+        if plan.state_ids and not self._left_from_join(row):
+            # A rejected or withdrawn invite, a withdrawn knock, a ban while not joined:
+            # the user had no view of the room's state just before, so its state section
+            # holds only the events history visibility lets them see (their own
+            # membership at least), as the timeline does.
             rows = Event.objects.filter(event_id__in=plan.state_ids).order_by("stream_ordering")
             visible = {
                 e.event_id for e in selectors.filter_visible(list(rows), self.request.user_id)
@@ -384,14 +385,11 @@ class SyncBuilder:
             plan.state_ids = [event_id for event_id in plan.state_ids if event_id in visible]
         return plan
 
-    def _ever_joined(self, row: Membership) -> bool:
-        return Event.objects.filter(
-            room_id=row.room_id,
-            type=MEMBER,
-            state_key=self.request.user_id,
-            membership="join",
-            stream_ordering__lte=row.stream_ordering,
-        ).exists()
+    @staticmethod
+    def _left_from_join(row: Membership) -> bool:
+        """Was the user joined just before this leave or ban?"""
+        replaced = Event.objects.filter(event_id=row.event_id).values("replaces_state")
+        return Event.objects.filter(event_id__in=replaced, membership="join").exists()
 
     def _room_plans(self) -> list[RoomPlan]:
         since = self.request.since

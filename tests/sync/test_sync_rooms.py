@@ -299,6 +299,20 @@ def test_a_rejected_invite_shows_nothing_the_invitee_could_not_see(
             assert seen <= {(member, bob.user_id, "invite"), (member, bob.user_id, "leave")}
 
 
+def test_rejecting_a_new_invite_after_leaving_shows_nothing_from_while_away(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = shared_room(api, alice, bob, preset="private_chat", name="Plans")
+    leave(api, bob, room)
+    token = sync(api, bob)["next_batch"]
+    set_state(api, alice, room, "m.room.name", {"name": "Renamed while bob was away"})
+    invite(api, alice, room, bob)
+    leave(api, bob, room)
+    entry = section(sync(api, bob, since=token), "leave")[room]
+    events = entry["state"]["events"] + entry["timeline"]["events"]
+    assert {(e["type"], e["state_key"]) for e in events} == {("m.room.member", bob.user_id)}
+
+
 def test_a_rejected_invite_keeps_the_state_history_visibility_shows(
     api: MatrixTestClient, alice: Persona, bob: Persona
 ) -> None:
