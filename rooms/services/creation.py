@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
+from accounts.clock import now_ms
 from protocol.errors import MatrixError
 from protocol.hashing import generate_opaque_room_id
 from protocol.identifiers import is_valid_user_id
@@ -112,6 +113,10 @@ def _create_content(spec: RoomSpec, preset: str) -> dict[str, Any]:
     return content
 
 
+# Tries at a free room ID before giving up (see do_create_room).
+MAX_ROOM_ID_ATTEMPTS = 20
+
+
 def do_create_room(spec: RoomSpec) -> Room:
     """Create a room hosted here, with its whole initial state, in one transaction."""
     preset = spec.preset or ("public_chat" if spec.visibility == "public" else "private_chat")
@@ -127,23 +132,36 @@ def do_create_room(spec: RoomSpec) -> Room:
             if room_version.room_id_is_create_event_hash
             else generate_opaque_room_id(settings.SERVER_NAME)
         )
-        create = build_event(
-            room_version,
-            room_id=room_id,
-            sender=spec.creator,
-            event_type="m.room.create",
-            content=_create_content(spec, preset),
-            state_key="",
-            prev_events=[],
-            auth_events=[],
-            depth=1,
-        )
-        room = Room.objects.create(
-            room_id=create.room_id,
-            room_version=room_version.identifier,
-            creator=spec.creator,
-            is_public=spec.visibility == "public",
-        )
+        content = _create_content(spec, preset)
+        timestamp = now_ms()
+        for attempt in range(MAX_ROOM_ID_ATTEMPTS):
+            # From v12 the room ID is the create event's hash: two rooms created by one
+            # user with the same content in the same millisecond would share it. The
+            # later one moves its timestamp on by a millisecond and tries again.
+            create = build_event(
+                room_version,
+                room_id=room_id,
+                sender=spec.creator,
+                event_type="m.room.create",
+                content=content,
+                state_key="",
+                prev_events=[],
+                auth_events=[],
+                depth=1,
+                extra={"origin_server_ts": timestamp + attempt},
+            )
+            try:
+                with transaction.atomic():
+                    room = Room.objects.create(
+                        room_id=create.room_id,
+                        room_version=room_version.identifier,
+                        creator=spec.creator,
+                        is_public=spec.visibility == "public",
+                    )
+                break
+            except IntegrityError:
+                if attempt == MAX_ROOM_ID_ATTEMPTS - 1:
+                    raise
         persist_event(room, create, state_before=None)
 
         def send(event_type: str, content: dict[str, Any], state_key: str = "") -> None:

@@ -502,3 +502,17 @@ def test_an_invalid_value_is_m_invalid_param(
 
     assert response.status == 400, response.body
     assert response.errcode == "M_INVALID_PARAM"
+
+
+def test_two_identical_rooms_in_the_same_millisecond_get_distinct_ids(
+    api: MatrixTestClient, alice: Persona, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # v12 room IDs are the create event's hash: the same creator, content and timestamp
+    # would give the same ID (a 500 under load before).
+    for module in ("rooms.services.creation", "rooms.services.events"):
+        monkeypatch.setattr(f"{module}.now_ms", lambda: 1_800_000_000_000)
+    first = api.post("createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    second = api.post("createRoom", {"preset": "public_chat"}, token=alice.access_token)
+
+    assert first.status == second.status == 200, (first.body, second.body)
+    assert first.body["room_id"] != second.body["room_id"]
