@@ -8,7 +8,6 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from accounts.clock import now_ms
 from protocol.errors import MatrixError
 from protocol.hashing import generate_opaque_room_id
 from protocol.identifiers import is_valid_user_id
@@ -133,7 +132,7 @@ def do_create_room(spec: RoomSpec) -> Room:
             else generate_opaque_room_id(settings.SERVER_NAME)
         )
         content = _create_content(spec, preset)
-        timestamp = now_ms()
+        extra: dict[str, Any] = {}
         for attempt in range(MAX_ROOM_ID_ATTEMPTS):
             # From v12 the room ID is the create event's hash: two rooms created by one
             # user with the same content in the same millisecond would share it. The
@@ -148,8 +147,9 @@ def do_create_room(spec: RoomSpec) -> Room:
                 prev_events=[],
                 auth_events=[],
                 depth=1,
-                extra={"origin_server_ts": timestamp + attempt},
+                extra=extra,
             )
+            extra = {"origin_server_ts": create.origin_server_ts + 1}
             try:
                 with transaction.atomic():
                     room = Room.objects.create(
