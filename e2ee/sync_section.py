@@ -29,6 +29,9 @@ def to_device_section(
     after = since.to_device if since is not None else 0
     if after:
         to_device.do_acknowledge(request.user_id, request.device_id, after)
+    if after >= now.to_device:
+        # Nothing was sent to any device since the token.
+        return {"to_device": {"events": []}}, False, {}
     pending = selectors.pending_messages(
         request.user_id, request.device_id, after=after, upto=now.to_device, limit=MAX_PER_SYNC
     )
