@@ -16,19 +16,24 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
 }
 
-_MATRIX_PREFIXES = ("/_matrix/", "/.well-known/matrix/", "/_synapse/")
+MATRIX_PREFIXES = ("/_matrix/", "/.well-known/matrix/", "/_synapse/")
+# Django's SecurityMiddleware is not in front of Matrix endpoints (see config/asgi.py):
+# its one header that matters for an API is set here.
+_SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
 
 
 def _preflight(request: HttpRequest) -> HttpResponse | None:
-    if request.method == "OPTIONS" and request.path.startswith(_MATRIX_PREFIXES):
+    if request.method == "OPTIONS" and request.path.startswith(MATRIX_PREFIXES):
         return HttpResponse(b"{}", content_type="application/json")
     return None
 
 
 def _add_headers(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-    if request.path.startswith(_MATRIX_PREFIXES):
+    if request.path.startswith(MATRIX_PREFIXES):
         for header, value in CORS_HEADERS.items():
             response[header] = value
+        for header, value in _SECURITY_HEADERS.items():
+            response.setdefault(header, value)
     return response
 
 

@@ -95,6 +95,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# In front of Matrix endpoints only this (config/asgi.py): they take bearer tokens, not
+# cookies, and every middleware here is async.
+MATRIX_MIDDLEWARE = ["config.middleware.MatrixCorsMiddleware"]
 APPEND_SLASH = False
 
 ROOT_URLCONF = "config.urls"
