@@ -13,33 +13,13 @@ from django.conf import settings
 
 from accounts.clock import now_ms
 from presence import selectors, services
+from protocol.event_filters import event_allowed, type_allowed
 
 if TYPE_CHECKING:
     from sync.builder import SyncRequest
     from sync.tokens import SyncToken
 
 EVENT_TYPE = "m.presence"
-
-
-def _names_presence(patterns: Any) -> bool:
-    return isinstance(patterns, list) and any(
-        p == EVENT_TYPE
-        or (isinstance(p, str) and p.endswith("*") and EVENT_TYPE.startswith(p[:-1]))
-        for p in patterns
-    )
-
-
-def _wanted(event_filter: dict[str, Any], sender: str) -> bool:
-    """The filter's ``presence`` EventFilter (types, not_types, senders, not_senders)."""
-    if "types" in event_filter and not _names_presence(event_filter["types"]):
-        return False
-    if _names_presence(event_filter.get("not_types")):
-        return False
-    senders = event_filter.get("senders")
-    if isinstance(senders, list) and sender not in senders:
-        return False
-    not_senders = event_filter.get("not_senders")
-    return not (isinstance(not_senders, list) and sender in not_senders)
 
 
 def record_sync(request: SyncRequest) -> None:
@@ -55,7 +35,7 @@ def presence_section(
     if not isinstance(event_filter, dict):
         event_filter = {}
     after = since.presence if since is not None else 0
-    filtered_out = "types" in event_filter and not _names_presence(event_filter["types"])
+    filtered_out = not type_allowed(event_filter, EVENT_TYPE)
     if after >= now.presence or filtered_out:
         # Nothing changed on the stream since the token, or the filter wants none.
         return {"presence": {"events": []}}, False
@@ -68,7 +48,7 @@ def presence_section(
             "content": selectors.presence_content(row, read_at),
         }
         for row in rows
-        if _wanted(event_filter, row.user_id)
+        if event_allowed(event_filter, EVENT_TYPE, row.user_id)
     ]
     limit = event_filter.get("limit")
     if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db.models import Count, Q
 
 from accounts.models import AccountData, User
+from protocol.event_filters import event_allowed
 from rooms import relations, selectors
 from rooms.models import Event, Membership, Room
 from rooms.serialize import client_events, stripped_state
@@ -95,32 +96,6 @@ class SyncResult:
     body: dict[str, Any]
     has_updates: bool
     joined_room_ids: list[str]
-
-
-def _matches(event_filter: Mapping[str, Any], event_type: str, sender: str) -> bool:
-    """Does an event pass an EventFilter's types/not_types/senders/not_senders?"""
-
-    def match_any(patterns: Iterable[Any], value: str) -> bool:
-        for pattern in patterns:
-            if not isinstance(pattern, str):
-                continue
-            if pattern.endswith("*") and value.startswith(pattern[:-1]):
-                return True
-            if pattern == value:
-                return True
-        return False
-
-    types = event_filter.get("types")
-    if isinstance(types, list) and not match_any(types, event_type):
-        return False
-    not_types = event_filter.get("not_types")
-    if isinstance(not_types, list) and match_any(not_types, event_type):
-        return False
-    senders = event_filter.get("senders")
-    if isinstance(senders, list) and sender not in senders:
-        return False
-    not_senders = event_filter.get("not_senders")
-    return not (isinstance(not_senders, list) and sender in not_senders)
 
 
 def _state_before(row: Event) -> dict[StateKey, str]:
@@ -560,9 +535,9 @@ class SyncBuilder:
         for room_id, data_type, content in query.values_list("room_id", "type", "content"):
             event = {"type": data_type, "content": content}
             if room_id:
-                if _matches(room_filter, data_type, self.request.user_id):
+                if event_allowed(room_filter, data_type, self.request.user_id):
                     per_room[room_id].append(event)
-            elif not isinstance(global_filter, dict) or _matches(
+            elif not isinstance(global_filter, dict) or event_allowed(
                 global_filter, data_type, self.request.user_id
             ):
                 global_events.append(event)
@@ -618,7 +593,9 @@ class SyncBuilder:
                 state_rows[event_id]
                 for event_id in plan.state_ids
                 if event_id in state_rows
-                and _matches(state_filter, state_rows[event_id].type, state_rows[event_id].sender)
+                and event_allowed(
+                    state_filter, state_rows[event_id].type, state_rows[event_id].sender
+                )
             ]
             if request.lazy_load_members:
                 sent_members.extend(
