@@ -169,29 +169,44 @@ def do_upload(
         _check_quota(user_id, declared_length)
     with receive(stream, declared_length) as received:
         _check_quota(user_id, received.size)
-        media_id = ids.new_media_id()
-        fields = _image_fields(received)
-        stored = _store(received, media_id)
-        try:
-            with transaction.atomic():
-                now = now_ms()
-                media = LocalMedia.objects.create(
-                    media_id=media_id,
-                    user_id=user_id,
-                    content_type=clean_content_type(content_type),
-                    upload_name=filename,
-                    size=received.size,
-                    sha256=received.sha256,
-                    storage_name=stored,
-                    created_ts=now,
-                    uploaded_ts=now,
-                    authenticated_only=not settings.MEDIA_LEGACY_UNAUTHENTICATED,
-                    **fields,
-                )
+        return _save_new(received, user_id, content_type, filename, thumbnails=True)
+
+
+def _save_new(
+    received: Received,
+    user_id: str,
+    content_type: str | None,
+    filename: str | None,
+    *,
+    thumbnails: bool,
+) -> LocalMedia:
+    """Put received content in storage under a new media ID, then write the row that
+    makes it servable; if the row cannot be written, the stored file goes again.
+    ``thumbnails``: have the worker make the recommended sizes after the commit."""
+    media_id = ids.new_media_id()
+    fields = _image_fields(received)
+    stored = _store(received, media_id)
+    try:
+        with transaction.atomic():
+            now = now_ms()
+            media = LocalMedia.objects.create(
+                media_id=media_id,
+                user_id=user_id,
+                content_type=clean_content_type(content_type),
+                upload_name=filename,
+                size=received.size,
+                sha256=received.sha256,
+                storage_name=stored,
+                created_ts=now,
+                uploaded_ts=now,
+                authenticated_only=not settings.MEDIA_LEGACY_UNAUTHENTICATED,
+                **fields,
+            )
+            if thumbnails:
                 _after_upload(media)
-        except BaseException:
-            _discard_stored(stored)
-            raise
+    except BaseException:
+        _discard_stored(stored)
+        raise
     return media
 
 
@@ -281,23 +296,4 @@ def do_upload_to_media_id(
 def do_store_fetched(data: bytes, content_type: str) -> LocalMedia:
     """Store content the server fetched itself (a URL preview's image), owned by nobody."""
     with receive(io.BytesIO(data), len(data)) as received:
-        media_id = ids.new_media_id()
-        fields = _image_fields(received)
-        stored = _store(received, media_id)
-        try:
-            now = now_ms()
-            return LocalMedia.objects.create(
-                media_id=media_id,
-                user_id="",
-                content_type=clean_content_type(content_type),
-                size=received.size,
-                sha256=received.sha256,
-                storage_name=stored,
-                created_ts=now,
-                uploaded_ts=now,
-                authenticated_only=not settings.MEDIA_LEGACY_UNAUTHENTICATED,
-                **fields,
-            )
-        except BaseException:
-            _discard_stored(stored)
-            raise
+        return _save_new(received, "", content_type, None, thumbnails=False)
