@@ -21,7 +21,7 @@ from django.db.models import Max, Q
 from protocol.errors import MatrixError, forbidden
 from rooms import event_cache
 from rooms.models import CurrentState, Event, Membership, Room
-from rooms.state import StateKey, load_state
+from rooms.state import StateKey, load_state, state_group_at_position
 
 HISTORY_VISIBILITY_KEY: StateKey = ("m.room.history_visibility", "")
 
@@ -142,12 +142,7 @@ def state_group_at(room: Room, user_id: str, position: int) -> int | None:
     row = membership_row(room, user_id)
     if row is not None and row.membership != "join" and not is_world_readable(room):
         position = min(position, row.stream_ordering)
-    return (
-        room.events.filter(stream_ordering__lte=position)
-        .order_by("-stream_ordering")
-        .values_list("state_group_id", flat=True)
-        .first()
-    )
+    return state_group_at_position(room, position)
 
 
 def state_events(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from typing import Generic, TypeVar
 
 from django.db import connection, transaction
 
@@ -16,24 +17,30 @@ from rooms.models import MAX_STATE_DELTA_CHAIN, Room, StateGroup, StateGroupEntr
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
+K = TypeVar("K")
+V = TypeVar("V")
 
 _CACHE_SIZE = 2000
 
 
-class _LRU:
+class _LRU(Generic[K, V]):
     def __init__(self, size: int) -> None:
         self.size = size
-        self.items: OrderedDict[int, Mapping[StateKey, str]] = OrderedDict()
+        self.items: OrderedDict[K, V] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, key: int) -> Mapping[StateKey, str] | None:
+    def get(self, key: K) -> V | None:
         with self.lock:
             value = self.items.get(key)
             if value is not None:
                 self.items.move_to_end(key)
             return value
 
-    def put(self, key: int, value: Mapping[StateKey, str]) -> None:
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+
+    def put(self, key: K, value: V) -> None:
         with self.lock:
             self.items[key] = value
             self.items.move_to_end(key)
@@ -41,7 +48,11 @@ class _LRU:
                 self.items.popitem(last=False)
 
 
-_state_cache = _LRU(_CACHE_SIZE)
+_state_cache: _LRU[int, Mapping[StateKey, str]] = _LRU(_CACHE_SIZE)
+# (room pk, stream position) -> the state group after the room's last event at or
+# before that position. Positions up to the current token never gain events, so such
+# entries never go stale; long-polls woken by one event all ask for the same ones.
+_group_at_cache: _LRU[tuple[int, int], int] = _LRU(20000)
 
 # State groups created by this thread's open transaction. They enter the shared cache
 # only when that transaction commits: on SQLite a rolled-back group's ID is handed out
@@ -87,6 +98,29 @@ WITH RECURSIVE chain(id, prev_group_id, step) AS (
 )
 SELECT id FROM chain ORDER BY step
 """
+
+
+def state_group_at_position(room: Room, position: int, *, settled: bool = False) -> int | None:
+    """The state group after the room's last event at or before stream ``position``.
+    ``settled``: the position is at or below the current events token, so the answer
+    cannot change and is kept."""
+    key = (room.pk, position)
+    group = _group_at_cache.get(key)
+    if group is None:
+        group = (
+            room.events.filter(stream_ordering__lte=position)
+            .order_by("-stream_ordering")
+            .values_list("state_group_id", flat=True)
+            .first()
+        )
+        if settled and group is not None:
+            _group_at_cache.put(key, group)
+    return group
+
+
+def forget_cached_positions() -> None:
+    """For tests, whose rolled-back transactions hand stream positions out again."""
+    _group_at_cache.clear()
 
 
 def load_state(group_id: int | None) -> Mapping[StateKey, str]:

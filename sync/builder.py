@@ -9,8 +9,7 @@ providers registered in :mod:`sync.providers`.
 from __future__ import annotations
 
 import functools
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,7 +21,7 @@ from protocol.event_filters import event_allowed
 from rooms import relations, selectors
 from rooms.models import Event, Membership, Room
 from rooms.serialize import client_events, stripped_state
-from rooms.state import StateKey, load_state
+from rooms.state import StateKey, load_state, state_group_at_position
 from sync import lazy_members, providers
 from sync.tokens import SyncToken
 
@@ -110,40 +109,9 @@ def _state_before(row: Event) -> dict[StateKey, str]:
     return state
 
 
-# (room pk, stream position) -> the state group after the room's last event at or
-# before it. Positions up to the current token never gain events, so entries never go
-# stale; concurrent long-polls woken by one event all ask for the same two positions.
-_STATE_AT_CACHE_SIZE = 20000
-_state_at_lock = threading.Lock()
-_state_at: OrderedDict[tuple[int, int], int | None] = OrderedDict()
-
-
-def forget_cached_positions() -> None:
-    """For tests, whose rolled-back transactions hand stream positions out again."""
-    with _state_at_lock:
-        _state_at.clear()
-
-
 def _state_at_position(room: Room, position: int, *, settled: bool = False) -> dict[StateKey, str]:
-    """The room's state at stream ``position``. ``settled``: the position is at or below
-    the current token (so its answer may be cached)."""
-    key = (room.pk, position)
-    with _state_at_lock:
-        cached = key in _state_at
-        group = _state_at.get(key)
-    if not cached:
-        group = (
-            room.events.filter(stream_ordering__lte=position, stream_ordering__isnull=False)
-            .order_by("-stream_ordering")
-            .values_list("state_group_id", flat=True)
-            .first()
-        )
-        if settled:
-            with _state_at_lock:
-                _state_at[key] = group
-                while len(_state_at) > _STATE_AT_CACHE_SIZE:
-                    _state_at.popitem(last=False)
-    return dict(load_state(group))
+    """The room's state at stream ``position`` (``settled``: see state_group_at_position)."""
+    return dict(load_state(state_group_at_position(room, position, settled=settled)))
 
 
 @dataclass

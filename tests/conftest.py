@@ -119,9 +119,10 @@ def _fresh_cache() -> None:
     cache.clear()
     # So do /sync's memories of stream positions and of member events sent: each test
     # rolls its database back, and positions and IDs are handed out again.
-    from sync import builder, lazy_members
+    from rooms import state
+    from sync import lazy_members
 
-    builder.forget_cached_positions()
+    state.forget_cached_positions()
     lazy_members.forget_all()
 
 
