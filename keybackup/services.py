@@ -18,7 +18,7 @@ from accounts.models import User
 from keybackup.models import BackupSession, BackupVersion
 from keybackup.selectors import current_version, parse_version, unknown_version
 from protocol.errors import MatrixError, bad_json, invalid_param, missing_param, not_found
-from protocol.identifiers import is_valid_room_id, parse_user_id
+from protocol.identifiers import parse_user_id, require_room_id
 
 MEGOLM_BACKUP_V1 = "m.megolm_backup.v1.curve25519-aes-sha2"
 # The backup algorithms the spec defines; each has its own auth_data format.
@@ -102,12 +102,6 @@ def check_key_data(data: Any, where: str = "body") -> KeyData:
     return KeyData(first_message_index, forwarded_count, data["is_verified"], data["session_data"])
 
 
-def check_room_id(room_id: str) -> str:
-    if not is_valid_room_id(room_id):
-        raise invalid_param(f"Invalid room ID {room_id!r}")
-    return room_id
-
-
 def check_session_id(session_id: str) -> str:
     if not session_id or len(session_id) > MAX_SESSION_ID_LENGTH:
         raise invalid_param(f"A session ID must be 1 to {MAX_SESSION_ID_LENGTH} characters")
@@ -116,7 +110,7 @@ def check_session_id(session_id: str) -> str:
 
 def check_sessions(room_id: str, sessions: Any, where: str = "sessions") -> dict[str, KeyData]:
     """A RoomKeyBackup's ``sessions``: session ID -> KeyBackupData."""
-    check_room_id(room_id)
+    require_room_id(room_id)
     if not isinstance(sessions, dict):
         raise bad_json(f"'{where}' must be an object")
     return {
@@ -131,7 +125,7 @@ def check_rooms(rooms: Any) -> dict[str, dict[str, KeyData]]:
         raise bad_json("'rooms' must be an object")
     checked: dict[str, dict[str, KeyData]] = {}
     for room_id, backup in rooms.items():
-        check_room_id(room_id)
+        require_room_id(room_id)
         if not isinstance(backup, dict):
             raise bad_json(f"'rooms.{room_id}' must be an object")
         if "sessions" not in backup:

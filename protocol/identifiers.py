@@ -11,6 +11,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from protocol.errors import invalid_param
+
 MAX_ID_BYTES = 255
 
 _DNS_NAME = re.compile(r"^[A-Za-z0-9\-.]{1,255}$")
@@ -127,6 +129,13 @@ def is_valid_room_id(value: str) -> bool:
     if len(value.encode("utf-8")) > MAX_ID_BYTES:
         return False
     return len(value) > 1
+
+
+def require_room_id(value: str) -> str:
+    """``value`` if it is a room ID, else M_INVALID_PARAM (a room ID in a path or body)."""
+    if not is_valid_room_id(value):
+        raise invalid_param(f"Invalid room ID {value!r}")
+    return value
 
 
 def is_valid_event_id(value: str) -> bool:

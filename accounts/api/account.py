@@ -11,7 +11,7 @@ from accounts.models import User
 from accounts.services import account_data, deactivation, filters, passwords, profile, uia
 from config.matrix_api import MatrixView, ok
 from protocol.errors import MatrixError, not_found
-from protocol.identifiers import is_valid_room_id
+from protocol.identifiers import require_room_id
 
 
 def require_self(request: Request, user_id: str, action: str) -> User:
@@ -114,12 +114,6 @@ class ProfileFieldView(MatrixView):
         return ok()
 
 
-def _room_id_param(room_id: str) -> str:
-    if not is_valid_room_id(room_id):
-        raise MatrixError("M_INVALID_PARAM", "Invalid room ID")
-    return room_id
-
-
 class AccountDataView(MatrixView):
     requires_auth = True
 
@@ -127,14 +121,14 @@ class AccountDataView(MatrixView):
         """GET /_matrix/client/v3/user/{userId}[/rooms/{roomId}]/account_data/{type}"""
         user = require_self(request, user_id, "read account data")
         if room_id:
-            _room_id_param(room_id)
+            require_room_id(room_id)
         return ok(selectors.get_account_data(user, data_type, room_id))
 
     def put(self, request: Request, user_id: str, data_type: str, room_id: str = "") -> Response:
         """PUT /_matrix/client/v3/user/{userId}[/rooms/{roomId}]/account_data/{type}"""
         user = require_self(request, user_id, "set account data")
         if room_id:
-            _room_id_param(room_id)
+            require_room_id(room_id)
         body = self.body(request)
         account_data.do_set_account_data(user, data_type, body.data, room_id)
         return ok()

@@ -8,14 +8,7 @@ from rest_framework.response import Response
 from accounts.api.account import require_self
 from accounts.services import tags
 from config.matrix_api import MatrixView, ok
-from protocol.errors import invalid_param
-from protocol.identifiers import is_valid_room_id
-
-
-def room_id_param(room_id: str) -> str:
-    if not is_valid_room_id(room_id):
-        raise invalid_param("Invalid room ID")
-    return room_id
+from protocol.identifiers import require_room_id
 
 
 class TagsView(MatrixView):
@@ -24,7 +17,7 @@ class TagsView(MatrixView):
     def get(self, request: Request, user_id: str, room_id: str) -> Response:
         """GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags"""
         user = require_self(request, user_id, "read tags")
-        return ok({"tags": tags.get_tags(user, room_id_param(room_id))})
+        return ok({"tags": tags.get_tags(user, require_room_id(room_id))})
 
 
 class TagView(MatrixView):
@@ -34,11 +27,11 @@ class TagView(MatrixView):
         """PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}"""
         user = require_self(request, user_id, "set tags")
         body = self.body(request)
-        tags.do_add_tag(user, room_id_param(room_id), tag, body.data)
+        tags.do_add_tag(user, require_room_id(room_id), tag, body.data)
         return ok()
 
     def delete(self, request: Request, user_id: str, room_id: str, tag: str) -> Response:
         """DELETE /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}"""
         user = require_self(request, user_id, "remove tags")
-        tags.do_remove_tag(user, room_id_param(room_id), tag)
+        tags.do_remove_tag(user, require_room_id(room_id), tag)
         return ok()

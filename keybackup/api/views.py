@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from config.matrix_api import MatrixView, ok
 from keybackup import selectors, services
 from keybackup.services import KeysCount
+from protocol.identifiers import require_room_id
 
 
 def keys_count(result: KeysCount) -> Response:
@@ -92,14 +93,14 @@ class RoomKeysView(MatrixView):
         """GET /_matrix/client/v3/room_keys/keys/{roomId}"""
         version = self.query_str(request, "version", required=True)
         assert version is not None
-        room_id = services.check_room_id(room_id)
+        room_id = require_room_id(room_id)
         return ok(selectors.room_keys_for_room(request.user, version, room_id))
 
     def delete(self, request: Request, room_id: str) -> Response:
         """DELETE /_matrix/client/v3/room_keys/keys/{roomId}"""
         version = self.query_str(request, "version", required=True)
         assert version is not None
-        room_id = services.check_room_id(room_id)
+        room_id = require_room_id(room_id)
         return keys_count(services.do_delete_keys(request.user, version, room_id))
 
 
@@ -110,7 +111,7 @@ class SessionKeyView(MatrixView):
         """PUT /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}"""
         version = self.query_str(request, "version", required=True)
         assert version is not None
-        services.check_room_id(room_id)
+        require_room_id(room_id)
         services.check_session_id(session_id)
         key = services.check_key_data(self.body(request).data)
         return keys_count(
@@ -121,7 +122,7 @@ class SessionKeyView(MatrixView):
         """GET /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}"""
         version = self.query_str(request, "version", required=True)
         assert version is not None
-        room_id = services.check_room_id(room_id)
+        room_id = require_room_id(room_id)
         session_id = services.check_session_id(session_id)
         return ok(selectors.room_key(request.user, version, room_id, session_id))
 
@@ -129,6 +130,6 @@ class SessionKeyView(MatrixView):
         """DELETE /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}"""
         version = self.query_str(request, "version", required=True)
         assert version is not None
-        room_id = services.check_room_id(room_id)
+        room_id = require_room_id(room_id)
         session_id = services.check_session_id(session_id)
         return keys_count(services.do_delete_keys(request.user, version, room_id, session_id))

@@ -6,7 +6,8 @@ from django.conf import settings
 from rest_framework.request import Request
 
 from protocol.errors import MatrixError
-from protocol.identifiers import is_valid_room_id, parse_room_alias
+from protocol.identifiers import parse_room_alias
+from protocol.identifiers import require_room_id as check_room_id
 from rooms.models import RoomAlias
 from rooms.services.events import SendContext
 
@@ -15,12 +16,6 @@ def send_context(request: Request, txn_id: str | None = None) -> SendContext:
     return SendContext(
         sender=request.user.user_id, device_id=request.auth.device.device_id, txn_id=txn_id
     )
-
-
-def check_room_id(room_id: str) -> str:
-    if not is_valid_room_id(room_id):
-        raise MatrixError("M_INVALID_PARAM", "Invalid room ID")
-    return room_id
 
 
 def resolve_room_id_or_alias(value: str) -> str:
