@@ -2,36 +2,29 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 
 from protocol.events import Event as PDUEvent
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
+from rooms.lru import LRU
 from rooms.models import Event
 
 _CACHE_SIZE = 20000
-_lock = threading.Lock()
-_cache: OrderedDict[str, PDUEvent] = OrderedDict()
+_cache: LRU[str, PDUEvent] = LRU(_CACHE_SIZE)
 
 
 def remember(event: PDUEvent) -> None:
-    with _lock:
-        _cache[event.event_id] = event
-        _cache.move_to_end(event.event_id)
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+    _cache.put(event.event_id, event)
 
 
 def get_events(event_ids: Iterable[str]) -> dict[str, PDUEvent]:
     """The known events among ``event_ids`` (unknown IDs are left out)."""
     wanted = set(event_ids)
     found: dict[str, PDUEvent] = {}
-    with _lock:
-        for event_id in wanted:
-            hit = _cache.get(event_id)
-            if hit is not None:
-                found[event_id] = hit
+    for event_id in wanted:
+        hit = _cache.get(event_id)
+        if hit is not None:
+            found[event_id] = hit
     missing = wanted - found.keys()
     if missing:
         rows = Event.objects.filter(event_id__in=missing).values_list(

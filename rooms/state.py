@@ -7,52 +7,24 @@ in process memory; a new group built on a cached one costs one dict copy.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from typing import Generic, TypeVar
 
 from django.db import connection, transaction
 
+from rooms.lru import LRU
 from rooms.models import MAX_STATE_DELTA_CHAIN, Room, StateGroup, StateGroupEntry
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
-K = TypeVar("K")
-V = TypeVar("V")
 
 _CACHE_SIZE = 2000
 
 
-class _LRU(Generic[K, V]):
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.items: OrderedDict[K, V] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self.lock:
-            value = self.items.get(key)
-            if value is not None:
-                self.items.move_to_end(key)
-            return value
-
-    def clear(self) -> None:
-        with self.lock:
-            self.items.clear()
-
-    def put(self, key: K, value: V) -> None:
-        with self.lock:
-            self.items[key] = value
-            self.items.move_to_end(key)
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-
-
-_state_cache: _LRU[int, Mapping[StateKey, str]] = _LRU(_CACHE_SIZE)
+_state_cache: LRU[int, Mapping[StateKey, str]] = LRU(_CACHE_SIZE)
 # (room pk, stream position) -> the state group after the room's last event at or
 # before that position. Positions up to the current token never gain events, so such
 # entries never go stale; long-polls woken by one event all ask for the same ones.
-_group_at_cache: _LRU[tuple[int, int], int] = _LRU(20000)
+_group_at_cache: LRU[tuple[int, int], int] = LRU(20000)
 
 # State groups created by this thread's open transaction. They enter the shared cache
 # only when that transaction commits: on SQLite a rolled-back group's ID is handed out
