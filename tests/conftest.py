@@ -109,6 +109,19 @@ class MatrixTestClient:
         )
 
 
+def second_device(api: MatrixTestClient, who: Persona) -> Persona:
+    """``who`` logged in again: the same user on a new device."""
+    response = api.login(who.localpart, who.password)
+    assert response.status == 200, response.body
+    return Persona(
+        who.localpart,
+        who.password,
+        who.user_id,
+        response.body["access_token"],
+        response.body["device_id"],
+    )
+
+
 def user_id(localpart: str) -> str:
     return f"@{localpart}:{settings.SERVER_NAME}"
 

@@ -151,15 +151,3 @@ def claim(
     assert response.status == 200, response.body
     result: dict[str, Any] = response.body
     return result
-
-
-def second_device(api: MatrixTestClient, who: Persona) -> Persona:
-    response = api.login(who.localpart, who.password)
-    assert response.status == 200, response.body
-    return Persona(
-        who.localpart,
-        who.password,
-        who.user_id,
-        response.body["access_token"],
-        response.body["device_id"],
-    )

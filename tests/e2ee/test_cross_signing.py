@@ -16,8 +16,8 @@ import pytest
 
 from e2ee.models import KeySignature
 from protocol.signing import sign_json
-from tests.conftest import MatrixTestClient, Persona
-from tests.e2ee.helpers import CrossSigning, new_key, public, publish, query, second_device
+from tests.conftest import MatrixTestClient, Persona, second_device
+from tests.e2ee.helpers import CrossSigning, new_key, public, publish, query
 
 DEVICE_SIGNING = "keys/device_signing/upload"
 SIGNATURES = "keys/signatures/upload"

@@ -16,8 +16,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from streams import positions
-from tests.conftest import MatrixTestClient, Persona
-from tests.e2ee.helpers import CrossSigning, publish, second_device
+from tests.conftest import MatrixTestClient, Persona, second_device
+from tests.e2ee.helpers import CrossSigning, publish
 from tests.rooms.helpers import create_room, invite, join, leave
 from tests.sync.ephemeral_helpers import shared_room
 from tests.sync.extension_helpers import sync

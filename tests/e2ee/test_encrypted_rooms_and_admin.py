@@ -11,8 +11,8 @@ from django.test import Client
 from accounts.models import User
 from e2ee.models import CrossSigningKey, DeviceKeys
 from protocol.signing import sign_json
-from tests.conftest import MatrixTestClient, Persona
-from tests.e2ee.helpers import CrossSigning, public, publish, query, second_device
+from tests.conftest import MatrixTestClient, Persona, second_device
+from tests.e2ee.helpers import CrossSigning, public, publish, query
 from tests.rooms.helpers import create_room, get_state, invite, join
 from tests.sync.extension_helpers import sync
 

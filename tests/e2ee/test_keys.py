@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MatrixTestClient, Persona
+from tests.conftest import MatrixTestClient, Persona, second_device
 from tests.e2ee.helpers import (
     CrossSigning,
     Device,
@@ -22,7 +22,6 @@ from tests.e2ee.helpers import (
     public,
     publish,
     query,
-    second_device,
     upload,
 )
 from tests.sync.extension_helpers import sync

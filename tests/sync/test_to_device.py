@@ -11,7 +11,7 @@ from __future__ import annotations
 from itertools import count
 from typing import Any
 
-from tests.conftest import MatrixTestClient, Persona
+from tests.conftest import MatrixTestClient, Persona, second_device
 from tests.sync.extension_helpers import sync
 
 _txn = count()
@@ -40,18 +40,6 @@ def to_device(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 def numbers(body: dict[str, Any]) -> list[int]:
     return [e["content"]["n"] for e in to_device(body)]
-
-
-def second_device(api: MatrixTestClient, who: Persona) -> Persona:
-    response = api.login(who.localpart, who.password)
-    assert response.status == 200, response.body
-    return Persona(
-        who.localpart,
-        who.password,
-        who.user_id,
-        response.body["access_token"],
-        response.body["device_id"],
-    )
 
 
 def test_messages_arrive_in_order_with_sender_and_type(
