@@ -552,10 +552,12 @@ class SyncBuilder:
         # use_state_after: "state_after", required even when empty; "state" omitted.
         state_section = "state_after" if request.use_state_after else "state"
         sent_members: list[tuple[str, str, str]] = []
+        invited_or_knocked = [p for p in plans if p.section in ("invite", "knock")]
+        stripped = self._stripped(invited_or_knocked) if invited_or_knocked else {}
         for plan in plans:
             room_id = plan.room.room_id
             if plan.section in ("invite", "knock"):
-                rooms[plan.section][room_id] = self._stripped(plan)
+                rooms[plan.section][room_id] = stripped[room_id]
                 continue
             state = [
                 state_rows[event_id]
@@ -627,23 +629,35 @@ class SyncBuilder:
         body.update(extra)
         return SyncResult(body, has_updates, list(joined_rows))
 
-    def _stripped(self, plan: RoomPlan) -> dict[str, Any]:
-        """The stripped state as it was at the invite or knock, as Synapse keeps it.
+    def _stripped(self, plans: Sequence[RoomPlan]) -> dict[str, dict[str, Any]]:
+        """The stripped state of each invite and knock, as it was at the invite or knock
+        (as Synapse keeps it), by room ID: two queries for all of them.
 
         An invite is sent once: were later changes shown, an initial sync would hold
         state that no incremental sync ever delivered.
         """
-        row = plan.membership_row
-        member = Event.objects.filter(event_id=row.event_id).first() if row is not None else None
-        group = member.state_group_id if member is not None else None
-        state = load_state(group)
-        ids = [state[(t, "")] for t in STRIPPED_STATE_TYPES if (t, "") in state]
-        by_id = {event.event_id: event for event in Event.objects.filter(event_id__in=ids)}
-        rows = [by_id[event_id] for event_id in ids if event_id in by_id]
-        if member is not None:
-            rows.append(member)
-        key = "invite_state" if plan.section == "invite" else "knock_state"
-        return {key: {"events": stripped_state(rows)}}
+        member_ids = [p.membership_row.event_id for p in plans if p.membership_row is not None]
+        members = {e.event_id: e for e in Event.objects.filter(event_id__in=member_ids)}
+        wanted: dict[str, list[str]] = {}
+        for plan in plans:
+            row = plan.membership_row
+            member = members.get(row.event_id) if row is not None else None
+            state = load_state(member.state_group_id if member is not None else None)
+            wanted[plan.room.room_id] = [
+                state[(t, "")] for t in STRIPPED_STATE_TYPES if (t, "") in state
+            ]
+        all_ids = {event_id for ids in wanted.values() for event_id in ids}
+        by_id = {e.event_id: e for e in Event.objects.filter(event_id__in=all_ids)}
+        sections: dict[str, dict[str, Any]] = {}
+        for plan in plans:
+            room_id = plan.room.room_id
+            rows = [by_id[event_id] for event_id in wanted[room_id] if event_id in by_id]
+            row = plan.membership_row
+            if row is not None and row.event_id in members:
+                rows.append(members[row.event_id])
+            key = "invite_state" if plan.section == "invite" else "knock_state"
+            sections[room_id] = {key: {"events": stripped_state(rows)}}
+        return sections
 
     def _add_hero_members(
         self, plans: Sequence[RoomPlan], summaries: Mapping[str, Mapping[str, Any]]
