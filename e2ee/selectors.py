@@ -191,14 +191,19 @@ def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
         yield list(items[start : start + _CHUNK])
 
 
-def one_time_key_counts(user_id: str, device_id: str) -> dict[str, int]:
-    """Unclaimed one-time keys of a device, per algorithm."""
-    counts = dict(
+def _one_time_counts(user_id: str, device_id: str) -> QuerySet[OneTimeKey, tuple[str, int]]:
+    """(algorithm, unclaimed one-time keys) rows of a device."""
+    return (
         OneTimeKey.objects.filter(user_id=user_id, device_id=device_id)
         .values_list("algorithm")
         .annotate(n=Count("id"))
         .order_by()
     )
+
+
+def one_time_key_counts(user_id: str, device_id: str) -> dict[str, int]:
+    """Unclaimed one-time keys of a device, per algorithm."""
+    counts = dict(_one_time_counts(user_id, device_id))
     counts.setdefault(ALWAYS_COUNTED, 0)
     return counts
 
@@ -210,12 +215,7 @@ _UNUSED_FALLBACK = -1
 def key_counts(user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
     """/sync's one-time key counts and unused fallback key types of a device, in one
     query (every /sync asks, encrypted or not)."""
-    one_time = (
-        OneTimeKey.objects.filter(user_id=user_id, device_id=device_id)
-        .values_list("algorithm")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
+    one_time = _one_time_counts(user_id, device_id)
     fallback = (
         FallbackKey.objects.filter(user_id=user_id, device_id=device_id, used=False)
         .values_list("algorithm")
