@@ -59,7 +59,9 @@ def _load_filter(session: AccessToken, raw: str | None) -> dict[str, Any]:
         raise MatrixError("M_INVALID_PARAM", "Unknown filter ID") from None
 
 
-def _prepare(request: HttpRequest) -> SyncRequest:
+def _prepare(request: HttpRequest, timeout_ms: int) -> tuple[SyncRequest, list[str] | None]:
+    """The parsed request, and the joined rooms to wait on if it is a long-poll (None
+    if it is answered at once)."""
     session = authenticate_request(request.META, request.GET)
     if session is None:
         raise MatrixError("M_MISSING_TOKEN", "Missing access token")
@@ -79,7 +81,8 @@ def _prepare(request: HttpRequest) -> SyncRequest:
         )
     sync_request.set_presence = set_presence or "online"
     providers.record_activity(sync_request)
-    return sync_request
+    long_poll = timeout_ms > 0 and not sync_request.full_state and sync_request.since is not None
+    return sync_request, joined_room_ids(session.user.user_id) if long_poll else None
 
 
 def _nothing_new(since: SyncToken | None) -> bool:
@@ -115,13 +118,12 @@ async def sync(request: HttpRequest, **kwargs: Any) -> JsonResponse:
         if request.method != "GET":
             raise MatrixError("M_UNRECOGNIZED", "Method not allowed", status=405)
         timeout_ms = _timeout_ms(request)
-        sync_request = await sync_to_async(_released(_prepare))(request)
+        sync_request, room_ids = await sync_to_async(_released(_prepare))(request, timeout_ms)
         build = sync_to_async(_released(build_sync))
-        if timeout_ms == 0 or sync_request.full_state or sync_request.since is None:
+        if room_ids is None:
             result = await build(sync_request)
             return JsonResponse(result.body, json_dumps_params=_JSON)
         deadline = time.monotonic() + timeout_ms / 1000
-        room_ids = await sync_to_async(_released(joined_room_ids))(sync_request.user_id)
         # Registered before the first look, so no wake-up falls between the two.
         async with hub.hub.waiting(sync_request.user_id, room_ids) as waiter:
             result: SyncResult | None = None
