@@ -8,8 +8,18 @@ Two Django handlers share one URL configuration:
   Those requests carry bearer tokens, never cookies, so sessions, CSRF, the admin's
   authentication and messages have nothing to do for them.
 - Everything else (the admin portal, its static files) gets ``MIDDLEWARE``, the full list.
+
+A Matrix request to a synchronous view (all but /sync) is answered in one hop to a
+request thread (config/request_threads.py): signals, middleware, the view and rendering
+all run there, as under WSGI, and ``request_finished`` closes (on PostgreSQL, returns to
+psycopg's pool) the connections the request opened. Django's own ASGI path starts a new
+thread for every request (its per-request ``ThreadSensitiveContext``) and hops to it
+and back several times, which cost more than a simple endpoint's work. The async /sync
+view runs on the event loop and does its database work in request threads.
 """
 
+import asyncio
+import contextlib
 import os
 from typing import Any
 
@@ -18,24 +28,116 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
+from asgiref.sync import iscoroutinefunction  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core import signals  # noqa: E402
+from django.core.exceptions import RequestAborted  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
+from django.core.handlers.base import BaseHandler  # noqa: E402
+from django.http import FileResponse, HttpResponseBase  # noqa: E402
+from django.urls import Resolver404, get_resolver, set_script_prefix  # noqa: E402
 
 from config.middleware import MATRIX_PREFIXES  # noqa: E402
+from config.request_threads import in_request_thread  # noqa: E402
+
+
+def _load_matrix_middleware(handler: BaseHandler, is_async: bool) -> None:
+    full = settings.MIDDLEWARE
+    settings.MIDDLEWARE = settings.MATRIX_MIDDLEWARE
+    try:
+        BaseHandler.load_middleware(handler, is_async=is_async)
+    finally:
+        settings.MIDDLEWARE = full
+
+
+class _SyncMatrixHandler(BaseHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        _load_matrix_middleware(self, is_async=False)
 
 
 class MatrixASGIHandler(ASGIHandler):
-    """Django's ASGI handler with ``settings.MATRIX_MIDDLEWARE`` instead of ``MIDDLEWARE``."""
+    """Django's ASGI handler with ``settings.MATRIX_MIDDLEWARE`` instead of ``MIDDLEWARE``,
+    synchronous views answered in one hop to the request threads, async views on the
+    event loop without Django's per-request thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sync_handler = _SyncMatrixHandler()
+        self._respond_in_thread = in_request_thread(self._respond)
+        self._close_in_thread = in_request_thread(HttpResponseBase.close)
 
     def load_middleware(self, is_async: bool = False) -> None:
-        full = settings.MIDDLEWARE
-        settings.MIDDLEWARE = settings.MATRIX_MIDDLEWARE
+        _load_matrix_middleware(self, is_async=is_async)
+
+    def _is_async_view(self, path: str) -> bool:
         try:
-            super().load_middleware(is_async=is_async)
+            match = get_resolver().resolve(path)
+        except Resolver404:
+            return False
+        return iscoroutinefunction(match.func)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        try:
+            if self._is_async_view(scope["path"]):
+                await self._answer_async(scope, body_file, receive, send)
+                return
+            response = await self._respond_in_thread(scope, body_file)
+            try:
+                await self.send_response(response, send)
+            finally:
+                if response.streaming:
+                    await self._close_in_thread(response)
         finally:
-            settings.MIDDLEWARE = full
+            body_file.close()
+
+    def _respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
+        """The whole synchronous part of a request, in a request thread (as under WSGI)."""
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self._sync_handler.get_response(request)
+            response._handler_class = self.__class__
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size
+        if not response.streaming:
+            # Sends request_finished in this thread, which closes its connections.
+            response.close()
+        return response
+
+    async def _answer_async(
+        self, scope: dict[str, Any], body_file: Any, receive: Any, send: Any
+    ) -> None:
+        """An async view: Django's handling, less the request signals, whose receivers
+        would each cost a hop to a thread. The view runs its own database work in request
+        threads, each giving its connection back (sync/api/views.py). A client that hangs
+        up cancels the view, as in Django."""
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            await self.send_response(error_response, send)
+            return
+
+        async def respond() -> None:
+            response = await self.get_response_async(request)
+            response._handler_class = self.__class__
+            await self.send_response(response, send)
+
+        view = asyncio.ensure_future(respond())
+        disconnect = asyncio.ensure_future(self.listen_for_disconnect(receive))
+        await asyncio.wait({view, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (disconnect, view):
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RequestAborted):
+                await task
 
 
 matrix_asgi_app = MatrixASGIHandler()

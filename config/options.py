@@ -37,6 +37,7 @@ ENV_NAMES = {
     "max_request_bytes": "TRELLIS_MAX_REQUEST_BYTES",
     "log_level": "TRELLIS_LOG_LEVEL",
     "db_pool_size": "TRELLIS_DB_POOL_SIZE",
+    "web_threads": "TRELLIS_WEB_THREADS",
     "federation_server_name_for_well_known": "TRELLIS_WELL_KNOWN_SERVER",
     "max_upload_size": "TRELLIS_MAX_UPLOAD_SIZE",
     "media_user_quota": "TRELLIS_MEDIA_USER_QUOTA",

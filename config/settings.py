@@ -26,6 +26,8 @@ BIND = _opts.get("bind", options.DEFAULT_BIND)
 DATA_DIR = options.data_dir(_opts)
 PUBLIC_BASEURL = _opts.get("public_baseurl", f"http://{BIND}").rstrip("/") + "/"
 REGISTRATION = _opts.get("registration", "open")
+# Threads per web process answering Matrix requests to synchronous views (config/asgi.py).
+TRELLIS_WEB_THREADS = int(_opts.get("web_threads", "8"))
 if REGISTRATION not in options.REGISTRATION_MODES:
     raise options.ConfigError(
         f"TRELLIS_REGISTRATION must be one of {options.REGISTRATION_MODES}, not {REGISTRATION!r}"

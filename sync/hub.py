@@ -63,6 +63,9 @@ class Hub:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.last_positions: dict[str, int] | None = None
+        # Counts wake-ups received, so a request can tell whether one arrived while it
+        # looked for news before registering as a waiter.
+        self.wakeups = 0
 
     def _ensure_started(self) -> None:
         loop = asyncio.get_running_loop()
@@ -110,6 +113,7 @@ class Hub:
             self.last_positions = current
 
     def dispatch(self, message: dict[str, Any]) -> None:
+        self.wakeups += 1
         room_id = message.get("room_id")
         user_ids = set(message.get("user_ids") or ())
         for waiter in list(self.waiters):
@@ -117,13 +121,27 @@ class Hub:
                 waiter.event.set()
 
     def wake_all(self) -> None:
+        self.wakeups += 1
         for waiter in list(self.waiters):
             waiter.event.set()
 
+    def start(self) -> int:
+        """Start listening (if not yet) and return the wake-up count, to pass to
+        :meth:`waiting` after looking for news."""
+        self._ensure_started()
+        return self.wakeups
+
     @contextlib.asynccontextmanager
-    async def waiting(self, user_id: str, room_ids: Iterable[str]) -> AsyncIterator[Waiter]:
+    async def waiting(
+        self, user_id: str, room_ids: Iterable[str], since_wakeups: int | None = None
+    ) -> AsyncIterator[Waiter]:
+        """Register a waiter. With ``since_wakeups`` (from :meth:`start`, taken before
+        the caller looked for news), a wake-up received since then counts as received
+        by this waiter: it may have fallen between the look and the registration."""
         self._ensure_started()
         waiter = Waiter(user_id, set(room_ids))
+        if since_wakeups is not None and self.wakeups != since_wakeups:
+            waiter.event.set()
         self.waiters.add(waiter)
         try:
             yield waiter

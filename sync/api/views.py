@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
 
-from asgiref.sync import sync_to_async
 from django import db
 from django.http import HttpRequest, JsonResponse
 
@@ -16,12 +15,14 @@ from accounts.models import AccessToken
 from accounts.services.filters import check_filter
 from config.exceptions import matrix_error_response
 from config.matrix_api import parse_json
+from config.request_threads import in_request_thread
 from protocol.errors import MatrixError
 from rooms.selectors import joined_room_ids
 from sync import hub, providers
 from sync.builder import SyncRequest, SyncResult, build_sync
 from sync.tokens import SyncToken
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 # Long-polls are capped so that proxies and clients with short timeouts are not surprised.
@@ -92,24 +93,39 @@ def _nothing_new(since: SyncToken | None) -> bool:
     return since is not None and since == SyncToken.current()
 
 
-def _released(function: Callable[..., T]) -> Callable[..., T]:
-    """Run ``function`` and give the thread's database connection back afterwards.
+def _released(function: Callable[P, T]) -> Callable[P, Awaitable[T]]:
+    """``function`` run in a request thread, giving its database connection back afterwards.
 
     A long-poll waits up to two minutes between builds; holding a connection (a pool
     slot on PostgreSQL) through the wait would let fifty waiting clients starve every
     other request.
     """
 
-    def run(*args: Any) -> T:
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return function(*args)
+            return function(*args, **kwargs)
         finally:
             for connection in db.connections.all(initialized_only=True):
                 # Never inside a transaction (tests wrap each test in one).
                 if not connection.in_atomic_block:
                     connection.close()
 
-    return run
+    return in_request_thread(run)
+
+
+def _first_look(
+    request: HttpRequest, timeout_ms: int
+) -> tuple[SyncRequest, SyncResult | None, list[str] | None]:
+    """Parse the request and build its answer, unless it is a long-poll whose token no
+    stream has passed; with the joined rooms to wait on if it is a long-poll."""
+    sync_request, room_ids = _prepare(request, timeout_ms)
+    if room_ids is not None and _nothing_new(sync_request.since):
+        return sync_request, None, room_ids
+    return sync_request, build_sync(sync_request), room_ids
+
+
+_look = _released(_first_look)
+_build = _released(build_sync)
 
 
 async def sync(request: HttpRequest, **kwargs: Any) -> JsonResponse:
@@ -118,26 +134,24 @@ async def sync(request: HttpRequest, **kwargs: Any) -> JsonResponse:
         if request.method != "GET":
             raise MatrixError("M_UNRECOGNIZED", "Method not allowed", status=405)
         timeout_ms = _timeout_ms(request)
-        sync_request, room_ids = await sync_to_async(_released(_prepare))(request, timeout_ms)
-        build = sync_to_async(_released(build_sync))
-        if room_ids is None:
-            result = await build(sync_request)
+        wakeups = hub.hub.start()
+        sync_request, result, room_ids = await _look(request, timeout_ms)
+        if room_ids is None or (result is not None and result.has_updates):
+            assert result is not None
             return JsonResponse(result.body, json_dumps_params=_JSON)
         deadline = time.monotonic() + timeout_ms / 1000
-        # Registered before the first look, so no wake-up falls between the two.
-        async with hub.hub.waiting(sync_request.user_id, room_ids) as waiter:
-            result: SyncResult | None = None
-            if not await sync_to_async(_released(_nothing_new))(sync_request.since):
-                result = await build(sync_request)
+        # A wake-up received since ``wakeups`` wakes this waiter at once: it may concern
+        # news the first look missed.
+        async with hub.hub.waiting(sync_request.user_id, room_ids, wakeups) as waiter:
             while result is None or not result.has_updates:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not await hub.wait(waiter, remaining):
                     break
-                result = await build(sync_request)
+                result = await _build(sync_request)
                 waiter.room_ids = set(result.joined_room_ids) | waiter.room_ids
             if result is None:
                 # Timed out with nothing new: the empty response for this token.
-                result = await build(sync_request)
+                result = await _build(sync_request)
         return JsonResponse(result.body, json_dumps_params=_JSON)
     except MatrixError as error:
         return matrix_error_response(error)
