@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 from typing import IO
 from urllib.parse import quote
 
-from asgiref.sync import sync_to_async
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 
+from config.request_threads import in_request_thread
 from media.storage import media_storage
 
 # "When serving content, the server SHOULD provide a Content-Security-Policy header. The
@@ -90,11 +90,12 @@ def add_media_headers(response: HttpResponseBase) -> HttpResponseBase:
 
 
 async def _chunks(fp: IO[bytes]) -> AsyncIterator[bytes]:
+    read, close = in_request_thread(fp.read), in_request_thread(fp.close)
     try:
-        while chunk := await sync_to_async(fp.read)(CHUNK_BYTES):
+        while chunk := await read(CHUNK_BYTES):
             yield chunk
     finally:
-        await sync_to_async(fp.close)()
+        await close()
 
 
 def read_stored(storage_name: str) -> bytes:

@@ -8,13 +8,13 @@ providers registered in :mod:`sync.providers`.
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db.models import Count, Q
+from django.utils.functional import cached_property
 
 from accounts.models import AccountData, User
 from protocol.event_filters import event_allowed
@@ -140,7 +140,9 @@ class SyncBuilder:
         self.request = request
         self.sent_key = lazy_members.device_key(request.user_id, request.device_id, request.filter)
 
-    @functools.cached_property
+    # Django's cached_property: functools' (Python < 3.12) holds one lock for every
+    # instance while it computes, so concurrent builds queued behind one another's query.
+    @cached_property
     def ignored(self) -> frozenset[str]:
         """Ignoring Users: their events leave timelines (state events stay) and their
         invites are not sent."""
