@@ -130,7 +130,7 @@ if _opts.get("database_url"):
     DATABASES = {"default": dj_database_url.parse(_opts["database_url"], conn_max_age=0)}
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2,
-        "max_size": int(_opts.get("db_pool_size", "10")),
+        "max_size": int(_opts.get("db_pool_size", "16")),
         "timeout": 30,
     }
 else:

@@ -1,0 +1,126 @@
+"""One homeserver process: Daphne, and a Celery worker in a thread beside it.
+
+``python -m config.launcher`` (``make run``) prepares the signing key and then becomes
+this process. The worker shares the web process's interpreter, modules and memory
+instead of loading a second copy of the application; it consumes the same broker as any
+separate worker would (filesystem by default, Redis with REDIS_URL), with late
+acknowledgement, so a task whose process dies is delivered again. In this embedded mode
+it also sends the periodic tasks (TRELLIS_EMBEDDED_SCHEDULER, config/celery.py).
+
+Ctrl-C or SIGTERM stops Daphne (Twisted handles the signals), then the worker, which
+finishes the tasks it is running first. If the worker stops by itself, the server
+stops too, with a non-zero status. Production deployments may run more workers as
+separate ``celery worker`` processes and web processes with ``--no-worker`` (README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+WORKER_CONCURRENCY = 4
+WORKER_STOP_TIMEOUT_S = 15
+
+
+class _Worker:
+    """A Celery WorkController running in a daemon thread."""
+
+    def __init__(self) -> None:
+        from celery import signals
+        from celery.worker import WorkController
+
+        from config.celery import app
+
+        class EmbeddedWorkController(WorkController):  # type: ignore[misc]
+            def on_consumer_ready(self, consumer: Any) -> None:
+                # What ``celery worker`` does: starts the embedded scheduler.
+                signals.worker_ready.send(sender=consumer)
+                print(f"Celery worker {self.hostname} ready.", flush=True)
+
+        self.controller = EmbeddedWorkController(
+            app=app,
+            hostname=f"embedded-{os.getpid()}@{socket.gethostname()}",
+            pool_cls="threads",
+            concurrency=WORKER_CONCURRENCY,
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+        )
+        self.stopping = False
+        self.failed = False
+        self.thread = threading.Thread(target=self._run, name="celery-worker", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.controller.start()
+        except BaseException:
+            logger.exception("The Celery worker failed")
+            self.failed = True
+        if not self.stopping:
+            self.failed = True
+            print("The Celery worker stopped; stopping the server", file=sys.stderr, flush=True)
+            from twisted.internet import reactor
+
+            reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.controller.stop(in_sighandler=False, exitcode=0)
+        self.thread.join(WORKER_STOP_TIMEOUT_S)
+
+
+def _daphne_args(host: str, port: int) -> list[str]:
+    return ["-b", host, "-p", str(port), "--proxy-headers", "config.asgi:application"]
+
+
+def run(host: str, port: int, *, worker: bool = True) -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from daphne.cli import CommandLineInterface
+
+    embedded: _Worker | None = None
+    if worker:
+        os.environ["TRELLIS_EMBEDDED_SCHEDULER"] = "1"
+        embedded = _Worker()
+        embedded.start()
+    # Twisted handles SIGINT only where Python's own handler is in place; a shell that
+    # started the server in the background set it to "ignore". Ctrl-C must stop it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    exit_code = 0
+    try:
+        CommandLineInterface().run(_daphne_args(host, port))
+    except SystemExit as stop:
+        exit_code = stop.code if isinstance(stop.code, int) else 1
+    finally:
+        if embedded is not None:
+            embedded.stop()
+            if embedded.failed:
+                exit_code = exit_code or 1
+    print("Trellis stopped", flush=True)
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="One Trellis process: web server and worker.")
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--no-worker", action="store_true", help="the web server only")
+    args = parser.parse_args(argv)
+    return run(args.host, args.port, worker=not args.no_worker)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
