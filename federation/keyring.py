@@ -94,6 +94,7 @@ def refresh_server_keys(server_name: str, *, use_notaries: bool = True) -> None:
     try:
         keys = fetch_keys_directly(server_name)
         services.do_store_server_keys(keys, fetched_ts=fetched_ts, fetched_from=server_name)
+        logger.info("fetched the keys of %s: %s", server_name, ", ".join(keys.verify_keys))
         return
     except KeyUnavailable as exc:
         error = exc
@@ -106,6 +107,7 @@ def refresh_server_keys(server_name: str, *, use_notaries: bool = True) -> None:
             logger.info("%s", exc)
             continue
         services.do_store_server_keys(keys, fetched_ts=fetched_ts, fetched_from=notary)
+        logger.info("fetched the keys of %s from notary %s", server_name, notary)
         return
     raise error
 
