@@ -12,6 +12,7 @@ An environment variable always wins over the file.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
@@ -50,6 +51,7 @@ ENV_NAMES = {
     "url_preview_ip_denylist": "TRELLIS_URL_PREVIEW_IP_DENYLIST",
     "federation_url_overrides": "TRELLIS_FEDERATION_URL_OVERRIDES",
     "federation_key_notaries": "TRELLIS_FEDERATION_KEY_NOTARIES",
+    "federation_ip_allowlist": "TRELLIS_FEDERATION_IP_ALLOWLIST",
 }
 
 REGISTRATION_MODES = ("open", "token", "closed")
@@ -124,6 +126,17 @@ def as_json_object(value: str, name: str, *, default: dict[str, Any]) -> dict[st
     if not isinstance(data, dict):
         raise ConfigError(f"{name} must be a JSON object")
     return data
+
+
+def as_networks(value: str, name: str) -> list[str]:
+    """A comma-separated list of CIDRs (``10.0.0.0/8``, ``fd00::/8``, ``127.0.0.1``)."""
+    items = as_list(value)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not an IP network") from None
+    return items
 
 
 def as_url_overrides(value: str, name: str) -> dict[str, str]:

@@ -47,6 +47,10 @@ FEDERATION_URL_OVERRIDES = options.as_url_overrides(
 # Servers asked for a server's keys (POST /_matrix/key/v2/query) when the server itself
 # cannot be reached; none by default.
 FEDERATION_KEY_NOTARIES = options.as_list(_opts.get("federation_key_notaries", ""))
+# Other servers' addresses must be global unless in these CIDRs (overrides aside).
+FEDERATION_IP_ALLOWLIST = options.as_networks(
+    _opts.get("federation_ip_allowlist", ""), "TRELLIS_FEDERATION_IP_ALLOWLIST"
+)
 FEDERATION_TIMEOUT_S = 10.0
 FEDERATION_MAX_JSON_BYTES = 1024 * 1024
 # (rate per second, burst) for each rate-limited action.

@@ -98,5 +98,5 @@ def request_json(
         )
     try:
         return json.loads(response.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise FederationError(f"{destination} answered with something that is not JSON") from exc

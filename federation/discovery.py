@@ -48,7 +48,7 @@ def override_target(base_url: str) -> Target:
     parts = urlsplit(base_url)
     assert parts.hostname is not None
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return Target(parts.scheme, parts.hostname, port, parts.hostname, parts.netloc)
+    return Target(parts.scheme, parts.hostname, port, parts.hostname, parts.netloc, trusted=True)
 
 
 def _srv_targets(hostname: str, tls_hostname: str) -> list[Target]:
@@ -109,7 +109,7 @@ def _fetch_well_known(hostname: str) -> tuple[str | None, int]:
             return None, WELL_KNOWN_ERROR_TTL_S
         try:
             data = json.loads(response.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None, WELL_KNOWN_ERROR_TTL_S
         delegated = data.get("m.server") if isinstance(data, dict) else None
         if not isinstance(delegated, str) or not is_valid_server_name(delegated):

@@ -57,7 +57,7 @@ def fetch_keys_directly(server_name: str) -> ServerKeys:
     try:
         obj = client.request_json(server_name, "GET", "/_matrix/key/v2/server", signed=False)
         return check_server_keys(obj, server_name, now_ms())
-    except (client.FederationError, ServerKeysError) as exc:
+    except (client.FederationError, ServerKeysError, RecursionError) as exc:
         raise KeyUnavailable(f"keys of {server_name}: {exc}") from exc
 
 
@@ -83,7 +83,7 @@ def _fetch_keys_from_notary(server_name: str, notary: str) -> ServerKeys:
                 )
                 check_notary_signature(obj, notary, notary_key)
             return keys
-        except (ServerKeysError, KeyUnavailable) as exc:
+        except (ServerKeysError, KeyUnavailable, RecursionError) as exc:
             logger.info("notary %s: a bad key response for %s: %s", notary, server_name, exc)
     raise KeyUnavailable(f"notary {notary} has no valid keys for {server_name}")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from protocol.identifiers import is_valid_server_name
 from protocol.signing import (
+    ED25519,
     SignatureVerifyError,
     SigningKey,
     VerifyKey,
@@ -78,6 +79,10 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_ed25519(key_id: object) -> bool:
+    return isinstance(key_id, str) and key_id.startswith(f"{ED25519}:")
+
+
 def _decode_key(key_id: object, entry: object) -> VerifyKey:
     if not isinstance(key_id, str) or not isinstance(entry, Mapping):
         raise ServerKeysError("each key must be an object under its key ID")
@@ -95,9 +100,9 @@ def parse_server_keys(obj: object, server_name: str, now_ms: int) -> ServerKeys:
 
     Raises ServerKeysError unless the response is an object naming ``server_name``, with
     ``verify_keys`` and ``valid_until_ts``, and carries a valid signature of ``server_name``
-    by *every* key in ``verify_keys`` (a key the server claims but did not sign with proves
-    nothing). Keys of algorithms other than ed25519 are refused: the response could not be
-    fully checked. ``old_verify_keys`` need not have signed.
+    by *every* ed25519 key in ``verify_keys`` (a key the server claims but did not sign
+    with proves nothing). Keys of other algorithms are left out. ``old_verify_keys`` need
+    not have signed.
     """
     if not isinstance(obj, Mapping):
         raise ServerKeysError("a key response must be a JSON object")
@@ -114,9 +119,15 @@ def parse_server_keys(obj: object, server_name: str, now_ms: int) -> ServerKeys:
     if not isinstance(old_json, Mapping):
         raise ServerKeysError("'old_verify_keys' must be an object")
 
+    # Keys of algorithms we do not know can be neither checked nor used: skipped, as
+    # Synapse does, rather than refusing the server's ed25519 keys with them.
     verify_keys = {
-        key_id: _decode_key(key_id, entry) for key_id, entry in verify_keys_json.items()
+        key_id: _decode_key(key_id, entry)
+        for key_id, entry in verify_keys_json.items()
+        if _is_ed25519(key_id)
     }
+    if not verify_keys:
+        raise ServerKeysError("no ed25519 key in 'verify_keys'")
     for key_id, verify_key in verify_keys.items():
         try:
             verify_signed_json(obj, server_name, verify_key)
@@ -125,6 +136,8 @@ def parse_server_keys(obj: object, server_name: str, now_ms: int) -> ServerKeys:
 
     old_verify_keys = {}
     for key_id, entry in old_json.items():
+        if not _is_ed25519(key_id):
+            continue
         expired_ts = entry.get("expired_ts") if isinstance(entry, Mapping) else None
         if not _is_int(expired_ts):
             raise ServerKeysError(f"{key_id}: 'expired_ts' must be an integer")

@@ -47,3 +47,14 @@ def test_a_config_file_may_give_the_overrides_as_a_mapping(tmp_path: Path) -> No
         "localhost:18228": "http://127.0.0.1:18228"
     }
     assert options.as_list(values["federation_key_notaries"]) == ["matrix.org"]
+
+
+def test_ip_allowlists_are_networks() -> None:
+    name = "TRELLIS_FEDERATION_IP_ALLOWLIST"
+    assert options.as_networks("10.0.0.0/8, fd00::/8,127.0.0.1", name) == [
+        "10.0.0.0/8",
+        "fd00::/8",
+        "127.0.0.1",
+    ]
+    with pytest.raises(options.ConfigError, match=name):
+        options.as_networks("10.0.0.0/8,intranet", name)

@@ -53,7 +53,7 @@ def _t(host: str, port: int, tls: str, header: str) -> Target:
 def test_an_override_wins(settings: Any, web: FakeWeb) -> None:
     settings.FEDERATION_URL_OVERRIDES = {"peer.example": "http://127.0.0.1:18228"}
     assert discovery.resolve("peer.example") == [
-        Target("http", "127.0.0.1", 18228, "127.0.0.1", "127.0.0.1:18228")
+        Target("http", "127.0.0.1", 18228, "127.0.0.1", "127.0.0.1:18228", trusted=True)
     ]
     assert web.asked == []
 

@@ -17,8 +17,6 @@ Skipped when Synapse is not installed in /opt/synapse-venv.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import socket
@@ -36,6 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.federation.helpers import self_signed_certificate
 from tests.live.conftest import (
     PROJECT_ROOT,
     LiveServer,
@@ -76,46 +75,6 @@ def _register(base_url: str, localpart: str) -> str:
     assert status == 200, body
     token: str = json.loads(body)["access_token"]
     return token
-
-
-def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 class TlsProxy:
@@ -223,7 +182,7 @@ def trellis_behind_tls(
     tmp_path_factory: pytest.TempPathFactory, synapse: str
 ) -> Iterator[tuple[LiveServer, TlsProxy]]:
     data_dir = tmp_path_factory.mktemp("trellis-tls")
-    cert, key = _self_signed_certificate(data_dir)
+    cert, key = self_signed_certificate(data_dir)
     tls_port = free_port()
     overrides = {f"localhost:{SYNAPSE_PORT}": synapse}
     with backend_environ(data_dir, slot=1) as backend:

@@ -132,3 +132,23 @@ def test_notary_signatures(key: SigningKey) -> None:
     parse_server_keys(obj, "example.org", NOW)  # the origin's own signature still holds
     with pytest.raises(ServerKeysError):
         check_notary_signature(_response(key), "notary.example", notary.verify_key)
+
+
+def test_keys_of_unknown_algorithms_are_left_out(key: SigningKey) -> None:
+    obj = server_keys_json("example.org", [key], NOW + DAY)
+    del obj["signatures"]
+    obj["verify_keys"]["x25519:future"] = {"key": "whatever"}
+    obj["old_verify_keys"] = {"rsa:old": {"key": "x", "expired_ts": NOW}}
+    keys = parse_server_keys(sign_json(obj, "example.org", key), "example.org", NOW)
+    assert list(keys.verify_keys) == ["ed25519:abc123"]
+    assert keys.old_verify_keys == {}
+
+
+def test_a_response_without_any_ed25519_key_is_refused(key: SigningKey) -> None:
+    obj = {
+        "server_name": "example.org",
+        "verify_keys": {"x25519:future": {"key": "whatever"}},
+        "valid_until_ts": NOW + DAY,
+    }
+    with pytest.raises(ServerKeysError):
+        parse_server_keys(sign_json(obj, "example.org", key), "example.org", NOW)
