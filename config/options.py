@@ -12,11 +12,13 @@ An environment variable always wins over the file.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -47,6 +49,9 @@ ENV_NAMES = {
     "url_previews": "TRELLIS_URL_PREVIEWS",
     "url_preview_ip_allowlist": "TRELLIS_URL_PREVIEW_IP_ALLOWLIST",
     "url_preview_ip_denylist": "TRELLIS_URL_PREVIEW_IP_DENYLIST",
+    "federation_url_overrides": "TRELLIS_FEDERATION_URL_OVERRIDES",
+    "federation_key_notaries": "TRELLIS_FEDERATION_KEY_NOTARIES",
+    "federation_ip_allowlist": "TRELLIS_FEDERATION_IP_ALLOWLIST",
 }
 
 REGISTRATION_MODES = ("open", "token", "closed")
@@ -72,8 +77,15 @@ def _load_file(path: str) -> dict[str, Any]:
     unknown = set(data) - set(ENV_NAMES)
     if unknown:
         raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
+    # Mappings and lists (e.g. federation_url_overrides) become the JSON their
+    # environment variables hold.
     return {
-        key: str(value) if not isinstance(value, str) else value for key, value in data.items()
+        key: value
+        if isinstance(value, str)
+        else json.dumps(value)
+        if isinstance(value, (dict, list))
+        else str(value)
+        for key, value in data.items()
     }
 
 
@@ -114,6 +126,38 @@ def as_json_object(value: str, name: str, *, default: dict[str, Any]) -> dict[st
     if not isinstance(data, dict):
         raise ConfigError(f"{name} must be a JSON object")
     return data
+
+
+def as_networks(value: str, name: str) -> list[str]:
+    """A comma-separated list of CIDRs (``10.0.0.0/8``, ``fd00::/8``, ``127.0.0.1``)."""
+    items = as_list(value)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not an IP network") from None
+    return items
+
+
+def as_url_overrides(value: str, name: str) -> dict[str, str]:
+    """A JSON object of server name -> base URL (``http(s)://host[:port]``)."""
+    overrides = as_json_object(value, name, default={})
+    result = {}
+    for server_name, url in overrides.items():
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise ConfigError(
+                f"{name}: {server_name!r} must map to a base URL like https://host:port"
+            )
+        result[server_name] = f"{parts.scheme}://{parts.netloc}"
+    return result
 
 
 def data_dir(values: dict[str, str]) -> Path:

@@ -39,6 +39,20 @@ PRESENCE_ENABLED = options.as_bool(_opts.get("presence", "on"), "TRELLIS_PRESENC
 ACCESS_TOKEN_LIFETIME_MS = int(_opts.get("access_token_lifetime_ms", str(60 * 60 * 1000)))
 SIGNING_KEY_PATH = options.signing_key_path(_opts)
 WELL_KNOWN_SERVER = _opts.get("federation_server_name_for_well_known", "")
+# Federation. Server name -> base URL, bypassing server discovery (and, with http://, TLS):
+# for tests and private deployments only.
+FEDERATION_URL_OVERRIDES = options.as_url_overrides(
+    _opts.get("federation_url_overrides", ""), "TRELLIS_FEDERATION_URL_OVERRIDES"
+)
+# Servers asked for a server's keys (POST /_matrix/key/v2/query) when the server itself
+# cannot be reached; none by default.
+FEDERATION_KEY_NOTARIES = options.as_list(_opts.get("federation_key_notaries", ""))
+# Other servers' addresses must be global unless in these CIDRs (overrides aside).
+FEDERATION_IP_ALLOWLIST = options.as_networks(
+    _opts.get("federation_ip_allowlist", ""), "TRELLIS_FEDERATION_IP_ALLOWLIST"
+)
+FEDERATION_TIMEOUT_S = 10.0
+FEDERATION_MAX_JSON_BYTES = 1024 * 1024
 # (rate per second, burst) for each rate-limited action.
 RATELIMITS = {
     "login": (0.5, 5),

@@ -1,34 +1,18 @@
 """Serving local media to other servers (Server-Server API, "Content Repository").
 
 GET /_matrix/federation/v1/media/download/{mediaId} and .../thumbnail/{mediaId} answer
-``multipart/mixed``: a JSON metadata part (an empty object) and the bytes.
-
-Requests must carry a valid X-Matrix signature of the requesting server. Verifying it
-needs the requesting server's keys, and fetching those needs the federation client,
-which Trellis does not have yet; until then :func:`authenticate_federation_request`
-refuses every request with 401 M_UNAUTHORIZED, so nothing is served to anyone.
+``multipart/mixed``: a JSON metadata part (an empty object) and the bytes. Requests are
+authenticated with the requesting server's X-Matrix signature
+(federation.auth.XMatrixAuthentication) before the views run.
 """
 
 from __future__ import annotations
 
 import secrets
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 
 from media import serving
-from protocol.errors import MatrixError
-
-
-def authenticate_federation_request(request: HttpRequest) -> str:
-    """The origin server name of a request with a valid X-Matrix signature.
-
-    Not implemented yet (needs remote key fetching): refuses every request.
-    """
-    if not request.headers.get("Authorization", "").startswith("X-Matrix "):
-        raise MatrixError("M_UNAUTHORIZED", "Missing X-Matrix request signature")
-    raise MatrixError(
-        "M_UNAUTHORIZED", "This server cannot verify federation request signatures yet"
-    )
 
 
 def multipart_response(data: bytes, content_type: str, disposition: str) -> HttpResponse:

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.matrix_api import MatrixView, ok
+from federation.auth import XMatrixAuthentication
 from media import federation, ids, selectors, serving
 from media.services import previews, thumbnails, uploads
 from protocol.errors import MatrixError, invalid_param, missing_param
@@ -200,11 +201,10 @@ class PreviewUrlView(MatrixView):
 
 class FederationDownloadView(MatrixView):
     # Servers sign requests (X-Matrix); client access tokens mean nothing here.
-    authentication_classes: list[type] = []
+    authentication_classes = [XMatrixAuthentication]
 
     def get(self, request: Request, media_id: str) -> HttpResponseBase:
         """GET /_matrix/federation/v1/media/download/{mediaId}"""
-        federation.authenticate_federation_request(request._request)
         media = selectors.servable_media(
             settings.SERVER_NAME, media_id, timeout_ms=_timeout_ms(request)
         )
@@ -218,12 +218,10 @@ class FederationDownloadView(MatrixView):
 
 
 class FederationThumbnailView(ThumbnailView):
-    requires_auth = False
-    authentication_classes: list[type] = []
+    authentication_classes = [XMatrixAuthentication]
 
     def get(self, request: Request, media_id: str) -> HttpResponseBase:  # type: ignore[override]
         """GET /_matrix/federation/v1/media/thumbnail/{mediaId}"""
-        federation.authenticate_federation_request(request._request)
         thumb = self.thumbnail(request, settings.SERVER_NAME, media_id)
         return federation.multipart_response(
             thumb.data if thumb.data is not None else serving.read_stored(thumb.storage_name),

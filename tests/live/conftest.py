@@ -146,18 +146,28 @@ def _answers(url: str) -> bool:
 
 
 def start_homeserver(
-    data_dir: Path, backend: dict[str, str], *, web_only_for: LiveServer | None = None
+    data_dir: Path,
+    backend: dict[str, str],
+    *,
+    web_only_for: LiveServer | None = None,
+    server_name: str | None = None,
+    environ: dict[str, str] | None = None,
 ) -> LiveServer:
     """Migrate, then start runhomeserver in its own process group; return once it answers.
 
     ``web_only_for``: start a second web process (``--no-worker``) of that server
     instead, on its database and Redis, under its server name, without migrating.
+    ``server_name`` (default ``localhost:<port>``) and ``environ`` (more settings) are for
+    servers that others reach some other way than at their port, e.g. through TLS.
     """
     port = free_port()
-    server_name = web_only_for.server_name if web_only_for else f"localhost:{port}"
+    if web_only_for:
+        server_name = web_only_for.server_name
+    server_name = server_name or f"localhost:{port}"
     env = _child_environ(
         {
             **backend,
+            **(environ or {}),
             "TRELLIS_SERVER_NAME": server_name,
             "TRELLIS_BIND": f"127.0.0.1:{port}",
         }

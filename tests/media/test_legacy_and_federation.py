@@ -1,5 +1,5 @@
 """The deprecated unauthenticated endpoints (frozen: only media from before the freeze)
-and the federation media endpoints (refused until X-Matrix verification exists)."""
+and the federation media endpoints (for servers that sign their requests, X-Matrix)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,18 @@ import re
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.test import Client
 
-from media import federation
+from federation import client as federation_client
+from federation.models import RemoteServerKey
+from federation.transport import HttpResponse, Target
+from protocol.signing import generate_signing_key
 from tests.conftest import MatrixTestClient, Persona
+from tests.federation.helpers import CAROL, FakeNetwork, FakeServer, carol, network
 from tests.media.conftest import MEDIA_V3, image_bytes, media_id_of, upload
+
+__all__ = ["carol", "network"]
 
 SERVER = "localhost:8008"
 FEDERATION = "/_matrix/federation/v1/media"
@@ -48,23 +56,125 @@ def test_media_from_before_the_freeze_stays_available(
     assert api.get(f"/_matrix/media/r0/download/{SERVER}/{old}").status == 200
 
 
-@pytest.mark.parametrize("kind", ["download", "thumbnail"])
-@pytest.mark.parametrize(
-    "authorization",
-    [None, 'X-Matrix origin="evil.example",destination="localhost:8008",key="ed25519:a",sig="x"'],
-)
-def test_federation_requests_are_refused_until_signatures_can_be_checked(
-    api: MatrixTestClient, alice: Persona, kind: str, authorization: str | None
+def _federation_get(
+    api: MatrixTestClient, path: str, authorization: str | None
+) -> tuple[int, Any, Any]:
+    headers = {"Authorization": authorization} if authorization else {}
+    response = api.client.get(path, headers=headers)
+    body = response.json() if response["Content-Type"] == "application/json" else None
+    return response.status_code, body, response
+
+
+KINDS = {
+    "download": "download/{media_id}",
+    "thumbnail": "thumbnail/{media_id}?width=32&height=32",
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_signed_federation_requests_are_served(
+    api: MatrixTestClient, alice: Persona, carol: FakeServer, kind: str
 ) -> None:
     media_id = media_id_of(upload(api, alice, image_bytes(100, 100), "image/png"))
-    headers = {"Authorization": authorization} if authorization else {}
+    path = f"{FEDERATION}/" + KINDS[kind].format(media_id=media_id)
 
-    response = api.client.get(
-        f"{FEDERATION}/{kind}/{media_id}", {"width": 32, "height": 32}, headers=headers
+    status, _, response = _federation_get(api, path, carol.authorization("GET", path))
+
+    assert status == 200
+    assert response["Content-Type"].startswith("multipart/mixed; boundary=")
+    assert RemoteServerKey.objects.filter(server_name=CAROL).exists()
+
+
+def _signed_by_impostor(path: str) -> str:
+    return FakeServer(CAROL, signing_key=generate_signing_key("carol1")).authorization("GET", path)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        pytest.param(lambda carol, path: None, 401, id="unsigned"),
+        pytest.param(lambda carol, path: "Bearer abc", 401, id="access token"),
+        pytest.param(
+            lambda carol, path: (
+                'X-Matrix origin="evil.example",destination="localhost:8008",'
+                'key="ed25519:a",sig="x"'
+            ),
+            401,
+            id="unknown server",
+        ),
+        pytest.param(lambda carol, path: _signed_by_impostor(path), 401, id="bad signature"),
+        pytest.param(
+            lambda carol, path: carol.authorization("GET", path, destination="other.example"),
+            401,
+            id="another destination",
+        ),
+        pytest.param(
+            lambda carol, path: carol.authorization("GET", path + "x"), 401, id="another target"
+        ),
+        pytest.param(lambda carol, path: "X-Matrix origin=", 400, id="malformed"),
+    ],
+)
+def test_unsigned_and_badly_signed_federation_requests_are_refused(
+    api: MatrixTestClient,
+    alice: Persona,
+    network: FakeNetwork,
+    carol: FakeServer,
+    kind: str,
+    authorization: Any,
+    status: int,
+) -> None:
+    media_id = media_id_of(upload(api, alice, image_bytes(100, 100), "image/png"))
+    path = f"{FEDERATION}/" + KINDS[kind].format(media_id=media_id)
+
+    got, body, _ = _federation_get(api, path, authorization(carol, path))
+
+    assert (got, body["errcode"]) == (status, "M_UNAUTHORIZED")
+    if status == 401:
+        assert body["error"]
+
+
+def test_a_key_server_that_cannot_be_reached_means_unauthorized(
+    api: MatrixTestClient, alice: Persona, carol: FakeServer
+) -> None:
+    carol.reachable = False
+    media_id = media_id_of(upload(api, alice, b"data", "text/plain"))
+    path = f"{FEDERATION}/download/{media_id}"
+
+    status, body, _ = _federation_get(api, path, carol.authorization("GET", path))
+
+    assert (status, body["errcode"]) == (401, "M_UNAUTHORIZED")
+    assert not RemoteServerKey.objects.exists()
+
+
+def test_signed_requests_for_unknown_media_are_not_found(
+    api: MatrixTestClient, carol: FakeServer
+) -> None:
+    path = f"{FEDERATION}/download/nosuchmedia"
+    status, body, _ = _federation_get(api, path, carol.authorization("GET", path))
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+
+
+def test_trellis_asks_trellis_with_a_signed_request(
+    api: MatrixTestClient, alice: Persona, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The outbound client signs; the wire is Django's test client; the inbound side checks.
+    media_id = media_id_of(upload(api, alice, b"hello", "text/plain", filename="h.txt"))
+    wire = Client(raise_request_exception=False)
+
+    def send(target: Target, method: str, path: str, **kwargs: Any) -> HttpResponse:
+        response = wire.generic(method, path, headers=kwargs.get("headers") or {})
+        return HttpResponse(response.status_code, dict(response.headers), response.content)
+
+    monkeypatch.setattr(federation_client, "send", send)
+    monkeypatch.setattr(settings, "FEDERATION_URL_OVERRIDES", {"localhost:8008": "http://x"})
+
+    response = federation_client.send_request(
+        "localhost:8008", "GET", f"{FEDERATION}/download/{media_id}?timeout_ms=1000"
     )
 
-    assert response.status_code == 401
-    assert response.json()["errcode"] == "M_UNAUTHORIZED"
+    assert response.status == 200
+    assert _parts(response.body, response.headers["Content-Type"])[1][1] == b"hello"
 
 
 def _parts(body: bytes, content_type: str) -> list[tuple[dict[str, str], bytes]]:
@@ -81,14 +191,13 @@ def _parts(body: bytes, content_type: str) -> list[tuple[dict[str, str], bytes]]
 
 
 def test_the_federation_answer_is_multipart_with_metadata_and_bytes(
-    api: MatrixTestClient, alice: Persona, monkeypatch: pytest.MonkeyPatch
+    api: MatrixTestClient, alice: Persona, carol: FakeServer
 ) -> None:
-    # The answer's shape, once a request is authenticated (which nothing can be yet).
-    monkeypatch.setattr(federation, "authenticate_federation_request", lambda r: "other.example")
     data = b"\r\n--not-a-boundary\r\n" + image_bytes(50, 50)
     media_id = media_id_of(upload(api, alice, data, "application/octet-stream", filename="f.bin"))
 
-    response = api.client.get(f"{FEDERATION}/download/{media_id}")
+    path = f"{FEDERATION}/download/{media_id}"
+    response = api.client.get(path, headers={"Authorization": carol.authorization("GET", path)})
 
     assert response.status_code == 200
     parts = _parts(response.content, response["Content-Type"])
@@ -101,14 +210,12 @@ def test_the_federation_answer_is_multipart_with_metadata_and_bytes(
 
 
 def test_the_federation_thumbnail_is_multipart(
-    api: MatrixTestClient, alice: Persona, monkeypatch: pytest.MonkeyPatch
+    api: MatrixTestClient, alice: Persona, carol: FakeServer
 ) -> None:
-    monkeypatch.setattr(federation, "authenticate_federation_request", lambda r: "other.example")
     media_id = media_id_of(upload(api, alice, image_bytes(400, 300, "JPEG"), "image/jpeg"))
 
-    response = api.client.get(
-        f"{FEDERATION}/thumbnail/{media_id}", {"width": 96, "height": 96, "method": "crop"}
-    )
+    path = f"{FEDERATION}/thumbnail/{media_id}?width=96&height=96&method=crop"
+    response = api.client.get(path, headers={"Authorization": carol.authorization("GET", path)})
 
     assert response.status_code == 200
     parts = _parts(response.content, response["Content-Type"])

@@ -1,0 +1,7 @@
+from django.urls import re_path
+
+from federation.api import views
+
+urlpatterns = [
+    re_path(r"^_matrix/key/v2/server$", views.ServerKeysView.as_view()),
+]

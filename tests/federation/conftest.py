@@ -1,0 +1,3 @@
+from tests.federation.helpers import carol, network
+
+__all__ = ["carol", "network"]

@@ -1,0 +1,99 @@
+"""Outbound connections: only to public addresses unless the operator says otherwise."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from federation.transport import Target, TransportError, send
+from tests.federation.helpers import self_signed_certificate
+
+
+@pytest.fixture
+def local_http() -> Iterator[int]:
+    """A plain HTTP server on 127.0.0.1 answering every GET with a JSON object."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"ok": true}' if self.path != "/big" else b"x" * 5000
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "localhost"]
+)
+def test_discovered_targets_on_private_addresses_are_refused(host: str) -> None:
+    target = Target("https", host, 8448, host, host)
+    with pytest.raises(TransportError, match="not a public address"):
+        send(target, "GET", "/_matrix/key/v2/server", timeout_s=1, max_bytes=1000)
+
+
+def test_an_operator_override_may_point_anywhere(local_http: int) -> None:
+    target = Target("http", "127.0.0.1", local_http, "127.0.0.1", "x", trusted=True)
+    response = send(target, "GET", "/", timeout_s=5, max_bytes=1000)
+    assert (response.status, response.body) == (200, b'{"ok": true}')
+    assert response.headers["content-type"] == "application/json"
+
+
+def test_the_allowlist_opens_private_ranges(local_http: int, settings: Any) -> None:
+    settings.FEDERATION_IP_ALLOWLIST = ["127.0.0.0/8"]
+    target = Target("http", "127.0.0.1", local_http, "127.0.0.1", "x")
+    assert send(target, "GET", "/", timeout_s=5, max_bytes=1000).status == 200
+
+
+def test_answers_are_bounded_in_size(local_http: int) -> None:
+    target = Target("http", "127.0.0.1", local_http, "127.0.0.1", "x", trusted=True)
+    with pytest.raises(TransportError, match="too large"):
+        send(target, "GET", "/big", timeout_s=5, max_bytes=1000)
+
+
+def test_nothing_listening_is_a_transport_error() -> None:
+    target = Target("http", "127.0.0.1", 1, "127.0.0.1", "x", trusted=True)
+    with pytest.raises(TransportError):
+        send(target, "GET", "/", timeout_s=2, max_bytes=1000)
+
+
+def test_a_certificate_no_authority_signed_is_refused(tmp_path: Path, settings: Any) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def handshake() -> None:
+        raw, _ = listener.accept()
+        with suppress(OSError):
+            context.wrap_socket(raw, server_side=True).close()
+        raw.close()
+
+    thread = threading.Thread(target=handshake, daemon=True)
+    thread.start()
+    settings.FEDERATION_IP_ALLOWLIST = ["127.0.0.0/8"]
+    target = Target("https", "127.0.0.1", port, "localhost", "localhost")
+
+    with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
+        send(target, "GET", "/", timeout_s=5, max_bytes=1000)
+    thread.join(timeout=5)
+    listener.close()
