@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.conf import settings
 
+from accounts import session_cache
 from accounts.clock import now_ms
 from accounts.models import AccessToken, AccountData, Device, Filter, User
 from accounts.tokens import token_digest
+from config.lru import LRU
 from protocol.errors import MatrixError, not_found
 from protocol.identifiers import parse_user_id
 
@@ -19,11 +22,15 @@ _LAST_SEEN_RESOLUTION_MS = 60_000
 
 def session_for_token(token: str, *, ip: str | None = None) -> AccessToken:
     """The live session for an access token, or M_UNKNOWN_TOKEN."""
-    session = (
-        AccessToken.objects.select_related("user", "device")
-        .filter(token_hash=token_digest(token))
-        .first()
-    )
+    digest = token_digest(token)
+    session = session_cache.sessions.get(digest)
+    if session is None:
+        session = (
+            AccessToken.objects.select_related("user", "device").filter(token_hash=digest).first()
+        )
+        # A refreshed session's first use changes it (sessions.do_mark_session_used).
+        if session is not None and session.previous_refresh_token_hash is None:
+            session_cache.sessions.put(digest, session)
     if session is None or not session.user.is_active:
         raise MatrixError("M_UNKNOWN_TOKEN", "Unrecognised access token", soft_logout=False)
     now = now_ms()
@@ -33,6 +40,7 @@ def session_for_token(token: str, *, ip: str | None = None) -> AccessToken:
     if device.last_seen_ts is None or now - device.last_seen_ts > _LAST_SEEN_RESOLUTION_MS:
         Device.objects.filter(pk=device.pk).update(last_seen_ts=now, last_seen_ip=ip)
         device.last_seen_ts, device.last_seen_ip = now, ip
+        session_cache.sessions.put(digest, session)
     return session
 
 
@@ -77,10 +85,26 @@ def get_account_data(user: User, data_type: str, room_id: str = "") -> dict[str,
     return dict(row.content)
 
 
+# Filters never change once created (a changed filter is a new ID), so the ones in use
+# are kept, as JSON text: every caller gets its own copy.
+_filters: LRU[tuple[int, int], str] = LRU(4096)
+
+
+def forget_cached_filters() -> None:
+    """For tests, whose rolled-back databases hand out user and filter IDs again."""
+    _filters.clear()
+
+
 def get_filter(user: User, filter_id: str) -> dict[str, Any]:
     if not filter_id.isdigit():
         raise not_found("No such filter")
-    row = Filter.objects.filter(user=user, filter_id=int(filter_id)).first()
-    if row is None:
-        raise not_found("No such filter")
-    return dict(row.definition)
+    key = (user.pk, int(filter_id))
+    cached = _filters.get(key)
+    if cached is None:
+        row = Filter.objects.filter(user=user, filter_id=key[1]).first()
+        if row is None:
+            raise not_found("No such filter")
+        cached = json.dumps(row.definition)
+        _filters.put(key, cached)
+    definition: dict[str, Any] = json.loads(cached)
+    return definition

@@ -40,6 +40,7 @@ ENV_NAMES = {
     "log_level": "TRELLIS_LOG_LEVEL",
     "db_pool_size": "TRELLIS_DB_POOL_SIZE",
     "web_threads": "TRELLIS_WEB_THREADS",
+    "session_cache_s": "TRELLIS_SESSION_CACHE_S",
     "federation_server_name_for_well_known": "TRELLIS_WELL_KNOWN_SERVER",
     "max_upload_size": "TRELLIS_MAX_UPLOAD_SIZE",
     "media_user_quota": "TRELLIS_MEDIA_USER_QUOTA",

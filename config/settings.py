@@ -26,6 +26,9 @@ BIND = _opts.get("bind", options.DEFAULT_BIND)
 DATA_DIR = options.data_dir(_opts)
 PUBLIC_BASEURL = _opts.get("public_baseurl", f"http://{BIND}").rstrip("/") + "/"
 REGISTRATION = _opts.get("registration", "open")
+# Seconds a web process keeps a session it read (accounts/session_cache.py); tests
+# change users behind the models' backs, so there it is off unless a test turns it on.
+SESSION_CACHE_S = 0.0 if TESTING else float(_opts.get("session_cache_s", "1"))
 # Threads per web process answering Matrix requests to synchronous views (config/asgi.py).
 TRELLIS_WEB_THREADS = int(_opts.get("web_threads", "8"))
 if REGISTRATION not in options.REGISTRATION_MODES:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from config.lru import LRU
 from protocol.events import Event as PDUEvent
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
-from rooms.lru import LRU
 from rooms.models import Event
 
 _CACHE_SIZE = 20000

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 
 from django.db import connection, transaction
 
-from rooms.lru import LRU
+from config.lru import LRU
 from rooms.models import MAX_STATE_DELTA_CHAIN, Room, StateGroup, StateGroupEntry
 
 StateKey = tuple[str, str]

@@ -130,8 +130,8 @@ class RoomPlan:
 
 
 class SyncBuilder:
-    def __init__(self, request: SyncRequest) -> None:
-        self.now = SyncToken.current()
+    def __init__(self, request: SyncRequest, now: SyncToken | None = None) -> None:
+        self.now = now if now is not None else SyncToken.current()
         if request.since is not None and request.since.is_ahead_of(self.now):
             # Positions this server never handed out (a database restored from a
             # backup, an edited token): what the client has is unknown, so it gets an
@@ -733,5 +733,7 @@ class SyncBuilder:
         }
 
 
-def build_sync(request: SyncRequest) -> SyncResult:
-    return SyncBuilder(request).build()
+def build_sync(request: SyncRequest, now: SyncToken | None = None) -> SyncResult:
+    """The response to ``request`` as of ``now`` (the streams' current positions, read
+    here unless the caller just read them)."""
+    return SyncBuilder(request, now).build()

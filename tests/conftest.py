@@ -132,11 +132,14 @@ def _fresh_cache() -> None:
     cache.clear()
     # So do /sync's memories of stream positions and of member events sent: each test
     # rolls its database back, and positions and IDs are handed out again.
+    from accounts import selectors, session_cache
     from rooms import state
     from sync import lazy_members
 
     state.forget_cached_positions()
     lazy_members.forget_all()
+    selectors.forget_cached_filters()
+    session_cache.sessions.clear()
 
 
 @pytest.fixture

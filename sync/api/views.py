@@ -86,13 +86,6 @@ def _prepare(request: HttpRequest, timeout_ms: int) -> tuple[SyncRequest, list[s
     return sync_request, joined_room_ids(session.user.user_id) if long_poll else None
 
 
-def _nothing_new(since: SyncToken | None) -> bool:
-    """No stream has moved since the token: no build can find news, so a long-poll
-    may go straight to waiting. Every change a /sync reports moves a stream position
-    (typing expiry included), so this one query stands in for a whole build."""
-    return since is not None and since == SyncToken.current()
-
-
 def _released(function: Callable[P, T]) -> Callable[P, Awaitable[T]]:
     """``function`` run in a request thread, giving its database connection back afterwards.
 
@@ -119,9 +112,13 @@ def _first_look(
     """Parse the request and build its answer, unless it is a long-poll whose token no
     stream has passed; with the joined rooms to wait on if it is a long-poll."""
     sync_request, room_ids = _prepare(request, timeout_ms)
-    if room_ids is not None and _nothing_new(sync_request.since):
+    now = SyncToken.current()
+    if room_ids is not None and sync_request.since == now:
+        # No stream has moved since the token: no build can find news, so the long-poll
+        # goes straight to waiting. Every change a /sync reports moves a stream
+        # position (typing expiry included), so this one query stands in for a build.
         return sync_request, None, room_ids
-    return sync_request, build_sync(sync_request), room_ids
+    return sync_request, build_sync(sync_request, now), room_ids
 
 
 _look = _released(_first_look)

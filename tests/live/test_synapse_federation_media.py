@@ -47,7 +47,20 @@ from tests.live.conftest import (
 pytestmark = pytest.mark.live
 
 SYNAPSE_VENV = Path(os.environ.get("SYNAPSE_VENV", "/opt/synapse-venv"))
-PEER_SCRIPT = PROJECT_ROOT.parent / "shared" / "tools" / "synapse-peer.sh"
+# The shared tools sit beside the project (../shared); CI may check the project out
+# elsewhere, so TRELLIS_SHARED_DIR or this workplace's /work/shared are looked at too.
+PEER_SCRIPT = next(
+    (
+        path
+        for base in (
+            os.environ.get("TRELLIS_SHARED_DIR", ""),
+            str(PROJECT_ROOT.parent / "shared"),
+            "/work/shared",
+        )
+        if base and (path := Path(base) / "tools" / "synapse-peer.sh").exists()
+    ),
+    PROJECT_ROOT.parent / "shared" / "tools" / "synapse-peer.sh",
+)
 SYNAPSE_PORT = int(os.environ.get("SYNAPSE_PEER_PORT", "18228"))
 
 

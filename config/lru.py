@@ -1,4 +1,4 @@
-"""A small thread-safe least-recently-used map for the process-wide caches of rooms/."""
+"""A small thread-safe least-recently-used map for process-wide caches."""
 
 from __future__ import annotations
 
