@@ -17,6 +17,7 @@ from django.db.models import Count, Q
 from django.utils.functional import cached_property
 
 from accounts.models import AccountData, User
+from config.lru import LRU
 from protocol.event_filters import event_allowed
 from rooms import relations, selectors
 from rooms.models import Event, Membership, Room
@@ -129,6 +130,15 @@ class RoomPlan:
     afresh: bool = False
 
 
+# user ID -> (account data stream position, the user's ignored users at that position)
+_ignored_lists: LRU[str, tuple[int, frozenset[str]]] = LRU(10_000)
+
+
+def forget_cached_ignore_lists() -> None:
+    """For tests, whose rolled-back databases hand out stream positions again."""
+    _ignored_lists.clear()
+
+
 class SyncBuilder:
     def __init__(self, request: SyncRequest, now: SyncToken | None = None) -> None:
         self.now = now if now is not None else SyncToken.current()
@@ -145,8 +155,15 @@ class SyncBuilder:
     @cached_property
     def ignored(self) -> frozenset[str]:
         """Ignoring Users: their events leave timelines (state events stay) and their
-        invites are not sent."""
-        return relations.ignored_users(self.request.user_id)
+        invites are not sent. Every account data write moves the account data stream,
+        so a list read at the current position of that stream is still the list."""
+        user_id = self.request.user_id
+        cached = _ignored_lists.get(user_id)
+        if cached is not None and cached[0] == self.now.account_data:
+            return cached[1]
+        ignored = relations.ignored_users(user_id)
+        _ignored_lists.put(user_id, (self.now.account_data, ignored))
+        return ignored
 
     # --- rooms ------------------------------------------------------------------------
 

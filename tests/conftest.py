@@ -134,12 +134,13 @@ def _fresh_cache() -> None:
     # rolls its database back, and positions and IDs are handed out again.
     from accounts import selectors, session_cache
     from rooms import state
-    from sync import lazy_members
+    from sync import builder, lazy_members
 
     state.forget_cached_positions()
     lazy_members.forget_all()
     selectors.forget_cached_filters()
     session_cache.sessions.clear()
+    builder.forget_cached_ignore_lists()
 
 
 @pytest.fixture

@@ -60,9 +60,8 @@ def _load_filter(session: AccessToken, raw: str | None) -> dict[str, Any]:
         raise MatrixError("M_INVALID_PARAM", "Unknown filter ID") from None
 
 
-def _prepare(request: HttpRequest, timeout_ms: int) -> tuple[SyncRequest, list[str] | None]:
-    """The parsed request, and the joined rooms to wait on if it is a long-poll (None
-    if it is answered at once)."""
+def _prepare(request: HttpRequest, timeout_ms: int) -> tuple[SyncRequest, bool]:
+    """The parsed request, and whether it is a long-poll (or answered at once)."""
     session = authenticate_request(request.META, request.GET)
     if session is None:
         raise MatrixError("M_MISSING_TOKEN", "Missing access token")
@@ -83,7 +82,7 @@ def _prepare(request: HttpRequest, timeout_ms: int) -> tuple[SyncRequest, list[s
     sync_request.set_presence = set_presence or "online"
     providers.record_activity(sync_request)
     long_poll = timeout_ms > 0 and not sync_request.full_state and sync_request.since is not None
-    return sync_request, joined_room_ids(session.user.user_id) if long_poll else None
+    return sync_request, long_poll
 
 
 def _released(function: Callable[P, T]) -> Callable[P, Awaitable[T]]:
@@ -111,14 +110,15 @@ def _first_look(
 ) -> tuple[SyncRequest, SyncResult | None, list[str] | None]:
     """Parse the request and build its answer, unless it is a long-poll whose token no
     stream has passed; with the joined rooms to wait on if it is a long-poll."""
-    sync_request, room_ids = _prepare(request, timeout_ms)
+    sync_request, long_poll = _prepare(request, timeout_ms)
     now = SyncToken.current()
-    if room_ids is not None and sync_request.since == now:
+    if long_poll and sync_request.since == now:
         # No stream has moved since the token: no build can find news, so the long-poll
         # goes straight to waiting. Every change a /sync reports moves a stream
         # position (typing expiry included), so this one query stands in for a build.
-        return sync_request, None, room_ids
-    return sync_request, build_sync(sync_request, now), room_ids
+        return sync_request, None, joined_room_ids(sync_request.user_id)
+    result = build_sync(sync_request, now)
+    return sync_request, result, result.joined_room_ids if long_poll else None
 
 
 _look = _released(_first_look)
