@@ -72,10 +72,13 @@ def filter_visible(rows: Sequence[Event], user_id: str) -> list[Event]:
     last_join: int | None = None
     last_join_read = False
     visible = []
+    # Consecutive events mostly share a state group: each group is looked at once.
+    by_group: dict[int | None, tuple[str, str]] = {}
     for row in rows:
-        visibility, membership = _visibility_and_membership(
-            load_state(row.state_group_id), user_id
-        )
+        group = row.state_group_id
+        if group not in by_group:
+            by_group[group] = _visibility_and_membership(load_state(group), user_id)
+        visibility, membership = by_group[group]
         if membership == "join":
             # The common case on every read path: no further question to ask.
             visible.append(row)
