@@ -80,6 +80,25 @@ class _Worker:
         self.thread.join(WORKER_STOP_TIMEOUT_S)
 
 
+def _load_and_freeze() -> None:
+    """Load the application, then exempt everything loaded so far from garbage collection.
+
+    Django, the apps and their libraries are some hundred thousand objects that live as
+    long as the process; left to the collector, every full collection walks them all,
+    which cost a /messages page of 100 events 2 of its 8 ms on PostgreSQL. As Synapse
+    does at start-up: collect once, then freeze what is left.
+    """
+    import gc
+
+    from django.urls import get_resolver
+
+    import config.asgi  # noqa: F401  (the application, as Daphne will load it)
+
+    get_resolver().url_patterns  # noqa: B018  (imports every app's views)
+    gc.collect()
+    gc.freeze()
+
+
 def _daphne_args(host: str, port: int) -> list[str]:
     return ["-b", host, "-p", str(port), "--proxy-headers", "config.asgi:application"]
 
@@ -90,6 +109,8 @@ def run(host: str, port: int, *, worker: bool = True) -> int:
 
     django.setup()
     from daphne.cli import CommandLineInterface
+
+    _load_and_freeze()
 
     embedded: _Worker | None = None
     if worker:
