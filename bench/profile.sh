@@ -65,10 +65,10 @@ for _ in $(seq 300); do
   kill -0 "$tpid" 2>/dev/null || { cat "$data/run.log" >&2; exit 1; }
   sleep 1
 done
-# The web process: the Daphne child in Trellis's process group.
-daphne=$(pgrep -g "$tpid" -f -- '-m daphne' | head -1)
-[ -n "$daphne" ] || { echo "profile.sh: no Daphne process in group $tpid" >&2; exit 1; }
-echo "Trellis group $tpid, Daphne $daphne" >&2
+# The server process (config.web: Daphne and the worker thread) in Trellis's process group.
+daphne=$(pgrep -g "$tpid" -f -- '-m config.web' | head -1)
+[ -n "$daphne" ] || { echo "profile.sh: no server process (config.web) in group $tpid" >&2; exit 1; }
+echo "Trellis group $tpid, server process $daphne" >&2
 
 spy_start() {  # output file
   "$PYSPY" record -p "$daphne" --function -r 100 -f raw -o "$1" "${SPYEXTRA[@]}" >"${1%.txt}.spy.log" 2>&1 &
