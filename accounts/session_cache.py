@@ -40,7 +40,8 @@ def _row(instance: Model) -> Row:
 def _instance(model: type[Model], row: Row) -> Any:
     names, values = row
     # Values such as a profile dict are copied: no request shares a mutable one.
-    return model.from_db(router.db_for_read(model), names, copy.deepcopy(values))
+    fresh = [copy.deepcopy(v) if isinstance(v, dict | list) else v for v in values]
+    return model.from_db(router.db_for_read(model), names, fresh)
 
 
 class _SessionCache:

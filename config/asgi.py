@@ -39,6 +39,7 @@ from django.core.handlers.base import BaseHandler  # noqa: E402
 from django.http import FileResponse, HttpResponseBase  # noqa: E402
 from django.urls import Resolver404, get_resolver, set_script_prefix  # noqa: E402
 
+from config.lru import LRU  # noqa: E402
 from config.middleware import MATRIX_PREFIXES  # noqa: E402
 from config.request_threads import in_request_thread  # noqa: E402
 
@@ -68,16 +69,21 @@ class MatrixASGIHandler(ASGIHandler):
         self._sync_handler = _SyncMatrixHandler()
         self._respond_in_thread = in_request_thread(self._respond)
         self._close_in_thread = in_request_thread(HttpResponseBase.close)
+        # Path -> is its view async; most requests go to a few paths (/sync above all).
+        self._async_paths: LRU[str, bool] = LRU(4096)
 
     def load_middleware(self, is_async: bool = False) -> None:
         _load_matrix_middleware(self, is_async=is_async)
 
     def _is_async_view(self, path: str) -> bool:
-        try:
-            match = get_resolver().resolve(path)
-        except Resolver404:
-            return False
-        return iscoroutinefunction(match.func)
+        known = self._async_paths.get(path)
+        if known is None:
+            try:
+                known = iscoroutinefunction(get_resolver().resolve(path).func)
+            except Resolver404:
+                known = False
+            self._async_paths.put(path, known)
+        return known
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:

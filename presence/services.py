@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 from django.db import transaction
 
 from accounts.clock import now_ms
+from config.lru import LRU
 from presence import selectors
 from presence.models import OFFLINE, STATES, Presence
 from protocol.errors import bad_json
@@ -15,6 +18,18 @@ from streams import positions as streams
 # A /sync marks its user active at most this often (a write per sync would be a write
 # per long-poll).
 ACTIVITY_GRANULARITY_MS = 60 * 1000
+# What this process last wrote or read of a user's presence is believed this long, so a
+# client syncing in a loop does not read its presence row on every sync. A change made
+# by another process (PUT /presence there) is seen here at most this much later.
+SEEN_TRUST_S = 5.0
+
+# user ID -> (state, last_active_ts, monotonic time this process wrote or read them)
+_seen: LRU[str, tuple[str, int, float]] = LRU(10_000)
+
+
+def forget_seen() -> None:
+    """For tests, whose databases are rolled back under the memo."""
+    _seen.clear()
 
 
 def check_presence(state: str) -> str:
@@ -51,6 +66,7 @@ def _write(user_id: str, state: str, status_msg: str | None, *, keep_status: boo
                 )
             )
         row.save()
+    _seen.put(user_id, (state, now, time.monotonic()))
 
 
 def do_set_presence(user_id: str, state: str, status_msg: str | None) -> None:
@@ -68,8 +84,18 @@ def do_record_sync(user_id: str, set_presence: str) -> None:
     state changes or the last activity is older than a minute."""
     if set_presence == OFFLINE or not settings.PRESENCE_ENABLED:
         return
+    now = now_ms()
+    seen = _seen.get(user_id)
+    if (
+        seen is not None
+        and seen[0] == set_presence
+        and now - seen[1] < ACTIVITY_GRANULARITY_MS
+        and time.monotonic() - seen[2] < SEEN_TRUST_S
+    ):
+        return
     row = Presence.objects.filter(user_id=user_id).only("state", "last_active_ts").first()
-    fresh = row is not None and now_ms() - row.last_active_ts < ACTIVITY_GRANULARITY_MS
+    fresh = row is not None and now - row.last_active_ts < ACTIVITY_GRANULARITY_MS
     if row is not None and row.state == set_presence and fresh:
+        _seen.put(user_id, (row.state, row.last_active_ts, time.monotonic()))
         return
     _write(user_id, set_presence, None, keep_status=True)

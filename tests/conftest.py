@@ -141,6 +141,9 @@ def _fresh_cache() -> None:
     selectors.forget_cached_filters()
     session_cache.sessions.clear()
     builder.forget_cached_ignore_lists()
+    from presence import services as presence_services
+
+    presence_services.forget_seen()
 
 
 @pytest.fixture
