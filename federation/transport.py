@@ -8,23 +8,24 @@ system's trusted authorities. Plain HTTP is used only for operator-set URL overr
 Any server may make us connect somewhere by naming itself in a request (we fetch its keys),
 so, like Synapse's ``federation_ip_range_blacklist``, discovered targets must resolve to
 global addresses only (or ones in TRELLIS_FEDERATION_IP_ALLOWLIST), and the connection goes
-to the address that was checked. Operator-set URL overrides are trusted as they are.
+to the address that was checked: config/outbound.py's guard, the one URL previews use.
+Operator-set URL overrides are trusted as they are.
 """
 
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
 
+from config import outbound
+
 USER_AGENT = "Trellis (Matrix homeserver; federation)"
-_READ_BYTES = 64 * 1024
 
 
 class TransportError(Exception):
@@ -52,32 +53,13 @@ class HttpResponse:
     body: bytes
 
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _allowed(address: str, allow: Sequence[IPNetwork]) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if any(ip in network for network in allow):
-        return True
-    return ip.is_global and not ip.is_multicast
-
-
 def checked_addresses(host: str, port: int) -> list[str]:
     """The addresses ``host`` resolves to, all of which must be allowed."""
+    allow = outbound.parse_networks(settings.FEDERATION_IP_ALLOWLIST)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise TransportError(f"cannot resolve {host}") from exc
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    allow = [ipaddress.ip_network(n, strict=False) for n in settings.FEDERATION_IP_ALLOWLIST]
-    if not addresses:
-        raise TransportError(f"cannot resolve {host}")
-    for address in addresses:
-        if not _allowed(address, allow):
-            raise TransportError(f"{host} resolves to {address}, which is not a public address")
-    return addresses
+        return outbound.resolve_allowed(host, port, allow)
+    except outbound.OutboundError as exc:
+        raise TransportError(str(exc)) from exc
 
 
 class _TargetHTTPSConnection(http.client.HTTPSConnection):
@@ -92,13 +74,6 @@ class _TargetHTTPSConnection(http.client.HTTPSConnection):
         sock = socket.create_connection((self.host, self.port), self.timeout)
         # Python sends no SNI when server_hostname is an IP address, as the spec asks.
         self.sock = self._ssl_context.wrap_socket(sock, server_hostname=self._tls_hostname)
-
-
-def _remaining(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TransportError("timed out")
-    return left
 
 
 def send(
@@ -141,7 +116,10 @@ def _send_once(
     deadline: float,
     max_bytes: int,
 ) -> HttpResponse:
-    timeout_s = _remaining(deadline)
+    try:
+        timeout_s = outbound.remaining(deadline)
+    except outbound.OutboundError as exc:
+        raise TransportError(str(exc)) from exc
     conn: http.client.HTTPConnection
     if target.scheme == "https":
         conn = _TargetHTTPSConnection(target, address, timeout_s, ssl.create_default_context())
@@ -154,22 +132,12 @@ def _send_once(
         declared = response.getheader("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise TransportError("response too large")
-        data = bytearray()
-        while True:
-            if conn.sock is not None:
-                conn.sock.settimeout(_remaining(deadline))
-            chunk = response.read(_READ_BYTES)
-            if not chunk:
-                break
-            data += chunk
-            if len(data) > max_bytes:
-                raise TransportError("response too large")
         return HttpResponse(
             response.status,
             {name.lower(): value for name, value in response.getheaders()},
-            bytes(data),
+            outbound.read_bounded(conn, response, deadline, max_bytes),
         )
-    except (OSError, http.client.HTTPException, ValueError) as exc:
+    except (OSError, http.client.HTTPException, ValueError, outbound.OutboundError) as exc:
         raise TransportError(f"{address}:{target.port}: {exc}") from exc
     finally:
         conn.close()

@@ -1,17 +1,13 @@
 """Fetching other people's URLs for previews without becoming a proxy into our network.
 
-Server-side request forgery guard: the host name is resolved once, *every* address it
-resolves to must be allowed, and the connection goes to that checked address (no second
-resolution an attacker's DNS could answer differently). Redirects are followed by hand,
-each hop checked the same way. Allowed means: in the operator's allow list, or global
-(not private, loopback, link-local, shared, reserved, multicast or unspecified) and not
-in the deny list. Responses are limited in size and in total time.
+The address checks, deadlines and size limits are config/outbound.py's (federation uses
+the same): every address the host resolves to must be allowed and the connection goes
+to a checked one. Redirects are followed by hand, each hop checked the same way.
 """
 
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import socket
 import ssl
 import time
@@ -19,12 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from config import outbound
+from config.outbound import IPAddress, IPNetwork, parse_networks
+
+__all__ = ["FetchFailed", "FetchRefused", "Fetched", "Policy", "fetch", "parse_networks"]
 
 MAX_REDIRECTS = 5
 USER_AGENT = "Trellis (Matrix homeserver; URL previews)"
-_READ_BYTES = 64 * 1024
 
 
 class FetchRefused(Exception):
@@ -50,32 +47,17 @@ class Policy:
     timeout_s: float
 
 
-def parse_networks(items: Sequence[str]) -> list[IPNetwork]:
-    return [ipaddress.ip_network(item, strict=False) for item in items]
-
-
 def address_allowed(address: IPAddress, policy: Policy) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if any(address in net for net in policy.allow):
-        return True
-    if any(address in net for net in policy.deny):
-        return False
-    return address.is_global and not address.is_multicast
+    return outbound.address_allowed(address, policy.allow, policy.deny)
 
 
 def _resolve(host: str, port: int, policy: Policy) -> list[str]:
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise FetchFailed(f"cannot resolve {host}") from exc
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    if not addresses:
-        raise FetchFailed(f"cannot resolve {host}")
-    for address in addresses:
-        if not address_allowed(ipaddress.ip_address(address.split("%", 1)[0]), policy):
-            raise FetchRefused(f"{host} resolves to a refused address")
-    return addresses
+        return outbound.resolve_allowed(host, port, policy.allow, policy.deny)
+    except outbound.AddressRefused as exc:
+        raise FetchRefused(f"{host} resolves to a refused address") from exc
+    except outbound.OutboundError as exc:
+        raise FetchFailed(str(exc)) from exc
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
@@ -97,13 +79,6 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
-def _remaining(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise FetchFailed("timed out")
-    return left
-
-
 def _get_once(
     url: str, policy: Policy, deadline: float, accept: str
 ) -> tuple[int, str, str, bytes]:
@@ -120,24 +95,21 @@ def _get_once(
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     last_error: Exception | None = None
     for address in addresses:
-        conn = cls(parts.hostname, port, address, _remaining(deadline))
+        try:
+            conn = cls(parts.hostname, port, address, outbound.remaining(deadline))
+        except outbound.OutboundError as exc:
+            raise FetchFailed(str(exc)) from exc
         try:
             conn.request("GET", path, headers={"User-Agent": USER_AGENT, "Accept": accept})
             response = conn.getresponse()
             location = response.getheader("Location", "")
             content_type = response.getheader("Content-Type", "")
-            body = bytearray()
+            body = b""
             if response.status == 200:
-                while True:
-                    if conn.sock is not None:
-                        conn.sock.settimeout(_remaining(deadline))
-                    chunk = response.read(_READ_BYTES)
-                    if not chunk:
-                        break
-                    body += chunk
-                    if len(body) > policy.max_bytes:
-                        raise FetchFailed("response too large")
-            return response.status, location, content_type, bytes(body)
+                body = outbound.read_bounded(conn, response, deadline, policy.max_bytes)
+            return response.status, location, content_type, body
+        except outbound.OutboundError as exc:
+            raise FetchFailed(str(exc)) from exc
         except (OSError, http.client.HTTPException) as exc:
             last_error = exc
         finally:
