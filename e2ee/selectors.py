@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from e2ee.models import (
     CrossSigningKey,
@@ -192,23 +192,6 @@ def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
         yield list(items[start : start + _CHUNK])
 
 
-def _one_time_counts(user_id: str, device_id: str) -> QuerySet[OneTimeKey, tuple[str, int]]:
-    """(algorithm, unclaimed one-time keys) rows of a device."""
-    return (
-        OneTimeKey.objects.filter(user_id=user_id, device_id=device_id)
-        .values_list("algorithm")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-
-
-def one_time_key_counts(user_id: str, device_id: str) -> dict[str, int]:
-    """Unclaimed one-time keys of a device, per algorithm."""
-    counts = dict(_one_time_counts(user_id, device_id))
-    counts.setdefault(ALWAYS_COUNTED, 0)
-    return counts
-
-
 # Marks a fallback key's row in the one query of :func:`key_counts`.
 _UNUSED_FALLBACK = -1
 
@@ -235,6 +218,11 @@ def key_counts(user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]
         else:
             counts[algorithm] = n
     return counts, sorted(unused)
+
+
+def one_time_key_counts(user_id: str, device_id: str) -> dict[str, int]:
+    """Unclaimed one-time keys of a device, per algorithm (/keys/upload's answer)."""
+    return key_counts(user_id, device_id)[0]
 
 
 def device_ed25519_keys(user_id: str) -> dict[str, str]:
