@@ -7,6 +7,7 @@ from django.test import Client, RequestFactory
 
 from accounts.models import User
 from federation.auth import authenticate_request
+from federation.models import RemoteServerKey
 from tests.federation.helpers import CAROL, FakeServer
 
 CHANGELIST = "/admin/federation/remoteserverkey/"
@@ -26,7 +27,9 @@ def test_the_admin_lists_fetched_keys(operator: Client, carol: FakeServer) -> No
     authenticate_request(request)
 
     listing = operator.get(CHANGELIST)
-    detail = operator.get(f"{CHANGELIST}1/change/")
+    # The row's own key: on PostgreSQL IDs are not handed out again after a rollback.
+    key = RemoteServerKey.objects.get(server_name=CAROL, key_id="ed25519:carol1")
+    detail = operator.get(f"{CHANGELIST}{key.pk}/change/")
 
     assert listing.status_code == 200
     assert CAROL in listing.content.decode()
