@@ -133,8 +133,8 @@ async def sync(request: HttpRequest, **kwargs: Any) -> JsonResponse:
         timeout_ms = _timeout_ms(request)
         wakeups = hub.hub.start()
         sync_request, result, room_ids = await _look(request, timeout_ms)
-        if room_ids is None or (result is not None and result.has_updates):
-            assert result is not None
+        # Answered at once (room_ids None: not a long-poll, and always built) or news found.
+        if result is not None and (room_ids is None or result.has_updates):
             return JsonResponse(result.body, json_dumps_params=_JSON)
         deadline = time.monotonic() + timeout_ms / 1000
         # A wake-up received since ``wakeups`` wakes this waiter at once: it may concern
