@@ -70,12 +70,14 @@ def paginate(
     if not selectors.is_world_readable(room) and (membership is None or membership.forgotten):
         raise MatrixError("M_FORBIDDEN", "You are not allowed to view this room's history")
 
-    base = Event.objects.filter(
-        room=room,
-        stream_ordering__isnull=False,
-        rejected_reason__isnull=True,
-        soft_failed=False,
-    ).filter(selectors.event_filter_q(room_filter))
+    base = relations.with_child_flag(
+        Event.objects.filter(
+            room=room,
+            stream_ordering__isnull=False,
+            rejected_reason__isnull=True,
+            soft_failed=False,
+        ).filter(selectors.event_filter_q(room_filter))
+    )
     ignored = relations.ignored_users(user_id)
     if ignored:
         # Ignoring Users: no events from them, except state events.
@@ -88,12 +90,12 @@ def paginate(
             query = base.filter(stream_ordering__lte=cursor)
             if bound is not None:
                 query = query.filter(stream_ordering__gt=bound)
-            rows = _in_room(query.order_by("-stream_ordering")[: limit - len(chunk)], room)
+            rows = in_room(query.order_by("-stream_ordering")[: limit - len(chunk)], room)
         else:
             query = base.filter(stream_ordering__gt=cursor)
             if bound is not None:
                 query = query.filter(stream_ordering__lte=bound)
-            rows = _in_room(query.order_by("stream_ordering")[: limit - len(chunk)], room)
+            rows = in_room(query.order_by("stream_ordering")[: limit - len(chunk)], room)
         if not rows:
             exhausted = True
             break
@@ -117,9 +119,13 @@ def paginate(
     return Page(chunk, start, end, state, ignored)
 
 
-def _in_room(query: Iterable[Event], room: Room) -> list[Event]:
-    """The rows, each given the room object already at hand (no join, no Room per row)."""
+def in_room(query: Iterable[Event], room: Room) -> list[Event]:
+    """The rows, each given the room object already at hand (no join, no Room per row).
+
+    Cached as the ``room`` descriptor would cache it, without its checks per row: each
+    row's room_id is the room's key already.
+    """
     rows = list(query)
     for row in rows:
-        row.room = room
+        row._state.fields_cache["room"] = room
     return rows

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from config.model_loading import FastLoadModel
+
 # A state group's delta chain is cut with a full snapshot after this many links.
 MAX_STATE_DELTA_CHAIN = 50
 
@@ -64,7 +66,7 @@ class StateGroupEntry(models.Model):
         return f"{self.type}/{self.state_key} in group {self.state_group_id}"
 
 
-class Event(models.Model):
+class Event(FastLoadModel):
     event_id = models.CharField(max_length=255, unique=True)
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="events")
     # Global persistence order; None for outliers (known, but not in the timeline).
