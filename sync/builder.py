@@ -19,7 +19,7 @@ from django.utils.functional import cached_property
 from accounts.models import AccountData, User
 from config.lru import LRU
 from protocol.event_filters import event_allowed
-from rooms import relations, selectors
+from rooms import history, relations, selectors
 from rooms.models import Event, Membership, Room
 from rooms.serialize import client_events, stripped_state
 from rooms.state import StateKey, load_state, state_group_at_position
@@ -170,18 +170,20 @@ class SyncBuilder:
     def _timeline(self, room: Room, upper: int, lower: int | None) -> tuple[list[Event], bool]:
         """The last events of a room in (lower, upper], newest ``limit``, oldest first."""
         limit = self.request.timeline_limit
-        query = Event.objects.select_related("room").filter(
-            room=room,
-            stream_ordering__lte=upper,
-            rejected_reason__isnull=True,
-            soft_failed=False,
+        query = relations.with_child_flag(
+            Event.objects.filter(
+                room=room,
+                stream_ordering__lte=upper,
+                rejected_reason__isnull=True,
+                soft_failed=False,
+            )
         )
         if lower is not None:
             query = query.filter(stream_ordering__gt=lower)
         query = query.filter(selectors.event_filter_q(self.request.section_filter("timeline")))
         if self.ignored:
             query = query.exclude(sender__in=self.ignored, state_key__isnull=True)
-        rows = list(query.order_by("-stream_ordering")[: limit + 1])
+        rows = history.in_room(query.order_by("-stream_ordering")[: limit + 1], room)
         limited = len(rows) > limit
         rows = rows[:limit]
         rows.reverse()

@@ -239,6 +239,24 @@ def test_references_are_bundled_as_a_chunk_of_event_ids(
     }
 
 
+def test_children_sent_in_another_room_are_not_bundled(
+    api: MatrixTestClient, alice: Persona, bob: Persona, room: str
+) -> None:
+    message = send(api, alice, room, "here")
+    elsewhere = create_room(api, alice, preset="public_chat")
+    send(api, alice, elsewhere, edit(message, "there"))
+    send(api, alice, elsewhere, reference(message))
+    thread = {"body": "t", "m.relates_to": {"rel_type": "m.thread", "event_id": message}}
+    send(api, alice, elsewhere, thread)
+
+    # alice is in both rooms and could see the children.
+    assert "m.relations" not in get_event(api, alice, room, message).get("unsigned", {})
+    local = send(api, bob, room, reference(message))
+    assert get_event(api, alice, room, message)["unsigned"]["m.relations"] == {
+        "m.reference": {"chunk": [{"event_id": local}]}
+    }
+
+
 # --- GET /relations -----------------------------------------------------------------
 
 
