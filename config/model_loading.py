@@ -44,6 +44,6 @@ class FastLoadModel(models.Model):
         state.adding = False
         state.db = db
         fields = new.__dict__
-        fields.update(zip(attnames, values))
+        fields.update(zip(attnames, values, strict=True))
         fields["_state"] = state
         return new
