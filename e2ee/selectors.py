@@ -22,6 +22,7 @@ from e2ee.models import (
     ToDeviceMessage,
 )
 from protocol.identifiers import parse_user_id
+from rooms import recent
 from rooms.models import Event, Membership
 
 
@@ -77,7 +78,11 @@ class DeviceListChanges:
 
 
 def device_list_changes(
-    user_id: str, *, events: tuple[int, int], device_lists: tuple[int, int]
+    user_id: str,
+    *,
+    events: tuple[int, int],
+    device_lists: tuple[int, int],
+    events_final: bool = False,
 ) -> DeviceListChanges:
     """/sync's ``device_lists`` (and GET /keys/changes) for ``user_id`` between two tokens,
     given as (after, upto] ranges of the events and device_lists streams.
@@ -96,6 +101,9 @@ def device_list_changes(
     the membership events of the user's rooms in the events range (when it moved), and
     only when those found something, the memberships those events replaced, the members
     of rooms the user joined or left, and who is still shared.
+
+    ``events_final``: the end of the events range was read as the current position (a
+    /sync), so the events of the range may come from rooms.recent's shared read.
     """
     changed: set[str] = set()
     if device_lists[0] < device_lists[1]:
@@ -110,7 +118,7 @@ def device_list_changes(
     joined: set[str] = set()
     departed: set[str] = set()
     if events[0] < events[1]:
-        joined, departed = _membership_news(user_id, events)
+        joined, departed = _membership_news(user_id, events, final=events_final)
     candidates = (joined | departed) - {user_id}
     still_shared: set[str] = set()
     if candidates:
@@ -128,10 +136,16 @@ def device_list_changes(
     return DeviceListChanges(sorted(changed), sorted(left))
 
 
-def _membership_news(user_id: str, events: tuple[int, int]) -> tuple[set[str], set[str]]:
+def _membership_news(
+    user_id: str, events: tuple[int, int], *, final: bool
+) -> tuple[set[str], set[str]]:
     """Users who joined, and users who left or were banned, in the rooms of ``user_id``
     in the events range; the members of rooms ``user_id`` itself joined or left count
     as joined or departed too."""
+    news = recent.events_between(*events) if final else None
+    if news is not None and not any(row.type == MEMBER for row in news):
+        # The range is known to this process, and nobody joined or left anywhere.
+        return set(), set()
     rows = list(
         Event.objects.filter(
             room_id__in=Membership.objects.filter(user_id=user_id).values("room_id"),

@@ -53,6 +53,7 @@ def device_lists_section(
         request.user_id,
         events=(since.events, now.events),
         device_lists=(since.device_lists, now.device_lists),
+        events_final=True,
     )
     news = bool(changes.changed or changes.left)
     return {"device_lists": {"changed": changes.changed, "left": changes.left}}, news

@@ -19,7 +19,7 @@ from django.utils.functional import cached_property
 from accounts.models import AccountData, User
 from config.lru import LRU
 from protocol.event_filters import event_allowed
-from rooms import history, relations, selectors
+from rooms import history, recent, relations, selectors
 from rooms.models import Event, Membership, Room
 from rooms.serialize import client_events, stripped_state
 from rooms.state import StateKey, load_state, state_group_at_position
@@ -167,9 +167,22 @@ class SyncBuilder:
 
     # --- rooms ------------------------------------------------------------------------
 
+    @cached_property
+    def news(self) -> tuple[Event, ...] | None:
+        """The events between the token and now, read once for every request of the
+        process (rooms.recent); None for an initial sync or a range too long to keep."""
+        since = self.request.since
+        if since is None:
+            return None
+        return recent.events_between(since.events, self.now.events)
+
     def _timeline(self, room: Room, upper: int, lower: int | None) -> tuple[list[Event], bool]:
         """The last events of a room in (lower, upper], newest ``limit``, oldest first."""
         limit = self.request.timeline_limit
+        since = self.request.since
+        news = self.news if since is not None and lower == since.events else None
+        if news is not None and upper == self.now.events:
+            return self._timeline_from(recent.in_room(news, room), limit)
         query = relations.with_child_flag(
             Event.objects.filter(
                 room=room,
@@ -188,6 +201,23 @@ class SyncBuilder:
         rows = rows[:limit]
         rows.reverse()
         return selectors.filter_visible(rows, self.request.user_id), limited
+
+    def _timeline_from(self, rows: list[Event], limit: int) -> tuple[list[Event], bool]:
+        """_timeline's answer from the room's rows of the range, oldest first: the
+        same conditions, applied here rather than in SQL."""
+        timeline_filter = self.request.section_filter("timeline")
+        ignored = self.ignored
+        kept = [
+            row
+            for row in rows
+            if row.rejected_reason is None
+            and not row.soft_failed
+            and event_allowed(timeline_filter, row.type, row.sender)
+            and not (row.sender in ignored and row.state_key is None)
+        ]
+        limited = len(kept) > limit
+        kept = kept[len(kept) - limit :] if limited else kept
+        return selectors.filter_visible(kept, self.request.user_id), limited
 
     def _state_ids(
         self,
@@ -367,7 +397,9 @@ class SyncBuilder:
         rows = self._memberships_at_now(rows)
         joined = [row for row in rows if row.membership == "join"]
         changed_rooms: set[int] = set()
-        if since is not None and joined:
+        if since is not None and joined and self.news is not None:
+            changed_rooms = {row.room_id for row in self.news}
+        elif since is not None and joined:
             changed_rooms = set(
                 Event.objects.filter(
                     room_id__in=[row.room_id for row in joined],

@@ -133,10 +133,11 @@ def _fresh_cache() -> None:
     # So do /sync's memories of stream positions and of member events sent: each test
     # rolls its database back, and positions and IDs are handed out again.
     from accounts import selectors, session_cache
-    from rooms import state
+    from rooms import recent, state
     from sync import builder, lazy_members
 
     state.forget_cached_positions()
+    recent.forget()
     lazy_members.forget_all()
     selectors.forget_cached_filters()
     session_cache.sessions.clear()
