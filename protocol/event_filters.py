@@ -1,21 +1,32 @@
 """Matching events against a filter's EventFilter (Client-Server API, "Filtering").
 
-``types`` / ``not_types`` entries may end in ``*`` to match any type with that prefix;
-``senders`` / ``not_senders`` are exact user IDs. A key that is absent does not filter.
-Filters are checked when they are stored or given inline, so values here are lists.
+In ``types`` / ``not_types`` a ``*`` matches any sequence of characters ("A '*' can be
+used as a wildcard to match any sequence of characters"); ``senders`` / ``not_senders``
+are exact user IDs. A key that is absent does not filter. Filters are checked when they
+are stored or given inline, so values here are lists.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+
+def wildcard_regex(pattern: str) -> str:
+    """The regular expression of a type pattern, anchored at both ends. Only escaped
+    characters and ``(.|\\n)*`` (any sequence, newlines included whatever the engine's
+    default), so PostgreSQL's and Python's engines read it alike."""
+    return "^" + "(.|\n)*".join(re.escape(part) for part in pattern.split("*")) + "$"
 
 
 def _matches_any(patterns: Iterable[Any], value: str) -> bool:
     for pattern in patterns:
         if not isinstance(pattern, str):
             continue
-        if pattern == value or (pattern.endswith("*") and value.startswith(pattern[:-1])):
+        if pattern == value:
+            return True
+        if "*" in pattern and re.match(wildcard_regex(pattern), value):
             return True
     return False
 

@@ -19,6 +19,7 @@ from typing import Any
 from django.db.models import Max, Q
 
 from protocol.errors import MatrixError, forbidden
+from protocol.event_filters import wildcard_regex
 from rooms import event_cache
 from rooms.models import CurrentState, Event, Membership, Room
 from rooms.state import StateKey, load_state, state_group_at_position
@@ -233,12 +234,16 @@ def event_filter_q(room_filter: dict[str, Any] | None) -> Q:
 
 
 def _wildcard_q(field: str, patterns: list[Any]) -> Q:
+    """protocol.event_filters' matching of type patterns, as a query: a prefix when the
+    only ``*`` ends the pattern (an index range), the same regular expression otherwise."""
     q = Q(pk__in=[])
     for pattern in patterns:
         if not isinstance(pattern, str):
             continue
         if pattern.endswith("*") and "*" not in pattern[:-1]:
             q |= Q(**{f"{field}__startswith": pattern[:-1]})
+        elif "*" in pattern:
+            q |= Q(**{f"{field}__regex": wildcard_regex(pattern)})
         else:
             q |= Q(**{field: pattern})
     return q

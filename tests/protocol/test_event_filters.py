@@ -25,3 +25,14 @@ def test_senders_and_not_senders_are_exact() -> None:
     assert event_allowed({"senders": ["@a:x"]}, "t", "@a:x")
     assert not event_allowed({"senders": ["@a:x"]}, "t", "@b:x")
     assert not event_allowed({"not_senders": ["@a:x"]}, "t", "@a:x")
+
+
+def test_a_star_anywhere_matches_any_sequence() -> None:
+    assert type_allowed({"types": ["m.*.message"]}, "m.room.message")
+    assert type_allowed({"types": ["*.message"]}, "org.example.message")
+    assert not type_allowed({"types": ["m.*.message"]}, "m.room.messages")
+    assert type_allowed({"types": ["a*b*c"]}, "abc")
+    assert not type_allowed({"not_types": ["m.*.member"]}, "m.room.member")
+    # Other characters are literal: a dot is a dot, not "any character".
+    assert not type_allowed({"types": ["m.*.message"]}, "m.roomXmessage")
+    assert not type_allowed({"types": ["m.room.(a|b)*"]}, "m.room.a")

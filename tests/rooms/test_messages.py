@@ -191,6 +191,11 @@ def test_filter_types_and_not_types(
 
     assert [e["type"] for e in only_custom["chunk"]] == ["org.example.custom"]
     assert [e["type"] for e in wildcard["chunk"]] == ["org.example.custom"]
+    # A star inside a pattern is a wildcard too; the dot stays a dot.
+    inner = page(
+        api, alice, chatty_room, dir="b", filter={"types": ["org.*.custom", "m.r*.create"]}
+    )
+    assert [e["type"] for e in inner["chunk"]] == ["org.example.custom", "m.room.create"]
     assert [e["type"] for e in no_messages["chunk"]] == [
         "org.example.custom",
         "m.room.member",
