@@ -21,7 +21,7 @@ from config.model_loading import FastLoadModel
 MAX_STATE_DELTA_CHAIN = 50
 
 
-class Room(models.Model):
+class Room(FastLoadModel):
     room_id = models.CharField(max_length=255, unique=True)
     room_version = models.CharField(max_length=32)
     creator = models.CharField(max_length=255)
@@ -169,7 +169,7 @@ class CurrentState(models.Model):
         return f"{self.type}/{self.state_key} = {self.event_id}"
 
 
-class Membership(models.Model):
+class Membership(FastLoadModel):
     """Current membership of each user in each room (the m.room.member current state)."""
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")

@@ -25,6 +25,7 @@ from django.db import connection
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 
 from accounts.models import AccountData
+from accounts.services.account_data import IGNORED_USER_LIST
 from protocol.errors import MatrixError
 from protocol.identifiers import parse_user_id
 from protocol.redaction import redact_event
@@ -73,11 +74,16 @@ def ignored_users(user_id: str) -> frozenset[str]:
         return frozenset()
     content = (
         AccountData.objects.filter(
-            user__localpart=ident.localpart, room_id="", type="m.ignored_user_list"
+            user__localpart=ident.localpart, room_id="", type=IGNORED_USER_LIST
         )
         .values_list("content", flat=True)
         .first()
     )
+    return ignored_in(content)
+
+
+def ignored_in(content: object) -> frozenset[str]:
+    """The users an ``m.ignored_user_list`` content names (none, for anything else)."""
     ignored = content.get("ignored_users") if isinstance(content, dict) else None
     return frozenset(ignored) if isinstance(ignored, dict) else frozenset()
 
@@ -523,9 +529,9 @@ def event_context(
     timeline_filter = dict(room_filter or {})
     lazy_members = bool(timeline_filter.pop("lazy_load_members", False))
     before_limit = limit // 2
+    reader = history.reader_of(room, user_id)
     before = history.paginate(
-        room,
-        user_id,
+        reader,
         from_token=history.make_token(position - 1),
         to_token=None,
         direction="b",
@@ -533,8 +539,7 @@ def event_context(
         room_filter=timeline_filter,
     )
     after = history.paginate(
-        room,
-        user_id,
+        reader,
         from_token=history.make_token(position),
         to_token=None,
         direction="f",

@@ -358,14 +358,13 @@ class MessagesView(MatrixView):
         direction = request.query_params.get("dir", "b")
         if direction not in ("b", "f"):
             raise MatrixError("M_INVALID_PARAM", "'dir' must be 'b' or 'f'")
-        room = selectors.get_room(room_id)
+        reader = history.reader(room_id, request.user)
         room_filter = parse_filter_param(request)
         limit = parse_limit(request, 10)
         if room_filter and isinstance(room_filter.get("limit"), int):
             limit = min(limit, room_filter["limit"])
         page = history.paginate(
-            room,
-            request.user.user_id,
+            reader,
             from_token=request.query_params.get("from"),
             to_token=request.query_params.get("to"),
             direction=direction,
