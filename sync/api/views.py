@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from django import db
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
 from accounts import selectors as account_selectors
 from accounts.authentication import authenticate_request
@@ -15,6 +15,7 @@ from accounts.models import AccessToken
 from accounts.services.filters import check_filter
 from config.exceptions import matrix_error_response
 from config.matrix_api import parse_json
+from config.renderers import dumps
 from config.request_threads import in_request_thread
 from protocol.errors import MatrixError
 from rooms.selectors import joined_room_ids
@@ -125,7 +126,7 @@ _look = _released(_first_look)
 _build = _released(build_sync)
 
 
-async def sync(request: HttpRequest, **kwargs: Any) -> JsonResponse:
+async def sync(request: HttpRequest, **kwargs: Any) -> HttpResponse:
     """GET /_matrix/client/v3/sync"""
     try:
         if request.method != "GET":
@@ -135,7 +136,7 @@ async def sync(request: HttpRequest, **kwargs: Any) -> JsonResponse:
         sync_request, result, room_ids = await _look(request, timeout_ms)
         # Answered at once (room_ids None: not a long-poll, and always built) or news found.
         if result is not None and (room_ids is None or result.has_updates):
-            return JsonResponse(result.body, json_dumps_params=_JSON)
+            return _json(result.body)
         deadline = time.monotonic() + timeout_ms / 1000
         # A wake-up received since ``wakeups`` wakes this waiter at once: it may concern
         # news the first look missed.
@@ -149,9 +150,10 @@ async def sync(request: HttpRequest, **kwargs: Any) -> JsonResponse:
             if result is None:
                 # Timed out with nothing new: the empty response for this token.
                 result = await _build(sync_request)
-        return JsonResponse(result.body, json_dumps_params=_JSON)
+        return _json(result.body)
     except MatrixError as error:
         return matrix_error_response(error)
 
 
-_JSON = {"ensure_ascii": False, "separators": (",", ":")}
+def _json(body: dict[str, Any]) -> HttpResponse:
+    return HttpResponse(dumps(body), content_type="application/json")
