@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Self, TypeVar
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
@@ -40,10 +40,10 @@ class FastLoadModel(models.Model):
         if attnames is None:
             attnames = tuple(field.attname for field in cls._meta.concrete_fields)
             cls._loaded_attnames = attnames
-        if (
-            len(values) != len(attnames)
-            or pre_init.has_listeners(cls)
-            or post_init.has_listeners(cls)
+        if len(values) != len(attnames) or (
+            # Most processes have no init receivers at all; has_listeners is the exact test.
+            (pre_init.receivers or post_init.receivers)
+            and (pre_init.has_listeners(cls) or post_init.has_listeners(cls))
         ):
             return super().from_db(db, field_names, values)
         new = cls.__new__(cls)
@@ -73,7 +73,9 @@ def load_rows(
     booleans and dates)."""
     fields = model._meta.concrete_fields
     count = len(fields)
-    converters = _converters(model)
+    # The connection of this thread, looked up once rather than through the proxy per row.
+    db = connections[DEFAULT_DB_ALIAS]
+    converters = _converters(model, db)
     names = [field.attname for field in fields]
     loaded = []
     for row in rows:
@@ -81,9 +83,9 @@ def load_rows(
         for index, functions, column in converters:
             value = values[index]
             for function in functions:
-                value = function(value, column, connection)
+                value = function(value, column, db)
             values[index] = value
-        instance = model.from_db(connection.alias, names, values)
+        instance = model.from_db(db.alias, names, values)
         for name, value in zip(extra, row[count:], strict=True):
             setattr(instance, name, value)
         loaded.append(instance)
@@ -93,17 +95,14 @@ def load_rows(
 _converter_cache: dict[tuple[type[models.Model], str], list[tuple[int, list[Any], Any]]] = {}
 
 
-def _converters(model: type[models.Model]) -> list[tuple[int, list[Any], Any]]:
-    key = (model, connection.vendor)
+def _converters(model: type[models.Model], db: Any) -> list[tuple[int, list[Any], Any]]:
+    key = (model, db.vendor)
     found = _converter_cache.get(key)
     if found is None:
         found = []
         for index, field in enumerate(model._meta.concrete_fields):
             column = field.get_col(model._meta.db_table)
-            functions = [
-                *connection.ops.get_db_converters(column),
-                *field.get_db_converters(connection),
-            ]
+            functions = [*db.ops.get_db_converters(column), *field.get_db_converters(db)]
             if functions:
                 found.append((index, functions, column))
         _converter_cache[key] = found

@@ -16,8 +16,10 @@ from collections.abc import Iterable, Sequence
 from functools import reduce
 from typing import Any
 
+from django.db import connection
 from django.db.models import Max, Q
 
+from config.model_loading import load_rows, select_columns
 from protocol.errors import MatrixError, forbidden
 from protocol.event_filters import wildcard_regex
 from rooms import event_cache
@@ -36,6 +38,29 @@ def get_room(room_id: str) -> Room:
 
 def membership_row(room: Room, user_id: str) -> Membership | None:
     return Membership.objects.filter(room=room, user_id=user_id).first()
+
+
+def memberships_of(user_id: str) -> list[Membership]:
+    """Every membership row of ``user_id``, each with its room: what every /sync reads
+    first. One join, written as SQL (the ORM's select_related cost more to build and
+    to load than the query took)."""
+    quote = connection.ops.quote_name
+    members = quote(Membership._meta.db_table)
+    rooms = quote(Room._meta.db_table)
+    sql = (
+        f"SELECT {select_columns(Membership)}, {select_columns(Room)} FROM {members} "
+        f"JOIN {rooms} ON {rooms}.id = {members}.room_id WHERE {members}.user_id = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user_id])
+        rows = cursor.fetchall()
+    split = len(Membership._meta.concrete_fields)
+    memberships = load_rows(Membership, [row[:split] for row in rows])
+    for membership, room in zip(
+        memberships, load_rows(Room, [row[split:] for row in rows]), strict=True
+    ):
+        membership._state.fields_cache["room"] = room
+    return memberships
 
 
 def joined_room_ids(user_id: str) -> list[str]:

@@ -389,9 +389,7 @@ class SyncBuilder:
         since = self.request.since
         rows = [
             row
-            for row in Membership.objects.select_related("room").filter(
-                user_id=self.request.user_id
-            )
+            for row in selectors.memberships_of(self.request.user_id)
             if self.request.wants_room(row.room.room_id)
         ]
         rows = self._memberships_at_now(rows)
