@@ -130,10 +130,7 @@ def paginate(
         # Backwards: (bound, cursor], newest first; forwards: (cursor, bound], oldest first.
         lower, upper = (bound, cursor) if backwards else (cursor, bound)
         count = limit - len(chunk)
-        if conditions:
-            rows = _filtered_batch(room, conditions, ignored, lower, upper, backwards, count)
-        else:
-            rows = _batch(room, ignored, lower, upper, backwards, count)
+        rows = timeline_batch(room, conditions, ignored, lower, upper, backwards, count)
         if not rows:
             exhausted = True
             break
@@ -157,6 +154,24 @@ def paginate(
     return Page(chunk, start, end, state, ignored)
 
 
+def timeline_batch(
+    room: Room,
+    conditions: Q,
+    ignored: frozenset[str],
+    lower: int | None,
+    upper: int | None,
+    backwards: bool,
+    count: int,
+) -> list[Event]:
+    """Up to ``count`` timeline events of the room with a stream ordering in
+    (lower, upper] that pass a filter's ``conditions`` (selectors.event_filter_q), newest
+    or oldest first, each with ``has_children`` and the room object at hand; ignored
+    users' events left out, but not their state events. For /messages and /sync."""
+    if conditions:
+        return _filtered_batch(room, conditions, ignored, lower, upper, backwards, count)
+    return _batch(room, ignored, lower, upper, backwards, count)
+
+
 def _batch(
     room: Room,
     ignored: frozenset[str],
@@ -165,11 +180,9 @@ def _batch(
     backwards: bool,
     count: int,
 ) -> list[Event]:
-    """Up to ``count`` timeline events of the room with a stream ordering in
-    (lower, upper], newest or oldest first, with ``has_children``; ignored users' left
-    out (but not their state events). Written as SQL: the ORM spent longer building
+    """timeline_batch without a filter, written as SQL: the ORM spent longer building
     this query than the database spent running it. Same rows as _filtered_batch with
-    no filter (tests/rooms/test_messages.py runs both)."""
+    no conditions (tests/rooms/test_messages.py runs both)."""
     quote = connection.ops.quote_name
     events = quote(Event._meta.db_table)
     flag, params = relations.child_flag_sql()

@@ -79,15 +79,21 @@ def state_group_at_position(room: Room, position: int, *, settled: bool = False)
     key = (room.pk, position)
     group = _group_at_cache.get(key)
     if group is None:
-        group = (
-            room.events.filter(stream_ordering__lte=position)
-            .order_by("-stream_ordering")
-            .values_list("state_group_id", flat=True)
-            .first()
-        )
+        # As SQL: /sync asks this for every room of an initial sync, and building the
+        # ORM query took longer than running it.
+        with connection.cursor() as cursor:
+            cursor.execute(_GROUP_AT_SQL, [room.pk, position])
+            found = cursor.fetchone()
+        group = found[0] if found else None
         if settled and group is not None:
             _group_at_cache.put(key, group)
     return group
+
+
+_GROUP_AT_SQL = (
+    "SELECT state_group_id FROM rooms_event WHERE room_id = %s AND stream_ordering <= %s "
+    "ORDER BY stream_ordering DESC LIMIT 1"
+)
 
 
 def forget_cached_positions() -> None:

@@ -183,20 +183,10 @@ class SyncBuilder:
         news = self.news if since is not None and lower == since.events else None
         if news is not None and upper == self.now.events:
             return self._timeline_from(recent.in_room(news, room), limit)
-        query = relations.with_child_flag(
-            Event.objects.filter(
-                room=room,
-                stream_ordering__lte=upper,
-                rejected_reason__isnull=True,
-                soft_failed=False,
-            )
+        conditions = selectors.event_filter_q(self.request.section_filter("timeline"))
+        rows = history.timeline_batch(
+            room, conditions, self.ignored, lower, upper, backwards=True, count=limit + 1
         )
-        if lower is not None:
-            query = query.filter(stream_ordering__gt=lower)
-        query = query.filter(selectors.event_filter_q(self.request.section_filter("timeline")))
-        if self.ignored:
-            query = query.exclude(sender__in=self.ignored, state_key__isnull=True)
-        rows = history.in_room(query.order_by("-stream_ordering")[: limit + 1], room)
         limited = len(rows) > limit
         rows = rows[:limit]
         rows.reverse()
