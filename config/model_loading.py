@@ -14,6 +14,7 @@ the models.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any, Self, TypeVar
 
@@ -47,20 +48,30 @@ class FastLoadModel(models.Model):
         ):
             return super().from_db(db, field_names, values)
         new = cls.__new__(cls)
-        state = ModelState()
-        state.adding = False
-        state.db = db
         fields = new.__dict__
         fields.update(zip(attnames, values, strict=True))
-        fields["_state"] = state
+        fields["_state"] = loaded_state(db)
         return new
 
 
-def select_columns(model: type[models.Model], table: str | None = None) -> str:
-    """The model's columns, quoted, in field order: the start of a hand-written SELECT
-    whose rows :func:`load_rows` turns into instances. ``table``: an alias, if any."""
+def loaded_state(db: str | None) -> ModelState:
+    """The ``_state`` of an instance read from the database ``db`` (no cached relations)."""
+    state = ModelState()
+    state.adding = False
+    state.db = db
+    return state
+
+
+def select_columns(model: type[models.Model]) -> str:
+    """The model's columns, quoted and qualified by its table, in field order: the start of
+    a hand-written SELECT whose rows :func:`load_rows` turns into instances."""
+    return _select_columns(model, connection.vendor)
+
+
+@functools.cache
+def _select_columns(model: type[models.Model], vendor: str) -> str:
     quote = connection.ops.quote_name
-    prefix = f"{quote(table or model._meta.db_table)}."
+    prefix = f"{quote(model._meta.db_table)}."
     return ", ".join(prefix + quote(field.column) for field in model._meta.concrete_fields)
 
 

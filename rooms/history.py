@@ -214,8 +214,7 @@ def _batch(
         rows = load_rows(Event, cursor.fetchall(), extra=("has_children",))
     for row in rows:
         row.has_children = bool(row.has_children)  # type: ignore[attr-defined]
-        row._state.fields_cache["room"] = room
-    return rows
+    return in_room(rows, room)
 
 
 def _filtered_batch(

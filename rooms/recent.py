@@ -13,17 +13,16 @@ appear in the range later. (A redaction rewrites an earlier row, but it is an ev
 of its own, later in the stream: a request that sees it has a later ``upto``.)
 
 Rows are shared between requests: callers must not change them, and take copies
-(:func:`in_room`) to attach their own objects.
+(:func:`copies_in_room`) to attach their own objects.
 """
 
 from __future__ import annotations
 
 import threading
 
-from django.db.models.base import ModelState
-
 from config.lru import LRU
-from rooms import relations
+from config.model_loading import loaded_state
+from rooms import history, relations
 from rooms.models import Event, Room
 
 # A range holding more events than this is not kept: the caller reads per room, as
@@ -77,7 +76,7 @@ def events_between(after: int, upto: int) -> tuple[Event, ...] | None:
             pending.set()
 
 
-def in_room(rows: tuple[Event, ...], room: Room) -> list[Event]:
+def copies_in_room(rows: tuple[Event, ...], room: Room) -> list[Event]:
     """Copies of the rows of ``room`` among ``rows``, each holding ``room`` as its
     room (the caller's object, as a row read for this request would)."""
     copies = []
@@ -86,13 +85,9 @@ def in_room(rows: tuple[Event, ...], room: Room) -> list[Event]:
             continue
         copy = Event.__new__(Event)
         copy.__dict__.update(row.__dict__)
-        state = ModelState()
-        state.adding = False
-        state.db = row._state.db
-        state.fields_cache["room"] = room
-        copy.__dict__["_state"] = state
+        copy.__dict__["_state"] = loaded_state(row._state.db)
         copies.append(copy)
-    return copies
+    return history.in_room(copies, room)
 
 
 def forget() -> None:

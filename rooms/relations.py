@@ -104,10 +104,10 @@ def _visible(rows: Iterable[Event], user_id: str) -> list[Event]:
 # --- Bundled aggregations ---------------------------------------------------------
 
 
-def child_flag_sql(table: str | None = None) -> tuple[str, list[str]]:
-    """An SQL boolean: does any event name the row of ``table`` (default: the events
-    table itself, unaliased) as the parent of a relationship that is bundled
-    (m.replace, m.reference, m.thread)? With its parameters.
+def child_flag_sql() -> tuple[str, list[str]]:
+    """An SQL boolean for a query on the events table (unaliased): does any event name
+    the row as the parent of a relationship that is bundled (m.replace, m.reference,
+    m.thread)? With its parameters.
 
     A page of history or a /sync timeline read with it needs no separate probe for
     children: an index lookup per row inside the same query, where the probe was a
@@ -116,9 +116,8 @@ def child_flag_sql(table: str | None = None) -> tuple[str, list[str]]:
     """
     quote = connection.ops.quote_name
     events = quote(Event._meta.db_table)
-    outer = quote(table) if table else events
     sql = (
-        f"EXISTS (SELECT 1 FROM {events} child WHERE child.relates_to = {outer}.event_id "
+        f"EXISTS (SELECT 1 FROM {events} child WHERE child.relates_to = {events}.event_id "
         "AND child.rel_type IN (%s, %s, %s))"
     )
     return sql, [REPLACE, REFERENCE, THREAD]

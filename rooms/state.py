@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from django.db import connection, transaction
 
 from config.lru import LRU
-from rooms.models import MAX_STATE_DELTA_CHAIN, Room, StateGroup, StateGroupEntry
+from rooms.models import MAX_STATE_DELTA_CHAIN, Event, Room, StateGroup, StateGroupEntry
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
@@ -82,7 +82,7 @@ def state_group_at_position(room: Room, position: int, *, settled: bool = False)
         # As SQL: /sync asks this for every room of an initial sync, and building the
         # ORM query took longer than running it.
         with connection.cursor() as cursor:
-            cursor.execute(_GROUP_AT_SQL, [room.pk, position])
+            cursor.execute(_group_at_sql(), [room.pk, position])
             found = cursor.fetchone()
         group = found[0] if found else None
         if settled and group is not None:
@@ -90,10 +90,12 @@ def state_group_at_position(room: Room, position: int, *, settled: bool = False)
     return group
 
 
-_GROUP_AT_SQL = (
-    "SELECT state_group_id FROM rooms_event WHERE room_id = %s AND stream_ordering <= %s "
-    "ORDER BY stream_ordering DESC LIMIT 1"
-)
+def _group_at_sql() -> str:
+    events = connection.ops.quote_name(Event._meta.db_table)
+    return (
+        f"SELECT state_group_id FROM {events} WHERE room_id = %s AND stream_ordering <= %s "
+        "ORDER BY stream_ordering DESC LIMIT 1"
+    )
 
 
 def forget_cached_positions() -> None:

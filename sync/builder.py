@@ -182,7 +182,7 @@ class SyncBuilder:
         since = self.request.since
         news = self.news if since is not None and lower == since.events else None
         if news is not None and upper == self.now.events:
-            return self._timeline_from(recent.in_room(news, room), limit)
+            return self._timeline_from(recent.copies_in_room(news, room), limit)
         conditions = selectors.event_filter_q(self.request.section_filter("timeline"))
         rows = history.timeline_batch(
             room, conditions, self.ignored, lower, upper, backwards=True, count=limit + 1

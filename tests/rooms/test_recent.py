@@ -73,7 +73,7 @@ def test_copies_carry_the_callers_room_and_leave_the_shared_rows_alone(
     assert rows is not None
     room = Event.objects.get(event_id=here).room
 
-    copies = recent.in_room(rows, room)
+    copies = recent.copies_in_room(rows, room)
 
     assert [row.event_id for row in copies] == [here]
     assert copies[0].room is room
