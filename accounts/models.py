@@ -10,6 +10,7 @@ from django.contrib.auth.models import PermissionsMixin
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from config.model_loading import FastLoadModel
 from protocol.identifiers import is_valid_user_localpart
 
 
@@ -35,7 +36,7 @@ class UserManager(BaseUserManager["User"]):
         return self.create_user(localpart, password, **extra)
 
 
-class User(AbstractBaseUser, PermissionsMixin):
+class User(FastLoadModel, AbstractBaseUser, PermissionsMixin):
     """A Matrix user of this homeserver; ``is_staff`` users may use the admin portal.
 
     ``is_active=False`` means deactivated: the account can never log in again.
@@ -79,7 +80,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.user_id
 
 
-class Device(models.Model):
+class Device(FastLoadModel):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="devices")
     device_id = models.CharField(max_length=255)
     display_name = models.CharField(max_length=512, null=True, blank=True)
@@ -96,7 +97,7 @@ class Device(models.Model):
         return f"{self.device_id} ({self.user.localpart})"
 
 
-class AccessToken(models.Model):
+class AccessToken(FastLoadModel):
     """One login session: an access token, and a refresh token if the client asked.
 
     Only SHA-256 digests are stored, so a database dump reveals no usable session.

@@ -19,7 +19,7 @@ view runs on the event loop and does its database work in request threads.
 """
 
 import asyncio
-import contextlib
+import functools
 import os
 from typing import Any
 
@@ -37,11 +37,38 @@ from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.core.handlers.base import BaseHandler  # noqa: E402
 from django.http import FileResponse, HttpResponseBase  # noqa: E402
-from django.urls import Resolver404, get_resolver, set_script_prefix  # noqa: E402
+from django.urls import Resolver404, ResolverMatch, get_resolver, set_script_prefix  # noqa: E402
 
+from config import hangup  # noqa: E402
 from config.lru import LRU  # noqa: E402
 from config.middleware import MATRIX_PREFIXES  # noqa: E402
 from config.request_threads import in_request_thread  # noqa: E402
+
+# Path -> its resolution. Django tries the URL patterns one by one for every request,
+# which cost more than an empty /sync's own work; most requests go to a few paths.
+# Longer paths (rare, and each one different) are resolved every time.
+_resolved: LRU[str, ResolverMatch] = LRU(4096)
+MAX_CACHED_PATH = 512
+
+
+def _resolve(path: str) -> ResolverMatch:
+    """``get_resolver().resolve(path)``, remembered. A ResolverMatch depends only on the
+    path and the URL configuration, which does not change while the process runs."""
+    match = _resolved.get(path)
+    if match is None:
+        match = get_resolver().resolve(path)
+        if len(path) <= MAX_CACHED_PATH:
+            _resolved.put(path, match)
+    return match
+
+
+class _CachedResolution(BaseHandler):
+    def resolve_request(self, request: Any) -> ResolverMatch:
+        if hasattr(request, "urlconf"):
+            return super().resolve_request(request)
+        match = _resolve(request.path_info)
+        request.resolver_match = match
+        return match
 
 
 def _load_matrix_middleware(handler: BaseHandler, is_async: bool) -> None:
@@ -53,13 +80,13 @@ def _load_matrix_middleware(handler: BaseHandler, is_async: bool) -> None:
         settings.MIDDLEWARE = full
 
 
-class _SyncMatrixHandler(BaseHandler):
+class _SyncMatrixHandler(_CachedResolution):
     def __init__(self) -> None:
         super().__init__()
         _load_matrix_middleware(self, is_async=False)
 
 
-class MatrixASGIHandler(ASGIHandler):
+class MatrixASGIHandler(_CachedResolution, ASGIHandler):
     """Django's ASGI handler with ``settings.MATRIX_MIDDLEWARE`` instead of ``MIDDLEWARE``,
     synchronous views answered in one hop to the request threads, async views on the
     event loop without Django's per-request thread."""
@@ -69,21 +96,15 @@ class MatrixASGIHandler(ASGIHandler):
         self._sync_handler = _SyncMatrixHandler()
         self._respond_in_thread = in_request_thread(self._respond)
         self._close_in_thread = in_request_thread(HttpResponseBase.close)
-        # Path -> is its view async; most requests go to a few paths (/sync above all).
-        self._async_paths: LRU[str, bool] = LRU(4096)
 
     def load_middleware(self, is_async: bool = False) -> None:
         _load_matrix_middleware(self, is_async=is_async)
 
     def _is_async_view(self, path: str) -> bool:
-        known = self._async_paths.get(path)
-        if known is None:
-            try:
-                known = iscoroutinefunction(get_resolver().resolve(path).func)
-            except Resolver404:
-                known = False
-            self._async_paths.put(path, known)
-        return known
+        try:
+            return iscoroutinefunction(_resolve(path).func)
+        except Resolver404:
+            return False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
@@ -123,27 +144,26 @@ class MatrixASGIHandler(ASGIHandler):
     ) -> None:
         """An async view: Django's handling, less the request signals, whose receivers
         would each cost a hop to a thread. The view runs its own database work in request
-        threads, each giving its connection back (sync/api/views.py). A client that hangs
-        up cancels the view, as in Django."""
+        threads, each giving its connection back (sync/api/views.py). It runs in this task;
+        a view that waits listens for its client hanging up itself (config/hangup.py)."""
         set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(scope, body_file)
         if request is None:
             await self.send_response(error_response, send)
             return
-
-        async def respond() -> None:
+        hangup.listen_with(request, functools.partial(self.listen_for_disconnect, receive))
+        try:
             response = await self.get_response_async(request)
-            response._handler_class = self.__class__
-            await self.send_response(response, send)
-
-        view = asyncio.ensure_future(respond())
-        disconnect = asyncio.ensure_future(self.listen_for_disconnect(receive))
-        await asyncio.wait({view, disconnect}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (disconnect, view):
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RequestAborted):
-                await task
+        except asyncio.CancelledError:
+            if not hangup.hung_up(request):
+                raise
+            # The client is gone: nobody to answer. The cancellation was ours.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return
+        response._handler_class = self.__class__
+        await self.send_response(response, send)
 
 
 matrix_asgi_app = MatrixASGIHandler()

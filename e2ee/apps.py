@@ -12,7 +12,9 @@ class E2eeConfig(AppConfig):
         from accounts.signals import device_renamed, user_deactivated
         from e2ee import signals
         from e2ee.sync_section import (
+            KEY_COUNTS,
             device_lists_section,
+            key_counts_along,
             one_time_keys_section,
             to_device_section,
         )
@@ -21,6 +23,7 @@ class E2eeConfig(AppConfig):
         providers.register_top_level(to_device_section)
         providers.register_top_level(device_lists_section)
         providers.register_top_level(one_time_keys_section)
+        providers.register_read_along(KEY_COUNTS, key_counts_along)
         pre_save.connect(signals.refuse_cross_signing_key_as_device_id, sender=Device)
         post_save.connect(signals.device_saved, sender=Device)
         post_delete.connect(signals.device_deleted, sender=Device)

@@ -4,7 +4,7 @@ keys, and device list changes."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,10 +210,11 @@ def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
 _UNUSED_FALLBACK = -1
 
 
-def key_counts(user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
-    """/sync's one-time key counts and unused fallback key types of a device, in one
-    query. Every /sync asks, encrypted or not, so it is written as SQL: building the
-    union through the ORM cost more than running it."""
+def key_counts_query(user_id: str, device_id: str) -> tuple[str, list[Any]]:
+    """The one query of :func:`key_counts`: (algorithm, count) per algorithm of unclaimed
+    one-time keys, and (algorithm, -1) per unused fallback key. Every /sync asks,
+    encrypted or not, so it is SQL (building the union through the ORM cost more than
+    running it), which /sync runs along with its stream positions (sync.providers)."""
     one_time = connection.ops.quote_name(OneTimeKey._meta.db_table)
     fallback = connection.ops.quote_name(FallbackKey._meta.db_table)
     sql = (
@@ -221,9 +222,19 @@ def key_counts(user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]
         f"GROUP BY algorithm UNION ALL SELECT algorithm, %s FROM {fallback} "
         "WHERE user_id = %s AND device_id = %s AND used = %s"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [user_id, device_id, _UNUSED_FALLBACK, user_id, device_id, False])
-        rows = cursor.fetchall()
+    return sql, [user_id, device_id, _UNUSED_FALLBACK, user_id, device_id, False]
+
+
+def key_counts(
+    user_id: str, device_id: str, rows: Iterable[tuple[Any, Any]] | None = None
+) -> tuple[dict[str, int], list[str]]:
+    """/sync's one-time key counts and unused fallback key types of a device, from
+    :func:`key_counts_query`'s ``rows`` (read here if not given)."""
+    if rows is None:
+        sql, params = key_counts_query(user_id, device_id)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
     counts: dict[str, int] = {ALWAYS_COUNTED: 0}
     unused: list[str] = []
     for algorithm, n in rows:

@@ -59,12 +59,22 @@ def device_lists_section(
     return {"device_lists": {"changed": changes.changed, "left": changes.left}}, news
 
 
+# The read-along (sync.providers) of one_time_keys_section.
+KEY_COUNTS = "e2ee.key_counts"
+
+
+def key_counts_along(request: SyncRequest) -> tuple[str, list[Any]]:
+    return selectors.key_counts_query(request.user_id, request.device_id)
+
+
 def one_time_keys_section(
     request: SyncRequest, since: SyncToken | None, now: SyncToken
 ) -> tuple[dict[str, Any], bool]:
     """``device_one_time_keys_count`` and ``device_unused_fallback_key_types`` of the
     syncing device: always present, never news by themselves (a claim does not wake)."""
-    counts, unused_fallback_types = selectors.key_counts(request.user_id, request.device_id)
+    counts, unused_fallback_types = selectors.key_counts(
+        request.user_id, request.device_id, now.readings.get(KEY_COUNTS)
+    )
     return {
         "device_one_time_keys_count": counts,
         "device_unused_fallback_key_types": unused_fallback_types,

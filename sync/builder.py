@@ -141,7 +141,7 @@ def forget_cached_ignore_lists() -> None:
 
 class SyncBuilder:
     def __init__(self, request: SyncRequest, now: SyncToken | None = None) -> None:
-        self.now = now if now is not None else SyncToken.current()
+        self.now = now if now is not None else SyncToken.current_for(request)
         if request.since is not None and request.since.is_ahead_of(self.now):
             # Positions this server never handed out (a database restored from a
             # backup, an edited token): what the client has is unknown, so it gets an
@@ -774,5 +774,5 @@ class SyncBuilder:
 
 def build_sync(request: SyncRequest, now: SyncToken | None = None) -> SyncResult:
     """The response to ``request`` as of ``now`` (the streams' current positions, read
-    here unless the caller just read them)."""
+    here, with the request's read-alongs, unless the caller just read them)."""
     return SyncBuilder(request, now).build()

@@ -13,6 +13,7 @@ from accounts import selectors as account_selectors
 from accounts.authentication import authenticate_request
 from accounts.models import AccessToken
 from accounts.services.filters import check_filter
+from config import hangup
 from config.exceptions import matrix_error_response
 from config.matrix_api import parse_json
 from config.renderers import dumps
@@ -112,7 +113,7 @@ def _first_look(
     """Parse the request and build its answer, unless it is a long-poll whose token no
     stream has passed; with the joined rooms to wait on if it is a long-poll."""
     sync_request, long_poll = _prepare(request, timeout_ms)
-    now = SyncToken.current()
+    now = SyncToken.current_for(sync_request)
     if long_poll and sync_request.since == now:
         # No stream has moved since the token: no build can find news, so the long-poll
         # goes straight to waiting. Every change a /sync reports moves a stream
@@ -139,8 +140,11 @@ async def sync(request: HttpRequest, **kwargs: Any) -> HttpResponse:
             return _json(result.body)
         deadline = time.monotonic() + timeout_ms / 1000
         # A wake-up received since ``wakeups`` wakes this waiter at once: it may concern
-        # news the first look missed.
-        async with hub.hub.waiting(sync_request.user_id, room_ids, wakeups) as waiter:
+        # news the first look missed. A client that hangs up ends the wait.
+        async with (
+            hangup.cancelled_on_hangup(request),
+            hub.hub.waiting(sync_request.user_id, room_ids, wakeups) as waiter,
+        ):
             while result is None or not result.has_updates:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not await hub.wait(waiter, remaining):
