@@ -44,20 +44,22 @@ from config.lru import LRU  # noqa: E402
 from config.middleware import MATRIX_PREFIXES  # noqa: E402
 from config.request_threads import in_request_thread  # noqa: E402
 
-# Path -> its resolution. Django tries the URL patterns one by one for every request,
-# which cost more than an empty /sync's own work; most requests go to a few paths.
-# Longer paths (rare, and each one different) are resolved every time.
-_resolved: LRU[str, ResolverMatch] = LRU(4096)
-MAX_CACHED_PATH = 512
+# Path -> its resolution, for paths without variable parts (/sync, /versions,
+# /keys/upload...): Django tries the URL patterns one by one for every request, which
+# cost more than an empty /sync's own work. A path with an ID in it is seldom asked for
+# twice, so remembering those would only hold memory (a ResolverMatch keeps the list of
+# patterns it tried).
+_resolved: LRU[str, ResolverMatch] = LRU(1024)
 
 
 def _resolve(path: str) -> ResolverMatch:
-    """``get_resolver().resolve(path)``, remembered. A ResolverMatch depends only on the
-    path and the URL configuration, which does not change while the process runs."""
+    """``get_resolver().resolve(path)``, remembered for fixed paths. A ResolverMatch
+    depends only on the path and the URL configuration, which does not change while the
+    process runs."""
     match = _resolved.get(path)
     if match is None:
         match = get_resolver().resolve(path)
-        if len(path) <= MAX_CACHED_PATH:
+        if not match.args and not match.kwargs:
             _resolved.put(path, match)
     return match
 
