@@ -71,29 +71,26 @@ async def _long_poll(
     return sent, was_waiting
 
 
+def _poll(api: MatrixTestClient, who: Persona, *, hang_up: bool) -> list[dict[str, Any]]:
+    """What a long-poll of ``who`` sent; it was waiting before the end, and is no more."""
+    since = api.get("sync?timeout=0", token=who.access_token).body["next_batch"]
+    sent, was_waiting = asyncio.run(
+        _long_poll(who.access_token, since, who.user_id, hang_up=hang_up)
+    )
+    assert was_waiting
+    assert not _waiting(who.user_id)
+    return sent
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_client_that_hangs_up_ends_its_long_poll(api: MatrixTestClient, alice: Persona) -> None:
-    since = api.get("sync?timeout=0", token=alice.access_token).body["next_batch"]
-
-    sent, was_waiting = asyncio.run(
-        _long_poll(alice.access_token, since, alice.user_id, hang_up=True)
-    )
-
-    assert was_waiting
-    assert sent == []  # nobody to answer
-    assert not _waiting(alice.user_id)
+    assert _poll(api, alice, hang_up=True) == []  # nobody to answer
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_client_that_stays_gets_its_answer(api: MatrixTestClient, alice: Persona) -> None:
-    since = api.get("sync?timeout=0", token=alice.access_token).body["next_batch"]
+    sent = _poll(api, alice, hang_up=False)
 
-    sent, was_waiting = asyncio.run(
-        _long_poll(alice.access_token, since, alice.user_id, hang_up=False)
-    )
-
-    assert was_waiting
     assert sent[0]["type"] == "http.response.start"
     assert sent[0]["status"] == 200
     assert b'"next_batch"' in b"".join(m.get("body", b"") for m in sent[1:])
-    assert not _waiting(alice.user_id)
