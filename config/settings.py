@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "presence",
     "keybackup",
     "media",
+    "push",
 ]
 
 MIDDLEWARE = [

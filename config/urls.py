@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("presence.urls")),
     path("", include("keybackup.urls")),
     path("", include("media.urls")),
+    path("", include("push.urls")),
     path("", include("federation.urls")),
     path("admin/", admin.site.urls),
     # Last: every other Matrix path is an endpoint we do not have.

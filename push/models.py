@@ -1,0 +1,78 @@
+"""Push notifications (Client-Server API, "Push Notifications").
+
+- ``PushAction``: what the push rules decided for one local user and one event (Synapse's
+  ``event_push_actions``): a row per (user, event) whose actions include ``notify`` or a
+  highlight. The unread counts of /sync, GET /notifications and the pushers all read it.
+- ``Pusher``: a push gateway (or, later, email) to which a user's notifications go, with
+  how far delivery has got, so a worker that dies or a gateway that is down resumes
+  where it stopped and sends each notification once.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from rooms.models import Room
+
+
+class PushAction(models.Model):
+    """The push rules' verdict for ``user_id`` on one event, written in the transaction that
+    persists the event. ``thread_id`` is "main" or the thread root's event ID (threaded
+    notification counts). Rows after the user's read receipt in the room (and thread) are
+    unread."""
+
+    user_id = models.CharField(max_length=255)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    event_id = models.CharField(max_length=255)
+    stream_ordering = models.BigIntegerField()
+    thread_id = models.CharField(max_length=255, default="main")
+    actions = models.JSONField()
+    notify = models.BooleanField(default=True)
+    highlight = models.BooleanField(default=False)
+    ts = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "event_id"], name="push_action_unique")
+        ]
+        indexes = [
+            # Unread counts: a user's rows in a room after a position.
+            models.Index(
+                fields=["user_id", "room", "stream_ordering"], name="push_action_user_room"
+            ),
+            # GET /notifications and the pushers: a user's rows in stream order.
+            models.Index(fields=["user_id", "stream_ordering"], name="push_action_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.event_id}"
+
+
+class Pusher(models.Model):
+    """A pusher (POST /pushers/set): unique per (app_id, pushkey, user)."""
+
+    user_id = models.CharField(max_length=255, db_index=True)
+    # The access token's device that set it (a pusher goes when its device logs out).
+    device_id = models.CharField(max_length=255, null=True, blank=True)
+    kind = models.CharField(max_length=16)
+    app_id = models.CharField(max_length=64)
+    pushkey = models.CharField(max_length=512)
+    app_display_name = models.CharField(max_length=255)
+    device_display_name = models.CharField(max_length=255)
+    profile_tag = models.CharField(max_length=255, null=True, blank=True)
+    lang = models.CharField(max_length=64)
+    data = models.JSONField(default=dict)
+    created_ts = models.BigIntegerField()
+    # Delivery: PushAction rows up to this stream ordering have been handled.
+    last_stream_ordering = models.BigIntegerField(default=0)
+    last_success_ts = models.BigIntegerField(null=True, blank=True)
+    failing_since_ts = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["app_id", "pushkey", "user_id"], name="pusher_unique")
+        ]
+        indexes = [models.Index(fields=["app_id", "pushkey"], name="pusher_app_key")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.app_id}"
