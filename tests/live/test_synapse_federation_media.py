@@ -5,14 +5,13 @@ Synapse fetches the media from Trellis's federation endpoint
 Trellis fetches Synapse's keys from Synapse's ``/_matrix/key/v2/server`` to check it.
 
 The setup, all on 127.0.0.1:
-- Synapse from ``../shared/tools/synapse-peer.sh`` (plain HTTP on $SYNAPSE_PEER_PORT,
-  default 18228, server name ``localhost:<port>``), told to accept self-signed
-  certificates and to connect to 127.0.0.1 (it refuses private addresses by default);
+- Synapse from tests/live/synapse.py (installed into its own virtualenv on first use;
+  plain HTTP on $SYNAPSE_PEER_PORT, default 18228, server name ``localhost:<port>``),
+  told to accept self-signed certificates and to connect to 127.0.0.1 (it refuses
+  private addresses by default);
 - Trellis with server name ``localhost:<tls port>``, behind a small TLS-terminating
   proxy in this test (federation is HTTPS only), and a URL override telling it Synapse's
   server name is at ``http://127.0.0.1:<port>``.
-
-Skipped when Synapse is not installed in /opt/synapse-venv.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import json
 import os
 import socket
 import ssl
-import subprocess
 import threading
 import time
 import urllib.error
@@ -32,35 +30,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.federation.helpers import self_signed_certificate
 from tests.live.conftest import (
-    PROJECT_ROOT,
     LiveServer,
     backend_environ,
     free_port,
     start_homeserver,
     stop_homeserver,
 )
+from tests.live.synapse import SynapsePeer, start_synapse, stop_synapse
 
 pytestmark = pytest.mark.live
 
-SYNAPSE_VENV = Path(os.environ.get("SYNAPSE_VENV", "/opt/synapse-venv"))
-# The shared tools sit beside the project (../shared); CI may check the project out
-# elsewhere, so TRELLIS_SHARED_DIR or this workplace's /work/shared are looked at too.
-PEER_SCRIPT = next(
-    (
-        path
-        for base in (
-            os.environ.get("TRELLIS_SHARED_DIR", ""),
-            str(PROJECT_ROOT.parent / "shared"),
-            "/work/shared",
-        )
-        if base and (path := Path(base) / "tools" / "synapse-peer.sh").exists()
-    ),
-    PROJECT_ROOT.parent / "shared" / "tools" / "synapse-peer.sh",
-)
 SYNAPSE_PORT = int(os.environ.get("SYNAPSE_PEER_PORT", "18228"))
 
 
@@ -143,51 +125,22 @@ class TlsProxy:
         self.thread.join(timeout=5)
 
 
-def _peer(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PORT": str(SYNAPSE_PORT), "DATA": str(data), "VENV": str(SYNAPSE_VENV)}
-    return subprocess.run(
-        ["bash", str(PEER_SCRIPT), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-_SYNAPSE_DATA: dict[str, Path] = {}
+_PEERS: dict[str, SynapsePeer] = {}
 
 
 def synapse_log(url: str) -> str:
-    return (_SYNAPSE_DATA[url] / "homeserver.log").read_text(errors="replace")
+    return _PEERS[url].log()
 
 
 @pytest.fixture(scope="module")
 def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Synapse on http://127.0.0.1:SYNAPSE_PORT, allowed to reach Trellis on 127.0.0.1."""
-    if not (SYNAPSE_VENV / "bin" / "python").exists():
-        pytest.skip(f"Synapse is not installed in {SYNAPSE_VENV} (see shared/tools/README.md)")
-    if not PEER_SCRIPT.exists():
-        pytest.skip(f"{PEER_SCRIPT} not found")
-    data = tmp_path_factory.mktemp("synapse")
-    started = _peer("start", "sqlite", data=data)
-    if started.returncode != 0:
-        pytest.fail(f"synapse-peer.sh start failed:\n{started.stderr}")
+    peer = start_synapse(tmp_path_factory.mktemp("synapse"), SYNAPSE_PORT)
+    _PEERS[peer.url] = peer
     try:
-        config_path = data / "homeserver.yaml"
-        config = yaml.safe_load(config_path.read_text())
-        # Trellis is behind a self-signed certificate on a loopback address.
-        config["federation_verify_certificates"] = False
-        config["ip_range_whitelist"] = ["127.0.0.1/32", "::1/128"]
-        config_path.write_text(yaml.safe_dump(config))
-        restarted = _peer("start", "sqlite", "--keep", data=data)
-        if restarted.returncode != 0:
-            pytest.fail(f"synapse-peer.sh start --keep failed:\n{restarted.stderr}")
-        url = f"http://127.0.0.1:{SYNAPSE_PORT}"
-        _SYNAPSE_DATA[url] = data
-        yield url
+        yield peer.url
     finally:
-        _peer("stop", data=data)
+        stop_synapse(peer)
 
 
 @pytest.fixture(scope="module")
