@@ -63,6 +63,7 @@ def parse_create_room(body: Body, creator: str) -> creation.RoomSpec:
             raise MatrixError("M_BAD_JSON", "'initial_state' items need an object 'content'")
         check_bounded(event_type, "An 'initial_state' type", errcode="M_BAD_JSON")
         check_bounded(state_key, "An 'initial_state' state_key", errcode="M_BAD_JSON")
+        membership.check_member_event(event_type, state_key, content)
         initial_state.append((event_type, state_key, content))
     if body.list("invite_3pid"):
         raise MatrixError(
@@ -235,7 +236,7 @@ class StateView(MatrixView):
         check_room_id(room_id)
         content_size_ok(body.data)
         aliases.check_canonical_alias_event(room_id, event_type, state_key, body.data)
-        membership.check_member_content(event_type, body.data)
+        membership.check_member_event(event_type, state_key, body.data)
         event = do_send_event(room_id, send_context(request), event_type, body.data, state_key)
         return ok({"event_id": event.event_id})
 
