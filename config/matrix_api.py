@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from protocol.errors import MatrixError, bad_json, missing_param
+from protocol.identifiers import check_bounded
 
 T = TypeVar("T")
 
@@ -132,6 +133,12 @@ class MatrixView(APIView):
     """
 
     requires_auth = False
+    # Path parameters are identifiers the spec bounds at 255 bytes (room, user and event
+    # IDs, aliases, event types, state keys) or values kept in 255-character columns
+    # (transaction IDs, device IDs, tags, account data types, key backup versions and
+    # sessions, media IDs): a longer one is refused with 400 M_INVALID_PARAM before any
+    # work. A view lists here the parameters that have another limit or errcode.
+    unbounded_path_params: tuple[str, ...] = ()
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Path and query parameters reach database lookups; U+0000 cannot (see above).
@@ -140,6 +147,9 @@ class MatrixView(APIView):
             params += [key, *values]
         if any("\x00" in p for p in params if isinstance(p, str)):
             raise MatrixError("M_INVALID_PARAM", "Parameters must not contain U+0000")
+        for name, value in kwargs.items():
+            if isinstance(value, str) and name not in self.unbounded_path_params:
+                check_bounded(value, f"The path parameter '{name}'")
         super().initial(request, *args, **kwargs)
         if self.requires_auth and request.user is None:
             raise MatrixError("M_MISSING_TOKEN", "Missing access token")

@@ -12,9 +12,11 @@ from config.lru import LRU
 from presence import selectors
 from presence.models import OFFLINE, STATES, Presence
 from protocol.errors import bad_json
+from protocol.identifiers import check_bounded
 from streams import notifier
 from streams import positions as streams
 
+MAX_STATUS_MSG_BYTES = 1024
 # A /sync marks its user active at most this often (a write per sync would be a write
 # per long-poll).
 ACTIVITY_GRANULARITY_MS = 60 * 1000
@@ -36,6 +38,15 @@ def check_presence(state: str) -> str:
     if state not in STATES:
         raise bad_json(f"'presence' must be one of {', '.join(STATES)}")
     return state
+
+
+def check_status_msg(status_msg: str | None) -> str | None:
+    """A status message is a line shown next to a name, sent to everyone sharing a room
+    with the user on every change; the spec sets no limit, so it gets a display name's
+    order of size (Synapse allows 256 characters there), in bytes: 1 KiB."""
+    if status_msg is not None:
+        check_bounded(status_msg, "'status_msg'", limit=MAX_STATUS_MSG_BYTES)
+    return status_msg
 
 
 def _visible(content: dict[str, object]) -> tuple[object, ...]:
@@ -73,6 +84,7 @@ def do_set_presence(user_id: str, state: str, status_msg: str | None) -> None:
     """PUT /presence/{userId}/status. With presence off the request is accepted and
     ignored (as Synapse does with presence disabled)."""
     check_presence(state)
+    check_status_msg(status_msg)
     if not settings.PRESENCE_ENABLED:
         return
     _write(user_id, state, status_msg, keep_status=False)

@@ -14,7 +14,12 @@ from typing import Any
 
 from protocol.canonical_json import CanonicalJSONError, check_canonical_json_values
 from protocol.hashing import compute_event_id, compute_room_id_from_create_event
+from protocol.identifiers import MAX_ID_BYTES, byte_length
 from protocol.room_versions import RoomVersion
+
+# Client-Server API, "Size limits": besides the 64 KiB of the whole event, these keys
+# are at most 255 bytes each (sender, room_id and event_id by the identifier grammar).
+SIZE_LIMITED_KEYS = ("type", "state_key", "sender", "room_id", "event_id")
 
 
 class EventFormatError(ValueError):
@@ -32,6 +37,39 @@ def check_event_json_values(pdu: Mapping[str, Any], room_version: RoomVersion) -
         check_canonical_json_values(pdu, strict=room_version.strict_canonical_json)
     except CanonicalJSONError as e:
         raise EventFormatError(str(e)) from e
+
+
+def oversized_key(pdu: Mapping[str, Any]) -> str | None:
+    """The first of ``SIZE_LIMITED_KEYS`` whose value is over 255 bytes, or None."""
+    for key in SIZE_LIMITED_KEYS:
+        value = pdu.get(key)
+        if isinstance(value, str) and byte_length(value) > MAX_ID_BYTES:
+            return key
+    return None
+
+
+def oversized_relation_field(content: Mapping[str, Any]) -> str | None:
+    """The relation field of ``content`` that is over 255 bytes, or None.
+
+    ``m.relates_to.event_id`` and ``m.in_reply_to.event_id`` name events, whose IDs are at
+    most 255 bytes (appendices, "Event IDs"), and ``rel_type`` is a type like an event's:
+    a longer value cannot name anything, and a server indexes all three.
+    """
+    relates_to = content.get("m.relates_to")
+    if not isinstance(relates_to, Mapping):
+        return None
+    in_reply_to = relates_to.get("m.in_reply_to")
+    fields = {
+        "m.relates_to.event_id": relates_to.get("event_id"),
+        "m.relates_to.rel_type": relates_to.get("rel_type"),
+        "m.relates_to.m.in_reply_to.event_id": (
+            in_reply_to.get("event_id") if isinstance(in_reply_to, Mapping) else None
+        ),
+    }
+    for name, value in fields.items():
+        if isinstance(value, str) and byte_length(value) > MAX_ID_BYTES:
+            return name
+    return None
 
 
 class Event:

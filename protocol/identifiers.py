@@ -11,8 +11,10 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from protocol.errors import invalid_param
+from protocol.errors import MatrixError, invalid_param
 
+# Appendices, "Identifier Grammar": user, room and event IDs and room aliases are at
+# most 255 bytes; Client-Server API, "Size limits": so are an event's type and state_key.
 MAX_ID_BYTES = 255
 
 _DNS_NAME = re.compile(r"^[A-Za-z0-9\-.]{1,255}$")
@@ -23,6 +25,30 @@ _USER_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
 # except ':' — accepted from other servers, never issued here.
 _HISTORICAL_LOCALPART = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
 _NAMESPACED = re.compile(r"^[a-z][a-z0-9\-_.]{0,254}$")
+
+
+def byte_length(value: str) -> int:
+    """The length of ``value`` in UTF-8, the unit of the spec's size limits."""
+    return len(value.encode("utf-8", "surrogatepass"))
+
+
+def check_bounded(
+    value: str,
+    what: str,
+    *,
+    limit: int = MAX_ID_BYTES,
+    errcode: str = "M_INVALID_PARAM",
+    status: int | None = None,
+) -> str:
+    """``value`` if it is at most ``limit`` bytes of UTF-8, else a Matrix error.
+
+    Every identifier the spec bounds, and every string kept in a bounded column, is
+    checked with this where it enters, so an over-long one is refused the same way on
+    every database instead of being truncated (PostgreSQL) or stored whole (SQLite).
+    """
+    if byte_length(value) > limit:
+        raise MatrixError(errcode, f"{what} is longer than {limit} bytes", status=status)
+    return value
 
 
 def split_port(server_name: str) -> tuple[str, int | None]:
@@ -79,7 +105,7 @@ def parse_identifier(value: str, sigil: str) -> Identifier:
     """Split ``&localpart:domain``; raise ValueError if it is not of that shape."""
     if not isinstance(value, str) or not value.startswith(sigil):
         raise ValueError(f"identifier must start with {sigil!r}")
-    if len(value.encode("utf-8")) > MAX_ID_BYTES:
+    if byte_length(value) > MAX_ID_BYTES:
         raise ValueError("identifier is longer than 255 bytes")
     localpart, sep, domain = value[1:].partition(":")
     if not sep:
@@ -126,7 +152,7 @@ def is_valid_room_id(value: str) -> bool:
     """Room IDs: ``!opaque:domain`` (v1-v11) or ``!hash`` (v12, no domain)."""
     if not isinstance(value, str) or not value.startswith("!"):
         return False
-    if len(value.encode("utf-8")) > MAX_ID_BYTES:
+    if byte_length(value) > MAX_ID_BYTES:
         return False
     return len(value) > 1
 
@@ -143,7 +169,7 @@ def is_valid_event_id(value: str) -> bool:
         isinstance(value, str)
         and value.startswith("$")
         and len(value) > 1
-        and len(value.encode("utf-8")) <= MAX_ID_BYTES
+        and byte_length(value) <= MAX_ID_BYTES
     )
 
 

@@ -84,6 +84,9 @@ class ProfileView(MatrixView):
 
 
 class ProfileFieldView(MatrixView):
+    # profile.yaml: a key name over 255 bytes is M_KEY_TOO_LARGE (profile.check_key_name).
+    unbounded_path_params = ("key",)
+
     def get(self, request: Request, user_id: str, key: str) -> Response:
         """GET /_matrix/client/v3/profile/{userId}/{keyName}"""
         fields = selectors.get_profile(user_id)

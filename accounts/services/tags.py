@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 
 from accounts.models import AccountData, User
-from accounts.services.account_data import write_account_data
+from accounts.services.account_data import check_content_size, write_account_data
 from protocol.errors import bad_json, invalid_param
 
 TAG_TYPE = "m.tag"
@@ -48,6 +48,8 @@ def _change(user: User, room_id: str, tag: str, info: dict[str, Any] | None) -> 
             del tags[tag]
         else:
             tags[tag] = info
+        # The tags of a room are one account data object, and share its limit.
+        check_content_size({"tags": tags})
         write_account_data(user, TAG_TYPE, {"tags": tags}, room_id)
 
 

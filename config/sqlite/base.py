@@ -15,6 +15,7 @@ queries of a simple request. A connection goes back idle only outside a transact
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from typing import Any
@@ -27,6 +28,21 @@ _write_lock = threading.Lock()
 MAX_IDLE_PER_DATABASE = 8
 _idle_lock = threading.Lock()
 _idle: dict[str, list[sqlite3.Connection]] = {}
+
+
+def create_private(path: str) -> None:
+    """Create the database file, if missing, readable by its owner only (0600, like the
+    signing key): it holds password hashes and every message. Left to SQLite it would get
+    0644 under the usual umask; its -wal and -shm files take the database file's mode.
+    An empty file is an empty SQLite database."""
+    if path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        # It exists already, or cannot be created: then SQLite says what is wrong.
+        return
+    os.close(fd)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -72,6 +88,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 idle = _idle.get(key)
                 if idle:
                     return idle.pop()
+            create_private(key)
         connection: sqlite3.Connection = super().get_new_connection(conn_params)
         return connection
 

@@ -111,6 +111,8 @@ class ConfigView(MatrixView):
 class DownloadView(MatrixView):
     requires_auth = True
     legacy = False
+    # Only repeated in Content-Disposition, never stored or looked up.
+    unbounded_path_params = ("file_name",)
 
     def get(
         self, request: Request, server_name: str, media_id: str, file_name: str | None = None

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from config.matrix_api import Body, MatrixView, ok
 from protocol.errors import MatrixError, forbidden
+from protocol.identifiers import is_valid_event_id
 from rooms import selectors
 from rooms.api.common import check_room_id
 from rooms.models import Event, Room
@@ -35,7 +36,7 @@ class TypingView(MatrixView):
 
 def _event(room: Room, event_id: str, user_id: str) -> Event:
     """The acknowledged event: in the room and visible to the user (404 otherwise)."""
-    if not event_id.startswith("$"):
+    if not is_valid_event_id(event_id):
         raise MatrixError("M_INVALID_PARAM", "Invalid event ID")
     return selectors.get_event_for_user(room, event_id, user_id)
 

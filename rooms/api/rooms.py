@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.services.filters import check_room_event_filter
 from config.matrix_api import Body, MatrixView, ok, parse_json
 from protocol.errors import MatrixError, invalid_param, not_found
-from protocol.identifiers import is_valid_user_id, parse_room_alias
+from protocol.identifiers import check_bounded, is_valid_user_id, parse_room_alias
 from rooms import history, relations, selectors
 from rooms.api.common import check_room_id, resolve_room_id_or_alias, send_context
 from rooms.serialize import client_events
@@ -43,7 +44,8 @@ def parse_create_room(body: Body, creator: str) -> creation.RoomSpec:
         if not alias_name or ":" in alias_name or any(c.isspace() for c in alias_name):
             raise MatrixError("M_INVALID_PARAM", "Invalid room alias name")
         try:
-            parse_room_alias(f"#{alias_name}:localhost")
+            # The whole alias, with this server's name, must fit the 255-byte limit.
+            parse_room_alias(f"#{alias_name}:{settings.SERVER_NAME}")
         except ValueError:
             raise MatrixError("M_INVALID_PARAM", "Invalid room alias name") from None
     initial_state = []
@@ -59,6 +61,9 @@ def parse_create_room(body: Body, creator: str) -> creation.RoomSpec:
             raise MatrixError("M_BAD_JSON", "'initial_state' items need a string 'type'")
         if not isinstance(content, dict):
             raise MatrixError("M_BAD_JSON", "'initial_state' items need an object 'content'")
+        check_bounded(event_type, "An 'initial_state' type", errcode="M_BAD_JSON")
+        check_bounded(state_key, "An 'initial_state' state_key", errcode="M_BAD_JSON")
+        membership.check_member_event(event_type, state_key, content)
         initial_state.append((event_type, state_key, content))
     if body.list("invite_3pid"):
         raise MatrixError(
@@ -231,7 +236,7 @@ class StateView(MatrixView):
         check_room_id(room_id)
         content_size_ok(body.data)
         aliases.check_canonical_alias_event(room_id, event_type, state_key, body.data)
-        membership.check_member_content(event_type, body.data)
+        membership.check_member_event(event_type, state_key, body.data)
         event = do_send_event(room_id, send_context(request), event_type, body.data, state_key)
         return ok({"event_id": event.event_id})
 

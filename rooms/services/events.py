@@ -21,7 +21,12 @@ from protocol import auth_rules
 from protocol.canonical_json import CanonicalJSONError, encode_canonical_json
 from protocol.errors import MatrixError
 from protocol.events import Event as PDUEvent
-from protocol.events import EventFormatError, check_event_json_values
+from protocol.events import (
+    EventFormatError,
+    check_event_json_values,
+    oversized_key,
+    oversized_relation_field,
+)
 from protocol.hashing import generate_opaque_event_id
 from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.signing import hash_and_sign_event
@@ -94,6 +99,14 @@ def _reference(event: PDUEvent, room_version: RoomVersion) -> Any:
 
 
 def _check_size_and_values(pdu: dict[str, Any], room_version: RoomVersion) -> None:
+    # Views refuse over-long path parameters first (M_INVALID_PARAM); this catches every
+    # other way in (createRoom's initial_state, upgrades), as Synapse's size check does.
+    key = oversized_key(pdu)
+    if key is not None:
+        raise MatrixError("M_TOO_LARGE", f"'{key}' is longer than 255 bytes")
+    field = oversized_relation_field(pdu["content"])
+    if field is not None:
+        raise MatrixError("M_BAD_JSON", f"'{field}' is longer than 255 bytes")
     try:
         check_event_json_values(pdu, room_version)
         size = len(encode_canonical_json(pdu, strict=room_version.strict_canonical_json))

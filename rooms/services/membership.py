@@ -10,7 +10,7 @@ from django.db import transaction
 from accounts.selectors import local_user
 from protocol import auth_rules
 from protocol.errors import MatrixError
-from protocol.identifiers import parse_user_id
+from protocol.identifiers import is_valid_user_id, parse_user_id
 from rooms import event_cache
 from rooms.models import Event, Membership, Room
 from rooms.services.events import (
@@ -26,10 +26,16 @@ JOIN, INVITE, LEAVE, BAN, KNOCK = "join", "invite", "leave", "ban", "knock"
 MEMBERSHIPS = (JOIN, INVITE, LEAVE, BAN, KNOCK)
 
 
-def check_member_content(event_type: str, content: dict[str, Any]) -> None:
-    """An m.room.member event sent as state needs a string ``membership``; without one
-    the request is malformed (400 M_BAD_JSON), not refused by the auth rules."""
-    if event_type == "m.room.member" and not isinstance(content.get("membership"), str):
+def check_member_event(event_type: str, state_key: str, content: dict[str, Any]) -> None:
+    """An m.room.member event sent as state is about a user: its state_key must be a
+    user ID (m.room.member: ``format: mx-user-id``; 400 M_INVALID_PARAM, as Synapse
+    answers), and it needs a string ``membership``; otherwise the request is malformed,
+    not refused by the auth rules."""
+    if event_type != "m.room.member":
+        return
+    if not is_valid_user_id(state_key):
+        raise MatrixError("M_INVALID_PARAM", "The state_key of m.room.member must be a user ID")
+    if not isinstance(content.get("membership"), str):
         raise MatrixError("M_BAD_JSON", "m.room.member content needs a string 'membership'")
 
 

@@ -8,11 +8,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from protocol.errors import MatrixError, invalid_param, not_found
+from protocol.identifiers import check_bounded
 from rooms import selectors
 from rooms.models import EventReport, Room
 
+# The spec sets no limit on a report's reason; continuwuity refuses one over 750 bytes
+# with M_INVALID_PARAM, and so does this server.
+MAX_REASON_BYTES = 750
 # The removed (v1.18) ``score`` ran from -100 (most offensive) to 0 (inoffensive).
 MIN_SCORE, MAX_SCORE = -100, 0
+
+
+def check_reason(reason: str | None) -> None:
+    if reason is not None:
+        check_bounded(reason, "'reason'", limit=MAX_REASON_BYTES)
 
 
 def do_report_event(
@@ -26,6 +35,7 @@ def do_report_event(
     """
     if score is not None and not MIN_SCORE <= score <= MAX_SCORE:
         raise invalid_param("'score' must be between -100 and 0")
+    check_reason(reason)
     unknown = not_found("The event was not found or you are not joined to the room")
     room = Room.objects.filter(room_id=room_id).first()
     if room is None:
@@ -49,6 +59,7 @@ def do_report_event(
 def do_report_room(room_id: str, reporter: str, reason: str) -> EventReport:
     """POST /rooms/{roomId}/report: any user may report a room this server knows, joined
     or not (since v1.13 servers MUST NOT require membership)."""
+    check_reason(reason)
     if not Room.objects.filter(room_id=room_id).exists():
         raise not_found("The room was not found")
     return EventReport.objects.create(room_id=room_id, reporter=reporter, reason=reason)

@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from protocol.events import Event, EventFormatError, check_event_json_values
+from protocol.events import (
+    Event,
+    EventFormatError,
+    check_event_json_values,
+    oversized_key,
+    oversized_relation_field,
+)
 from protocol.hashing import compute_event_id, compute_room_id_from_create_event
 from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion, RoomVersions
 
@@ -264,3 +270,27 @@ class TestCheckEventJsonValues:
 
     def test_valid_event_passes(self) -> None:
         check_event_json_values(member_pdu(), RoomVersions.V12)
+
+
+@pytest.mark.parametrize("key", ["type", "state_key", "sender", "room_id", "event_id"])
+def test_the_size_limited_keys_are_at_most_255_bytes(key: str) -> None:
+    """Client-Server API, "Size limits"."""
+    assert oversized_key({key: "a" * 255, "content": {"body": "b" * 1000}}) is None
+    assert oversized_key({key: "é" * 128}) == key
+
+
+@pytest.mark.parametrize(
+    ("relates_to", "field"),
+    [
+        ({"rel_type": "m.thread", "event_id": "$" + "a" * 255}, "m.relates_to.event_id"),
+        ({"rel_type": "r" * 256, "event_id": "$e"}, "m.relates_to.rel_type"),
+        ({"m.in_reply_to": {"event_id": "$" + "a" * 255}}, "m.relates_to.m.in_reply_to.event_id"),
+        ({"rel_type": "m.thread", "event_id": "$" + "a" * 254}, None),
+        ({"event_id": 5, "m.in_reply_to": "not an object"}, None),
+    ],
+)
+def test_relation_fields_over_255_bytes_are_found(
+    relates_to: dict[str, Any], field: str | None
+) -> None:
+    assert oversized_relation_field({"m.relates_to": relates_to}) == field
+    assert oversized_relation_field({"m.relates_to": "not an object"}) is None

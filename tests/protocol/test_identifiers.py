@@ -2,7 +2,10 @@
 
 import pytest
 
+from protocol.errors import MatrixError
 from protocol.identifiers import (
+    byte_length,
+    check_bounded,
     is_namespaced_identifier,
     is_valid_event_id,
     is_valid_room_id,
@@ -115,3 +118,23 @@ def test_common_namespaced_identifiers() -> None:
     assert not is_namespaced_identifier("M.upper")
     assert not is_namespaced_identifier("1abc")
     assert not is_namespaced_identifier("a" * 256)
+
+
+def test_lengths_are_counted_in_utf8_bytes_and_never_fail() -> None:
+    assert byte_length("abc") == 3
+    assert byte_length("é") == 2
+    assert byte_length("\U0001f600") == 4
+    # A lone surrogate cannot be UTF-8, but the count is still total.
+    assert byte_length("\ud800") == 3
+    assert not is_valid_room_id("!\ud800" * 100)
+
+
+def test_check_bounded_accepts_the_limit_and_refuses_one_byte_more() -> None:
+    assert check_bounded("a" * 255, "x") == "a" * 255
+    with pytest.raises(MatrixError) as refused:
+        check_bounded("é" * 128, "The type")
+    assert (refused.value.errcode, refused.value.status) == ("M_INVALID_PARAM", 400)
+    assert refused.value.error == "The type is longer than 255 bytes"
+    with pytest.raises(MatrixError) as refused:
+        check_bounded("a" * 11, "'reason'", limit=10, errcode="M_BAD_JSON")
+    assert refused.value.errcode == "M_BAD_JSON"

@@ -823,3 +823,49 @@ def test_joined_members_needs_membership_even_in_a_world_readable_room(
     response = api.get(f"rooms/{room}/joined_members", token=bob.access_token)
     assert response.status == 403
     assert response.errcode == "M_FORBIDDEN"
+
+
+@pytest.mark.parametrize(
+    "state_key", ["notauser", "", "@nodomain", "#alias:localhost", "@bad name:localhost"]
+)
+def test_a_member_event_whose_state_key_is_not_a_user_id_is_refused(
+    api: MatrixTestClient, alice: Persona, state_key: str
+) -> None:
+    """m.room.member's state_key is an mx-user-id: PUT /state with anything else is
+    400 M_INVALID_PARAM (as Synapse answers), and no member event is stored."""
+    room = create_room(api, alice)
+    before = {key: e["event_id"] for key, e in state_map(api, alice, room).items()}
+
+    response = set_state(
+        api, alice, room, "m.room.member", {"membership": "invite"}, state_key, expect=400
+    )
+
+    assert response.errcode == "M_INVALID_PARAM"
+    assert {key: e["event_id"] for key, e in state_map(api, alice, room).items()} == before
+    members = api.get(room_path(room, "members"), token=alice.access_token).body["chunk"]
+    assert [m["state_key"] for m in members] == [alice.user_id]
+
+
+def test_create_room_refuses_an_initial_member_event_for_a_non_user(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    rooms_before = api.get("joined_rooms", token=alice.access_token).body["joined_rooms"]
+    item = {"type": "m.room.member", "state_key": "notauser", "content": {"membership": "invite"}}
+
+    response = api.post("createRoom", {"initial_state": [item]}, token=alice.access_token)
+
+    assert (response.status, response.errcode) == (400, "M_INVALID_PARAM")
+    assert api.get("joined_rooms", token=alice.access_token).body["joined_rooms"] == rooms_before
+
+
+def test_a_member_event_for_a_remote_user_id_is_still_accepted(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    """Only the shape is checked: an invite of a well-formed user ID on another server
+    is up to the auth rules, as before."""
+    room = create_room(api, alice)
+    remote = "@carol:elsewhere.example"
+    set_state(api, alice, room, "m.room.member", {"membership": "invite"}, remote)
+    assert state_map(api, alice, room)[("m.room.member", remote)]["content"] == {
+        "membership": "invite"
+    }
