@@ -57,19 +57,20 @@ def compiled_rules_for(user_ids: Iterable[str]) -> dict[str, CompiledRules]:
     global _seen
     wanted = list(dict.fromkeys(user_ids))
     missing = [user_id for user_id in wanted if user_id not in _compiled]
-    seen = _seen
-    if seen is None:
+    query: Q | None
+    if _seen is None:
         # Everything up to the current position is committed; later changes have later
         # positions, which the next call's query finds.
         seen = streams.current_position(streams.ACCOUNT_DATA)
-        query = Q(user_id__in=missing)
+        query = Q(user_id__in=missing) if missing else None
     else:
-        query = (
-            Q(stream_id__gt=seen) | Q(user_id__in=missing) if missing else Q(stream_id__gt=seen)
-        )
+        seen = _seen
+        query = Q(stream_id__gt=seen)
+        if missing:
+            query |= Q(user_id__in=missing)
     rows = (
         list(PushRules.objects.filter(query).values_list("user_id", "changes", "stream_id"))
-        if missing or _seen is not None
+        if query is not None
         else []
     )
     fresh = {
