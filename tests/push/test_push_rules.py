@@ -364,3 +364,13 @@ def test_set_actions_refusals(api: MatrixTestClient, alice: Persona) -> None:
         rules_path("override", "missing", "enabled"), {"enabled": True}, token=alice.access_token
     )
     assert (response.status, response.errcode) == (404, "M_NOT_FOUND")
+
+
+def test_rule_ids_with_characters_escaped_in_paths(api: MatrixTestClient, alice: Persona) -> None:
+    rule_id = "a b#c?d%e:f"
+    body = {"pattern": "x", "actions": []}
+    assert put_rule(api, alice, "content", rule_id, body).status == 200
+    assert ids(ruleset(api, alice)["content"]) == [rule_id]
+    response = api.get(rules_path("content", rule_id, "enabled"), token=alice.access_token)
+    assert response.body == {"enabled": True}
+    assert api.delete(rules_path("content", rule_id), token=alice.access_token).status == 200
