@@ -145,17 +145,44 @@ class _Literal(_Condition):
 
 class _Glob(_Condition):
     """event_match with a glob: the whole value, or for ``content.body`` any substring
-    starting and ending at word boundaries."""
+    starting and ending at word boundaries.
 
-    __slots__ = ("key", "regex")
+    Matched segment by segment (the parts between stars, each found leftmost after the
+    one before: with ``*`` free to take anything, the leftmost is always the best
+    choice), which takes time linear in the value's length times the pattern's; one
+    regular expression with several ``.*`` would backtrack polynomially, and a user's
+    pattern must not make sends slow."""
+
+    __slots__ = ("first", "key", "last", "middle")
 
     def __init__(self, key: str, pattern: str) -> None:
         self.key = key
-        self.regex = _glob_regex(pattern, words=key == _BODY)
+        words = key == _BODY
+        start, end = (_WORD_START, _WORD_END) if words else (r"\A", r"\Z")
+        segments = [_glob_segment(segment) for segment in pattern.split("*")]
+        self.last: re.Pattern[str] | None = None
+        if len(segments) == 1:
+            # No star: the one segment is the whole match.
+            self.first = _segment_regex(start + segments[0] + end)
+        else:
+            self.first = _segment_regex(start + segments[0])
+            self.last = _segment_regex(segments[-1] + end)
+        self.middle = tuple(_segment_regex(s) for s in segments[1:-1] if s)
 
     def test(self, event: PushEvent, user_id: str, display_name: str | None) -> bool:
         value = event.flat.get(self.key)
-        return isinstance(value, str) and self.regex.search(value) is not None
+        if not isinstance(value, str):
+            return False
+        found = self.first.search(value)
+        if found is None or self.last is None:
+            return found is not None
+        position = found.end()
+        for segment in self.middle:
+            found = segment.search(value, position)
+            if found is None:
+                return False
+            position = found.end()
+        return self.last.search(value, position) is not None
 
 
 class _Exactly(_Condition):
@@ -279,21 +306,14 @@ class _ContainsDisplayName(_Condition):
         return isinstance(body, str) and _word_regex(display_name).search(body) is not None
 
 
-def _glob_regex(pattern: str, *, words: bool) -> re.Pattern[str]:
-    """Appendices, "Glob-style matching": ``*`` is zero or more characters, ``?`` exactly
-    one; the rest is literal."""
-    parts: list[str] = []
-    for char in pattern:
-        if char == "*":
-            if not parts or parts[-1] != ".*":
-                parts.append(".*")
-        elif char == "?":
-            parts.append(".")
-        else:
-            parts.append(re.escape(char))
-    body = "".join(parts)
-    body = _WORD_START + body + _WORD_END if words else f"\\A(?:{body})\\Z"
-    return re.compile(body, re.IGNORECASE | re.DOTALL)
+def _glob_segment(segment: str) -> str:
+    """A glob without stars as a regular expression (appendices, "Glob-style matching":
+    ``?`` is exactly one character, the rest is literal)."""
+    return "".join("." if char == "?" else re.escape(char) for char in segment)
+
+
+def _segment_regex(expression: str) -> re.Pattern[str]:
+    return re.compile(expression, re.IGNORECASE | re.DOTALL)
 
 
 @lru_cache(maxsize=4096)

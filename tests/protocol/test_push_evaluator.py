@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import random
+import re
 from typing import Any
 
 import pytest
@@ -126,6 +128,52 @@ def test_event_match_on_body_matches_words(body: str) -> None:
 @pytest.mark.parametrize("body", ["examples", "an_example", "complex_pleading", "An EXAMPLE2"])
 def test_event_match_on_body_needs_word_boundaries(body: str) -> None:
     assert not matches(override(BODY), push_event({"body": body}))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("*", "", True),
+        ("**", "anything", True),
+        ("a*", "abc", True),
+        ("*c", "abc", True),
+        ("*c", "abcd", False),
+        ("a*b*c", "aXbYc", True),
+        ("a*b*c", "acb", False),
+        ("a*a", "a", False),
+        ("a*a", "aa", True),
+        ("?*?", "x", False),
+        ("?*?", "xy", True),
+        ("a?c*", "ABCD", True),
+        ("*b*", "abc", True),
+        ("*a*a*a*a*a*b", "a" * 5000, False),
+    ],
+)
+def test_event_match_globs_on_the_whole_value(pattern: str, value: str, expected: bool) -> None:
+    rules = override({"kind": "event_match", "key": "content.x", "pattern": pattern})
+    assert matches(rules, push_event({"x": value})) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "body", "expected"),
+    [
+        ("cake*lie", "the cake is a lie!", True),
+        ("cake*lie", "the cakes lie", True),
+        ("cake*lie", "the cakes lied", False),
+        ("cake*lie", "cake lies", False),
+        ("cake*lie", "cake, lies, and a lie", True),
+        ("*lie", "lie", True),
+        ("cake*", "cakewalk", True),
+        ("cake*", "pancake", False),
+        ("*", "", True),
+        ("b?d", "a bad day", True),
+        ("b?d", "abad day", False),
+        ("*a*a*a*a*a*b", "a " * 3000, False),
+    ],
+)
+def test_event_match_globs_on_the_body(pattern: str, body: str, expected: bool) -> None:
+    rules = override({"kind": "event_match", "key": "content.body", "pattern": pattern})
+    assert matches(rules, push_event({"body": body})) is expected
 
 
 def test_event_match_glob_question_mark_is_one_character() -> None:
@@ -475,3 +523,22 @@ def test_notifies_and_tweaks() -> None:
     assert notifies([{"set_tweak": "highlight", "value": True}]) == (False, True)
     actions = ["notify", {"set_tweak": "sound", "value": "bing"}, {"set_tweak": "x", "value": 1}]
     assert tweaks(actions) == {"sound": "bing", "x": 1}
+
+
+def _reference_glob(pattern: str, value: str, *, words: bool) -> bool:
+    """The globs' plain definition as one regular expression (backtracking, fine for
+    short strings)."""
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    expression = f"(?<![A-Za-z0-9_]){body}(?![A-Za-z0-9_])" if words else f"\\A{body}\\Z"
+    return re.search(expression, value, re.IGNORECASE | re.DOTALL) is not None
+
+
+@pytest.mark.parametrize("key", ["content.x", "content.body"])
+def test_globs_agree_with_their_plain_definition(key: str) -> None:
+    chooser = random.Random(14)
+    for _ in range(1000):
+        pattern = "".join(chooser.choice("ab?* ") for _ in range(chooser.randint(0, 6)))
+        value = "".join(chooser.choice("abAB _-") for _ in range(chooser.randint(0, 8)))
+        rules = override({"kind": "event_match", "key": key, "pattern": pattern})
+        expected = _reference_glob(pattern, value, words=key == "content.body")
+        assert matches(rules, push_event({key.split(".")[1]: value})) is expected, (pattern, value)
