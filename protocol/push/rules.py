@@ -14,6 +14,7 @@ functions from one document to the next, so the storage only has to keep it.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +37,9 @@ MAX_ACTIONS = 32
 MAX_RULE_ID_LENGTH = 255
 MAX_PATTERN_LENGTH = 1024
 MAX_CUSTOM_RULES = 500
+# The whole changes document, as JSON: the merged ruleset goes to every device of the
+# user in /sync on each change.
+MAX_CHANGES_BYTES = 128 * 1024
 
 _SOUND_DEFAULT: dict[str, Any] = {"set_tweak": "sound", "value": "default"}
 _HIGHLIGHT: dict[str, Any] = {"set_tweak": "highlight"}
@@ -323,6 +327,15 @@ def check_rule(kind: str, rule_id: str, body: Mapping[str, Any]) -> dict[str, An
 
 
 # --- editing a user's changes ----------------------------------------------------------
+
+
+def check_changes_size(changes: Mapping[str, Any]) -> None:
+    """413 M_TOO_LARGE when the user's changes outgrow ``MAX_CHANGES_BYTES``."""
+    size = len(json.dumps(changes, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_CHANGES_BYTES:
+        raise MatrixError(
+            "M_TOO_LARGE", f"Push rules are limited to {MAX_CHANGES_BYTES} bytes of JSON"
+        )
 
 
 def _copy(changes: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ def _do_edit(user: User, edit: Edit) -> None:
         User.objects.select_for_update().filter(pk=user.pk).values_list("pk").first()
         row = PushRules.objects.filter(user_id=user_id).first()
         changes = edit(row.changes if row is not None else None)
+        rules.check_changes_size(changes)
         content = {"global": rules.ruleset(user_id, changes)}
         position = write_account_data(user, PUSH_RULES, content)
         if row is None:

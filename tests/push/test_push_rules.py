@@ -374,3 +374,15 @@ def test_rule_ids_with_characters_escaped_in_paths(api: MatrixTestClient, alice:
     response = api.get(rules_path("content", rule_id, "enabled"), token=alice.access_token)
     assert response.body == {"enabled": True}
     assert api.delete(rules_path("content", rule_id), token=alice.access_token).status == 200
+
+
+def test_rules_are_capped_in_size(api: MatrixTestClient, alice: Persona) -> None:
+    # About 32 KB a rule: the cap (128 KiB of the user's changes) falls on the fifth.
+    conditions = [{"kind": "event_match", "key": "content.body", "pattern": "x" * 1000}] * 30
+    statuses = [
+        put_rule(api, alice, "override", rule_id, {"actions": [], "conditions": conditions})
+        for rule_id in "abcde"
+    ]
+    assert [r.status for r in statuses] == [200, 200, 200, 200, 413]
+    assert statuses[-1].errcode == "M_TOO_LARGE"
+    assert ids(ruleset(api, alice)["override"])[:5] == [".m.rule.master", "d", "c", "b", "a"]
