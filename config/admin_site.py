@@ -4,6 +4,8 @@ Failed admin logins count against the same buckets as failed Matrix logins, sinc
 check the same password: every attempt takes a token from the address's ``login``
 bucket, a failed one also from the account's ``login_failed`` bucket. While either is
 empty the page answers 429 with Retry-After and the password is not checked at all.
+The account's token is taken before the password is checked and given back if it was
+right, so that many attempts sent at once cannot all pass the check of one bucket.
 TRELLIS_RATELIMIT=off turns this off with every other limit.
 """
 
@@ -36,7 +38,7 @@ class RateLimitedAuthenticationForm(AdminAuthenticationForm):
         # The key Matrix /login uses for the same account: its lower-cased localpart.
         account = str(username).lower()
         wait = ratelimit.wait_ms("login", client_ip(self.request)) or ratelimit.wait_ms(
-            "login_failed", account, update=False
+            "login_failed", account
         )
         if wait:
             self.retry_after_ms = wait
@@ -45,11 +47,10 @@ class RateLimitedAuthenticationForm(AdminAuthenticationForm):
                 code="ratelimited",
                 params={"seconds": math.ceil(wait / 1000)},
             )
-        try:
-            return super().clean()
-        except ValidationError:
-            ratelimit.wait_ms("login_failed", account)
-            raise
+        cleaned = super().clean()
+        # The password was right (a wrong one raised): this attempt does not count.
+        ratelimit.refund("login_failed", account)
+        return cleaned
 
 
 class TrellisAdminSite(admin.AdminSite):

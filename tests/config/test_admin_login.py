@@ -7,10 +7,13 @@ Buckets refill at a rate too slow to matter here, so no test depends on timing.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 from unittest import mock
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from accounts.models import User
@@ -127,3 +130,38 @@ def test_nothing_is_limited_when_rate_limiting_is_off(superuser: User, settings:
 
     assert log_in(client, "root", "root password").status_code == 302
     assert logged_in(client)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("ratelimited")
+def test_attempts_sent_at_once_check_no_more_passwords_than_the_burst(db: None) -> None:
+    User.objects.create_superuser("root", "root password")
+    threads = 12
+    barrier = threading.Barrier(threads)
+    statuses: list[int] = []
+    checked: list[str] = []
+    real_check_password = User.check_password
+
+    def slow_check_password(user: User, raw: str) -> bool:
+        # Slow as argon2 is, so that every attempt is in flight at once.
+        checked.append(raw)
+        time.sleep(0.05)
+        return real_check_password(user, raw)
+
+    def attempt(n: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            statuses.append(log_in(Client(), "root", f"guess {n}", ip=f"10.0.4.{n}").status_code)
+        finally:
+            connection.close()
+
+    with mock.patch.object(User, "check_password", slow_check_password):
+        workers = [threading.Thread(target=attempt, args=(n,)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+
+    assert len(statuses) == threads
+    assert len(checked) == BURST
+    assert sorted(statuses) == [200] * BURST + [429] * (threads - BURST)
