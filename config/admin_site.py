@@ -42,10 +42,11 @@ class RateLimitedAuthenticationForm(AdminAuthenticationForm):
         )
         if wait:
             self.retry_after_ms = wait
+            seconds = math.ceil(wait / 1000)
             raise ValidationError(
-                "Too many login attempts. Try again in %(seconds)d seconds.",
+                "Too many login attempts. Try again in %(seconds)d second%(s)s.",
                 code="ratelimited",
-                params={"seconds": math.ceil(wait / 1000)},
+                params={"seconds": seconds, "s": "" if seconds == 1 else "s"},
             )
         cleaned = super().clean()
         # The password was right (a wrong one raised): this attempt does not count.
