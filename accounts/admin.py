@@ -77,6 +77,13 @@ class UserAdmin(admin.ModelAdmin):
     inlines = [DeviceInline]
     actions = ["deactivate"]
 
+    def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        # Accounts are deactivated, never deleted: a deleted row frees its user ID for
+        # anyone to register, who would then be taken for the old user in rooms and by
+        # other servers; and it would take the audit log of what the user did as an
+        # operator with it (LogEntry.user cascades).
+        return False
+
     @admin.display(description="Matrix ID")
     def matrix_id(self, obj: User) -> str:
         return obj.user_id

@@ -43,7 +43,8 @@ class LogEntryAdmin(admin.ModelAdmin):
 
     date_hierarchy = "action_time"
     list_display = ("action_time", "user", "action", "content_type", "target", "message")
-    list_filter = ("action_flag", "content_type", "user")
+    # No filter by user: it would list every account of the server.
+    list_filter = ("action_flag", "content_type")
     search_fields = ("object_repr", "object_id", "change_message", "user__localpart")
     fields = (
         "action_time",

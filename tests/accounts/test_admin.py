@@ -255,3 +255,29 @@ def test_unticking_active_is_logged_as_a_deactivation(
     assert "Deactivated the account and logged out all its devices." in messages
     assert any(m.startswith("Changed") and "Is active" in m for m in messages)
     assert set(LogEntry.objects.values_list("user_id", flat=True)) == {operator_user.pk}
+
+
+def test_users_cannot_be_deleted_in_the_admin_so_their_log_stays(
+    operator: Client, operator_user: User
+) -> None:
+    # Deleting the operator's account would delete the log of what they did with it.
+    other = User.objects.create_superuser("other", "pw")
+    alice = User.objects.create_user("alice", "pw")
+    browser = Client()
+    browser.force_login(other)
+    browser.post(
+        reverse("admin:accounts_user_changelist"),
+        {"action": "deactivate", "_selected_action": [alice.pk]},
+    )
+
+    single = operator.post(reverse("admin:accounts_user_delete", args=[other.pk]), {"post": "yes"})
+    bulk = operator.post(
+        reverse("admin:accounts_user_changelist"),
+        {"action": "delete_selected", "_selected_action": [other.pk], "post": "yes"},
+    )
+
+    assert single.status_code == 403
+    # The bulk delete is not offered: the list answers "no action selected".
+    assert bulk.status_code == 302
+    assert User.objects.filter(pk=other.pk).exists()
+    assert LogEntry.objects.filter(user=other).count() == 1
