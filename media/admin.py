@@ -12,12 +12,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from config.admin import log_operator_action
 from media import ids
 from media.models import LocalMedia
 from media.services import moderation
@@ -25,6 +27,39 @@ from media.services import moderation
 
 def _admin_name(request: HttpRequest) -> str:
     return f"admin:{request.user.get_username()}"
+
+
+def _loaded(media: QuerySet[LocalMedia]) -> list[LocalMedia]:
+    # What the audit log needs of each item: its key and its name (the media ID).
+    return list(media.only("pk", "media_id"))
+
+
+def quarantine_and_log(request: HttpRequest, media: QuerySet[LocalMedia], why: str) -> int:
+    """Quarantine ``media`` and log each item newly quarantined; return how many."""
+    with transaction.atomic():
+        targets = _loaded(media.filter(quarantined_by__isnull=True))
+        chosen = media.filter(pk__in=[m.pk for m in targets])
+        count = moderation.do_quarantine(chosen, _admin_name(request))
+        log_operator_action(request, targets, f"Quarantined ({why}).")
+    return count
+
+
+def release_and_log(request: HttpRequest, media: QuerySet[LocalMedia], why: str) -> int:
+    """Release ``media`` from quarantine and log each item released; return how many."""
+    with transaction.atomic():
+        targets = _loaded(media.filter(quarantined_by__isnull=False))
+        count = moderation.do_unquarantine(media.filter(pk__in=[m.pk for m in targets]))
+        log_operator_action(request, targets, f"Released from quarantine ({why}).")
+    return count
+
+
+def delete_and_log(request: HttpRequest, media: QuerySet[LocalMedia], why: str) -> int:
+    """Delete ``media`` with their files and log each item deleted; return how many."""
+    with transaction.atomic():
+        targets = _loaded(media)
+        count = moderation.do_delete(media.filter(pk__in=[m.pk for m in targets]))
+        log_operator_action(request, targets, f"Deleted with its files ({why}).", deletion=True)
+    return count
 
 
 class QuarantinedFilter(admin.SimpleListFilter):
@@ -136,17 +171,17 @@ class LocalMediaAdmin(admin.ModelAdmin):
 
     @admin.action(description="Quarantine selected media (nobody can download it)")
     def quarantine(self, request: HttpRequest, queryset: QuerySet[LocalMedia]) -> None:
-        count = moderation.do_quarantine(queryset, _admin_name(request))
+        count = quarantine_and_log(request, queryset, "selected in the list")
         self.message_user(request, f"Quarantined {count} item(s).", messages.SUCCESS)
 
     @admin.action(description="Release selected media from quarantine")
     def unquarantine(self, request: HttpRequest, queryset: QuerySet[LocalMedia]) -> None:
-        count = moderation.do_unquarantine(queryset)
+        count = release_and_log(request, queryset, "selected in the list")
         self.message_user(request, f"Released {count} item(s).", messages.SUCCESS)
 
     @admin.action(description="Delete selected media and their files")
     def delete_media(self, request: HttpRequest, queryset: QuerySet[LocalMedia]) -> None:
-        count = moderation.do_delete(queryset)
+        count = delete_and_log(request, queryset, "selected in the list")
         self.message_user(request, f"Deleted {count} item(s).", messages.SUCCESS)
 
     def _uploaders(self, queryset: QuerySet[LocalMedia]) -> list[str]:
@@ -157,8 +192,10 @@ class LocalMediaAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[LocalMedia]
     ) -> None:
         uploaders = self._uploaders(queryset)
-        count = moderation.do_quarantine(
-            LocalMedia.objects.filter(user_id__in=uploaders), _admin_name(request)
+        count = quarantine_and_log(
+            request,
+            LocalMedia.objects.filter(user_id__in=uploaders),
+            f"all media of {', '.join(uploaders)}",
         )
         self.message_user(
             request,
@@ -169,7 +206,11 @@ class LocalMediaAdmin(admin.ModelAdmin):
     @admin.action(description="Delete ALL media of the selected items' uploaders")
     def delete_uploaders_media(self, request: HttpRequest, queryset: QuerySet[LocalMedia]) -> None:
         uploaders = self._uploaders(queryset)
-        count = moderation.do_delete(LocalMedia.objects.filter(user_id__in=uploaders))
+        count = delete_and_log(
+            request,
+            LocalMedia.objects.filter(user_id__in=uploaders),
+            f"all media of {', '.join(uploaders)}",
+        )
         self.message_user(
             request,
             f"Deleted {count} item(s) of {', '.join(uploaders) or 'nobody'}.",
@@ -212,12 +253,13 @@ class LocalMediaAdmin(admin.ModelAdmin):
                 if target.startswith("@")
                 else moderation.media_in_room(target)
             )
+            why = f"all media of {target}"
             if action == "quarantine":
-                count = moderation.do_quarantine(media, _admin_name(request))
+                count = quarantine_and_log(request, media, why)
             elif action == "unquarantine":
-                count = moderation.do_unquarantine(media)
+                count = release_and_log(request, media, why)
             else:
-                count = moderation.do_delete(media)
+                count = delete_and_log(request, media, why)
             self.message_user(
                 request, f"{action.capitalize()}: {count} item(s) of {target}.", messages.SUCCESS
             )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from config.admin import log_operator_action
 from rooms.models import Event, EventReport, Membership, Receipt, Room, RoomAlias, Typing
 from rooms.services import reports
 
@@ -53,7 +55,10 @@ class EventReportAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark the selected reports as resolved")
     def resolve(self, request: HttpRequest, queryset: QuerySet[EventReport]) -> None:
-        count = reports.do_resolve_reports(queryset.values_list("pk", flat=True))
+        with transaction.atomic():
+            targets = list(queryset.filter(resolved=False))
+            count = reports.do_resolve_reports([report.pk for report in targets])
+            log_operator_action(request, targets, "Marked resolved.")
         self.message_user(request, f"{count} report(s) resolved.")
 
 

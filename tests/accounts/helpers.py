@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
+from django.forms import BooleanField
 
 from tests.conftest import MatrixTestClient, Persona, Response
 
@@ -53,3 +54,22 @@ def database_dump() -> str:
                     for v in row
                 )
     return "\n".join(values)
+
+
+def change_form_data(response: Any) -> dict[str, Any]:
+    """The POST data the admin change form would send back unchanged."""
+    forms = [response.context["adminform"].form]
+    for inline in response.context["inline_admin_formsets"]:
+        forms.append(inline.formset.management_form)
+        forms.extend(inline.formset.forms)
+    data: dict[str, Any] = {}
+    for form in forms:
+        for name, field in form.fields.items():
+            bound = form[name]
+            value = bound.value()
+            if isinstance(field, BooleanField):
+                if value:
+                    data[bound.html_name] = "on"
+            elif value is not None:
+                data[bound.html_name] = value
+    return data

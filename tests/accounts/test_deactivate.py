@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.forms import BooleanField
 from django.test import Client
 
 from accounts.models import AccessToken, AccountData, Device, User
-from tests.accounts.helpers import password_auth, whoami, with_password_uia
+from tests.accounts.helpers import change_form_data, password_auth, whoami, with_password_uia
 from tests.conftest import MatrixTestClient, Persona
 
 
@@ -139,25 +138,6 @@ def operator(db: None) -> Client:
     client = Client()
     client.force_login(User.objects.create_superuser("operator", "operator pw"))
     return client
-
-
-def change_form_data(response: Any) -> dict[str, Any]:
-    """The POST data the admin change form would send back unchanged."""
-    forms = [response.context["adminform"].form]
-    for inline in response.context["inline_admin_formsets"]:
-        forms.append(inline.formset.management_form)
-        forms.extend(inline.formset.forms)
-    data: dict[str, Any] = {}
-    for form in forms:
-        for name, field in form.fields.items():
-            bound = form[name]
-            value = bound.value()
-            if isinstance(field, BooleanField):
-                if value:
-                    data[bound.html_name] = "on"
-            elif value is not None:
-                data[bound.html_name] = value
-    return data
 
 
 def test_the_admin_action_deactivates_and_logs_out(

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
 from django.test import Client
 
 from accounts.models import User
@@ -166,3 +167,28 @@ def test_an_operator_resolves_reports_in_the_admin(
     first.refresh_from_db()
     second.refresh_from_db()
     assert (first.resolved, second.resolved) == (True, False)
+
+
+def test_resolving_reports_is_logged_per_report(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice)
+    for reason in ("one", "two", "three"):
+        report_room(api, bob, room, reason=reason)
+    first, second, third = EventReport.objects.order_by("pk")
+    EventReport.objects.filter(pk=third.pk).update(resolved=True)
+    operator = User.objects.create_superuser("operator", "secret password")
+    browser = Client()
+    browser.force_login(operator)
+
+    browser.post(
+        "/admin/rooms/eventreport/",
+        {"action": "resolve", "_selected_action": [first.pk, second.pk, third.pk]},
+    )
+
+    # The third was resolved before: the action did nothing to it and logs nothing.
+    entries = LogEntry.objects.order_by("object_id")
+    assert [e.object_id for e in entries] == [str(first.pk), str(second.pk)]
+    assert all(e.user_id == operator.pk for e in entries)
+    assert all(e.change_message == "Marked resolved." for e in entries)
+    assert entries[0].object_repr == str(first)
