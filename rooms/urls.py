@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from rooms.api import directory, ephemeral, moderation, relations, rooms
+from rooms.api import directory, ephemeral, moderation, relations, rooms, spaces
 
 C = r"^_matrix/client/(?:r0|v3)/"
 R = C + r"rooms/(?P<room_id>[^/]+)/"
@@ -50,5 +50,6 @@ urlpatterns = [
         REL + r"/(?P<rel_type>[^/]+)/(?P<event_type>[^/]+)$", relations.RelationsView.as_view()
     ),
     re_path(R1 + r"threads$", relations.ThreadsView.as_view()),
+    re_path(R1 + r"hierarchy$", spaces.HierarchyView.as_view()),
     re_path(R1 + r"timestamp_to_event$", relations.TimestampToEventView.as_view()),
 ]
