@@ -43,6 +43,7 @@ urlpatterns = [
     re_path(R + r"upgrade$", moderation.UpgradeRoomView.as_view()),
     re_path(R + r"report$", moderation.ReportRoomView.as_view()),
     re_path(R + r"report/(?P<event_id>[^/]+)$", moderation.ReportEventView.as_view()),
+    re_path(C + r"users/(?P<user_id>[^/]+)/report$", moderation.ReportUserView.as_view()),
     re_path(R + r"context/(?P<event_id>[^/]+)$", relations.ContextView.as_view()),
     re_path(REL + r"$", relations.RelationsView.as_view()),
     re_path(REL + r"/(?P<rel_type>[^/]+)$", relations.RelationsView.as_view()),
