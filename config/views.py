@@ -18,9 +18,10 @@ from protocol.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 
 # Spec versions advertised by /versions: every one from v1.1 up to the latest whose
 # Client-Server features Trellis serves (its headline endpoints are checked against the
-# URL configuration in tests/config/test_versions.py). v1.14 would need
-# POST /users/{userId}/report; v1.15 GET /v1/room_summary/{roomIdOrAlias}.
-SUPPORTED_SPEC_VERSIONS: list[str] = [f"v1.{minor}" for minor in range(1, 14)]
+# URL configuration in tests/config/test_versions.py). v1.18 would need the admin
+# endpoints to lock and suspend users (/v1/admin/{lock,suspend}/{userId}) and invite
+# blocking.
+SUPPORTED_SPEC_VERSIONS: list[str] = [f"v1.{minor}" for minor in range(1, 18)]
 # Features named as clients look for them, for what the versions above do not cover:
 # authenticated media (v1.11, listed above) is also announced by its MSC's flag, which
 # clients from before v1.11 look for.

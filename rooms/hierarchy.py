@@ -2,10 +2,8 @@
 
 A depth-first walk over the ``m.space.child`` state of space-rooms, from the requested
 room, children in the spec's order ("Ordering of children within a space"). A room is
-shown when the requester may see it (space_hierarchy.yaml: joined, invited, a public,
-knockable or world-readable room, or a restricted one whose allow-list room they are
-joined to); children this server does not know are left out (they would need
-federation) and loops are walked once.
+shown when the requester may preview it (rooms/room_summary.py); children this server
+does not know are left out (they would need federation) and loops are walked once.
 
 Pages are offsets into the walk, which is recomputed for each page: the walk is bounded
 (``MAX_ROOMS``) and a token carries the parameters it was made with, which must not
@@ -20,8 +18,8 @@ from typing import Any
 
 from protocol.errors import MatrixError, forbidden
 from rooms import event_cache
-from rooms.models import CurrentState, Membership, Room
-from rooms.services.directory import room_chunks
+from rooms.models import CurrentState, Room
+from rooms.room_summary import may_preview, summarise
 
 SPACE_CHILD = "m.space.child"
 SPACE = "m.space"
@@ -93,49 +91,6 @@ def _children(room: Room) -> list[_Child]:
     return sorted(children, key=_Child.sort_key)
 
 
-def _join_rules(room: Room) -> dict[str, Any]:
-    row = CurrentState.objects.filter(room=room, type="m.room.join_rules", state_key="").first()
-    if row is None:
-        return {}
-    event = event_cache.get_events([row.event_id]).get(row.event_id)
-    return event.content if event is not None else {}
-
-
-def _may_see(room: Room, chunk: dict[str, Any], user_id: str) -> bool:
-    """space_hierarchy.yaml, ``rooms``: who may be shown a room."""
-    membership = (
-        Membership.objects.filter(room=room, user_id=user_id)
-        .values_list("membership", flat=True)
-        .first()
-    )
-    if membership in ("join", "invite"):
-        return True
-    if membership == "ban":
-        return False
-    if chunk["world_readable"]:
-        return True
-    join_rule = chunk.get("join_rule", "public")
-    if join_rule in ("public", "knock", "knock_restricted"):
-        return True
-    if join_rule == "restricted":
-        allowed = [
-            rule.get("room_id")
-            for rule in _join_rules(room).get("allow", [])
-            if isinstance(rule, dict) and rule.get("type") == "m.room_membership"
-        ]
-        return Membership.objects.filter(
-            room__room_id__in=[r for r in allowed if isinstance(r, str)],
-            user_id=user_id,
-            membership="join",
-        ).exists()
-    return False
-
-
-def _summary(room: Room) -> dict[str, Any]:
-    joined = Membership.objects.filter(room=room, membership="join").count()
-    return room_chunks([(room.pk, room.room_id, joined)])[0]
-
-
 def _walk(query: HierarchyQuery, root: Room, root_chunk: dict[str, Any]) -> list[dict[str, Any]]:
     """Every room the walk shows, in order (at most MAX_ROOMS)."""
     shown: list[dict[str, Any]] = []
@@ -152,8 +107,8 @@ def _walk(query: HierarchyQuery, root: Room, root_chunk: dict[str, Any]) -> list
             found = Room.objects.filter(room_id=room_id).first()
             if found is None:
                 continue  # Not known here: only federation could fill it in.
-            room, chunk = found, _summary(found)
-            if not _may_see(room, chunk, query.user_id):
+            room, chunk = found, summarise(found)
+            if not may_preview(room, chunk, query.user_id):
                 continue
         is_space = chunk.get("room_type") == SPACE
         children = _children(room) if is_space else []
@@ -183,8 +138,8 @@ def space_hierarchy(query: HierarchyQuery) -> dict[str, Any]:
     """GET /rooms/{roomId}/hierarchy: one page of the walk."""
     offset = _offset(query)
     root = Room.objects.filter(room_id=query.room_id).first()
-    root_chunk = _summary(root) if root is not None else None
-    if root is None or root_chunk is None or not _may_see(root, root_chunk, query.user_id):
+    root_chunk = summarise(root) if root is not None else None
+    if root is None or root_chunk is None or not may_preview(root, root_chunk, query.user_id):
         raise forbidden("You are not allowed to view this room.")
     shown = _walk(query, root, root_chunk)
     page = shown[offset : offset + query.limit]

@@ -77,7 +77,26 @@ HEADLINE_ENDPOINTS: dict[str, list[str]] = {
     "v1.12": [f"PUT {C3}/user/@a:example.org/rooms/!r:example.org/account_data/m.marked_unread"],
     "v1.13": [f"POST {C3}{ROOM}/report", f"POST {C3}{ROOM}/report/$e"],
     "v1.14": [f"POST {C3}/users/@a:example.org/report"],
-    "v1.15": [f"GET {C1}/room_summary/!r:example.org"],
+    # Room previews (and GET /v1/auth_metadata, which answers 404 without OAuth: below).
+    "v1.15": [f"GET {C1}/room_summary/!r:example.org", f"GET {C1}/room_summary/#a:example.org"],
+    "v1.16": [
+        # Custom profile fields and m.tz; a state event's whole metadata (`format`);
+        # /sync's `use_state_after`; room version 12 (below).
+        f"GET {C3}/profile/@a:example.org/m.tz",
+        f"PUT {C3}/profile/@a:example.org/org.example.field",
+        f"GET {C3}{ROOM}/state/m.room.name/",
+        f"GET {C3}/sync",
+    ],
+    # No new endpoints: legacy mentions removed from the push rules (with /pushrules);
+    # the rest concerns application services and OAuth, which Trellis does not offer.
+    "v1.17": [],
+    "v1.18": [
+        f"GET {C1}/admin/lock/@a:example.org",
+        f"PUT {C1}/admin/lock/@a:example.org",
+        f"GET {C1}/admin/suspend/@a:example.org",
+        f"PUT {C1}/admin/suspend/@a:example.org",
+    ],
+    "v1.19": [f"GET {C1}/mutual_rooms"],
 }
 # Room versions a spec version made the default or required.
 ROOM_VERSIONS: dict[str, str] = {"v1.8": "11", "v1.16": "12"}
@@ -124,3 +143,9 @@ def test_versions_lists_them(api: MatrixTestClient) -> None:
     assert response.body["versions"] == views.SUPPORTED_SPEC_VERSIONS
     assert "v1.11" in response.body["versions"]  # authenticated media
     assert response.body["unstable_features"] == {"org.matrix.msc3916.stable": True}
+
+
+def test_without_oauth_auth_metadata_says_unrecognized(api: MatrixTestClient) -> None:
+    """v1.15's OAuth 2.0 discovery: a server without it answers 404 M_UNRECOGNIZED."""
+    response = api.get(f"{C1}/auth_metadata")
+    assert (response.status, response.errcode) == (404, "M_UNRECOGNIZED")
