@@ -42,6 +42,11 @@ from django.urls import Resolver404, ResolverMatch, get_resolver, set_script_pre
 from config import hangup  # noqa: E402
 from config.lru import LRU  # noqa: E402
 from config.middleware import MATRIX_PREFIXES  # noqa: E402
+from config.paths import (  # noqa: E402
+    request_routing_path,
+    scope_routing_path,
+    unescape_parameter,
+)
 from config.request_threads import in_request_thread  # noqa: E402
 
 # Path -> its resolution, for paths without variable parts (/sync, /versions,
@@ -64,11 +69,23 @@ def _resolve(path: str) -> ResolverMatch:
     return match
 
 
-class _CachedResolution(BaseHandler):
+class MatrixResolution(BaseHandler):
+    """URL resolution for Matrix requests: remembered for fixed paths, and on the raw
+    path where a parameter holds an encoded ``/`` (config/paths.py)."""
+
     def resolve_request(self, request: Any) -> ResolverMatch:
         if hasattr(request, "urlconf"):
             return super().resolve_request(request)
-        match = _resolve(request.path_info)
+        routed = request_routing_path(request)
+        if routed is None:
+            match = _resolve(request.path_info)
+        else:
+            match = get_resolver().resolve(routed)
+            match.args = tuple(unescape_parameter(arg) for arg in match.args)
+            match.kwargs = {
+                key: unescape_parameter(value) if isinstance(value, str) else value
+                for key, value in match.kwargs.items()
+            }
         request.resolver_match = match
         return match
 
@@ -82,13 +99,13 @@ def _load_matrix_middleware(handler: BaseHandler, is_async: bool) -> None:
         settings.MIDDLEWARE = full
 
 
-class _SyncMatrixHandler(_CachedResolution):
+class _SyncMatrixHandler(MatrixResolution):
     def __init__(self) -> None:
         super().__init__()
         _load_matrix_middleware(self, is_async=False)
 
 
-class MatrixASGIHandler(_CachedResolution, ASGIHandler):
+class MatrixASGIHandler(MatrixResolution, ASGIHandler):
     """Django's ASGI handler with ``settings.MATRIX_MIDDLEWARE`` instead of ``MIDDLEWARE``,
     synchronous views answered in one hop to the request threads, async views on the
     event loop without Django's per-request thread."""
@@ -114,7 +131,7 @@ class MatrixASGIHandler(_CachedResolution, ASGIHandler):
         except RequestAborted:
             return
         try:
-            if self._is_async_view(scope["path"]):
+            if self._is_async_view(scope_routing_path(scope)):
                 await self._answer_async(scope, body_file, receive, send)
                 return
             response = await self._respond_in_thread(scope, body_file)

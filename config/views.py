@@ -16,14 +16,15 @@ from config.matrix_api import MatrixView, ok
 from protocol.errors import MatrixError
 from protocol.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 
-# Spec versions advertised by /versions. v1.1 is the floor clients check for: accounts,
-# rooms and /sync work. Later versions are listed as their endpoints (end-to-end
-# encryption, push rules, media) arrive.
-SUPPORTED_SPEC_VERSIONS: list[str] = ["v1.1"]
-# Features of later versions that are complete here, named as clients look for them:
-# authenticated media (v1.11's /_matrix/client/v1/media/*; matrix-js-sdk and Element
-# use it when /versions lists v1.11 or this flag, and the legacy endpoints serve no new
-# media once frozen).
+# Spec versions advertised by /versions: every one from v1.1 up to the latest whose
+# Client-Server features Trellis serves (its headline endpoints are checked against the
+# URL configuration in tests/config/test_versions.py). v1.18 would need the admin
+# endpoints to lock and suspend users (/v1/admin/{lock,suspend}/{userId}) and invite
+# blocking.
+SUPPORTED_SPEC_VERSIONS: list[str] = [f"v1.{minor}" for minor in range(1, 18)]
+# Features named as clients look for them, for what the versions above do not cover:
+# authenticated media (v1.11, listed above) is also announced by its MSC's flag, which
+# clients from before v1.11 look for.
 UNSTABLE_FEATURES: dict[str, bool] = {"org.matrix.msc3916.stable": True}
 
 

@@ -48,9 +48,17 @@ class RoomAliasAdmin(admin.ModelAdmin):
 
 @admin.register(EventReport)
 class EventReportAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "reporter", "room_id", "event_id", "score", "resolved")
+    list_display = (
+        "created_at",
+        "reporter",
+        "room_id",
+        "event_id",
+        "user_id",
+        "score",
+        "resolved",
+    )
     list_filter = ("resolved",)
-    search_fields = ("reporter", "room_id", "event_id", "reason")
+    search_fields = ("reporter", "room_id", "event_id", "user_id", "reason")
     actions = ["resolve"]
 
     @admin.action(description="Mark the selected reports as resolved")

@@ -207,10 +207,12 @@ class RoomAlias(models.Model):
 
 
 class EventReport(models.Model):
-    """A user's report of an event or room to the server's moderators."""
+    """A user's report of an event, a room or a user to the server's moderators."""
 
-    room_id = models.CharField(max_length=255)
+    room_id = models.CharField(max_length=255, blank=True, default="")
     event_id = models.CharField(max_length=255, blank=True, default="")
+    # The reported user, for a report of a user (POST /users/{userId}/report).
+    user_id = models.CharField(max_length=255, blank=True, default="")
     reporter = models.CharField(max_length=255)
     reason = models.TextField(blank=True, default="")
     score = models.IntegerField(null=True, blank=True)
@@ -218,7 +220,7 @@ class EventReport(models.Model):
     resolved = models.BooleanField(default=False)
 
     def __str__(self) -> str:
-        return f"report by {self.reporter} on {self.event_id or self.room_id}"
+        return f"report by {self.reporter} on {self.event_id or self.room_id or self.user_id}"
 
 
 class Typing(models.Model):

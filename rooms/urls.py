@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from rooms.api import directory, ephemeral, moderation, relations, rooms
+from rooms.api import directory, ephemeral, moderation, relations, rooms, spaces
 
 C = r"^_matrix/client/(?:r0|v3)/"
 R = C + r"rooms/(?P<room_id>[^/]+)/"
@@ -43,6 +43,7 @@ urlpatterns = [
     re_path(R + r"upgrade$", moderation.UpgradeRoomView.as_view()),
     re_path(R + r"report$", moderation.ReportRoomView.as_view()),
     re_path(R + r"report/(?P<event_id>[^/]+)$", moderation.ReportEventView.as_view()),
+    re_path(C + r"users/(?P<user_id>[^/]+)/report$", moderation.ReportUserView.as_view()),
     re_path(R + r"context/(?P<event_id>[^/]+)$", relations.ContextView.as_view()),
     re_path(REL + r"$", relations.RelationsView.as_view()),
     re_path(REL + r"/(?P<rel_type>[^/]+)$", relations.RelationsView.as_view()),
@@ -50,5 +51,10 @@ urlpatterns = [
         REL + r"/(?P<rel_type>[^/]+)/(?P<event_type>[^/]+)$", relations.RelationsView.as_view()
     ),
     re_path(R1 + r"threads$", relations.ThreadsView.as_view()),
+    re_path(R1 + r"hierarchy$", spaces.HierarchyView.as_view()),
+    re_path(
+        r"^_matrix/client/v1/room_summary/(?P<room_id_or_alias>[^/]+)$",
+        spaces.RoomSummaryView.as_view(),
+    ),
     re_path(R1 + r"timestamp_to_event$", relations.TimestampToEventView.as_view()),
 ]

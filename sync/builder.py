@@ -20,6 +20,7 @@ from accounts.models import AccountData, User
 from accounts.selectors import account_data_defaults
 from config.lru import LRU
 from protocol.event_filters import event_allowed
+from protocol.identifiers import parse_room_alias
 from rooms import history, recent, relations, selectors
 from rooms.models import Event, Membership, Room
 from rooms.serialize import client_events, stripped_state
@@ -30,6 +31,8 @@ from sync.tokens import SyncToken
 DEFAULT_TIMELINE_LIMIT = 10
 MAX_TIMELINE_LIMIT = 500
 MEMBER = "m.room.member"
+# The state a client names a room from before it falls back on the heroes.
+ROOM_NAMING_STATE = frozenset({("m.room.name", ""), ("m.room.canonical_alias", "")})
 # Stripped state given with invites and knocks (Client-Server API, "Stripped state").
 STRIPPED_STATE_TYPES = (
     "m.room.create",
@@ -129,6 +132,46 @@ class RoomPlan:
     membership_row: Membership | None = None
     # Joined since the token (or full_state): the client gets the room afresh.
     afresh: bool = False
+
+
+def _named_rooms(rooms: Sequence[tuple[RoomPlan, Mapping[StateKey, str]]]) -> set[str]:
+    """The IDs of the rooms that, at the end of their timeline, have an m.room.name with
+    a non-empty ``name`` or an m.room.canonical_alias with a valid ``alias`` (their
+    state before the timeline, updated by the timeline's state events): one query."""
+    naming: dict[str, str] = {}
+    for plan, state in rooms:
+        current = {key: state[key] for key in ROOM_NAMING_STATE if key in state}
+        for row in plan.timeline:
+            if (row.type, row.state_key) in ROOM_NAMING_STATE and not row.rejected_reason:
+                current[(row.type, "")] = row.event_id
+        naming.update((event_id, plan.room.room_id) for event_id in current.values())
+    if not naming:
+        return set()
+    return {
+        naming[event_id]
+        for event_id, event_type, pdu in Event.objects.filter(
+            event_id__in=list(naming)
+        ).values_list("event_id", "type", "pdu")
+        if names_room(event_type, pdu.get("content"))
+    }
+
+
+def names_room(event_type: str, content: Any) -> bool:
+    """Whether this m.room.name or m.room.canonical_alias content gives the room a name
+    (steps 1 and 2 of "Calculating the display name for a room")."""
+    if not isinstance(content, dict):
+        return False
+    if event_type == "m.room.name":
+        name = content.get("name")
+        return isinstance(name, str) and name != ""
+    alias = content.get("alias")
+    if not isinstance(alias, str):
+        return False
+    try:
+        parse_room_alias(alias)
+    except ValueError:
+        return False
+    return True
 
 
 # user ID -> (account data stream position, the user's ignored users at that position)
@@ -713,8 +756,13 @@ class SyncBuilder:
     ) -> None:
         """Lazy loading: the member events of the summary's heroes go in ``state``
         (Client-Server API, the room summary's "m.heroes"). An incremental sync adds them
-        only when the heroes may have changed: a member event in the timeline, or a gap."""
+        only when the heroes may have changed: a member event in the timeline, or a gap.
+
+        A room with a name or a canonical alias needs none: clients name a room from its
+        heroes only when it has neither (Instant Messaging, "Calculating the display
+        name for a room"), so there lazy loading carries the timeline's senders only."""
         state_after = self.request.use_state_after
+        wanting: list[tuple[RoomPlan, list[str], dict[StateKey, str]]] = []
         for plan in plans:
             heroes = summaries.get(plan.room.room_id, {}).get("m.heroes")
             news = plan.afresh or plan.limited or any(row.type == MEMBER for row in plan.timeline)
@@ -724,6 +772,11 @@ class SyncBuilder:
                 state = _state_before(plan.timeline[0])
             else:
                 state = _state_at_position(plan.room, self.now.events, settled=True)
+            wanting.append((plan, heroes, state))
+        named = _named_rooms([(plan, state) for plan, _, state in wanting])
+        for plan, heroes, state in wanting:
+            if plan.room.room_id in named:
+                continue
             # Events of the timeline are already sent (unless state_after wants them too).
             known = set(plan.state_ids)
             if not state_after:

@@ -15,6 +15,9 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.test import Client
+from django.test.client import ClientHandler
+
+from config.asgi import MatrixResolution
 
 CLIENT_V3 = "/_matrix/client/v3"
 
@@ -39,9 +42,15 @@ class Persona:
     device_id: str
 
 
+class _MatrixClientHandler(MatrixResolution, ClientHandler):
+    """Django's test handler, resolving URLs as the server does (config/asgi.py): on
+    the raw path, which the request carries as ``RAW_URI``, where it has a ``%2F``."""
+
+
 class MatrixTestClient:
     def __init__(self) -> None:
         self.client = Client(raise_request_exception=False)
+        self.client.handler = _MatrixClientHandler(enforce_csrf_checks=False)
 
     def request(
         self,
@@ -58,7 +67,13 @@ class MatrixTestClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         data: Any = raw if raw is not None else (json.dumps(body) if body is not None else "")
         response = self.client.generic(
-            method, path, data=data, content_type=content_type, headers=headers
+            method,
+            path,
+            data=data,
+            content_type=content_type,
+            headers=headers,
+            # What a WSGI server passes on beside the decoded PATH_INFO (config/paths.py).
+            RAW_URI=path,
         )
         content = response.content
         try:

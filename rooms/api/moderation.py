@@ -46,3 +46,13 @@ class ReportRoomView(MatrixView):
         check_room_id(room_id)
         reports.do_report_room(room_id, request.user.user_id, body.req_str("reason"))
         return ok()
+
+
+class ReportUserView(MatrixView):
+    requires_auth = True
+
+    def post(self, request: Request, user_id: str) -> Response:
+        """POST /_matrix/client/v3/users/{userId}/report"""
+        body = self.body(request)
+        reports.do_report_user(user_id, request.user.user_id, body.req_str("reason"))
+        return ok()

@@ -150,6 +150,12 @@ def _entries(rooms: list[tuple[int, str, int]]) -> list[_Entry]:
     return entries
 
 
+def room_chunks(rooms: list[tuple[int, str, int]]) -> list[dict[str, Any]]:
+    """Room summaries (public_rooms_chunk.yaml) for (pk, room_id, joined count) rows, as
+    the directory shows them; the space hierarchy shows its rooms so too."""
+    return [entry.chunk for entry in _entries(rooms)]
+
+
 def _matches(entry: _Entry, query: PublicRoomsQuery) -> bool:
     if query.room_types is not None and entry.chunk.get("room_type") not in query.room_types:
         return False

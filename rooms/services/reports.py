@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from accounts.selectors import local_user
 from protocol.errors import MatrixError, invalid_param, not_found
 from protocol.identifiers import check_bounded
 from rooms import selectors
@@ -63,6 +64,14 @@ def do_report_room(room_id: str, reporter: str, reason: str) -> EventReport:
     if not Room.objects.filter(room_id=room_id).exists():
         raise not_found("The room was not found")
     return EventReport.objects.create(room_id=room_id, reporter=reporter, reason=reason)
+
+
+def do_report_user(user_id: str, reporter: str, reason: str) -> EventReport:
+    """POST /users/{userId}/report: a report of a user of this server (the reporter need
+    not share a room with them); 404 for a user this server does not have."""
+    if local_user(user_id) is None:
+        raise not_found("The user was not found")
+    return EventReport.objects.create(user_id=user_id, reporter=reporter, reason=reason)
 
 
 def do_resolve_reports(report_ids: Iterable[int]) -> int:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -192,3 +193,36 @@ def test_resolving_reports_is_logged_per_report(
     assert all(e.user_id == operator.pk for e in entries)
     assert all(e.change_message == "Marked resolved." for e in entries)
     assert entries[0].object_repr == str(first)
+
+
+def report_user(api: MatrixTestClient, who: Persona, user_id: str, **body: Any) -> Response:
+    return api.post(f"users/{quote(user_id, safe='')}/report", body, token=who.access_token)
+
+
+def test_anyone_may_report_a_user_of_this_server(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    # alice and bob share no room.
+    response = report_user(api, alice, bob.user_id, reason="")
+
+    assert (response.status, response.body) == (200, {})
+    report = EventReport.objects.get()
+    assert (report.user_id, report.reporter, report.room_id, report.reason) == (
+        bob.user_id,
+        alice.user_id,
+        "",
+        "",
+    )
+
+
+def test_a_user_report_needs_a_reason_and_a_known_user(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    missing = report_user(api, alice, bob.user_id)
+    unknown = report_user(api, alice, f"@nobody:{settings.SERVER_NAME}", reason="x")
+    remote = report_user(api, alice, "@someone:elsewhere.example", reason="x")
+
+    assert (missing.status, missing.errcode) == (400, "M_MISSING_PARAM")
+    assert (unknown.status, unknown.errcode) == (404, "M_NOT_FOUND")
+    assert (remote.status, remote.errcode) == (404, "M_NOT_FOUND")
+    assert not EventReport.objects.exists()

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.conftest import MatrixTestClient, Persona
-from tests.rooms.helpers import create_room, join, send
+from tests.rooms.helpers import create_room, join, send, set_state
 from tests.sync.helpers import joined, members_in, sync
 
 
@@ -110,3 +112,76 @@ def test_a_new_member_event_is_sent_even_if_an_older_one_was(
         if e["type"] == "m.room.member" and e["state_key"] == alice.user_id
     ]
     assert names == ["Alice A."]
+
+
+# A room with a name or a canonical alias is named from it, never from its heroes
+# (Instant Messaging, "Calculating the display name for a room"): lazy loading then
+# carries the member events of the timeline's senders only.
+NAMED_BY = {
+    "name": {"name": "Team room"},
+    "canonical alias": {"room_alias_name": "team"},
+}
+LAZY_SHORT: dict[str, Any] = {
+    "room": {"timeline": {"limit": 3}, "state": {"lazy_load_members": True}}
+}
+
+
+def _crowded_room(api: MatrixTestClient, owner: Persona, **create: Any) -> tuple[str, list[str]]:
+    """A public room of ``owner`` and six others; the others' user IDs."""
+    room = create_room(api, owner, preset="public_chat", **create)
+    others = [api.register(name) for name in ("bob", "carol", "dan", "erin", "frank", "grace")]
+    for other in others:
+        join(api, other, room)
+    return room, [other.user_id for other in others]
+
+
+@pytest.mark.parametrize("create", NAMED_BY.values(), ids=NAMED_BY.keys())
+def test_a_named_room_carries_only_the_timeline_senders(
+    api: MatrixTestClient, alice: Persona, create: dict[str, Any]
+) -> None:
+    room, others = _crowded_room(api, alice, **create)
+    bob = api.login("bob", "correct horse").body
+    reader = Persona("bob", "correct horse", others[0], bob["access_token"], bob["device_id"])
+    for n in range(3):
+        send(api, alice, room, f"m{n}")
+
+    entry = joined(sync(api, reader, filter=LAZY_SHORT))[room]
+
+    # The sender and the reader themself; no hero's member event.
+    assert members_seen(entry) == {alice.user_id, reader.user_id}
+    # The summary may still list heroes; the client has no use for their member events.
+    assert set(entry["summary"]["m.heroes"]) <= {alice.user_id, *others}
+
+
+def test_a_room_whose_name_is_empty_carries_its_heroes(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    room, others = _crowded_room(api, alice, name="Team room")
+    set_state(api, alice, room, "m.room.name", {"name": ""})
+    bob = api.login("bob", "correct horse").body
+    reader = Persona("bob", "correct horse", others[0], bob["access_token"], bob["device_id"])
+    for n in range(3):
+        send(api, alice, room, f"m{n}")
+
+    entry = joined(sync(api, reader, filter=LAZY_SHORT))[room]
+
+    heroes = entry["summary"]["m.heroes"]
+    assert len(heroes) == 5
+    assert members_seen(entry) == {alice.user_id, reader.user_id, *heroes}
+
+
+def test_a_name_given_in_the_timeline_needs_no_heroes(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    room, others = _crowded_room(api, alice)
+    bob = api.login("bob", "correct horse").body
+    reader = Persona("bob", "correct horse", others[0], bob["access_token"], bob["device_id"])
+    unnamed = joined(sync(api, reader, filter=LAZY_SHORT))[room]
+    assert set(unnamed["summary"]["m.heroes"]) <= members_seen(unnamed)
+
+    set_state(api, alice, room, "m.room.name", {"name": "Named at last"})
+    send(api, alice, room, "one")
+    send(api, alice, room, "two")
+    entry = joined(sync(api, reader, filter=LAZY_SHORT))[room]
+
+    assert members_seen(entry) == {alice.user_id, reader.user_id}
