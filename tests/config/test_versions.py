@@ -31,6 +31,12 @@ HEADLINE_ENDPOINTS: dict[str, list[str]] = {
         f"POST {C3}/keys/device_signing/upload",
         f"POST {C3}/keys/signatures/upload",
         f"POST {C3}/knock/!r:example.org",
+        # The push module every server must support: clients read the rules at start-up.
+        f"GET {C3}/pushrules/",
+        f"PUT {C3}/pushrules/global/override/rule",
+        f"GET {C3}/pushers",
+        f"POST {C3}/pushers/set",
+        f"GET {C3}/notifications",
     ],
     "v1.2": [
         # Spaces; token-authenticated registration.
