@@ -1,0 +1,245 @@
+"""The HTTP edge: Daphne, with the limits and the client address an internet-facing
+server needs.
+
+Daphne (Twisted's ``twisted.web.http`` underneath) parses requests; this module changes
+four things about how it does so:
+
+- **Header limits answer.** The request line and headers together may be
+  ``max_header_bytes`` (TRELLIS_MAX_HEADER_BYTES, 16 KiB). Beyond that Twisted just
+  closed the connection; here a too-long request line gets ``414 URI Too Long`` and too
+  many header bytes ``431 Request Header Fields Too Large`` (RFC 9110 15.5.15,
+  RFC 6585 5), each with a Matrix error body, and the connection is closed.
+- **Slow requests time out.** A request's line and headers must all arrive within
+  ``header_timeout_s`` of its first byte, however slowly they trickle in (a "slowloris"
+  resets an idle timer forever); a body, or a kept-alive connection between requests,
+  may be silent for at most ``idle_timeout_s``. A request cut short gets ``408 Request
+  Timeout``; an idle connection is just closed. Once a request is complete nothing
+  times it out here: a /sync long-poll waits as long as it asks to.
+- **The client address is the peer's**, unless the peer is a trusted proxy
+  (TRELLIS_TRUSTED_PROXIES), see config/forwarded.py. Daphne's ``--proxy-headers``
+  believed ``X-Forwarded-For`` from anyone.
+- **The access log redacts secrets** in query strings (config/redact.py).
+
+The per-request cost is a clock read and a few comparisons while the head is read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import daphne.server
+from daphne.access import AccessLogGenerator
+from daphne.endpoints import build_endpoint_description_strings
+from daphne.http_protocol import HTTPFactory, WebRequest
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.web import http
+
+from config.forwarded import IPNetwork, client_address, forwarded_https, is_trusted_peer
+from config.redact import redact_uri
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+DEFAULT_HEADER_TIMEOUT_S = 30.0
+DEFAULT_IDLE_TIMEOUT_S = 60.0
+
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+}
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+
+
+def error_response(status: int, errcode: str, error: str) -> bytes:
+    """A complete HTTP/1.1 response carrying a Matrix error, after which the server
+    closes the connection."""
+    body = json.dumps({"errcode": errcode, "error": error}).encode()
+    head = (
+        b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\n\r\n" % (status, _REASONS[status], len(body))
+    )
+    return head + body
+
+
+class TrellisHTTPChannel(http.HTTPChannel):
+    """One HTTP/1.1 connection, with the header limits and timeouts above.
+
+    Twisted's channel has one timer (``TimeoutMixin``), reset to ``timeOut`` seconds by
+    every read and switched off while a complete request is being answered. While a
+    head is being read, ``timeOut`` is shortened to what is left of the head's deadline,
+    so the same timer enforces both rules and no timer is added per request.
+    """
+
+    _head_deadline: float | None = None
+
+    def __init__(self, settings: EdgeSettings, seconds: Callable[[], float]) -> None:
+        super().__init__()
+        # LineReceiver's limit on one line and Twisted's on the whole head: the same.
+        self.MAX_LENGTH = settings.max_header_bytes
+        self.totalHeadersSize = settings.max_header_bytes
+        self.header_timeout_s = settings.header_timeout_s
+        self.idle_timeout_s = settings.idle_timeout_s
+        self._seconds = seconds
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.line_mode and not self._handlingRequest:
+            # Reading a request's line and headers (or waiting for the next request).
+            now = self._seconds()
+            if self._head_deadline is None:
+                self._head_deadline = now + self.header_timeout_s
+            remaining = self._head_deadline - now
+            if remaining <= 0:
+                self._refuse(408, "M_UNKNOWN", "The request's headers took too long")
+                return
+            # The read below resets the timer to this: it fires at the deadline at the latest.
+            self.timeOut = min(remaining, self.idle_timeout_s)
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        self._head_deadline = None
+        # From here a body may pause for idle_timeout_s between reads; once the request is
+        # complete Twisted switches the timer off and restores this value afterwards.
+        self.setTimeout(self.idle_timeout_s)
+        super().allHeadersReceived()
+
+    def lineReceived(self, line: bytes) -> None:
+        # Twisted answers an over-long head with 400; say what is wrong instead.
+        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+            self._refuse_head_too_large()
+            return
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # One line (the request line or a header) is longer than the whole head may be.
+        self._refuse_head_too_large()
+
+    def _refuse_head_too_large(self) -> None:
+        # The request line is the first line of the head: nothing counted before it.
+        if self._receivedHeaderSize == 0:
+            self._refuse(414, "M_TOO_LARGE", "The request URI is too long")
+        else:
+            self._refuse(431, "M_TOO_LARGE", "The request's headers are too large")
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # Malformed requests, as Twisted finds them; a Matrix error rather than an empty 400.
+        self._refuse(400, "M_UNKNOWN", "Malformed HTTP request")
+
+    def timeoutConnection(self) -> None:
+        reading_body = not self.line_mode and not self._handlingRequest
+        if self._head_deadline is not None or reading_body:
+            assert self.transport is not None
+            self.transport.write(
+                error_response(408, "M_UNKNOWN", "The request took too long to arrive")
+            )
+        super().timeoutConnection()
+
+    def _refuse(self, status: int, errcode: str, error: str) -> None:
+        """Answer ``status`` and close the connection; read nothing more from it."""
+        self.dataReceived = _ignore  # type: ignore[method-assign]
+        self._head_deadline = None
+        assert self.transport is not None
+        self.transport.write(error_response(status, errcode, error))
+        self.loseConnection()
+
+
+def _ignore(data: bytes) -> None:
+    return None
+
+
+class TrellisRequest(WebRequest):  # type: ignore[misc]
+    """Daphne's request, with the client address and scheme a trusted proxy forwards."""
+
+    _forwarded_https: bool | None = None
+
+    def process(self) -> Any:
+        proxies: tuple[IPNetwork, ...] = self.channel.factory.edge.trusted_proxies
+        if proxies and isinstance(self.client, IPv4Address | IPv6Address):
+            self._believe_trusted_proxy(proxies)
+        return super().process()
+
+    def _believe_trusted_proxy(self, proxies: tuple[IPNetwork, ...]) -> None:
+        peer = self.client.host
+        if not is_trusted_peer(peer, proxies):
+            return
+        headers = self.requestHeaders
+        client = client_address(peer, headers.getRawHeaders(b"x-forwarded-for", []), proxies)
+        if client != peer:
+            # Daphne reads the scope's client (and so REMOTE_ADDR) from here.
+            address_type = IPv6Address if ":" in client else IPv4Address
+            self.client = address_type("TCP", client, 0)
+        self._forwarded_https = forwarded_https(headers.getRawHeaders(b"x-forwarded-proto", []))
+
+    def isSecure(self) -> bool:
+        if self._forwarded_https is not None:
+            return self._forwarded_https
+        return bool(super().isSecure())
+
+
+class TrellisHTTPFactory(HTTPFactory):  # type: ignore[misc]
+    """Daphne's factory, building the channel and request above."""
+
+    def __init__(self, server: Any) -> None:
+        super().__init__(server)
+        self.edge: EdgeSettings = server.edge
+        self.timeOut = self.edge.idle_timeout_s
+
+    def protocol(self) -> TrellisHTTPChannel:  # type: ignore[override]
+        # Twisted's wrapper around the channel exists to switch to HTTP/2 after TLS
+        # negotiation; Trellis listens on plain TCP behind its proxy, so HTTP/1.1 only.
+        return TrellisHTTPChannel(self.edge, self.reactor.seconds)
+
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = super().buildProtocol(addr)
+        channel.requestFactory = TrellisRequest
+        return channel
+
+
+class RedactingAccessLog(AccessLogGenerator):  # type: ignore[misc]
+    """Daphne's access log (NCSA-like lines), with query-string secrets redacted."""
+
+    def write_entry(self, host: Any, date: Any, request: str, *args: Any, **kwargs: Any) -> None:
+        super().write_entry(host, date, redact_uri(request), *args, **kwargs)
+
+
+class TrellisServer(daphne.server.Server):  # type: ignore[misc]
+    def __init__(self, *args: Any, edge: EdgeSettings, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.edge = edge
+
+    def run(self) -> None:
+        # Daphne's run() builds its HTTP factory by this module-level name.
+        daphne.server.HTTPFactory = TrellisHTTPFactory
+        super().run()
+
+
+def serve(application: Any, host: str, port: int, edge: EdgeSettings) -> int:
+    """Run Daphne on host:port until the reactor stops; the exit status.
+
+    What ``daphne`` on the command line does, with the defaults Trellis ran with before,
+    minus ``--proxy-headers``: logging is Django's (LOGGING), the access log goes to
+    stdout.
+    """
+    server = TrellisServer(
+        application=application,
+        endpoints=build_endpoint_description_strings(host=host, port=port),
+        action_logger=RedactingAccessLog(sys.stdout),
+        websocket_connect_timeout=5,
+        websocket_handshake_timeout=5,
+        edge=edge,
+    )
+    server.run()
+    return 1 if server.abort_start else 0
