@@ -95,7 +95,7 @@ class TrellisHTTPChannel(http.HTTPChannel):
         self.idle_timeout_s = settings.idle_timeout_s
         self._seconds = seconds
 
-    def dataReceived(self, data: bytes) -> None:
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
         if self.line_mode and not self._handlingRequest:
             # Reading a request's line and headers (or waiting for the next request).
             now = self._seconds()
@@ -109,21 +109,21 @@ class TrellisHTTPChannel(http.HTTPChannel):
             self.timeOut = min(remaining, self.idle_timeout_s)
         super().dataReceived(data)
 
-    def allHeadersReceived(self) -> None:
+    def allHeadersReceived(self) -> None:  # noqa: N802 (Twisted's name)
         self._head_deadline = None
         # From here a body may pause for idle_timeout_s between reads; once the request is
         # complete Twisted switches the timer off and restores this value afterwards.
         self.setTimeout(self.idle_timeout_s)
         super().allHeadersReceived()
 
-    def lineReceived(self, line: bytes) -> None:
+    def lineReceived(self, line: bytes) -> None:  # noqa: N802 (Twisted's name)
         # Twisted answers an over-long head with 400; say what is wrong instead.
         if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
             self._refuse_head_too_large()
             return
         super().lineReceived(line)
 
-    def lineLengthExceeded(self, line: bytes) -> None:
+    def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802 (Twisted's name)
         # One line (the request line or a header) is longer than the whole head may be.
         self._refuse_head_too_large()
 
@@ -134,11 +134,11 @@ class TrellisHTTPChannel(http.HTTPChannel):
         else:
             self._refuse(431, "M_TOO_LARGE", "The request's headers are too large")
 
-    def _respondToBadRequestAndDisconnect(self) -> None:
+    def _respondToBadRequestAndDisconnect(self) -> None:  # noqa: N802 (Twisted's name)
         # Malformed requests, as Twisted finds them; a Matrix error rather than an empty 400.
         self._refuse(400, "M_UNKNOWN", "Malformed HTTP request")
 
-    def timeoutConnection(self) -> None:
+    def timeoutConnection(self) -> None:  # noqa: N802 (Twisted's name)
         reading_body = not self.line_mode and not self._handlingRequest
         if self._head_deadline is not None or reading_body:
             assert self.transport is not None
@@ -183,7 +183,7 @@ class TrellisRequest(WebRequest):  # type: ignore[misc]
             self.client = address_type("TCP", client, 0)
         self._forwarded_https = forwarded_https(headers.getRawHeaders(b"x-forwarded-proto", []))
 
-    def isSecure(self) -> bool:
+    def isSecure(self) -> bool:  # noqa: N802 (Twisted's name)
         if self._forwarded_https is not None:
             return self._forwarded_https
         return bool(super().isSecure())
@@ -202,7 +202,7 @@ class TrellisHTTPFactory(HTTPFactory):  # type: ignore[misc]
         # negotiation; Trellis listens on plain TCP behind its proxy, so HTTP/1.1 only.
         return TrellisHTTPChannel(self.edge, self.reactor.seconds)
 
-    def buildProtocol(self, addr: Any) -> Any:
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 (Twisted's name)
         channel = super().buildProtocol(addr)
         channel.requestFactory = TrellisRequest
         return channel
