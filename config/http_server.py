@@ -10,8 +10,8 @@ four things about how it does so:
   many header bytes ``431 Request Header Fields Too Large`` (RFC 9110 15.5.15,
   RFC 6585 5), each with a Matrix error body, and the connection is closed.
 - **Slow requests time out.** A request's line and headers must all arrive within
-  ``header_timeout_s`` of its first byte, however slowly they trickle in (a "slowloris"
-  resets an idle timer forever); a body, or a kept-alive connection between requests,
+  ``header_timeout_s`` of its first byte (checked every second), however slowly they
+  trickle in (a "slowloris" resets an idle timer forever); a body, or a kept-alive connection between requests,
   may be silent for at most ``idle_timeout_s``. A request cut short gets ``408 Request
   Timeout``; an idle connection is just closed. Once a request is complete nothing
   times it out here: a /sync long-poll waits as long as it asks to.
@@ -20,7 +20,7 @@ four things about how it does so:
   believed ``X-Forwarded-For`` from anyone.
 - **The access log redacts secrets** in query strings (config/redact.py).
 
-The per-request cost is a clock read and a few comparisons while the head is read.
+The per-request cost is a clock read and adding to and removing from a set.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +36,7 @@ from daphne.access import AccessLogGenerator
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.http_protocol import HTTPFactory, WebRequest
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.task import LoopingCall
 from twisted.web import http
 
 from config.forwarded import IPNetwork, client_address, forwarded_https, is_trusted_peer
@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 DEFAULT_HEADER_TIMEOUT_S = 30.0
 DEFAULT_IDLE_TIMEOUT_S = 60.0
+# How often heads are checked against their deadline: a slow head is answered 408 within
+# this much after it.
+HEAD_CHECK_INTERVAL_S = 1.0
 
 _REASONS = {
     400: b"Bad Request",
@@ -78,79 +81,84 @@ def error_response(status: int, errcode: str, error: str) -> bytes:
 class TrellisHTTPChannel(http.HTTPChannel):
     """One HTTP/1.1 connection, with the header limits and timeouts above.
 
-    Twisted's channel has one timer (``TimeoutMixin``), reset to ``timeOut`` seconds by
-    every read and switched off while a complete request is being answered. While a
-    head is being read, ``timeOut`` is shortened to what is left of the head's deadline,
-    so the same timer enforces both rules and no timer is added per request.
+    Twisted's channel has one idle timer (``TimeoutMixin``), pushed back by every read
+    and switched off while a complete request is being answered: that is the idle
+    timeout. A head's deadline is not a timer of its own: the channel joins its
+    factory's ``reading_heads`` at the head's first byte and leaves when the head is
+    complete, and the factory checks that set's deadlines every second. (Bringing the
+    idle timer forward instead would cost a linear search of all the reactor's timers on
+    every request.)
     """
 
     _head_deadline: float | None = None
 
-    def __init__(self, settings: EdgeSettings, seconds: Callable[[], float]) -> None:
+    def __init__(self, settings: EdgeSettings, factory: TrellisHTTPFactory) -> None:
         super().__init__()
         # LineReceiver's limit on one line and Twisted's on the whole head: the same.
         self.MAX_LENGTH = settings.max_header_bytes
         self.totalHeadersSize = settings.max_header_bytes
         self.header_timeout_s = settings.header_timeout_s
-        self.idle_timeout_s = settings.idle_timeout_s
-        self._seconds = seconds
+        self._reading_heads = factory.reading_heads
+        self._seconds = factory.reactor.seconds
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
-        if self.line_mode and not self._handlingRequest:
-            # Reading a request's line and headers (or waiting for the next request).
-            now = self._seconds()
-            if self._head_deadline is None:
-                self._head_deadline = now + self.header_timeout_s
-            remaining = self._head_deadline - now
-            if remaining <= 0:
-                self._refuse(408, "M_UNKNOWN", "The request's headers took too long")
-                return
-            # The read below resets the timer to this: it fires at the deadline at the latest.
-            self.timeOut = min(remaining, self.idle_timeout_s)
+        if self._head_deadline is None and self.line_mode and not self._handlingRequest:
+            # The first bytes of a request: its line and headers are on their way.
+            self._head_deadline = self._seconds() + self.header_timeout_s
+            self._reading_heads.add(self)
         super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:  # noqa: N802 (Twisted's name)
-        self._head_deadline = None
-        # From here a body may pause for idle_timeout_s between reads; once the request is
-        # complete Twisted switches the timer off and restores this value afterwards.
-        self.setTimeout(self.idle_timeout_s)
+        self._head_done()
         super().allHeadersReceived()
 
-    def lineReceived(self, line: bytes) -> None:  # noqa: N802 (Twisted's name)
-        # Twisted answers an over-long head with 400; say what is wrong instead.
-        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
-            self._refuse_head_too_large()
-            return
-        super().lineReceived(line)
+    def _head_done(self) -> None:
+        self._head_deadline = None
+        self._reading_heads.discard(self)
+
+    def head_overdue(self, now: float) -> bool:
+        return self._head_deadline is not None and self._head_deadline <= now
+
+    def time_out_head(self) -> None:
+        self._refuse(408, "M_UNKNOWN", "The request took too long to arrive")
 
     def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802 (Twisted's name)
-        # One line (the request line or a header) is longer than the whole head may be.
-        self._refuse_head_too_large()
-
-    def _refuse_head_too_large(self) -> None:
-        # The request line is the first line of the head: nothing counted before it.
+        # One line is longer than the whole head may be. The request line is the head's
+        # first: nothing was counted before it.
         if self._receivedHeaderSize == 0:
             self._refuse(414, "M_TOO_LARGE", "The request URI is too long")
         else:
             self._refuse(431, "M_TOO_LARGE", "The request's headers are too large")
 
     def _respondToBadRequestAndDisconnect(self) -> None:  # noqa: N802 (Twisted's name)
-        # Malformed requests, as Twisted finds them; a Matrix error rather than an empty 400.
-        self._refuse(400, "M_UNKNOWN", "Malformed HTTP request")
+        # Twisted's answer to anything wrong with a head: an empty 400. Say what is wrong.
+        # Its lines are each within the limit (see lineLengthExceeded), so a head too
+        # large in all is too many header bytes.
+        if self._receivedHeaderSize > self.totalHeadersSize:
+            self._refuse(431, "M_TOO_LARGE", "The request's headers are too large")
+        else:
+            self._refuse(400, "M_UNKNOWN", "Malformed HTTP request")
 
     def timeoutConnection(self) -> None:  # noqa: N802 (Twisted's name)
+        # Silent for the idle timeout: in the middle of a request (its head or body) the
+        # client is told why; between requests the connection is just closed.
         reading_body = not self.line_mode and not self._handlingRequest
         if self._head_deadline is not None or reading_body:
+            self._head_done()
             assert self.transport is not None
             self.transport.write(
                 error_response(408, "M_UNKNOWN", "The request took too long to arrive")
             )
         super().timeoutConnection()
 
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802 (Twisted's name)
+        self._head_done()
+        super().connectionLost(reason)
+
     def _refuse(self, status: int, errcode: str, error: str) -> None:
         """Answer ``status`` and close the connection; read nothing more from it."""
         self.dataReceived = _ignore  # type: ignore[method-assign]
-        self._head_deadline = None
+        self._head_done()
         assert self.transport is not None
         self.transport.write(error_response(status, errcode, error))
         self.loseConnection()
@@ -190,17 +198,37 @@ class TrellisRequest(WebRequest):  # type: ignore[misc]
 
 
 class TrellisHTTPFactory(HTTPFactory):  # type: ignore[misc]
-    """Daphne's factory, building the channel and request above."""
+    """Daphne's factory, building the channel and request above, and timing out heads
+    that take too long."""
 
     def __init__(self, server: Any) -> None:
         super().__init__(server)
         self.edge: EdgeSettings = server.edge
         self.timeOut = self.edge.idle_timeout_s
+        # The connections in the middle of a request's head: a handful at any moment.
+        self.reading_heads: set[TrellisHTTPChannel] = set()
+        self._head_checker: LoopingCall | None = None
+
+    def startFactory(self) -> None:  # noqa: N802 (Twisted's name)
+        super().startFactory()
+        self._head_checker = LoopingCall(self.time_out_slow_heads)
+        self._head_checker.clock = self.reactor
+        self._head_checker.start(HEAD_CHECK_INTERVAL_S, now=False)
+
+    def stopFactory(self) -> None:  # noqa: N802 (Twisted's name)
+        if self._head_checker is not None and self._head_checker.running:
+            self._head_checker.stop()
+        super().stopFactory()
+
+    def time_out_slow_heads(self) -> None:
+        now = self.reactor.seconds()
+        for channel in [c for c in self.reading_heads if c.head_overdue(now)]:
+            channel.time_out_head()
 
     def protocol(self) -> TrellisHTTPChannel:  # type: ignore[override]
         # Twisted's wrapper around the channel exists to switch to HTTP/2 after TLS
         # negotiation; Trellis listens on plain TCP behind its proxy, so HTTP/1.1 only.
-        return TrellisHTTPChannel(self.edge, self.reactor.seconds)
+        return TrellisHTTPChannel(self.edge, self)
 
     def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 (Twisted's name)
         channel = super().buildProtocol(addr)

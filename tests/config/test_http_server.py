@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
@@ -39,6 +40,8 @@ class Connection:
         self.clock = Clock()
         factory = TrellisHTTPFactory(self.server)
         factory.reactor = self.clock
+        factory.doStart()
+        self.factory = factory
         self.channel = factory.buildProtocol(None)
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 40000))
         self.channel.makeConnection(self.transport)
@@ -65,6 +68,17 @@ def test_a_request_within_the_limits_reaches_the_application() -> None:
 
     assert [scope["path"] for scope in connection.server.scopes] == ["/_matrix/client/versions"]
     assert not connection.closed
+    assert connection.factory.reading_heads == set()
+
+
+def test_a_client_gone_in_the_middle_of_a_head_is_forgotten() -> None:
+    connection = Connection()
+    connection.send(b"GET /_matrix/client/versions HTTP/1.1\r\n")
+    assert connection.factory.reading_heads == {connection.channel}
+
+    connection.channel.connectionLost(ConnectionDone())
+
+    assert connection.factory.reading_heads == set()
 
 
 @pytest.mark.parametrize("chunk", [None, 1000], ids=["at-once", "in-chunks"])
@@ -140,12 +154,14 @@ def test_a_head_trickled_in_byte_by_byte_times_out() -> None:
 
 
 def test_a_silent_partial_head_times_out_at_the_header_deadline() -> None:
+    # Heads are checked every second: the deadline holds to within that.
     connection = Connection()
+    connection.clock.advance(0.5)
     connection.send(b"GET /_matrix/client/ver")
     connection.clock.advance(29.9)
     assert not connection.closed
 
-    connection.clock.advance(0.2)
+    connection.clock.advance(1)
 
     assert connection.answer()[0] == 408
     assert connection.closed
