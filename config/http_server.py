@@ -11,10 +11,11 @@ four things about how it does so:
   RFC 6585 5), each with a Matrix error body, and the connection is closed.
 - **Slow requests time out.** A request's line and headers must all arrive within
   ``header_timeout_s`` of its first byte (checked every second), however slowly they
-  trickle in (a "slowloris" resets an idle timer forever); a body, or a kept-alive connection between requests,
-  may be silent for at most ``idle_timeout_s``. A request cut short gets ``408 Request
-  Timeout``; an idle connection is just closed. Once a request is complete nothing
-  times it out here: a /sync long-poll waits as long as it asks to.
+  trickle in (a "slowloris" resets an idle timer forever); a body, or a kept-alive
+  connection between requests, may be silent for at most ``idle_timeout_s``. A request
+  cut short gets ``408 Request Timeout``; an idle connection is just closed. Once a
+  request is complete nothing times it out here: a /sync long-poll waits as long as it
+  asks to.
 - **The client address is the peer's**, unless the peer is a trusted proxy
   (TRELLIS_TRUSTED_PROXIES), see config/forwarded.py. Daphne's ``--proxy-headers``
   believed ``X-Forwarded-For`` from anyone.
