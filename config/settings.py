@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config import options
+from config import forwarded, options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 _opts = options.load()
@@ -231,6 +231,15 @@ CELERY_TASK_ALWAYS_EAGER = TESTING
 # --- HTTP -----------------------------------------------------------------------------
 MAX_REQUEST_BYTES = int(_opts.get("max_request_bytes", str(1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+# The HTTP edge (config/http_server.py): request line plus headers, in bytes; the time a
+# request's head may take to arrive; the longest silence within a body or between requests.
+HTTP_MAX_HEADER_BYTES = int(_opts.get("max_header_bytes", str(16 * 1024)))
+HTTP_HEADER_TIMEOUT_S = float(_opts.get("http_header_timeout_s", "30"))
+HTTP_IDLE_TIMEOUT_S = float(_opts.get("http_idle_timeout_s", "60"))
+# Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (config/forwarded.py).
+TRUSTED_PROXIES = forwarded.parse_networks(
+    options.as_networks(_opts.get("trusted_proxies", ""), "TRELLIS_TRUSTED_PROXIES")
+)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.AccessTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": [],
@@ -287,7 +296,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # No log line shows a query string's secrets (access_token=...), config/redact.py.
+    "filters": {"redact": {"()": "config.redact.RedactQuerySecrets"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": _opts.get("log_level", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

@@ -22,7 +22,10 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from config.http_server import EdgeSettings
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +102,17 @@ def _load_and_freeze() -> None:
     gc.freeze()
 
 
-def _daphne_args(host: str, port: int) -> list[str]:
-    return ["-b", host, "-p", str(port), "--proxy-headers", "config.asgi:application"]
+def _edge_settings() -> EdgeSettings:
+    from django.conf import settings
+
+    from config.http_server import EdgeSettings
+
+    return EdgeSettings(
+        max_header_bytes=settings.HTTP_MAX_HEADER_BYTES,
+        header_timeout_s=settings.HTTP_HEADER_TIMEOUT_S,
+        idle_timeout_s=settings.HTTP_IDLE_TIMEOUT_S,
+        trusted_proxies=settings.TRUSTED_PROXIES,
+    )
 
 
 def run(host: str, port: int, *, worker: bool = True) -> int:
@@ -108,9 +120,10 @@ def run(host: str, port: int, *, worker: bool = True) -> int:
     import django
 
     django.setup()
-    from daphne.cli import CommandLineInterface
+    from config.http_server import serve
 
     _load_and_freeze()
+    from config.asgi import application
 
     embedded: _Worker | None = None
     if worker:
@@ -122,7 +135,7 @@ def run(host: str, port: int, *, worker: bool = True) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     exit_code = 0
     try:
-        CommandLineInterface().run(_daphne_args(host, port))
+        exit_code = serve(application, host, port, _edge_settings())
     except SystemExit as stop:
         exit_code = stop.code if isinstance(stop.code, int) else 1
     finally:
