@@ -3,7 +3,8 @@
 ``do_send_event`` is the hot path (STYLE, "Hot paths"): in one transaction it locks the
 room, builds the event from the current state and forward extremities, runs the auth
 rules, hashes and signs, inserts the event with its edges and state delta, moves the
-extremities, and on commit wakes /sync.
+extremities, takes the event's stream position last (the only step that queues behind
+writers in other rooms, see streams.positions), and on commit wakes /sync.
 """
 
 from __future__ import annotations
@@ -167,8 +168,12 @@ def persist_event(
     """Insert an authorised event at the tip of the room. Caller holds the room lock.
 
     ``state_before`` is the ID of the state group before the event.
+
+    The stream position is taken last (streams.positions): every row is written first,
+    the event with no ``stream_ordering``, so the events stream is locked only for the
+    statements that need the position and the commit, and writers in other rooms do not
+    queue behind this one's work.
     """
-    position = streams.next_position(streams.EVENTS)
     group_id = state_before
     replaces = None
     if event.is_state():
@@ -179,7 +184,7 @@ def persist_event(
     row = Event.objects.create(
         event_id=event.event_id,
         room=room,
-        stream_ordering=position,
+        stream_ordering=None,
         depth=event.depth,
         type=event.type,
         state_key=event.state_key,
@@ -201,24 +206,12 @@ def persist_event(
     EventAuthEdge.objects.bulk_create(
         EventAuthEdge(event=row, auth_event_id=auth) for auth in event.auth_event_ids
     )
-    ForwardExtremity.objects.filter(room=room, event_id__in=event.prev_event_ids).delete()
-    ForwardExtremity.objects.create(room=room, event_id=event.event_id)
+    _move_forward_extremities(room, event)
     if event.is_state():
         etype, skey = event.state_key_tuple()
         CurrentState.objects.update_or_create(
             room=room, type=etype, state_key=skey, defaults={"event_id": event.event_id}
         )
-        if etype == "m.room.member":
-            Membership.objects.update_or_create(
-                room=room,
-                user_id=skey,
-                defaults={
-                    "membership": event.membership or "leave",
-                    "event_id": event.event_id,
-                    "stream_ordering": position,
-                    "forgotten": False,
-                },
-            )
     if group_id is not None and room.current_state_group_id != group_id:
         room.current_state_group_id = group_id
         Room.objects.filter(pk=room.pk).update(current_state_group_id=group_id)
@@ -226,6 +219,11 @@ def persist_event(
         Event.objects.filter(room=room, event_id=event.redacts, redacted_by__isnull=True).update(
             redacted_by=event.event_id
         )
+    # From here to the commit the events stream is locked: only what needs the position.
+    position = streams.assign_position(streams.EVENTS, Event._meta.db_table, row.pk)
+    row.stream_ordering = position
+    if event.type == "m.room.member" and event.state_key is not None:
+        _set_membership(room, event, position)
     event_cache.remember(event)
     room_id = room.room_id
     # A member event also wakes its subject, who may not be in the room yet (invites).
@@ -234,6 +232,42 @@ def persist_event(
         lambda: notifier.notify_stream_moved(streams.EVENTS, position, room_id, subjects)
     )
     return row
+
+
+def _move_forward_extremities(room: Room, event: PDUEvent) -> None:
+    """The event replaces the extremities it cites as prev_events."""
+    prev_ids = event.prev_event_ids
+    # A linear room, the usual case: its one extremity moves on to the new event.
+    if (
+        len(prev_ids) == 1
+        and ForwardExtremity.objects.filter(room=room, event_id=prev_ids[0]).update(
+            event_id=event.event_id
+        )
+        == 1
+    ):
+        return
+    ForwardExtremity.objects.filter(room=room, event_id__in=prev_ids).delete()
+    ForwardExtremity.objects.create(room=room, event_id=event.event_id)
+
+
+def _set_membership(room: Room, event: PDUEvent, position: int) -> None:
+    """The member's row in the membership view, in one statement (an upsert): it runs
+    with the events stream locked."""
+    Membership.objects.bulk_create(
+        [
+            Membership(
+                room=room,
+                user_id=event.state_key,
+                membership=event.membership or "leave",
+                event_id=event.event_id,
+                stream_ordering=position,
+                forgotten=False,
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["room", "user_id"],
+        update_fields=["membership", "event_id", "stream_ordering", "forgotten"],
+    )
 
 
 def auth_state_for(
