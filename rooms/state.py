@@ -18,9 +18,15 @@ StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
 
 _CACHE_SIZE = 2000
+# ... holding at most this many state entries in all (a few tens of bytes each): in a
+# room with thousands of members every group is a map of thousands, and 2,000 of those
+# (createRoom with 2,000 invitees makes one per invite) took ~90 MB.
+_CACHE_ENTRIES = 250_000
 
 
-_state_cache: LRU[int, Mapping[StateKey, str]] = LRU(_CACHE_SIZE)
+_state_cache: LRU[int, Mapping[StateKey, str]] = LRU(
+    _CACHE_SIZE, weigh=len, max_weight=_CACHE_ENTRIES
+)
 # (room pk, stream position) -> the state group after the room's last event at or
 # before that position. Positions up to the current token never gain events, so such
 # entries never go stale; long-polls woken by one event all ask for the same ones.
