@@ -209,8 +209,12 @@ def persist_event(
     _move_forward_extremities(room, event)
     if event.is_state():
         etype, skey = event.state_key_tuple()
-        CurrentState.objects.update_or_create(
-            room=room, type=etype, state_key=skey, defaults={"event_id": event.event_id}
+        # One statement (an upsert), not update_or_create's read-then-write.
+        CurrentState.objects.bulk_create(
+            [CurrentState(room=room, type=etype, state_key=skey, event_id=event.event_id)],
+            update_conflicts=True,
+            unique_fields=["room", "type", "state_key"],
+            update_fields=["event_id"],
         )
     if group_id is not None and room.current_state_group_id != group_id:
         room.current_state_group_id = group_id
