@@ -6,12 +6,13 @@ therefore takes its position under the stream row's lock and keeps that lock unt
 transaction commits: positions are handed out in commit order.
 
 Holding that lock is what serialises writers, so a writer takes it as late as it can:
-``assign_position`` allocates the position and writes it into rows already inserted
-(the room event, with ``stream_ordering`` left empty until then), so the lock covers one
-or two statements and the commit, not the whole write. A slow write (a big state event,
-many rows) runs its slow part before it queues, and writes in other rooms go on
-meanwhile; only the commits are ordered. Rows without a position are invisible to
-readers anyway: they belong to a transaction that has not committed.
+it does its slow part first (for a room event: building and authorising it, its state
+group, the extremities and current state, rooms.services.events.persist_event), then
+takes the position and inserts the few rows that carry it, and commits. The lock covers
+those statements and the commit, not the whole write: writes in other rooms go on
+meanwhile, and only the ends of the writes are ordered. (Inserting the event first and
+writing its position into it afterwards would lock for even less, but on PostgreSQL
+rewrites the row and every one of its index entries on every send.)
 
 Considered and not chosen: a sequence plus "persisted up to" tracking (Synapse's
 MultiWriterIdGenerator), where positions are taken without a lock and readers are held
@@ -23,8 +24,8 @@ needs. On SQLite there is one writer at a time anyway (config/sqlite): there onl
 length of each transaction matters, and long operations are split into short
 transactions (createRoom's invites, rooms.services.creation).
 
-``next_position`` is the plain form, for short transactions whose row needs the position
-when it is inserted (receipts, typing, account data, to-device, presence, device lists).
+The other streams (receipts, typing, account data, to-device, presence, device lists)
+are written by short transactions of their own.
 
 Streams: ``events`` (room events, rooms app), ``account_data``, ``receipts``,
 ``typing``, ``to_device``, ``presence``, ``device_lists``. A /sync token is one
@@ -62,37 +63,9 @@ def next_position(name: str) -> int:
     return int(row[0])
 
 
-def assign_position(name: str, table: str, row_id: int, column: str = "stream_ordering") -> int:
-    """Allocate the next position of stream ``name`` and write it into ``column`` of the
-    row ``row_id`` of ``table``, which this transaction inserted. Call it as the last
-    write of the transaction: the stream is locked from here to the commit."""
-    table = connection.ops.quote_name(table)
-    column = connection.ops.quote_name(column)
-    if connection.vendor == "postgresql":
-        # One statement: the position is taken and written in one round trip, so the lock
-        # is held for the commit alone.
-        sql = (
-            f"WITH p AS ({_ADVANCE_SQL}) "
-            f"UPDATE {table} SET {column} = p.position FROM p WHERE {table}.id = %s "
-            "RETURNING p.position"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [name, row_id])
-            row = cursor.fetchone()
-        if row is None:
-            if not _create_stream(name):
-                raise LookupError(f"no row {row_id} in {table}")
-            return assign_position(name, table, row_id, column)
-        return int(row[0])
-    position = next_position(name)
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET {column} = %s WHERE id = %s", [position, row_id])
-    return position
-
-
-def _create_stream(name: str) -> bool:
-    """Create the stream's row if it is missing; whether it was."""
-    return StreamPosition.objects.get_or_create(name=name, defaults={"position": 0})[1]
+def _create_stream(name: str) -> None:
+    """Create the stream's row if it is missing."""
+    StreamPosition.objects.get_or_create(name=name, defaults={"position": 0})
 
 
 def current_positions_with(

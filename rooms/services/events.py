@@ -3,8 +3,9 @@
 ``do_send_event`` is the hot path (STYLE, "Hot paths"): in one transaction it locks the
 room, builds the event from the current state and forward extremities, runs the auth
 rules, hashes and signs, inserts the event with its edges and state delta, moves the
-extremities, takes the event's stream position last (the only step that queues behind
-writers in other rooms, see streams.positions), and on commit wakes /sync.
+extremities and current state, then takes the stream position and inserts the event row
+and its edges (only these last steps queue behind writers in other rooms, see
+streams.positions), and on commit wakes /sync.
 """
 
 from __future__ import annotations
@@ -169,10 +170,10 @@ def persist_event(
 
     ``state_before`` is the ID of the state group before the event.
 
-    The stream position is taken last (streams.positions): every row is written first,
-    the event with no ``stream_ordering``, so the events stream is locked only for the
-    statements that need the position and the commit, and writers in other rooms do not
-    queue behind this one's work.
+    The stream position is taken as late as it can be (streams.positions): after the state
+    group, the extremities and the current state are written, just before the event row
+    and the rows that cite it. The events stream is locked only from there to the commit,
+    so writers in other rooms do not queue behind this one's work.
     """
     group_id = state_before
     replaces = None
@@ -181,10 +182,30 @@ def persist_event(
         replaces = load_state(state_before).get(key)
         group_id = create_state_group(room, state_before, {key: event.event_id}).pk
     relates_to, rel_type = _relation(event.content)
+    _move_forward_extremities(room, event)
+    if event.is_state():
+        etype, skey = event.state_key_tuple()
+        # One statement (an upsert), not update_or_create's read-then-write.
+        CurrentState.objects.bulk_create(
+            [CurrentState(room=room, type=etype, state_key=skey, event_id=event.event_id)],
+            update_conflicts=True,
+            unique_fields=["room", "type", "state_key"],
+            update_fields=["event_id"],
+        )
+    if group_id is not None and room.current_state_group_id != group_id:
+        room.current_state_group_id = group_id
+        Room.objects.filter(pk=room.pk).update(current_state_group_id=group_id)
+    if event.type == "m.room.redaction" and event.redacts:
+        Event.objects.filter(room=room, event_id=event.redacts, redacted_by__isnull=True).update(
+            redacted_by=event.event_id
+        )
+    # From here to the commit the events stream is locked: only the rows that need the
+    # position or cite the event row.
+    position = streams.next_position(streams.EVENTS)
     row = Event.objects.create(
         event_id=event.event_id,
         room=room,
-        stream_ordering=None,
+        stream_ordering=position,
         depth=event.depth,
         type=event.type,
         state_key=event.state_key,
@@ -206,26 +227,6 @@ def persist_event(
     EventAuthEdge.objects.bulk_create(
         EventAuthEdge(event=row, auth_event_id=auth) for auth in event.auth_event_ids
     )
-    _move_forward_extremities(room, event)
-    if event.is_state():
-        etype, skey = event.state_key_tuple()
-        # One statement (an upsert), not update_or_create's read-then-write.
-        CurrentState.objects.bulk_create(
-            [CurrentState(room=room, type=etype, state_key=skey, event_id=event.event_id)],
-            update_conflicts=True,
-            unique_fields=["room", "type", "state_key"],
-            update_fields=["event_id"],
-        )
-    if group_id is not None and room.current_state_group_id != group_id:
-        room.current_state_group_id = group_id
-        Room.objects.filter(pk=room.pk).update(current_state_group_id=group_id)
-    if event.type == "m.room.redaction" and event.redacts:
-        Event.objects.filter(room=room, event_id=event.redacts, redacted_by__isnull=True).update(
-            redacted_by=event.event_id
-        )
-    # From here to the commit the events stream is locked: only what needs the position.
-    position = streams.assign_position(streams.EVENTS, Event._meta.db_table, row.pk)
-    row.stream_ordering = position
     if event.type == "m.room.member" and event.state_key is not None:
         _set_membership(room, event, position)
     event_cache.remember(event)
