@@ -18,9 +18,15 @@ StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
 
 _CACHE_SIZE = 2000
+# ... holding at most this many state entries in all (a few tens of bytes each): in a
+# room with thousands of members every group is a map of thousands, and 2,000 of those
+# (createRoom with 2,000 invitees makes one per invite) took ~90 MB.
+_CACHE_ENTRIES = 250_000
 
 
-_state_cache: LRU[int, Mapping[StateKey, str]] = LRU(_CACHE_SIZE)
+_state_cache: LRU[int, Mapping[StateKey, str]] = LRU(
+    _CACHE_SIZE, weigh=len, max_weight=_CACHE_ENTRIES
+)
 # (room pk, stream position) -> the state group after the room's last event at or
 # before that position. Positions up to the current token never gain events, so such
 # entries never go stale; long-polls woken by one event all ask for the same ones.
@@ -161,10 +167,7 @@ def create_state_group(
             room=room, prev_group=prev_group, chain_length=prev_group.chain_length + 1
         )
         entries = delta.items()
-    StateGroupEntry.objects.bulk_create(
-        StateGroupEntry(state_group=group, type=t, state_key=k, event_id=e)
-        for (t, k), e in entries
-    )
+    _insert_entries(group.pk, entries)
     _remember_on_commit(group.pk, new_state)
     return group
 
@@ -172,9 +175,22 @@ def create_state_group(
 def create_state_group_from_map(room: Room, state: Mapping[StateKey, str]) -> StateGroup:
     """A snapshot group holding exactly ``state`` (e.g. after state resolution)."""
     group = StateGroup.objects.create(room=room, prev_group=None, chain_length=0)
-    StateGroupEntry.objects.bulk_create(
-        StateGroupEntry(state_group=group, type=t, state_key=k, event_id=e)
-        for (t, k), e in state.items()
-    )
+    _insert_entries(group.pk, state.items())
     _remember_on_commit(group.pk, dict(state))
     return group
+
+
+def _insert_entries(group_id: int, entries: Iterable[tuple[StateKey, str]]) -> None:
+    """A group's entries, as one executemany of plain tuples: a snapshot of a big room
+    holds thousands, and building a model instance for each took most of the time of an
+    invite that cut a snapshot (the transaction every other writer on SQLite waits for)."""
+    rows = [(group_id, etype, skey, event_id) for (etype, skey), event_id in entries]
+    if not rows:
+        return
+    table = connection.ops.quote_name(StateGroupEntry._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {table} (state_group_id, type, state_key, event_id) "
+            "VALUES (%s, %s, %s, %s)",
+            rows,
+        )

@@ -1,8 +1,31 @@
 """Stream positions: for each stream, a gap-free order in which writes become visible.
 
-A writer takes the next position inside its transaction, holding the stream row's lock
-until commit, so a reader that sees position N can read everything up to N: every
-earlier position belongs to a transaction that committed before N was handed out.
+The invariant every reader relies on: a reader that sees position N of a stream can read
+everything up to N, because nothing commits later with a lower position. A writer
+therefore takes its position under the stream row's lock and keeps that lock until its
+transaction commits: positions are handed out in commit order.
+
+Holding that lock is what serialises writers, so a writer takes it as late as it can:
+it does its slow part first (for a room event: building and authorising it, its state
+group, the extremities and current state, rooms.services.events.persist_event), then
+takes the position and inserts the few rows that carry it, and commits. The lock covers
+those statements and the commit, not the whole write: writes in other rooms go on
+meanwhile, and only the ends of the writes are ordered. (Inserting the event first and
+writing its position into it afterwards would lock for even less, but on PostgreSQL
+rewrites the row and every one of its index entries on every send.)
+
+Considered and not chosen: a sequence plus "persisted up to" tracking (Synapse's
+MultiWriterIdGenerator), where positions are taken without a lock and readers are held
+back to the highest position below which every allocation has finished. It lets commits
+overlap, but "finished" must be known across processes and survive a process dying with
+positions allocated (Synapse keeps per-writer positions in a table and needs every
+writer to report), which is more machinery than a short critical section at commit
+needs. On SQLite there is one writer at a time anyway (config/sqlite): there only the
+length of each transaction matters, and long operations are split into short
+transactions (createRoom's invites, rooms.services.creation).
+
+The other streams (receipts, typing, account data, to-device, presence, device lists)
+are written by short transactions of their own.
 
 Streams: ``events`` (room events, rooms app), ``account_data``, ``receipts``,
 ``typing``, ``to_device``, ``presence``, ``device_lists``. A /sync token is one
@@ -28,15 +51,21 @@ DEVICE_LISTS = "device_lists"
 
 
 def next_position(name: str) -> int:
-    """Allocate the next position of stream ``name``; call inside a transaction."""
+    """Allocate the next position of stream ``name``; call inside a transaction. The
+    stream is locked from here to the commit."""
     # UPDATE ... RETURNING (PostgreSQL, SQLite >= 3.35): one statement, row lock held.
     with connection.cursor() as cursor:
         cursor.execute(_ADVANCE_SQL, [name])
         row = cursor.fetchone()
     if row is None:
-        StreamPosition.objects.get_or_create(name=name, defaults={"position": 0})
+        _create_stream(name)
         return next_position(name)
     return int(row[0])
+
+
+def _create_stream(name: str) -> None:
+    """Create the stream's row if it is missing."""
+    StreamPosition.objects.get_or_create(name=name, defaults={"position": 0})
 
 
 def current_positions_with(

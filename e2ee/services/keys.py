@@ -205,10 +205,23 @@ class Claimed:
     failures: dict[str, Any]
 
 
+# Devices one POST /keys/claim may ask keys of: above what a client needs for the largest
+# encrypted rooms it is likely to send to, and the bound of the request's work.
+MAX_CLAIMED_DEVICES = 10_000
+# Devices claimed per transaction: a big claim never holds the database (SQLite's one
+# writer) for long; each key is still handed out at most once (one DELETE each).
+CLAIM_BATCH = 100
+
+
 def check_claims(claims: Any) -> dict[str, dict[str, str]]:
     """``one_time_keys`` of POST /keys/claim: user ID -> device ID -> algorithm."""
     if not isinstance(claims, dict):
         raise bad_json("'one_time_keys' must be an object")
+    devices = sum(len(v) for v in claims.values() if isinstance(v, dict))
+    if devices > MAX_CLAIMED_DEVICES:
+        raise invalid_param(
+            f"Cannot claim keys of more than {MAX_CLAIMED_DEVICES} devices at once"
+        )
     for user_id, by_device in claims.items():
         try:
             parse_user_id(user_id)
@@ -223,15 +236,19 @@ def check_claims(claims: Any) -> dict[str, dict[str, str]]:
 
 def do_claim_keys(claims: Mapping[str, Mapping[str, str]]) -> Claimed:
     """POST /keys/claim: one key per device asked for, a one-time key while any is left,
-    else the device's fallback key (which is then marked used)."""
+    else the device's fallback key (which is then marked used). Claimed in batches of
+    ``CLAIM_BATCH`` devices, a short transaction each."""
     result = Claimed({}, {})
-    with transaction.atomic():
-        for user_id, by_device in claims.items():
-            domain = parse_user_id(user_id).domain
-            if domain != settings.SERVER_NAME:
-                result.failures[domain] = selectors.REMOTE_FAILURE
-                continue
-            for device_id, algorithm in by_device.items():
+    local: list[tuple[str, str, str]] = []
+    for user_id, by_device in claims.items():
+        domain = parse_user_id(user_id).domain
+        if domain != settings.SERVER_NAME:
+            result.failures[domain] = selectors.REMOTE_FAILURE
+            continue
+        local.extend((user_id, device_id, algorithm) for device_id, algorithm in by_device.items())
+    for start in range(0, len(local), CLAIM_BATCH):
+        with transaction.atomic():
+            for user_id, device_id, algorithm in local[start : start + CLAIM_BATCH]:
                 claimed = _claim_one_time_key(user_id, device_id, algorithm)
                 if claimed is None:
                     claimed = _claim_fallback_key(user_id, device_id, algorithm)

@@ -1,4 +1,18 @@
-"""POST /createRoom: the create event and the initial state, in the spec's order."""
+"""POST /createRoom: the create event and the initial state, in the spec's order.
+
+The room and its initial state are written in one transaction; the invites follow, one
+transaction each (as Synapse sends them, one membership change at a time), so a room
+created with thousands of invitees never holds the database (SQLite's one writer) or
+the events stream for more than one short write, and other users' writes interleave.
+
+The first invite is sent in the room's own transaction: every invite is checked against
+the same state by the same sender, so if the auth rules refuse one (a power level
+override above the creator's), they refuse it there and no room is left behind, as
+before. If the process dies while the rest are sent, the room exists with its creator
+joined and the invites sent so far, each a whole event; the client got no answer and
+sees the room in its /sync. createRoom has no transaction ID, so a retry creates another
+room, as on every server.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +27,13 @@ from protocol.hashing import generate_opaque_room_id
 from protocol.identifiers import is_valid_user_id
 from protocol.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, RoomVersion
 from rooms.models import Room, RoomAlias
-from rooms.services.events import SendContext, build_event, persist_event, send_in_locked_room
+from rooms.services.events import (
+    SendContext,
+    build_event,
+    lock_room,
+    persist_event,
+    send_in_locked_room,
+)
 from rooms.services.membership import INVITE, JOIN, profile_content
 
 PRESETS: dict[str, dict[str, str]] = {
@@ -115,9 +135,50 @@ def _create_content(spec: RoomSpec, preset: str) -> dict[str, Any]:
 # Tries at a free room ID before giving up (see do_create_room).
 MAX_ROOM_ID_ATTEMPTS = 20
 
+# Invitees one createRoom may name: far above real use (a 2,000-person organisation),
+# far below what a 1 MiB body holds (~35,000 user IDs).
+MAX_INVITES = 10_000
+
+
+def check_invites(invite: list[str]) -> None:
+    """createRoom's ``invite`` list is capped (400 M_INVALID_PARAM, a documented answer of
+    createRoom; M_LIMIT_EXCEEDED would tell the client to retry later, which never helps)."""
+    if len(invite) > MAX_INVITES:
+        raise MatrixError(
+            "M_INVALID_PARAM",
+            f"Cannot invite more than {MAX_INVITES} users when creating a room; "
+            "invite the others once it exists",
+        )
+
 
 def do_create_room(spec: RoomSpec) -> Room:
-    """Create a room hosted here, with its whole initial state, in one transaction."""
+    """Create a room hosted here: its initial state and first invite in one transaction,
+    then each further invite in its own (see the module docstring)."""
+    check_invites(spec.invite)
+    invitees = list(dict.fromkeys(spec.invite))
+    room = _create_with_initial_state(spec, invitees[:1])
+    for invitee in invitees[1:]:
+        _send_invite(room.room_id, spec, invitee)
+    return room
+
+
+def _send_invite(room_id: str, spec: RoomSpec, invitee: str) -> None:
+    """One invite, in a transaction of its own. Takes the room lock."""
+    with transaction.atomic():
+        room = lock_room(room_id)
+        send_in_locked_room(room, SendContext(sender=spec.creator), *_invite(spec, invitee))
+
+
+def _invite(spec: RoomSpec, invitee: str) -> tuple[str, dict[str, Any], str]:
+    """The m.room.member invite event for ``invitee``: type, content, state key."""
+    content: dict[str, Any] = {"membership": INVITE, **profile_content(invitee)}
+    if spec.is_direct:
+        content["is_direct"] = True
+    return "m.room.member", content, invitee
+
+
+def _create_with_initial_state(spec: RoomSpec, invitees: list[str]) -> Room:
+    """The room, its initial state and the invites of ``invitees``, in one transaction."""
     preset = spec.preset or ("public_chat" if spec.visibility == "public" else "private_chat")
     settings_for = PRESETS[preset]
     alias = f"#{spec.room_alias_name}:{settings.SERVER_NAME}" if spec.room_alias_name else None
@@ -194,11 +255,8 @@ def do_create_room(spec: RoomSpec) -> Room:
                     "m.topic": {"m.text": [{"mimetype": "text/plain", "body": spec.topic}]},
                 },
             )
-        for invitee in spec.invite:
-            content: dict[str, Any] = {"membership": INVITE, **profile_content(invitee)}
-            if spec.is_direct:
-                content["is_direct"] = True
-            send("m.room.member", content, invitee)
+        for invitee in invitees:
+            send(*_invite(spec, invitee))
     return room
 
 

@@ -3,7 +3,9 @@
 ``do_send_event`` is the hot path (STYLE, "Hot paths"): in one transaction it locks the
 room, builds the event from the current state and forward extremities, runs the auth
 rules, hashes and signs, inserts the event with its edges and state delta, moves the
-extremities, and on commit wakes /sync.
+extremities and current state, then takes the stream position and inserts the event row
+and its edges (only these last steps queue behind writers in other rooms, see
+streams.positions), and on commit wakes /sync.
 """
 
 from __future__ import annotations
@@ -180,8 +182,12 @@ def persist_event(
     """Insert an authorised event at the tip of the room. Caller holds the room lock.
 
     ``state_before`` is the ID of the state group before the event.
+
+    The stream position is taken as late as it can be (streams.positions): after the state
+    group, the extremities and the current state are written, just before the event row
+    and the rows that cite it. The events stream is locked only from there to the commit,
+    so writers in other rooms do not queue behind this one's work.
     """
-    position = streams.next_position(streams.EVENTS)
     group_id = state_before
     replaces = None
     if event.is_state():
@@ -189,6 +195,26 @@ def persist_event(
         replaces = load_state(state_before).get(key)
         group_id = create_state_group(room, state_before, {key: event.event_id}).pk
     relates_to, rel_type = _relation(event.content)
+    _move_forward_extremities(room, event)
+    if event.is_state():
+        etype, skey = event.state_key_tuple()
+        # One statement (an upsert), not update_or_create's read-then-write.
+        CurrentState.objects.bulk_create(
+            [CurrentState(room=room, type=etype, state_key=skey, event_id=event.event_id)],
+            update_conflicts=True,
+            unique_fields=["room", "type", "state_key"],
+            update_fields=["event_id"],
+        )
+    if group_id is not None and room.current_state_group_id != group_id:
+        room.current_state_group_id = group_id
+        Room.objects.filter(pk=room.pk).update(current_state_group_id=group_id)
+    if event.type == "m.room.redaction" and event.redacts:
+        Event.objects.filter(room=room, event_id=event.redacts, redacted_by__isnull=True).update(
+            redacted_by=event.event_id
+        )
+    # From here to the commit the events stream is locked: only the rows that need the
+    # position or cite the event row.
+    position = streams.next_position(streams.EVENTS)
     row = Event.objects.create(
         event_id=event.event_id,
         room=room,
@@ -214,31 +240,8 @@ def persist_event(
     EventAuthEdge.objects.bulk_create(
         EventAuthEdge(event=row, auth_event_id=auth) for auth in event.auth_event_ids
     )
-    ForwardExtremity.objects.filter(room=room, event_id__in=event.prev_event_ids).delete()
-    ForwardExtremity.objects.create(room=room, event_id=event.event_id)
-    if event.is_state():
-        etype, skey = event.state_key_tuple()
-        CurrentState.objects.update_or_create(
-            room=room, type=etype, state_key=skey, defaults={"event_id": event.event_id}
-        )
-        if etype == "m.room.member":
-            Membership.objects.update_or_create(
-                room=room,
-                user_id=skey,
-                defaults={
-                    "membership": event.membership or "leave",
-                    "event_id": event.event_id,
-                    "stream_ordering": position,
-                    "forgotten": False,
-                },
-            )
-    if group_id is not None and room.current_state_group_id != group_id:
-        room.current_state_group_id = group_id
-        Room.objects.filter(pk=room.pk).update(current_state_group_id=group_id)
-    if event.type == "m.room.redaction" and event.redacts:
-        Event.objects.filter(room=room, event_id=event.redacts, redacted_by__isnull=True).update(
-            redacted_by=event.event_id
-        )
+    if event.type == "m.room.member" and event.state_key is not None:
+        _set_membership(room, event, position)
     event_cache.remember(event)
     room_id = room.room_id
     # A member event also wakes its subject, who may not be in the room yet (invites).
@@ -247,6 +250,42 @@ def persist_event(
         lambda: notifier.notify_stream_moved(streams.EVENTS, position, room_id, subjects)
     )
     return row
+
+
+def _move_forward_extremities(room: Room, event: PDUEvent) -> None:
+    """The event replaces the extremities it cites as prev_events."""
+    prev_ids = event.prev_event_ids
+    # A linear room, the usual case: its one extremity moves on to the new event.
+    if (
+        len(prev_ids) == 1
+        and ForwardExtremity.objects.filter(room=room, event_id=prev_ids[0]).update(
+            event_id=event.event_id
+        )
+        == 1
+    ):
+        return
+    ForwardExtremity.objects.filter(room=room, event_id__in=prev_ids).delete()
+    ForwardExtremity.objects.create(room=room, event_id=event.event_id)
+
+
+def _set_membership(room: Room, event: PDUEvent, position: int) -> None:
+    """The member's row in the membership view, in one statement (an upsert): it runs
+    with the events stream locked."""
+    Membership.objects.bulk_create(
+        [
+            Membership(
+                room=room,
+                user_id=event.state_key,
+                membership=event.membership or "leave",
+                event_id=event.event_id,
+                stream_ordering=position,
+                forgotten=False,
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["room", "user_id"],
+        update_fields=["membership", "event_id", "stream_ordering", "forgotten"],
+    )
 
 
 def auth_state_for(

@@ -390,3 +390,40 @@ def test_cross_signing_public_key_as_new_device_id_is_refused(
     login = api.login(alice.localpart, alice.password, device_id=public(keys.master))
     assert login.status == 400
     assert login.errcode == "M_INVALID_PARAM"
+
+
+def test_a_claim_over_many_devices_is_answered_batch_by_batch(
+    api: MatrixTestClient, alice: Persona, bob: Persona, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from e2ee.services import keys
+
+    monkeypatch.setattr(keys, "CLAIM_BATCH", 2)
+    devices = [
+        publish(api, persona, one_time_keys=1)
+        for persona in (alice, second_device(api, alice), second_device(api, alice))
+    ]
+    wanted = {alice.user_id: {d.persona.device_id: OTK for d in devices}}
+    wanted[bob.user_id] = {"NOSUCH": OTK}
+
+    body = claim(api, bob, wanted)
+
+    got = body["one_time_keys"][alice.user_id]
+    assert set(got) == {d.persona.device_id for d in devices}
+    assert bob.user_id not in body["one_time_keys"]
+
+
+def test_a_claim_of_too_many_devices_is_refused(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    from e2ee.services import keys
+
+    publish(api, alice, one_time_keys=1)
+    wanted = {alice.user_id: {f"D{n}": OTK for n in range(keys.MAX_CLAIMED_DEVICES)}}
+    wanted[alice.user_id][alice.device_id] = OTK
+
+    response = api.post("keys/claim", {"one_time_keys": wanted}, token=bob.access_token)
+
+    assert response.status == 400, response.body
+    assert response.errcode == "M_INVALID_PARAM"
+    # Nothing was claimed.
+    assert sync(api, alice)["device_one_time_keys_count"] == {OTK: 1}
