@@ -76,3 +76,24 @@ class Pusher(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.app_id}"
+
+
+class ImplicitReceipt(models.Model):
+    """The stream ordering of ``user_id``'s latest own event in a room: "When the user
+    updates their read receipt (either by using the API or by sending an event),
+    notifications prior to and including that event MUST be marked as read" (Push
+    Notifications, "Marking notifications as read"). Clients do not send receipts for
+    their own events, so sending one reads the room up to it, as an unthreaded receipt
+    would. Written with the event; never sent to anyone."""
+
+    user_id = models.CharField(max_length=255)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    stream_ordering = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "room"], name="implicit_receipt_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} sent at {self.stream_ordering} in {self.room_id}"

@@ -1,0 +1,165 @@
+"""The push rules on the send path (Push Notifications, "Server behaviour"): "When
+receiving a new event homeservers process push rules for each of the local users in the
+room (excluding the sender)".
+
+``do_write_push_actions`` runs as a rooms hook inside the transaction that persists the
+event, under the room lock, so an event and the counts it moves are committed together
+("The updated notification count from a new event MUST appear in the same /sync
+response as the event itself"). Its reads do not grow with the room: the members, their
+display names and the power levels come from a per-state-group cache
+(:mod:`push.audience`), each user's compiled rules from ``push.rules``; what it writes
+is one bulk insert of PushAction rows and the sender's implicit receipt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.conf import settings
+
+from accounts.clock import now_ms
+from accounts.models import AccountData
+from accounts.services.account_data import IGNORED_USER_LIST
+from protocol.push.evaluator import CompiledRules, PushEvent, notifies
+from protocol.push.rules import predefined_rules
+from protocol.room_versions import KNOWN_ROOM_VERSIONS
+from push.audience import Audience, audience_at
+from push.models import ImplicitReceipt, PushAction
+from rooms import event_cache
+from rooms.hooks import PersistedEvent
+from rooms.relations import ignored_in
+
+MAIN_THREAD = "main"
+THREAD = "m.thread"
+
+# Until the users' own rules (push.rules) are merged in: everyone has the predefined
+# rules, compiled once (conditions naming the owner test the recipient).
+_OWNER = "@owner:example.org"
+_PREDEFINED = CompiledRules(predefined_rules(_OWNER), owner=_OWNER)
+
+
+def compiled_rules_for(user_ids: Iterable[str]) -> dict[str, CompiledRules]:
+    return dict.fromkeys(user_ids, _PREDEFINED)
+
+
+def thread_of(persisted: PersistedEvent) -> str:
+    """The thread an event is in ("Threaded read receipts"): the root of its m.thread
+    relation, one hop further for an event related to a threaded event (as
+    rooms.services.receipts reads a receipt's thread), else the main timeline."""
+    relates_to = persisted.relates_to
+    if not relates_to:
+        return MAIN_THREAD
+    if persisted.rel_type == THREAD:
+        return relates_to
+    parent = event_cache.get_events([relates_to]).get(relates_to)
+    if parent is None or parent.room_id != persisted.room.room_id:
+        return MAIN_THREAD
+    relation = parent.content.get("m.relates_to")
+    if isinstance(relation, dict) and relation.get("rel_type") == THREAD:
+        root = relation.get("event_id")
+        if isinstance(root, str) and root:
+            return root
+    return MAIN_THREAD
+
+
+def _is_local(user_id: str) -> bool:
+    return user_id.endswith(":" + settings.SERVER_NAME)
+
+
+def _recipients(persisted: PersistedEvent, audience: Audience) -> list[str]:
+    """The local users the event is evaluated for: every joined member but the sender,
+    and a local user it invites (``.m.rule.invite_for_me``), who is not joined yet."""
+    event = persisted.event
+    users = [user_id for user_id in audience.local_members if user_id != event.sender]
+    target = event.state_key
+    invited = (
+        event.type == "m.room.member"
+        and event.membership == "invite"
+        and target is not None
+        and _is_local(target)
+        and target != event.sender
+        and target not in audience.local_members
+    )
+    if invited and target is not None:
+        users.append(target)
+    return users
+
+
+def _ignoring(user_ids: Iterable[str], sender: str) -> set[str]:
+    """The users among ``user_ids`` who ignore ``sender`` (m.ignored_user_list): their
+    clients never get the sender's events, so they are not notified of them (as Synapse
+    does). One query."""
+    suffix = ":" + settings.SERVER_NAME
+    localparts = {user_id[1 : -len(suffix)]: user_id for user_id in user_ids}
+    rows = AccountData.objects.filter(
+        user__localpart__in=list(localparts), room_id="", type=IGNORED_USER_LIST
+    ).values_list("user__localpart", "content")
+    return {localparts[localpart] for localpart, content in rows if sender in ignored_in(content)}
+
+
+def _mark_read_by_sender(persisted: PersistedEvent) -> None:
+    """Sending an event reads the room up to it (models.ImplicitReceipt). One upsert."""
+    ImplicitReceipt.objects.bulk_create(
+        [
+            ImplicitReceipt(
+                user_id=persisted.event.sender,
+                room=persisted.room,
+                stream_ordering=persisted.stream_ordering,
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["user_id", "room"],
+        update_fields=["stream_ordering"],
+    )
+
+
+def do_write_push_actions(persisted: PersistedEvent) -> None:
+    """Evaluate the push rules of every local recipient of a just-persisted event and
+    write a PushAction row for each whose actions notify or highlight. Called inside the
+    event's transaction, with the room lock held."""
+    event = persisted.event
+    if _is_local(event.sender):
+        _mark_read_by_sender(persisted)
+    audience = audience_at(persisted.state_before)
+    recipients = _recipients(persisted, audience)
+    if not recipients:
+        return
+    if event.state_key is None:
+        # Ignoring Users: state events still reach the ignoring user; the rest do not.
+        ignoring = _ignoring(recipients, event.sender)
+        recipients = [user_id for user_id in recipients if user_id not in ignoring]
+        if not recipients:
+            return
+    room_version = KNOWN_ROOM_VERSIONS[persisted.room.room_version]
+    push_event = PushEvent(
+        event.pdu,
+        room_member_count=audience.joined_count,
+        sender_power_level=audience.sender_power_level(room_version, event.sender),
+        notification_power_levels=audience.notification_levels(),
+    )
+    rules = compiled_rules_for(recipients)
+    thread_id = thread_of(persisted)
+    ts = now_ms()
+    rows = []
+    for user_id in recipients:
+        actions = rules[user_id].actions(push_event, user_id, audience.local_members.get(user_id))
+        if not actions:
+            continue
+        notify, highlight = notifies(actions)
+        if not (notify or highlight):
+            continue
+        rows.append(
+            PushAction(
+                user_id=user_id,
+                room=persisted.room,
+                event_id=event.event_id,
+                stream_ordering=persisted.stream_ordering,
+                thread_id=thread_id,
+                actions=actions,
+                notify=notify,
+                highlight=highlight,
+                ts=ts,
+            )
+        )
+    if rows:
+        PushAction.objects.bulk_create(rows)
