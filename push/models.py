@@ -78,6 +78,28 @@ class Pusher(models.Model):
         return f"{self.user_id} {self.app_id}"
 
 
+class PushRules(models.Model):
+    """What one user changed of their push rules: their own rules per kind, in order, and
+    the ``enabled`` flag or ``actions`` they set on server-default rules, as the *changes*
+    document of ``protocol.push.rules``. A user who changed nothing has no row; their
+    ruleset is the server-default one.
+
+    ``stream_id`` is the account_data stream position of the last change (the same
+    position as the user's ``m.push_rules`` account data, which /sync sends): the
+    compiled-rules caches of every process compare it to know what changed.
+    """
+
+    user_id = models.CharField(max_length=255, unique=True)
+    changes = models.JSONField(default=dict)
+    stream_id = models.BigIntegerField(db_index=True)
+
+    class Meta:
+        verbose_name_plural = "push rules"
+
+    def __str__(self) -> str:
+        return f"push rules of {self.user_id}"
+
+
 class ImplicitReceipt(models.Model):
     """The stream ordering of ``user_id``'s latest own event in a room: "When the user
     updates their read receipt (either by using the API or by sending an event),

@@ -17,6 +17,7 @@ from django.db.models import Count, Q
 from django.utils.functional import cached_property
 
 from accounts.models import AccountData, User
+from accounts.selectors import account_data_defaults
 from config.lru import LRU
 from protocol.event_filters import event_allowed
 from push.selectors import unread_counts
@@ -543,7 +544,14 @@ class SyncBuilder:
         room_filter = self.request.section_filter("account_data")
         global_events: list[dict[str, Any]] = []
         per_room: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for room_id, data_type, content in query.values_list("room_id", "type", "content"):
+        rows = list(query.values_list("room_id", "type", "content"))
+        if since is None:
+            # Server-managed account data never written yet (m.push_rules: the default
+            # push rules) is in every initial sync all the same.
+            written = {data_type for room_id, data_type, _ in rows if not room_id}
+            defaults = account_data_defaults(self.request.user_id, written)
+            rows.extend(("", data_type, content) for data_type, content in defaults)
+        for room_id, data_type, content in rows:
             event = {"type": data_type, "content": content}
             if room_id:
                 if event_allowed(room_filter, data_type, self.request.user_id):

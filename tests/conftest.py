@@ -148,6 +148,9 @@ def _fresh_cache() -> None:
     from presence import services as presence_services
 
     presence_services.forget_seen()
+    from push import rules as push_rules
+
+    push_rules.forget_compiled_rules()
 
 
 @pytest.fixture

@@ -411,7 +411,7 @@ class CompiledRules:
     ruleset compiled once serves every user whose rules are the same but for their ID.
     Compiled rulesets are immutable and may be shared between threads."""
 
-    __slots__ = ("rules",)
+    __slots__ = ("rules", "uses_display_name")
 
     def __init__(
         self, ruleset: Mapping[str, Sequence[Mapping[str, Any]]], owner: str | None = None
@@ -428,6 +428,9 @@ class CompiledRules:
                     _Rule(rule["rule_id"], strip_actions(rule.get("actions")), conditions)
                 )
         self.rules = tuple(compiled)
+        # Whether ``actions`` reads the recipient's display name: the caller may skip
+        # looking it up when none of the rulesets it evaluates does.
+        self.uses_display_name = any(_CONTAINS_DISPLAY_NAME in r.personal for r in compiled)
 
     def _plan(self, event: PushEvent) -> tuple[_Rule, ...]:
         """The rules whose recipient-independent conditions hold for ``event``, up to

@@ -20,26 +20,17 @@ from django.conf import settings
 from accounts.clock import now_ms
 from accounts.models import AccountData
 from accounts.services.account_data import IGNORED_USER_LIST
-from protocol.push.evaluator import CompiledRules, PushEvent, notifies
-from protocol.push.rules import predefined_rules
+from protocol.push.evaluator import PushEvent, notifies
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from push.audience import Audience, audience_at
 from push.models import ImplicitReceipt, PushAction
+from push.rules import compiled_rules_for
 from rooms import event_cache
 from rooms.hooks import PersistedEvent
 from rooms.relations import ignored_in
 
 MAIN_THREAD = "main"
 THREAD = "m.thread"
-
-# Until the users' own rules (push.rules) are merged in: everyone has the predefined
-# rules, compiled once (conditions naming the owner test the recipient).
-_OWNER = "@owner:example.org"
-_PREDEFINED = CompiledRules(predefined_rules(_OWNER), owner=_OWNER)
-
-
-def compiled_rules_for(user_ids: Iterable[str]) -> dict[str, CompiledRules]:
-    return dict.fromkeys(user_ids, _PREDEFINED)
 
 
 def thread_of(persisted: PersistedEvent) -> str:

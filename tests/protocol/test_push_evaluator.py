@@ -286,6 +286,11 @@ def test_contains_display_name(body: str, expected: bool) -> None:
     assert not matches(rules, push_event({"body": body}), None)
 
 
+def test_rulesets_say_whether_they_read_display_names() -> None:
+    assert override({"kind": "contains_display_name"}).uses_display_name
+    assert not DEFAULTS.uses_display_name
+
+
 def test_unknown_and_malformed_conditions_never_match() -> None:
     for condition in (
         {"kind": "org.example.future"},

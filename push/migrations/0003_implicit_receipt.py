@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('push', '0001_initial'),
+        ('push', '0002_pushrules'),
         ('rooms', '0004_receipt_typing'),
     ]
 
