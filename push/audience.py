@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -26,7 +27,7 @@ CREATE_KEY = auth_rules.CREATE_KEY
 POWER_LEVELS_KEY = auth_rules.POWER_LEVELS_KEY
 
 
-@dataclass(frozen=True)
+@dataclass
 class Audience:
     """The room as of one state group, as push evaluation needs it."""
 
@@ -41,6 +42,7 @@ class Audience:
     def sender_power_level(self, room_version: RoomVersion, sender: str) -> int | float:
         return auth_rules.get_user_power_level(room_version, sender, self.auth_state)
 
+    @cached_property
     def notification_levels(self) -> dict[str, Any]:
         """The power levels' ``notifications`` object (sender_notification_permission);
         its defaults ({"room": 50}) are the evaluator's to apply."""

@@ -661,7 +661,7 @@ class SyncBuilder:
                 state_section, room_account_data.get(room_id, []), ephemeral.get(room_id, [])
             )
 
-        for room_id in self._rooms_read_since():
+        for room_id in self._rooms_read_since([p.room.pk for p in joined_rows.values()]):
             if room_id in joined_rows and room_id not in rooms["join"]:
                 rooms["join"][room_id] = self._quiet_entry(state_section, [], [])
         self._add_unread_counts(rooms["join"], joined_rows)
@@ -695,18 +695,19 @@ class SyncBuilder:
             "summary": {},
         }
 
-    def _rooms_read_since(self) -> list[str]:
+    def _rooms_read_since(self, room_pks: list[int]) -> list[str]:
         """Rooms where the user's own receipt moved since the token, when the ephemeral
         filter keeps receipts out of the response: their notification counts changed, and
         a room's counts are only sent with the room (otherwise the m.receipt event
         carries the room in already). One query, only then."""
         since = self.request.since
-        if since is None or since.receipts >= self.now.receipts:
+        if since is None or since.receipts >= self.now.receipts or not room_pks:
             return []
         if wants_ephemeral(self.request, RECEIPT):
             return []
         return list(
             Receipt.objects.filter(
+                room_id__in=room_pks,
                 user_id=self.request.user_id,
                 stream_id__gt=since.receipts,
                 stream_id__lte=self.now.receipts,
