@@ -8,7 +8,7 @@ event, under the room lock, so an event and the counts it moves are committed to
 response as the event itself"). Its reads do not grow with the room: the members, their
 display names and the power levels come from a per-state-group cache
 (:mod:`push.audience`), each user's compiled rules from ``push.rules``; what it writes
-is one bulk insert of PushAction rows and the sender's implicit receipt.
+is one insert of PushAction rows and the sender's implicit receipt.
 """
 
 from __future__ import annotations
@@ -33,13 +33,11 @@ from rooms.hooks import PersistedEvent
 from rooms.relations import ignored_in
 
 MAIN_THREAD = "main"
+THREAD = "m.thread"
 
 
 def _table(model: type[Any]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
-
-
-THREAD = "m.thread"
 
 
 def thread_of(persisted: PersistedEvent) -> str:
