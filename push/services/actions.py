@@ -175,31 +175,36 @@ def _insert_push_actions(
     instance and preparing each field of each row through the ORM cost more than the
     rest of the send in a room of 100. Recipients mostly share one rule's actions list,
     so each distinct list is serialised once."""
-    actions_field = PushAction._meta.get_field("actions")
-    prepared: dict[int, Any] = {}
-    event_id = persisted.event.event_id
-    room_pk = persisted.room.pk
-    ts = now_ms()
-    params: list[Any] = []
-    for user_id, actions, notify, highlight in verdicts:
-        value = prepared.get(id(actions))
-        if value is None:
-            value = prepared[id(actions)] = actions_field.get_db_prep_save(actions, connection)
-        params += [
-            user_id,
-            room_pk,
-            event_id,
-            persisted.stream_ordering,
-            thread_id,
-            value,
-            notify,
-            highlight,
-            ts,
-        ]
-    row = "(" + ", ".join(["%s"] * len(_ACTION_COLUMNS)) + ")"
+    serialised: dict[int, str] = {}
+    for _, actions, _, _ in verdicts:
+        if id(actions) not in serialised:
+            serialised[id(actions)] = json.dumps(actions)
+    table = _table(PushAction)
     columns = ", ".join(connection.ops.quote_name(c) for c in _ACTION_COLUMNS)
-    sql = f"INSERT INTO {_table(PushAction)} ({columns}) VALUES " + ", ".join(
-        [row] * len(verdicts)
-    )
+    shared = [persisted.room.pk, persisted.event.event_id, persisted.stream_ordering, thread_id]
+    ts = now_ms()
+    if connection.vendor == "postgresql":
+        # The rows as four arrays: a short statement whatever the room's size, where a
+        # VALUES list of 99 rows (891 parameters, bound client-side) took longer to
+        # build and parse than to insert.
+        sql = (
+            f"INSERT INTO {table} ({columns}) "
+            "SELECT t.u, %s, %s, %s, %s, t.a::jsonb, t.n, t.h, %s "
+            "FROM unnest(%s::text[], %s::text[], %s::boolean[], %s::boolean[]) AS t(u, a, n, h)"
+        )
+        params: list[Any] = [
+            *shared,
+            ts,
+            [v[0] for v in verdicts],
+            [serialised[id(v[1])] for v in verdicts],
+            [v[2] for v in verdicts],
+            [v[3] for v in verdicts],
+        ]
+    else:
+        row = "(" + ", ".join(["%s"] * len(_ACTION_COLUMNS)) + ")"
+        sql = f"INSERT INTO {table} ({columns}) VALUES " + ", ".join([row] * len(verdicts))
+        params = []
+        for user_id, actions, notify, highlight in verdicts:
+            params += [user_id, *shared, serialised[id(actions)], notify, highlight, ts]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
