@@ -1,6 +1,6 @@
 from django.urls import URLPattern, URLResolver, re_path
 
-from push.api import rules
+from push.api import notifications, rules
 
 # Old clients still use /r0/ for push rules; both prefixes answer.
 C = r"^_matrix/client/(?:r0|v3)/"
@@ -13,4 +13,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     re_path(RULE + r"$", rules.PushRuleView.as_view()),
     re_path(RULE + r"/enabled$", rules.PushRuleEnabledView.as_view()),
     re_path(RULE + r"/actions$", rules.PushRuleActionsView.as_view()),
+    re_path(C + r"notifications$", notifications.NotificationsView.as_view()),
 ]
