@@ -286,8 +286,6 @@ PUSH_IP_ALLOWLIST = options.as_networks(
 )
 PUSH_TIMEOUT_S = 10.0
 PUSH_MAX_RESPONSE_BYTES = 64 * 1024
-# How often the periodic sweep resumes pushers with undelivered notifications.
-PUSH_SWEEP_INTERVAL_S = 60.0
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
