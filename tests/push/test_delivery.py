@@ -1,0 +1,382 @@
+"""Delivery to push gateways (Push Gateway API, POST /_matrix/push/v1/notify) from the
+PushAction rows: payload, counts and priority, rejected pushkeys, a gateway that is down
+for a while, and the sweep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from push import delivery, selectors, tasks
+from push.models import Pusher
+from tests.conftest import MatrixTestClient, Persona
+from tests.push.conftest import Gateway, http_pusher, set_pusher
+from tests.push.helpers import MENTION_ACTIONS, ONE_TO_ONE_ACTIONS, notify
+from tests.rooms.helpers import create_room, join, room_path, send, set_state
+from tests.sync.ephemeral_helpers import send_receipt
+
+
+@pytest.fixture
+def room(api: MatrixTestClient, alice: Persona, bob: Persona) -> str:
+    """A named room alice and bob are in; bob is "Bobby" there."""
+    room_id = create_room(api, alice, name="Mission Control", preset="public_chat")
+    join(api, bob, room_id)
+    set_state(api, bob, room_id, "m.room.member", {"membership": "join", "displayname": "Bobby"}, bob.user_id)
+    return room_id
+
+
+@pytest.fixture
+def run_on_commit(django_capture_on_commit_callbacks: Any) -> Any:
+    """Run what is queued after commit (the kicks, and the eager Celery tasks they send)."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+def test_a_message_to_an_offline_user_reaches_the_gateway(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url, data={"url": gateway.url, "custom": "x"}))
+    first = send(api, bob, room, "Houston?")
+    second = send(api, bob, room, "I'm floating in a most peculiar way.")
+    with run_on_commit():
+        notify(alice.user_id, first)
+    with run_on_commit():
+        notify(alice.user_id, second, ONE_TO_ONE_ACTIONS)
+    assert [n["event_id"] for n in gateway.notifications] == [first, second]
+    assert {r["path"] for r in gateway.received} == {"/_matrix/push/v1/notify"}
+    latest = gateway.notifications[1]
+    pushkey_ts = latest["devices"][0].pop("pushkey_ts")
+    assert isinstance(pushkey_ts, int) and pushkey_ts > 1_600_000_000
+    assert latest == {
+        "event_id": second,
+        "room_id": room,
+        "type": "m.room.message",
+        "sender": bob.user_id,
+        "sender_display_name": "Bobby",
+        "room_name": "Mission Control",
+        "prio": "high",
+        "content": {"msgtype": "m.text", "body": "I'm floating in a most peculiar way."},
+        # Both messages are unread when the second goes out.
+        "counts": {"unread": 2},
+        "devices": [
+            {
+                "app_id": "org.example.app.android",
+                "pushkey": "pushkey-1",
+                # The pusher's data minus the url, custom keys included.
+                "data": {"custom": "x"},
+                "tweaks": {"sound": "default"},
+            }
+        ],
+    }
+    # A plain group message makes no sound: low priority, as gateways may batch it.
+    assert gateway.notifications[0]["prio"] == "low"
+    assert gateway.notifications[0]["counts"] == {"unread": 1}
+    assert gateway.notifications[0]["devices"][0]["tweaks"] == {}
+    pusher = Pusher.objects.get()
+    assert pusher.last_success_ts is not None and pusher.failing_since_ts is None
+
+
+def test_highlights_are_high_and_event_id_only_sends_no_content(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+) -> None:
+    data = {"url": gateway.url, "format": "event_id_only"}
+    set_pusher(api, alice, http_pusher(gateway.url, data=data))
+    event_id = send(api, bob, room, "alice: look")
+    with run_on_commit():
+        notify(alice.user_id, event_id, MENTION_ACTIONS)
+    (only,) = gateway.notifications
+    assert set(only) == {"event_id", "room_id", "prio", "counts", "devices"}
+    assert only["prio"] == "high"
+    assert only["counts"] == {"unread": 1}
+    assert only["devices"][0]["data"] == {"format": "event_id_only"}
+    assert only["devices"][0]["tweaks"] == {"sound": "default", "highlight": True}
+
+
+def test_every_pusher_of_the_user_gets_it_and_nobody_else(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url, pushkey="phone"))
+    set_pusher(api, alice, http_pusher(gateway.url, pushkey="tablet"))
+    set_pusher(api, bob, http_pusher(gateway.url, pushkey="bobs"))
+    event_id = send(api, bob, room)
+    with run_on_commit():
+        notify(alice.user_id, event_id)
+    pushkeys = sorted(n["devices"][0]["pushkey"] for n in gateway.notifications)
+    assert pushkeys == ["phone", "tablet"]
+
+
+def test_a_new_pusher_does_not_push_older_notifications(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+) -> None:
+    old = send(api, bob, room, "before")
+    with run_on_commit():
+        notify(alice.user_id, old)
+    set_pusher(api, alice, http_pusher(gateway.url))
+    assert tasks.resume_pushers() == 0
+    new = send(api, bob, room, "after")
+    with run_on_commit():
+        notify(alice.user_id, new)
+    assert [n["event_id"] for n in gateway.notifications] == [new]
+    assert gateway.notifications[0]["counts"] == {"unread": 2}
+
+
+def test_read_notifications_are_not_pushed_and_not_counted(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url))
+    first = send(api, bob, room, "one")
+    second = send(api, bob, room, "two")
+    third = send(api, bob, room, "three")
+    for event_id in (first, second, third):
+        notify(alice.user_id, event_id)  # no kick runs: rows only
+    assert selectors.unread_notification_count(alice.user_id) == 3
+    assert send_receipt(api, alice, room, second, "m.read.private").status == 200
+    assert selectors.unread_notification_count(alice.user_id) == 1
+    assert tasks.resume_pushers() == 1
+    assert [n["event_id"] for n in gateway.notifications] == [third]
+    assert gateway.notifications[0]["counts"] == {"unread": 1}
+    assert Pusher.objects.get().last_stream_ordering > 0
+    assert tasks.resume_pushers() == 0
+
+
+def test_threaded_receipts_clear_their_thread_only(
+    api: MatrixTestClient, alice: Persona, bob: Persona, room: str
+) -> None:
+    root = send(api, bob, room, "root")
+    reply = send(
+        api,
+        bob,
+        room,
+        {"msgtype": "m.text", "body": "in thread", "m.relates_to": {"rel_type": "m.thread", "event_id": root}},
+    )
+    later = send(api, bob, room, "main again")
+    notify(alice.user_id, root)
+    notify(alice.user_id, reply, thread_id=root)
+    notify(alice.user_id, later)
+    response = send_receipt(api, alice, room, later, thread_id="main")
+    assert response.status == 200, response.body
+    assert selectors.unread_notification_count(alice.user_id) == 1
+    response = send_receipt(api, alice, room, reply, thread_id=root)
+    assert response.status == 200, response.body
+    assert selectors.unread_notification_count(alice.user_id) == 0
+
+
+def test_rooms_the_user_left_do_not_count(
+    api: MatrixTestClient, alice: Persona, bob: Persona, room: str
+) -> None:
+    notify(bob.user_id, send(api, alice, room))
+    assert selectors.unread_notification_count(bob.user_id) == 1
+    assert api.post(room_path(room, "leave"), {}, token=bob.access_token).status == 200
+    assert selectors.unread_notification_count(bob.user_id) == 0
+
+
+def test_a_rejected_pushkey_removes_the_pusher(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url, pushkey="expired"))
+    set_pusher(api, alice, http_pusher(gateway.url, pushkey="fine"))
+    gateway.rejected = ["expired", "someone-elses"]
+    with run_on_commit():
+        notify(alice.user_id, send(api, bob, room))
+    assert list(Pusher.objects.values_list("pushkey", flat=True)) == ["fine"]
+    gateway.rejected = []
+    with run_on_commit():
+        notify(alice.user_id, send(api, bob, room))
+    assert [n["devices"][0]["pushkey"] for n in gateway.notifications[2:]] == ["fine"]
+
+
+def test_a_gateway_down_for_a_while_gets_each_notification_once(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [2_000_000_000_000]
+    monkeypatch.setattr(delivery, "now_ms", lambda: now[0])
+    set_pusher(api, alice, http_pusher(gateway.url))
+    gateway.status = 503
+    first = send(api, bob, room, "one")
+    with run_on_commit():
+        notify(alice.user_id, first)
+    pusher = Pusher.objects.get()
+    assert gateway.received == []
+    assert pusher.failing_since_ts == now[0]
+    assert pusher.retry_at_ts == now[0] + delivery.INITIAL_BACKOFF_MS
+    # Nothing is tried again before the backoff is over, whatever kicks it.
+    second = send(api, bob, room, "two")
+    with run_on_commit():
+        notify(alice.user_id, second)
+    assert tasks.resume_pushers() == 0
+    assert Pusher.objects.get().retry_delay_ms == delivery.INITIAL_BACKOFF_MS
+    # Each failure doubles the wait.
+    now[0] += 1000
+    assert tasks.resume_pushers() == 1
+    pusher = Pusher.objects.get()
+    assert pusher.retry_delay_ms == 2000
+    assert pusher.retry_at_ts == now[0] + 2000
+    assert pusher.failing_since_ts == now[0] - 1000
+    # The gateway is back: at the next retry both arrive, in order, once.
+    gateway.status = 200
+    now[0] += 2000
+    assert tasks.resume_pushers() == 1
+    assert [n["event_id"] for n in gateway.notifications] == [first, second]
+    assert tasks.resume_pushers() == 0
+    with run_on_commit():
+        notify(alice.user_id, third := send(api, bob, room, "three"))
+    assert [n["event_id"] for n in gateway.notifications] == [first, second, third]
+    pusher = Pusher.objects.get()
+    assert (pusher.failing_since_ts, pusher.retry_at_ts, pusher.retry_delay_ms) == (None, None, 0)
+
+
+def test_an_unreachable_gateway_is_retried_and_given_up_after_a_day(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed = Gateway()
+    closed.stop()  # connections to its port are refused
+    now = [2_000_000_000_000]
+    monkeypatch.setattr(delivery, "now_ms", lambda: now[0])
+    set_pusher(api, alice, http_pusher(closed.url))
+    row = notify(alice.user_id, send(api, bob, room, "one"))
+    assert tasks.resume_pushers() == 1
+    first_failure = now[0]
+    delays = []
+    while True:
+        pusher = Pusher.objects.get()
+        if pusher.retry_at_ts is None:
+            break
+        delays.append(pusher.retry_delay_ms)
+        now[0] = pusher.retry_at_ts
+        delivery.deliver_pending(pusher.pk)
+    assert delays[:4] == [1000, 2000, 4000, 8000]
+    assert max(delays) == delivery.MAX_BACKOFF_MS
+    # Given up a day after the first failure: the pointer moved past the notification,
+    # and the pusher starts afresh.
+    assert now[0] - first_failure > delivery.GIVE_UP_AFTER_MS
+    pusher = Pusher.objects.get()
+    assert pusher.last_stream_ordering == row.stream_ordering
+    assert pusher.failing_since_ts is None
+    assert pusher.last_success_ts is None
+    assert tasks.resume_pushers() == 0
+
+
+def test_a_gateway_refusing_a_request_skips_it(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url))
+    gateway.status = 400
+    with run_on_commit():
+        notify(alice.user_id, send(api, bob, room))
+    assert Pusher.objects.get().failing_since_ts is None
+    assert tasks.resume_pushers() == 0
+
+
+def test_a_private_address_outside_the_allow_list_is_never_contacted(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+    settings: Any,
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url))
+    settings.PUSH_IP_ALLOWLIST = []  # the operator narrowed it after the pusher was set
+    with run_on_commit():
+        notify(alice.user_id, send(api, bob, room))
+    assert gateway.received == []
+    assert Pusher.objects.get().failing_since_ts is not None
+
+
+def test_the_kick_is_for_users_with_pushers_only(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url))
+    event_id = send(api, alice, room)
+    with django_capture_on_commit_callbacks() as callbacks:
+        notify(bob.user_id, event_id)
+    assert callbacks == []
+    event_id = send(api, bob, room)
+    with django_capture_on_commit_callbacks() as callbacks:
+        notify(alice.user_id, event_id)
+    assert len(callbacks) == 1
+
+
+def test_one_run_at_a_time_per_pusher(
+    api: MatrixTestClient, alice: Persona, bob: Persona, room: str, gateway: Gateway
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url))
+    notify(alice.user_id, send(api, bob, room))
+    pusher = Pusher.objects.get()
+    Pusher.objects.filter(pk=pusher.pk).update(
+        lease_token="other-worker", lease_until_ts=delivery.now_ms() + 60_000
+    )
+    assert delivery.deliver_pending(pusher.pk).sent == 0
+    assert tasks.resume_pushers() == 0
+    assert gateway.received == []
+    # A lease whose holder died runs out; then the sweep resumes the pusher.
+    Pusher.objects.filter(pk=pusher.pk).update(lease_until_ts=delivery.now_ms() - 1)
+    assert tasks.resume_pushers() == 1
+    assert len(gateway.received) == 1
+    assert Pusher.objects.get().lease_token is None
+
+
+def test_a_redacted_event_is_pushed_without_its_content(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url))
+    event_id = send(api, bob, room, "oops")
+    notify(alice.user_id, event_id)
+    response = api.put(room_path(room, "redact", event_id, "r1"), {}, token=bob.access_token)
+    assert response.status == 200, response.body
+    assert tasks.resume_pushers() == 1
+    assert "content" not in gateway.notifications[0]
