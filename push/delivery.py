@@ -126,7 +126,8 @@ def notify_new_actions(user_ids: Iterable[str], stream_ordering: int) -> None:
     """PushAction rows at ``stream_ordering`` were written for ``user_ids`` in the current
     transaction: after it commits, start delivery for those of them with pushers. Cheap
     for users without (an in-memory lookup), so the send path may call it for every event
-    that notified someone."""
+    that notified someone. (A run reads from its pusher's own position, not from
+    ``stream_ordering``; rows are never delivered out of order.)"""
     pusher_ids = pusher_ids_of(user_ids)
     if not pusher_ids:
         return

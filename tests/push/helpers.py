@@ -23,6 +23,10 @@ MENTION_ACTIONS: list[Any] = [
 ]
 
 
+def _highlights(actions: list[Any]) -> bool:
+    return any(isinstance(a, dict) and a.get("set_tweak") == "highlight" for a in actions)
+
+
 def notify(
     user_id: str, event_id: str, actions: list[Any] | None = None, *, thread_id: str = "main"
 ) -> PushAction:
@@ -39,7 +43,7 @@ def notify(
             thread_id=thread_id,
             actions=actions,
             notify="notify" in actions,
-            highlight=any(isinstance(a, dict) and a.get("set_tweak") == "highlight" for a in actions),
+            highlight=_highlights(actions),
             ts=event.origin_server_ts,
         )
         notify_new_actions([user_id], event.stream_ordering)

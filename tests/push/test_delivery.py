@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 
+from config.celery import app as celery_app
 from push import delivery, selectors, tasks
 from push.models import Pusher
 from tests.conftest import MatrixTestClient, Persona
@@ -22,7 +24,8 @@ def room(api: MatrixTestClient, alice: Persona, bob: Persona) -> str:
     """A named room alice and bob are in; bob is "Bobby" there."""
     room_id = create_room(api, alice, name="Mission Control", preset="public_chat")
     join(api, bob, room_id)
-    set_state(api, bob, room_id, "m.room.member", {"membership": "join", "displayname": "Bobby"}, bob.user_id)
+    member = {"membership": "join", "displayname": "Bobby"}
+    set_state(api, bob, room_id, "m.room.member", member, bob.user_id)
     return room_id
 
 
@@ -51,7 +54,8 @@ def test_a_message_to_an_offline_user_reaches_the_gateway(
     assert {r["path"] for r in gateway.received} == {"/_matrix/push/v1/notify"}
     latest = gateway.notifications[1]
     pushkey_ts = latest["devices"][0].pop("pushkey_ts")
-    assert isinstance(pushkey_ts, int) and pushkey_ts > 1_600_000_000
+    assert isinstance(pushkey_ts, int)
+    assert pushkey_ts > 1_600_000_000
     assert latest == {
         "event_id": second,
         "room_id": room,
@@ -78,7 +82,8 @@ def test_a_message_to_an_offline_user_reaches_the_gateway(
     assert gateway.notifications[0]["counts"] == {"unread": 1}
     assert gateway.notifications[0]["devices"][0]["tweaks"] == {}
     pusher = Pusher.objects.get()
-    assert pusher.last_success_ts is not None and pusher.failing_since_ts is None
+    assert pusher.last_success_ts is not None
+    assert pusher.failing_since_ts is None
 
 
 def test_highlights_are_high_and_event_id_only_sends_no_content(
@@ -167,12 +172,8 @@ def test_threaded_receipts_clear_their_thread_only(
     api: MatrixTestClient, alice: Persona, bob: Persona, room: str
 ) -> None:
     root = send(api, bob, room, "root")
-    reply = send(
-        api,
-        bob,
-        room,
-        {"msgtype": "m.text", "body": "in thread", "m.relates_to": {"rel_type": "m.thread", "event_id": root}},
-    )
+    in_thread = {"rel_type": "m.thread", "event_id": root}
+    reply = send(api, bob, room, {"msgtype": "m.text", "body": "in", "m.relates_to": in_thread})
     later = send(api, bob, room, "main again")
     notify(alice.user_id, root)
     notify(alice.user_id, reply, thread_id=root)
@@ -380,3 +381,35 @@ def test_a_redacted_event_is_pushed_without_its_content(
     assert response.status == 200, response.body
     assert tasks.resume_pushers() == 1
     assert "content" not in gateway.notifications[0]
+
+
+def test_other_processes_learn_of_new_pushers_through_the_shared_version(
+    api: MatrixTestClient, alice: Persona, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "INDEX_CHECK_S", 0.0)
+    assert delivery.pusher_ids_of([alice.user_id]) == []
+    # Written by another process: no signal here, only the version it publishes.
+    (pusher,) = Pusher.objects.bulk_create(
+        [
+            Pusher(
+                user_id=alice.user_id,
+                kind="http",
+                app_id="a",
+                pushkey="k",
+                app_display_name="",
+                device_display_name="",
+                lang="en",
+                data={"url": "https://push.example.org/_matrix/push/v1/notify"},
+                created_ts=0,
+            )
+        ]
+    )
+    assert delivery.pusher_ids_of([alice.user_id]) == []
+    cache.set("push:pushers:version", "from-another-process", timeout=None)
+    assert delivery.pusher_ids_of([alice.user_id]) == [pusher.pk]
+
+
+def test_the_sweep_is_scheduled() -> None:
+    entry = celery_app.conf.beat_schedule["resume-pushers"]
+    assert entry["task"] == tasks.resume_pushers.name
+    assert float(entry["schedule"]) <= 60

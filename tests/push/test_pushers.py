@@ -62,7 +62,7 @@ def test_kind_null_deletes_with_app_id_and_pushkey_only(
 def test_without_append_the_pushkey_leaves_other_users(
     api: MatrixTestClient, alice: Persona, bob: Persona
 ) -> None:
-    """"Otherwise, the homeserver must remove any other pushers with the same App ID and
+    """ "Otherwise, the homeserver must remove any other pushers with the same App ID and
     pushkey for different users"; with append both stay."""
     set_pusher(api, bob, http_pusher(URL))
     set_pusher(api, alice, http_pusher(URL, append=True))
@@ -75,7 +75,8 @@ def test_without_append_the_pushkey_leaves_other_users(
 def test_pushers_are_per_user(api: MatrixTestClient, alice: Persona, bob: Persona) -> None:
     set_pusher(api, alice, http_pusher(URL))
     assert pushers(api, bob) == []
-    set_pusher(api, bob, {"kind": None, "app_id": "org.example.app.android", "pushkey": "pushkey-1"})
+    deletion = {"kind": None, "app_id": "org.example.app.android", "pushkey": "pushkey-1"}
+    set_pusher(api, bob, deletion)
     assert len(pushers(api, alice)) == 1
 
 
