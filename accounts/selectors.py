@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -78,10 +79,37 @@ def get_device(user: User, device_id: str) -> Device:
     return device
 
 
+# Global account data the server manages and every user has before it is first written
+# (m.push_rules: the server-default push rules), each registered by the app that manages
+# it from its AppConfig.ready() as a function of the user ID.
+_server_defaults: dict[str, Callable[[str], dict[str, Any]]] = {}
+
+
+def register_account_data_default(
+    data_type: str, default: Callable[[str], dict[str, Any]]
+) -> None:
+    _server_defaults[data_type] = default
+
+
+def account_data_defaults(user_id: str, present: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The server-managed global account data of ``user_id`` whose type is not in
+    ``present`` (never written: the default content)."""
+    return [
+        (data_type, default(user_id))
+        for data_type, default in _server_defaults.items()
+        if data_type not in present
+    ]
+
+
 def get_account_data(user: User, data_type: str, room_id: str = "") -> dict[str, Any]:
     row = AccountData.objects.filter(user=user, room_id=room_id, type=data_type).first()
     if row is None:
-        raise not_found("Account data not found")
+        # Account data module, "Server Behaviour": "Servers must allow clients to read
+        # the above event types as normal", written or not.
+        default = None if room_id else _server_defaults.get(data_type)
+        if default is None:
+            raise not_found("Account data not found")
+        return default(user.user_id)
     return dict(row.content)
 
 

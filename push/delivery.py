@@ -232,7 +232,7 @@ def _deliver_rows(pusher: Pusher, token: str, result: RunResult) -> None:
                 notify=True,
                 stream_ordering__gt=pusher.last_stream_ordering,
             )
-            .annotate(read=selectors.read_by_receipt())
+            .annotate(read=selectors.read_already())
             .select_related("room")
             .order_by("stream_ordering")[: min(BATCH, RUN_LIMIT - result.handled)]
         )

@@ -61,6 +61,13 @@ def _pending_state(group_id: int) -> Mapping[StateKey, str] | None:
     return None
 
 
+def is_pending(group_id: int) -> bool:
+    """Was the group created by this thread's open transaction (and so may yet be rolled
+    back, and its ID handed out again)? What is derived from such a group is not to be
+    kept beyond the transaction."""
+    return _pending_state(group_id) is not None
+
+
 _CHAIN_SQL = """
 WITH RECURSIVE chain(id, prev_group_id, step) AS (
     SELECT id, prev_group_id, 0 FROM rooms_stategroup WHERE id = %s

@@ -24,7 +24,7 @@ TYPING = "m.typing"
 RECEIPT = "m.receipt"
 
 
-def _wants(request: SyncRequest, event_type: str) -> bool:
+def wants_ephemeral(request: SyncRequest, event_type: str) -> bool:
     """Does the room ephemeral filter's types/not_types let ``event_type`` through?"""
     ephemeral_filter = request.section_filter("ephemeral")
 
@@ -46,7 +46,7 @@ def typing_events(
 ) -> dict[str, list[dict[str, Any]]]:
     """An m.typing event with the current typists, for each room whose typing set
     changed between the tokens (on an initial sync: where anyone is typing)."""
-    if not _wants(request, TYPING):
+    if not wants_ephemeral(request, TYPING):
         return {}
     clock = now_ms()
     typing_now = Q(expires_at_ms__gt=clock)
@@ -80,7 +80,7 @@ def receipt_events(
 ) -> dict[str, list[dict[str, Any]]]:
     """An m.receipt event per room with the receipts that moved between the tokens (all
     of them on an initial sync); m.read.private receipts only to their owner."""
-    if not _wants(request, RECEIPT):
+    if not wants_ephemeral(request, RECEIPT):
         return {}
     query = Receipt.objects.filter(room__room_id__in=room_ids, stream_id__lte=now.receipts)
     if since is not None:

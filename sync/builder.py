@@ -17,12 +17,15 @@ from django.db.models import Count, Q
 from django.utils.functional import cached_property
 
 from accounts.models import AccountData, User
+from accounts.selectors import account_data_defaults
 from config.lru import LRU
 from protocol.event_filters import event_allowed
+from push.selectors import unread_counts
 from rooms import history, recent, relations, selectors
-from rooms.models import Event, Membership, Room
+from rooms.models import Event, Membership, Receipt, Room
 from rooms.serialize import client_events, stripped_state
 from rooms.state import StateKey, load_state, state_group_at_position
+from rooms.sync_providers import RECEIPT, wants_ephemeral
 from sync import lazy_members, providers
 from sync.tokens import SyncToken
 
@@ -541,7 +544,14 @@ class SyncBuilder:
         room_filter = self.request.section_filter("account_data")
         global_events: list[dict[str, Any]] = []
         per_room: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for room_id, data_type, content in query.values_list("room_id", "type", "content"):
+        rows = list(query.values_list("room_id", "type", "content"))
+        if since is None:
+            # Server-managed account data never written yet (m.push_rules: the default
+            # push rules) is in every initial sync all the same.
+            written = {data_type for room_id, data_type, _ in rows if not room_id}
+            defaults = account_data_defaults(self.request.user_id, written)
+            rows.extend(("", data_type, content) for data_type, content in defaults)
+        for room_id, data_type, content in rows:
             event = {"type": data_type, "content": content}
             if room_id:
                 if event_allowed(room_filter, data_type, self.request.user_id):
@@ -647,14 +657,14 @@ class SyncBuilder:
             if room_id in joined_rows and room_id not in rooms["join"]
         ]
         for room_id in dict.fromkeys(quiet_ids):
-            rooms["join"][room_id] = {
-                "timeline": {"events": [], "limited": False, "prev_batch": f"s{self.now.events}"},
-                state_section: {"events": []},
-                "account_data": {"events": room_account_data.get(room_id, [])},
-                "ephemeral": {"events": ephemeral.get(room_id, [])},
-                "summary": {},
-            }
+            rooms["join"][room_id] = self._quiet_entry(
+                state_section, room_account_data.get(room_id, []), ephemeral.get(room_id, [])
+            )
 
+        for room_id in self._rooms_read_since([p.room.pk for p in joined_rows.values()]):
+            if room_id in joined_rows and room_id not in rooms["join"]:
+                rooms["join"][room_id] = self._quiet_entry(state_section, [], [])
+        self._add_unread_counts(rooms["join"], joined_rows)
         if sent_members:
             lazy_members.record_sent(self.sent_key, sent_members, self.now.events)
         extra, extra_updates, held_back = providers.top_level(request, request.since, self.now)
@@ -669,6 +679,59 @@ class SyncBuilder:
         body["account_data"] = {"events": global_account_data}
         body.update(extra)
         return SyncResult(body, has_updates, list(joined_rows))
+
+    def _quiet_entry(
+        self,
+        state_section: str,
+        account_data: list[dict[str, Any]],
+        ephemeral: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """A joined room without timeline or state news."""
+        return {
+            "timeline": {"events": [], "limited": False, "prev_batch": f"s{self.now.events}"},
+            state_section: {"events": []},
+            "account_data": {"events": account_data},
+            "ephemeral": {"events": ephemeral},
+            "summary": {},
+        }
+
+    def _rooms_read_since(self, room_pks: list[int]) -> list[str]:
+        """Rooms where the user's own receipt moved since the token, when the ephemeral
+        filter keeps receipts out of the response: their notification counts changed, and
+        a room's counts are only sent with the room (otherwise the m.receipt event
+        carries the room in already). One query, only then."""
+        since = self.request.since
+        if since is None or since.receipts >= self.now.receipts or not room_pks:
+            return []
+        if wants_ephemeral(self.request, RECEIPT):
+            return []
+        return list(
+            Receipt.objects.filter(
+                room_id__in=room_pks,
+                user_id=self.request.user_id,
+                stream_id__gt=since.receipts,
+                stream_id__lte=self.now.receipts,
+            )
+            .values_list("room__room_id", flat=True)
+            .distinct()
+        )
+
+    def _add_unread_counts(
+        self, joined: dict[str, dict[str, Any]], plans: Mapping[str, RoomPlan]
+    ) -> None:
+        """``unread_notifications`` (and, when the timeline filter asks, the per-thread
+        ``unread_thread_notifications``) for every joined room of the response: one
+        query for all of them (push.selectors)."""
+        if not joined:
+            return
+        by_thread = self.request.section_filter("timeline").get("unread_thread_notifications")
+        counts = unread_counts(
+            self.request.user_id,
+            [plans[room_id].room for room_id in joined],
+            by_thread=by_thread is True,
+        )
+        for room_id, entry in joined.items():
+            entry.update(counts.get(room_id, {}))
 
     def _stripped(self, plans: Sequence[RoomPlan]) -> dict[str, dict[str, Any]]:
         """The stripped state of each invite and knock, as it was at the invite or knock

@@ -142,9 +142,15 @@ def _fresh_cache() -> None:
     selectors.forget_cached_filters()
     session_cache.sessions.clear()
     builder.forget_cached_ignore_lists()
+    from push import audience
+
+    audience.forget()
     from presence import services as presence_services
 
     presence_services.forget_seen()
+    from push import rules as push_rules
+
+    push_rules.forget_compiled_rules()
 
 
 @pytest.fixture

@@ -49,8 +49,9 @@ def check_ignored_user_list(content: dict[str, Any]) -> None:
 
 def write_account_data(
     user: User, data_type: str, content: dict[str, Any], room_id: str = ""
-) -> None:
-    """Store account data (server-managed types included) and move the stream."""
+) -> int:
+    """Store account data (server-managed types included) and move the stream; returns
+    the new position."""
     with transaction.atomic():
         position = streams.next_position(streams.ACCOUNT_DATA)
         AccountData.objects.update_or_create(
@@ -63,3 +64,4 @@ def write_account_data(
     transaction.on_commit(
         lambda: notifier.notify_stream_moved(streams.ACCOUNT_DATA, position, user_ids=[user_id])
     )
+    return position

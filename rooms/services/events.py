@@ -25,7 +25,7 @@ from protocol.events import EventFormatError, check_event_json_values
 from protocol.hashing import generate_opaque_event_id
 from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.signing import hash_and_sign_event
-from rooms import event_cache
+from rooms import event_cache, hooks
 from rooms.models import (
     CurrentState,
     Event,
@@ -227,6 +227,10 @@ def persist_event(
             redacted_by=event.event_id
         )
     event_cache.remember(event)
+    # Other apps' work on the event (push rules), committed with it.
+    hooks.event_persisted(
+        hooks.PersistedEvent(room, event, position, state_before, relates_to, rel_type)
+    )
     room_id = room.room_id
     # A member event also wakes its subject, who may not be in the room yet (invites).
     subjects = [event.state_key] if event.type == "m.room.member" and event.state_key else []

@@ -1,5 +1,5 @@
-"""Fixtures for the push tests: a push gateway on 127.0.0.1, and the allow list that lets
-pushers reach it over plain HTTP."""
+"""Fixtures for the push tests: carol, next to alice and bob; a push gateway on 127.0.0.1,
+and the allow list that lets pushers reach it over plain HTTP."""
 
 from __future__ import annotations
 
@@ -62,6 +62,11 @@ class Gateway:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def carol(api: MatrixTestClient) -> Persona:
+    return api.register("carol")
 
 
 @pytest.fixture(autouse=True)

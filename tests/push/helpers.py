@@ -1,50 +1,82 @@
-"""Notifications for the push tests: PushAction rows as the send path writes them.
-
-Until evaluation on the send path lands (push-counts), the rows are written here, in a
-transaction with ``notify_new_actions`` as the send path's hook calls it.
-"""
+"""Helpers for the push tests: notification counts in /sync, receipts, push rules."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
-from django.db import transaction
-
-from push.delivery import notify_new_actions
-from push.models import PushAction
-from rooms.models import Event
-
-MESSAGE_ACTIONS: list[Any] = ["notify"]
-ONE_TO_ONE_ACTIONS: list[Any] = ["notify", {"set_tweak": "sound", "value": "default"}]
-MENTION_ACTIONS: list[Any] = [
-    "notify",
-    {"set_tweak": "sound", "value": "default"},
-    {"set_tweak": "highlight"},
-]
+from tests.conftest import MatrixTestClient, Persona, Response
+from tests.rooms.helpers import create_room, invite, join, room_path
+from tests.sync.helpers import joined, sync
 
 
-def _highlights(actions: list[Any]) -> bool:
-    return any(isinstance(a, dict) and a.get("set_tweak") == "highlight" for a in actions)
+def group_room(api: MatrixTestClient, owner: Persona, *others: Persona) -> str:
+    """A private room of ``owner`` that ``others`` were invited to and joined."""
+    room = create_room(api, owner)
+    for other in others:
+        invite(api, owner, room, other)
+        join(api, other, room)
+    return room
 
 
-def notify(
-    user_id: str, event_id: str, actions: list[Any] | None = None, *, thread_id: str = "main"
-) -> PushAction:
-    """Record that ``event_id`` notifies ``user_id`` with ``actions``, and kick delivery."""
-    actions = MESSAGE_ACTIONS if actions is None else actions
-    event = Event.objects.get(event_id=event_id)
-    assert event.stream_ordering is not None
-    with transaction.atomic():
-        row = PushAction.objects.create(
-            user_id=user_id,
-            room_id=event.room_id,
-            event_id=event_id,
-            stream_ordering=event.stream_ordering,
-            thread_id=thread_id,
-            actions=actions,
-            notify="notify" in actions,
-            highlight=_highlights(actions),
-            ts=event.origin_server_ts,
-        )
-        notify_new_actions([user_id], event.stream_ordering)
-    return row
+def counts(body: dict[str, Any], room: str) -> tuple[int, int]:
+    """A joined room's (notification_count, highlight_count) in a sync body."""
+    unread = joined(body)[room]["unread_notifications"]
+    return unread["notification_count"], unread["highlight_count"]
+
+
+def counts_now(api: MatrixTestClient, who: Persona, room: str, **params: Any) -> tuple[int, int]:
+    """The room's counts in an initial /sync of ``who``."""
+    return counts(sync(api, who, **params), room)
+
+
+def thread_counts(body: dict[str, Any], room: str) -> dict[str, tuple[int, int]]:
+    threads = joined(body)[room].get("unread_thread_notifications", {})
+    return {
+        root: (value["notification_count"], value["highlight_count"])
+        for root, value in threads.items()
+    }
+
+
+THREADED = {"room": {"timeline": {"unread_thread_notifications": True}}}
+
+
+def message(body: str = "hello", **extra: Any) -> dict[str, Any]:
+    return {"msgtype": "m.text", "body": body, **extra}
+
+
+def in_thread(root: str, body: str = "in thread") -> dict[str, Any]:
+    return message(body, **{"m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+
+
+def send_receipt(
+    api: MatrixTestClient,
+    who: Persona,
+    room: str,
+    event_id: str,
+    receipt_type: str = "m.read",
+    **body: Any,
+) -> None:
+    response = api.post(
+        room_path(room, "receipt", receipt_type, event_id), body, token=who.access_token
+    )
+    assert response.status == 200, response.body
+
+
+def put_rule(
+    api: MatrixTestClient, who: Persona, kind: str, rule_id: str, rule: dict[str, Any]
+) -> Response:
+    return api.put(
+        f"pushrules/global/{kind}/{quote(rule_id, safe='')}", rule, token=who.access_token
+    )
+
+
+def set_rule_enabled(
+    api: MatrixTestClient, who: Persona, kind: str, rule_id: str, enabled: bool
+) -> None:
+    response = api.put(
+        f"pushrules/global/{kind}/{quote(rule_id, safe='')}/enabled",
+        {"enabled": enabled},
+        token=who.access_token,
+    )
+    assert response.status == 200, response.body

@@ -1,6 +1,10 @@
 """Delivery to push gateways (Push Gateway API, POST /_matrix/push/v1/notify) from the
-PushAction rows: payload, counts and priority, rejected pushkeys, a gateway that is down
-for a while, and the sweep."""
+PushAction rows the send path writes: payload, counts and priority, rejected pushkeys, a
+gateway that is down for a while, and the sweep.
+
+Sends inside ``run_on_commit()`` run what follows their commit (the kick, and the eager
+Celery task it queues); sends outside it only write their rows, as when a kick is lost.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,16 @@ from django.core.cache import cache
 
 from config.celery import app as celery_app
 from push import delivery, selectors, tasks
-from push.models import Pusher
+from push.models import PushAction, Pusher
 from tests.conftest import MatrixTestClient, Persona
 from tests.push.conftest import Gateway, http_pusher, set_pusher
-from tests.push.helpers import MENTION_ACTIONS, ONE_TO_ONE_ACTIONS, notify
 from tests.rooms.helpers import create_room, join, room_path, send, set_state
 from tests.sync.ephemeral_helpers import send_receipt
 
 
 @pytest.fixture
 def room(api: MatrixTestClient, alice: Persona, bob: Persona) -> str:
-    """A named room alice and bob are in; bob is "Bobby" there."""
+    """A named room of alice and bob (two members: one-to-one rules); bob is "Bobby"."""
     room_id = create_room(api, alice, name="Mission Control", preset="public_chat")
     join(api, bob, room_id)
     member = {"membership": "join", "displayname": "Bobby"}
@@ -35,21 +38,25 @@ def run_on_commit(django_capture_on_commit_callbacks: Any) -> Any:
     return lambda: django_capture_on_commit_callbacks(execute=True)
 
 
+def mention(who: Persona, body: str = "look") -> dict[str, Any]:
+    return {"msgtype": "m.text", "body": body, "m.mentions": {"user_ids": [who.user_id]}}
+
+
 def test_a_message_to_an_offline_user_reaches_the_gateway(
     api: MatrixTestClient,
     alice: Persona,
     bob: Persona,
+    carol: Persona,
     room: str,
     gateway: Gateway,
     run_on_commit: Any,
 ) -> None:
+    join(api, carol, room)  # three members: group rules
     set_pusher(api, alice, http_pusher(gateway.url, data={"url": gateway.url, "custom": "x"}))
-    first = send(api, bob, room, "Houston?")
-    second = send(api, bob, room, "I'm floating in a most peculiar way.")
     with run_on_commit():
-        notify(alice.user_id, first)
+        first = send(api, bob, room, "Houston?")
     with run_on_commit():
-        notify(alice.user_id, second, ONE_TO_ONE_ACTIONS)
+        second = send(api, bob, room, mention(alice, "alice: I'm floating"))
     assert [n["event_id"] for n in gateway.notifications] == [first, second]
     assert {r["path"] for r in gateway.received} == {"/_matrix/push/v1/notify"}
     latest = gateway.notifications[1]
@@ -63,8 +70,9 @@ def test_a_message_to_an_offline_user_reaches_the_gateway(
         "sender": bob.user_id,
         "sender_display_name": "Bobby",
         "room_name": "Mission Control",
+        # A mention makes a sound and highlights (.m.rule.is_user_mention).
         "prio": "high",
-        "content": {"msgtype": "m.text", "body": "I'm floating in a most peculiar way."},
+        "content": mention(alice, "alice: I'm floating"),
         # Both messages are unread when the second goes out.
         "counts": {"unread": 2},
         "devices": [
@@ -73,11 +81,11 @@ def test_a_message_to_an_offline_user_reaches_the_gateway(
                 "pushkey": "pushkey-1",
                 # The pusher's data minus the url, custom keys included.
                 "data": {"custom": "x"},
-                "tweaks": {"sound": "default"},
+                "tweaks": {"sound": "default", "highlight": True},
             }
         ],
     }
-    # A plain group message makes no sound: low priority, as gateways may batch it.
+    # A plain group message (.m.rule.message) makes no sound: low priority.
     assert gateway.notifications[0]["prio"] == "low"
     assert gateway.notifications[0]["counts"] == {"unread": 1}
     assert gateway.notifications[0]["devices"][0]["tweaks"] == {}
@@ -86,7 +94,7 @@ def test_a_message_to_an_offline_user_reaches_the_gateway(
     assert pusher.failing_since_ts is None
 
 
-def test_highlights_are_high_and_event_id_only_sends_no_content(
+def test_one_to_one_messages_are_high_and_event_id_only_sends_no_content(
     api: MatrixTestClient,
     alice: Persona,
     bob: Persona,
@@ -96,15 +104,14 @@ def test_highlights_are_high_and_event_id_only_sends_no_content(
 ) -> None:
     data = {"url": gateway.url, "format": "event_id_only"}
     set_pusher(api, alice, http_pusher(gateway.url, data=data))
-    event_id = send(api, bob, room, "alice: look")
     with run_on_commit():
-        notify(alice.user_id, event_id, MENTION_ACTIONS)
+        send(api, bob, room, "just us")
     (only,) = gateway.notifications
     assert set(only) == {"event_id", "room_id", "prio", "counts", "devices"}
     assert only["prio"] == "high"
     assert only["counts"] == {"unread": 1}
     assert only["devices"][0]["data"] == {"format": "event_id_only"}
-    assert only["devices"][0]["tweaks"] == {"sound": "default", "highlight": True}
+    assert only["devices"][0]["tweaks"] == {"sound": "default"}
 
 
 def test_every_pusher_of_the_user_gets_it_and_nobody_else(
@@ -118,9 +125,8 @@ def test_every_pusher_of_the_user_gets_it_and_nobody_else(
     set_pusher(api, alice, http_pusher(gateway.url, pushkey="phone"))
     set_pusher(api, alice, http_pusher(gateway.url, pushkey="tablet"))
     set_pusher(api, bob, http_pusher(gateway.url, pushkey="bobs"))
-    event_id = send(api, bob, room)
     with run_on_commit():
-        notify(alice.user_id, event_id)
+        send(api, bob, room)
     pushkeys = sorted(n["devices"][0]["pushkey"] for n in gateway.notifications)
     assert pushkeys == ["phone", "tablet"]
 
@@ -133,66 +139,62 @@ def test_a_new_pusher_does_not_push_older_notifications(
     gateway: Gateway,
     run_on_commit: Any,
 ) -> None:
-    old = send(api, bob, room, "before")
-    with run_on_commit():
-        notify(alice.user_id, old)
+    send(api, bob, room, "before")
     set_pusher(api, alice, http_pusher(gateway.url))
     assert tasks.resume_pushers() == 0
-    new = send(api, bob, room, "after")
     with run_on_commit():
-        notify(alice.user_id, new)
+        new = send(api, bob, room, "after")
     assert [n["event_id"] for n in gateway.notifications] == [new]
     assert gateway.notifications[0]["counts"] == {"unread": 2}
 
 
 def test_read_notifications_are_not_pushed_and_not_counted(
-    api: MatrixTestClient,
-    alice: Persona,
-    bob: Persona,
-    room: str,
-    gateway: Gateway,
+    api: MatrixTestClient, alice: Persona, bob: Persona, room: str, gateway: Gateway
 ) -> None:
     set_pusher(api, alice, http_pusher(gateway.url))
-    first = send(api, bob, room, "one")
+    send(api, bob, room, "one")  # no kick runs: rows only
     second = send(api, bob, room, "two")
     third = send(api, bob, room, "three")
-    for event_id in (first, second, third):
-        notify(alice.user_id, event_id)  # no kick runs: rows only
     assert selectors.unread_notification_count(alice.user_id) == 3
     assert send_receipt(api, alice, room, second, "m.read.private").status == 200
     assert selectors.unread_notification_count(alice.user_id) == 1
     assert tasks.resume_pushers() == 1
     assert [n["event_id"] for n in gateway.notifications] == [third]
     assert gateway.notifications[0]["counts"] == {"unread": 1}
-    assert Pusher.objects.get().last_stream_ordering > 0
     assert tasks.resume_pushers() == 0
 
 
-def test_threaded_receipts_clear_their_thread_only(
+def test_the_users_own_message_reads_the_room(
+    api: MatrixTestClient, alice: Persona, bob: Persona, room: str, gateway: Gateway
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url))
+    send(api, bob, room, "one")
+    send(api, alice, room, "answered from another device")
+    assert selectors.unread_notification_count(alice.user_id) == 0
+    tasks.resume_pushers()
+    assert gateway.received == []
+
+
+def test_the_unread_count_sums_rooms_and_threads(
     api: MatrixTestClient, alice: Persona, bob: Persona, room: str
 ) -> None:
+    other = create_room(api, bob, preset="public_chat")
+    join(api, alice, other)
     root = send(api, bob, room, "root")
     in_thread = {"rel_type": "m.thread", "event_id": root}
     reply = send(api, bob, room, {"msgtype": "m.text", "body": "in", "m.relates_to": in_thread})
     later = send(api, bob, room, "main again")
-    notify(alice.user_id, root)
-    notify(alice.user_id, reply, thread_id=root)
-    notify(alice.user_id, later)
+    send(api, bob, other, "elsewhere")
+    assert selectors.unread_notification_count(alice.user_id) == 4
     response = send_receipt(api, alice, room, later, thread_id="main")
     assert response.status == 200, response.body
-    assert selectors.unread_notification_count(alice.user_id) == 1
+    assert selectors.unread_notification_count(alice.user_id) == 2
     response = send_receipt(api, alice, room, reply, thread_id=root)
     assert response.status == 200, response.body
+    assert selectors.unread_notification_count(alice.user_id) == 1
+    # Rooms the user left do not count.
+    assert api.post(room_path(other, "leave"), {}, token=alice.access_token).status == 200
     assert selectors.unread_notification_count(alice.user_id) == 0
-
-
-def test_rooms_the_user_left_do_not_count(
-    api: MatrixTestClient, alice: Persona, bob: Persona, room: str
-) -> None:
-    notify(bob.user_id, send(api, alice, room))
-    assert selectors.unread_notification_count(bob.user_id) == 1
-    assert api.post(room_path(room, "leave"), {}, token=bob.access_token).status == 200
-    assert selectors.unread_notification_count(bob.user_id) == 0
 
 
 def test_a_rejected_pushkey_removes_the_pusher(
@@ -207,11 +209,11 @@ def test_a_rejected_pushkey_removes_the_pusher(
     set_pusher(api, alice, http_pusher(gateway.url, pushkey="fine"))
     gateway.rejected = ["expired", "someone-elses"]
     with run_on_commit():
-        notify(alice.user_id, send(api, bob, room))
+        send(api, bob, room)
     assert list(Pusher.objects.values_list("pushkey", flat=True)) == ["fine"]
     gateway.rejected = []
     with run_on_commit():
-        notify(alice.user_id, send(api, bob, room))
+        send(api, bob, room)
     assert [n["devices"][0]["pushkey"] for n in gateway.notifications[2:]] == ["fine"]
 
 
@@ -228,17 +230,15 @@ def test_a_gateway_down_for_a_while_gets_each_notification_once(
     monkeypatch.setattr(delivery, "now_ms", lambda: now[0])
     set_pusher(api, alice, http_pusher(gateway.url))
     gateway.status = 503
-    first = send(api, bob, room, "one")
     with run_on_commit():
-        notify(alice.user_id, first)
+        first = send(api, bob, room, "one")
     pusher = Pusher.objects.get()
     assert gateway.received == []
     assert pusher.failing_since_ts == now[0]
     assert pusher.retry_at_ts == now[0] + delivery.INITIAL_BACKOFF_MS
     # Nothing is tried again before the backoff is over, whatever kicks it.
-    second = send(api, bob, room, "two")
     with run_on_commit():
-        notify(alice.user_id, second)
+        second = send(api, bob, room, "two")
     assert tasks.resume_pushers() == 0
     assert Pusher.objects.get().retry_delay_ms == delivery.INITIAL_BACKOFF_MS
     # Each failure doubles the wait.
@@ -255,7 +255,7 @@ def test_a_gateway_down_for_a_while_gets_each_notification_once(
     assert [n["event_id"] for n in gateway.notifications] == [first, second]
     assert tasks.resume_pushers() == 0
     with run_on_commit():
-        notify(alice.user_id, third := send(api, bob, room, "three"))
+        third = send(api, bob, room, "three")
     assert [n["event_id"] for n in gateway.notifications] == [first, second, third]
     pusher = Pusher.objects.get()
     assert (pusher.failing_since_ts, pusher.retry_at_ts, pusher.retry_delay_ms) == (None, None, 0)
@@ -273,7 +273,8 @@ def test_an_unreachable_gateway_is_retried_and_given_up_after_a_day(
     now = [2_000_000_000_000]
     monkeypatch.setattr(delivery, "now_ms", lambda: now[0])
     set_pusher(api, alice, http_pusher(closed.url))
-    row = notify(alice.user_id, send(api, bob, room, "one"))
+    event_id = send(api, bob, room, "one")
+    row = PushAction.objects.get(user_id=alice.user_id, event_id=event_id)
     assert tasks.resume_pushers() == 1
     first_failure = now[0]
     delays = []
@@ -307,7 +308,7 @@ def test_a_gateway_refusing_a_request_skips_it(
     set_pusher(api, alice, http_pusher(gateway.url))
     gateway.status = 400
     with run_on_commit():
-        notify(alice.user_id, send(api, bob, room))
+        send(api, bob, room)
     assert Pusher.objects.get().failing_since_ts is None
     assert tasks.resume_pushers() == 0
 
@@ -324,7 +325,7 @@ def test_a_private_address_outside_the_allow_list_is_never_contacted(
     set_pusher(api, alice, http_pusher(gateway.url))
     settings.PUSH_IP_ALLOWLIST = []  # the operator narrowed it after the pusher was set
     with run_on_commit():
-        notify(alice.user_id, send(api, bob, room))
+        send(api, bob, room)
     assert gateway.received == []
     assert Pusher.objects.get().failing_since_ts is not None
 
@@ -335,24 +336,25 @@ def test_the_kick_is_for_users_with_pushers_only(
     bob: Persona,
     room: str,
     gateway: Gateway,
-    django_capture_on_commit_callbacks: Any,
+    run_on_commit: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     set_pusher(api, alice, http_pusher(gateway.url))
-    event_id = send(api, alice, room)
-    with django_capture_on_commit_callbacks() as callbacks:
-        notify(bob.user_id, event_id)
-    assert callbacks == []
-    event_id = send(api, bob, room)
-    with django_capture_on_commit_callbacks() as callbacks:
-        notify(alice.user_id, event_id)
-    assert len(callbacks) == 1
+    kicked: list[int] = []
+    monkeypatch.setattr(tasks.deliver, "delay", kicked.append)
+    with run_on_commit():
+        send(api, alice, room)  # bob has no pusher
+    assert kicked == []
+    with run_on_commit():
+        send(api, bob, room)
+    assert kicked == [Pusher.objects.get().pk]
 
 
 def test_one_run_at_a_time_per_pusher(
     api: MatrixTestClient, alice: Persona, bob: Persona, room: str, gateway: Gateway
 ) -> None:
     set_pusher(api, alice, http_pusher(gateway.url))
-    notify(alice.user_id, send(api, bob, room))
+    send(api, bob, room)
     pusher = Pusher.objects.get()
     Pusher.objects.filter(pk=pusher.pk).update(
         lease_token="other-worker", lease_until_ts=delivery.now_ms() + 60_000
@@ -368,15 +370,10 @@ def test_one_run_at_a_time_per_pusher(
 
 
 def test_a_redacted_event_is_pushed_without_its_content(
-    api: MatrixTestClient,
-    alice: Persona,
-    bob: Persona,
-    room: str,
-    gateway: Gateway,
+    api: MatrixTestClient, alice: Persona, bob: Persona, room: str, gateway: Gateway
 ) -> None:
     set_pusher(api, alice, http_pusher(gateway.url))
     event_id = send(api, bob, room, "oops")
-    notify(alice.user_id, event_id)
     response = api.put(room_path(room, "redact", event_id, "r1"), {}, token=bob.access_token)
     assert response.status == 200, response.body
     assert tasks.resume_pushers() == 1

@@ -270,4 +270,6 @@ def test_receipts_take_one_query_for_all_rooms(
         body = sync(api, alice, token)
 
     assert all(len(receipts(body, room)) == 1 for room in rooms)
-    assert len([q for q in queries.captured_queries if "rooms_receipt" in q["sql"]]) == 1
+    # (The unread counts read receipts too, in their own one query: tests/push.)
+    reads = [q["sql"] for q in queries.captured_queries if "rooms_receipt" in q["sql"]]
+    assert len([sql for sql in reads if "push_pushaction" not in sql]) == 1

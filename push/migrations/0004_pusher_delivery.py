@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('push', '0001_initial'),
+        ('push', '0003_push_counts'),
     ]
 
     operations = [
