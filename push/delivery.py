@@ -78,12 +78,18 @@ class _PusherIndex:
         with self.lock:
             if self.by_user is not None and now - self.checked_at < INDEX_CHECK_S:
                 return self.by_user
-        version = cache.get(_VERSION_KEY)
-        if version is None:
-            cache.add(_VERSION_KEY, secrets.token_hex(8), timeout=None)
+        try:
             version = cache.get(_VERSION_KEY)
+            if version is None:
+                cache.add(_VERSION_KEY, secrets.token_hex(8), timeout=None)
+                version = cache.get(_VERSION_KEY)
+        except Exception:
+            # The shared cache is unreachable: reread the table (at most once per
+            # INDEX_CHECK_S) rather than fail the send that asked.
+            logger.warning("Cannot read the pushers' version; rereading them", exc_info=True)
+            version = None
         with self.lock:
-            if self.by_user is not None and version == self.version:
+            if self.by_user is not None and version is not None and version == self.version:
                 self.checked_at = now
                 return self.by_user
         # Read after the version: a change committed later moves the version again.
@@ -106,8 +112,11 @@ def pushers_changed() -> None:
     _index.forget()
 
     def publish() -> None:
-        cache.set(_VERSION_KEY, secrets.token_hex(8), timeout=None)
         _index.forget()
+        try:
+            cache.set(_VERSION_KEY, secrets.token_hex(8), timeout=None)
+        except Exception:
+            logger.warning("Cannot publish the pushers' version", exc_info=True)
 
     transaction.on_commit(publish)
 

@@ -410,3 +410,25 @@ def test_the_sweep_is_scheduled() -> None:
     entry = celery_app.conf.beat_schedule["resume-pushers"]
     assert entry["task"] == tasks.resume_pushers.name
     assert float(entry["schedule"]) <= 60
+
+
+def test_an_unreachable_shared_cache_does_not_fail_sends(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url))
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(delivery.cache, "get", down)
+    monkeypatch.setattr(delivery.cache, "set", down)
+    delivery.forget_index()
+    with run_on_commit():
+        send(api, bob, room)
+    assert len(gateway.received) == 1
