@@ -133,25 +133,27 @@ def pusher_ids_of(user_ids: Iterable[str]) -> list[int]:
 
 def notify_new_actions(user_ids: Iterable[str], stream_ordering: int) -> None:
     """PushAction rows at ``stream_ordering`` were written for ``user_ids`` in the current
-    transaction: after it commits, start delivery for those of them with pushers. Cheap
-    for users without (an in-memory lookup), so the send path may call it for every event
-    that notified someone. (A run reads from its pusher's own position, not from
-    ``stream_ordering``; rows are never delivered out of order.)"""
-    pusher_ids = pusher_ids_of(user_ids)
-    if not pusher_ids:
-        return
+    transaction: after it commits, start delivery for those of them with pushers. The
+    send path calls it for every event that notified someone; it costs a callback, and
+    the lookup runs after commit, outside the room lock, from an in-memory index (a
+    rare reread of the pushers when they changed never lengthens a send's transaction).
+    A run reads from its pusher's own position, not from ``stream_ordering``: rows are
+    never delivered out of order."""
+    users = list(user_ids)
+    if users:
+        transaction.on_commit(lambda: kick(users))
 
-    def enqueue() -> None:
-        from push.tasks import deliver
 
-        for pk in pusher_ids:
-            try:
-                deliver.delay(pk)
-            except Exception:
-                # The sweep resumes it; the rows are safe.
-                logger.warning("Could not queue push delivery for pusher %s", pk, exc_info=True)
+def kick(user_ids: Iterable[str]) -> None:
+    """Queue a delivery run for each pusher of ``user_ids``."""
+    from push.tasks import deliver
 
-    transaction.on_commit(enqueue)
+    for pk in pusher_ids_of(user_ids):
+        try:
+            deliver.delay(pk)
+        except Exception:
+            # The sweep resumes it; the rows are safe.
+            logger.warning("Could not queue push delivery for pusher %s", pk, exc_info=True)
 
 
 # --- One pusher's run ------------------------------------------------------------------
