@@ -31,6 +31,11 @@ app.conf.beat_schedule = {
         "task": "media.tasks.purge_expired_media_state",
         "schedule": 3600.0,
     },
+    # Pushers whose delivery was interrupted (worker died, retry lost) pick up again.
+    "resume-pushers": {
+        "task": "push.tasks.resume_pushers",
+        "schedule": 60.0,
+    },
 }
 
 _scheduler_stop = threading.Event()

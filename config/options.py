@@ -57,6 +57,7 @@ ENV_NAMES = {
     "federation_url_overrides": "TRELLIS_FEDERATION_URL_OVERRIDES",
     "federation_key_notaries": "TRELLIS_FEDERATION_KEY_NOTARIES",
     "federation_ip_allowlist": "TRELLIS_FEDERATION_IP_ALLOWLIST",
+    "push_ip_allowlist": "TRELLIS_PUSH_IP_ALLOWLIST",
 }
 
 REGISTRATION_MODES = ("open", "token", "closed")

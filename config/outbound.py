@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Sequence
 
@@ -61,6 +62,34 @@ def resolve_allowed(
         if not address_allowed(ipaddress.ip_address(address.split("%", 1)[0]), allow, deny):
             raise AddressRefused(f"{host} resolves to {address}, which is not a public address")
     return addresses
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def pinned_connection(
+    scheme: str, host: str, port: int, address: str, timeout: float
+) -> http.client.HTTPConnection:
+    """A connection to ``host`` (its name in the Host header and, for https, in TLS and
+    the certificate check) made to ``address``, one that ``resolve_allowed`` checked."""
+    cls = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
+    return cls(host, port, address, timeout)
 
 
 def remaining(deadline: float) -> float:

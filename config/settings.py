@@ -287,6 +287,15 @@ STORAGES = {
     },
 }
 
+# --- Push notifications (push/) ---------------------------------------------------------
+# Push gateways (POST /pushers/set data.url) must be HTTPS on a global address; plain HTTP
+# and private addresses only for gateways inside these CIDRs (private set-ups, tests).
+PUSH_IP_ALLOWLIST = options.as_networks(
+    _opts.get("push_ip_allowlist", ""), "TRELLIS_PUSH_IP_ALLOWLIST"
+)
+PUSH_TIMEOUT_S = 10.0
+PUSH_MAX_RESPONSE_BYTES = 64 * 1024
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

@@ -6,8 +6,14 @@ class PushConfig(AppConfig):
     verbose_name = "Push notifications"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from accounts.models import Device, User
         from accounts.selectors import register_account_data_default
+        from accounts.signals import user_deactivated
         from protocol.push.rules import ruleset
+        from push import signals
+        from push.models import Pusher
         from push.services.actions import do_write_push_actions
         from push.services.rules import PUSH_RULES
         from rooms import hooks
@@ -18,3 +24,9 @@ class PushConfig(AppConfig):
         )
         # The push rules' verdicts, written with each event.
         hooks.register_event_persisted(do_write_push_actions)
+        # Pushers go with the device that set them and with the account.
+        post_delete.connect(signals.device_deleted, sender=Device)
+        post_delete.connect(signals.user_deleted, sender=User)
+        user_deactivated.connect(signals.user_deactivated)
+        post_save.connect(signals.pusher_written, sender=Pusher)
+        post_delete.connect(signals.pusher_written, sender=Pusher)

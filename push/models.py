@@ -62,11 +62,19 @@ class Pusher(models.Model):
     profile_tag = models.CharField(max_length=255, null=True, blank=True)
     lang = models.CharField(max_length=64)
     data = models.JSONField(default=dict)
+    # When the pusher was last set (the Push Gateway API's ``pushkey_ts``, in ms here).
     created_ts = models.BigIntegerField()
     # Delivery: PushAction rows up to this stream ordering have been handled.
     last_stream_ordering = models.BigIntegerField(default=0)
     last_success_ts = models.BigIntegerField(null=True, blank=True)
     failing_since_ts = models.BigIntegerField(null=True, blank=True)
+    # Backoff while the gateway fails: no attempt before retry_at_ts; the next wait.
+    retry_at_ts = models.BigIntegerField(null=True, blank=True)
+    retry_delay_ms = models.BigIntegerField(default=0)
+    # One delivery at a time per pusher: a worker holds the lease (its token) until
+    # lease_until_ts, renewing it with every notification sent (push/delivery.py).
+    lease_token = models.CharField(max_length=32, null=True, blank=True)
+    lease_until_ts = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [

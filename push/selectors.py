@@ -1,5 +1,6 @@
-"""Reads of the push rules' verdicts: unread notification counts (/sync) and the list
-of notifications (GET /notifications).
+"""Reads of the push rules' verdicts: unread notification counts (/sync, and the push
+gateway's ``counts.unread``) and the list of notifications (GET /notifications); and a
+user's pushers (GET /pushers).
 
 Where a user has read up to, per room and thread (Push Notifications, "Marking
 notifications as read"): the later of their m.read and m.read.private receipts; an
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q
 
-from push.models import ImplicitReceipt, PushAction
+from push.models import ImplicitReceipt, PushAction, Pusher
 from rooms.models import Event, Receipt, Room
 from rooms.serialize import client_events
 from rooms.services.receipts import READ, READ_PRIVATE
@@ -183,3 +185,52 @@ def notifications(
         )
     next_token = str(actions[-1][2]) if more else None
     return NotificationPage(page, next_token)
+
+
+# --- Pushers ----------------------------------------------------------------------------
+
+
+def pushers_of(user_id: str) -> list[dict[str, Any]]:
+    """GET /pushers: the user's pushers as the spec shows them."""
+    out = []
+    for pusher in Pusher.objects.filter(user_id=user_id).order_by("pk"):
+        shown: dict[str, Any] = {
+            "pushkey": pusher.pushkey,
+            "kind": pusher.kind,
+            "app_id": pusher.app_id,
+            "app_display_name": pusher.app_display_name,
+            "device_display_name": pusher.device_display_name,
+            "lang": pusher.lang,
+            "data": pusher.data,
+        }
+        if pusher.profile_tag is not None:
+            shown["profile_tag"] = pusher.profile_tag
+        out.append(shown)
+    return out
+
+
+def read_already() -> ExpressionWrapper:
+    """For a PushAction row (the outer query): has the user read up to it? The same
+    read-up-to point as the counts: an m.read or m.read.private receipt of the row's
+    thread or an unthreaded one, or the user's own later event in the room."""
+    receipt = Receipt.objects.filter(
+        room_id=OuterRef("room_id"),
+        user_id=OuterRef("user_id"),
+        receipt_type__in=(READ, READ_PRIVATE),
+        event_stream_ordering__gte=OuterRef("stream_ordering"),
+    ).filter(Q(thread_id=UNTHREADED) | Q(thread_id=OuterRef("thread_id")))
+    sent_later = ImplicitReceipt.objects.filter(
+        room_id=OuterRef("room_id"),
+        user_id=OuterRef("user_id"),
+        stream_ordering__gte=OuterRef("stream_ordering"),
+    )
+    return ExpressionWrapper(Q(Exists(receipt)) | Q(Exists(sent_later)), BooleanField())
+
+
+def unread_notification_count(user_id: str) -> int:
+    """The push gateway's ``counts.unread``: "the number of unread messages a user has
+    across all of the rooms they are a member of", the sum of /sync's
+    ``notification_count`` over the user's joined rooms (two queries)."""
+    rooms = list(Room.objects.filter(memberships__user_id=user_id, memberships__membership="join"))
+    counts = unread_counts(user_id, rooms, by_thread=False)
+    return sum(entry["unread_notifications"]["notification_count"] for entry in counts.values())

@@ -8,8 +8,6 @@ to a checked one. Redirects are followed by hand, each hop checked the same way.
 from __future__ import annotations
 
 import http.client
-import socket
-import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,25 +58,6 @@ def _resolve(host: str, port: int, policy: Policy) -> list[str]:
         raise FetchFailed(str(exc)) from exc
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self._address = address
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._address = address
-
-    def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
-
-
 def _get_once(
     url: str, policy: Policy, deadline: float, accept: str
 ) -> tuple[int, str, str, bytes]:
@@ -91,12 +70,13 @@ def _get_once(
     except ValueError:
         raise FetchRefused("bad port") from None
     addresses = _resolve(parts.hostname, port, policy)
-    cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     last_error: Exception | None = None
     for address in addresses:
         try:
-            conn = cls(parts.hostname, port, address, outbound.remaining(deadline))
+            conn = outbound.pinned_connection(
+                parts.scheme, parts.hostname, port, address, outbound.remaining(deadline)
+            )
         except outbound.OutboundError as exc:
             raise FetchFailed(str(exc)) from exc
         try:

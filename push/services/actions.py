@@ -26,6 +26,7 @@ from accounts.services.account_data import IGNORED_USER_LIST
 from protocol.push.evaluator import PushEvent, notifies
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from push.audience import Audience, audience_at
+from push.delivery import notify_new_actions
 from push.models import ImplicitReceipt, PushAction
 from push.rules import compiled_rules_for
 from rooms import event_cache
@@ -151,6 +152,9 @@ def do_write_push_actions(persisted: PersistedEvent) -> None:
                 verdicts.append((user_id, actions, notify, highlight))
     if verdicts:
         _insert_push_actions(persisted, thread_of(persisted), verdicts)
+        # Their pushers deliver after commit (push.delivery); in-memory for the others.
+        notified = [user_id for user_id, _, notify, _ in verdicts if notify]
+        notify_new_actions(notified, persisted.stream_ordering)
 
 
 _ACTION_COLUMNS = (
