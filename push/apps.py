@@ -14,7 +14,7 @@ class PushConfig(AppConfig):
         from protocol.push.rules import ruleset
         from push import signals
         from push.models import Pusher
-        from push.services.actions import do_write_push_actions
+        from push.services.actions import prepare_push_actions
         from push.services.rules import PUSH_RULES
         from rooms import hooks
 
@@ -23,7 +23,7 @@ class PushConfig(AppConfig):
             PUSH_RULES, lambda user_id: {"global": ruleset(user_id, None)}
         )
         # The push rules' verdicts, written with each event.
-        hooks.register_event_persisted(do_write_push_actions)
+        hooks.register_event_persisting(prepare_push_actions)
         # Pushers go with the device that set them and with the account.
         post_delete.connect(signals.device_deleted, sender=Device)
         post_delete.connect(signals.user_deleted, sender=User)

@@ -1,11 +1,16 @@
 """Work other apps do in the transaction that persists an event, registered from their
 AppConfig.ready() (rooms may not import the apps above it).
 
-An *event-persisted* hook is called by ``persist_event`` once the event is stored at its
-stream position, inside the same transaction and under the room lock: what it writes is
-committed (or rolled back) with the event. Push uses it to write the push rules'
-verdicts (``push.models.PushAction``), so an event and its notification counts appear in
-the same /sync.
+An *event-persisting* hook is called by ``persist_event`` inside the event's transaction,
+under the room lock, in two steps. First, before the event takes its stream position,
+with what is known of the event then (``PersistingEvent``): the hook does its slow work
+here (push evaluates every member's rules), while writers in other rooms are free to
+commit. It may return a *finish* callable, which ``persist_event`` calls with the
+event's stream ordering once the event row is written: from the position to the commit
+the events stream is locked (streams.positions), so a finish only writes, in as few
+statements as it can. What both steps write is committed or rolled back with the event.
+Push uses it to write the push rules' verdicts (``push.models.PushAction``), so an event
+and its notification counts appear in the same /sync.
 """
 
 from __future__ import annotations
@@ -20,12 +25,11 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class PersistedEvent:
-    """What a hook learns of one persisted event."""
+class PersistingEvent:
+    """What a hook learns of one event being persisted."""
 
     room: Room
     event: PDUEvent
-    stream_ordering: int
     # The state group before the event (its state is what the event was authorised
     # against); None only for a room's create event.
     state_before: int | None
@@ -34,16 +38,22 @@ class PersistedEvent:
     rel_type: str | None
 
 
-EventPersistedHook = Callable[[PersistedEvent], None]
+Finish = Callable[[int], None]
+EventPersistingHook = Callable[[PersistingEvent], Finish | None]
 
-_event_persisted: list[EventPersistedHook] = []
-
-
-def register_event_persisted(hook: EventPersistedHook) -> None:
-    if hook not in _event_persisted:
-        _event_persisted.append(hook)
+_event_persisting: list[EventPersistingHook] = []
 
 
-def event_persisted(persisted: PersistedEvent) -> None:
-    for hook in _event_persisted:
-        hook(persisted)
+def register_event_persisting(hook: EventPersistingHook) -> None:
+    if hook not in _event_persisting:
+        _event_persisting.append(hook)
+
+
+def event_persisting(persisting: PersistingEvent) -> list[Finish]:
+    """Run every hook's first step; their finishes, to call with the stream ordering."""
+    finishes = []
+    for hook in _event_persisting:
+        finish = hook(persisting)
+        if finish is not None:
+            finishes.append(finish)
+    return finishes

@@ -2,13 +2,15 @@
 receiving a new event homeservers process push rules for each of the local users in the
 room (excluding the sender)".
 
-``do_write_push_actions`` runs as a rooms hook inside the transaction that persists the
+``prepare_push_actions`` runs as a rooms hook inside the transaction that persists the
 event, under the room lock, so an event and the counts it moves are committed together
 ("The updated notification count from a new event MUST appear in the same /sync
-response as the event itself"). Its reads do not grow with the room: the members, their
-display names and the power levels come from a per-state-group cache
-(:mod:`push.audience`), each user's compiled rules from ``push.rules``; what it writes
-is one insert of PushAction rows and the sender's implicit receipt.
+response as the event itself"). It evaluates before the event takes its stream position
+(rooms.hooks), while other rooms' writers may commit; its finish writes, once the
+position is known, one insert of PushAction rows and the sender's implicit receipt.
+Its reads do not grow with the room: the members, their display names and the power
+levels come from a per-state-group cache (:mod:`push.audience`), each user's compiled
+rules from ``push.rules``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from push.delivery import notify_new_actions
 from push.models import ImplicitReceipt, PushAction
 from push.rules import compiled_rules_for
 from rooms import event_cache
-from rooms.hooks import PersistedEvent
+from rooms.hooks import Finish, PersistingEvent
 from rooms.relations import ignored_in
 
 MAIN_THREAD = "main"
@@ -41,7 +43,7 @@ def _table(model: type[Any]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def thread_of(persisted: PersistedEvent) -> str:
+def thread_of(persisted: PersistingEvent) -> str:
     """The thread an event is in ("Threaded read receipts"): the root of its m.thread
     relation, one hop further for an event related to a threaded event (as
     rooms.services.receipts reads a receipt's thread), else the main timeline."""
@@ -65,7 +67,7 @@ def _is_local(user_id: str) -> bool:
     return user_id.endswith(":" + settings.SERVER_NAME)
 
 
-def _recipients(persisted: PersistedEvent, audience: Audience) -> list[str]:
+def _recipients(persisted: PersistingEvent, audience: Audience) -> list[str]:
     """The local users the event is evaluated for: every joined member but the sender,
     and a local user it invites (``.m.rule.invite_for_me``), who is not joined yet."""
     event = persisted.event
@@ -106,7 +108,7 @@ def _ignoring(user_ids: Sequence[str], sender: str) -> set[str]:
     }
 
 
-def _mark_read_by_sender(persisted: PersistedEvent) -> None:
+def _mark_read_by_sender(persisted: PersistingEvent, stream_ordering: int) -> None:
     """Sending an event reads the room up to it (models.ImplicitReceipt). One upsert."""
     table = _table(ImplicitReceipt)
     sql = (
@@ -114,26 +116,47 @@ def _mark_read_by_sender(persisted: PersistedEvent) -> None:
         "ON CONFLICT (user_id, room_id) DO UPDATE SET stream_ordering = excluded.stream_ordering"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [persisted.event.sender, persisted.room.pk, persisted.stream_ordering])
+        cursor.execute(sql, [persisted.event.sender, persisted.room.pk, stream_ordering])
 
 
-def do_write_push_actions(persisted: PersistedEvent) -> None:
-    """Evaluate the push rules of every local recipient of a just-persisted event and
-    write a PushAction row for each whose actions notify or highlight. Called inside the
-    event's transaction, with the room lock held."""
+def prepare_push_actions(persisted: PersistingEvent) -> Finish | None:
+    """Evaluate the push rules of every local recipient of an event being persisted;
+    return what writes, at the event's stream ordering, a PushAction row for each whose
+    actions notify or highlight (and the sender's implicit receipt). Called inside the
+    event's transaction, with the room lock held, before the event takes its position."""
     event = persisted.event
-    if _is_local(event.sender):
-        _mark_read_by_sender(persisted)
+    sender_is_local = _is_local(event.sender)
+    verdicts = _verdicts(persisted)
+    if not verdicts and not sender_is_local:
+        return None
+    thread_id = thread_of(persisted) if verdicts else MAIN_THREAD
+
+    def finish(stream_ordering: int) -> None:
+        if sender_is_local:
+            _mark_read_by_sender(persisted, stream_ordering)
+        if verdicts:
+            _insert_push_actions(persisted, stream_ordering, thread_id, verdicts)
+            # Their pushers deliver after commit (push.delivery); in-memory for the others.
+            notified = [user_id for user_id, _, notify, _ in verdicts if notify]
+            notify_new_actions(notified, stream_ordering)
+
+    return finish
+
+
+def _verdicts(persisted: PersistingEvent) -> list[tuple[str, list[Any], bool, bool]]:
+    """(user, actions, notify, highlight) for each recipient whose actions notify or
+    highlight."""
+    event = persisted.event
     audience = audience_at(persisted.state_before)
     recipients = _recipients(persisted, audience)
     if not recipients:
-        return
+        return []
     if event.state_key is None:
         # Ignoring Users: state events still reach the ignoring user; the rest do not.
         ignoring = _ignoring(recipients, event.sender)
         recipients = [user_id for user_id in recipients if user_id not in ignoring]
         if not recipients:
-            return
+            return []
     room_version = KNOWN_ROOM_VERSIONS[persisted.room.room_version]
     push_event = PushEvent(
         event.pdu,
@@ -150,11 +173,7 @@ def do_write_push_actions(persisted: PersistedEvent) -> None:
             notify, highlight = notifies(actions)
             if notify or highlight:
                 verdicts.append((user_id, actions, notify, highlight))
-    if verdicts:
-        _insert_push_actions(persisted, thread_of(persisted), verdicts)
-        # Their pushers deliver after commit (push.delivery); in-memory for the others.
-        notified = [user_id for user_id, _, notify, _ in verdicts if notify]
-        notify_new_actions(notified, persisted.stream_ordering)
+    return verdicts
 
 
 _ACTION_COLUMNS = (
@@ -171,7 +190,8 @@ _ACTION_COLUMNS = (
 
 
 def _insert_push_actions(
-    persisted: PersistedEvent,
+    persisted: PersistingEvent,
+    stream_ordering: int,
     thread_id: str,
     verdicts: Sequence[tuple[str, list[Any], bool, bool]],
 ) -> None:
@@ -185,7 +205,7 @@ def _insert_push_actions(
             serialised[id(actions)] = json.dumps(actions)
     table = _table(PushAction)
     columns = ", ".join(connection.ops.quote_name(c) for c in _ACTION_COLUMNS)
-    shared = [persisted.room.pk, persisted.event.event_id, persisted.stream_ordering, thread_id]
+    shared = [persisted.room.pk, persisted.event.event_id, stream_ordering, thread_id]
     ts = now_ms()
     if connection.vendor == "postgresql":
         # The rows as four arrays: a short statement whatever the room's size, where a

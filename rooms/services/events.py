@@ -212,6 +212,11 @@ def persist_event(
         Event.objects.filter(room=room, event_id=event.redacts, redacted_by__isnull=True).update(
             redacted_by=event.event_id
         )
+    # Other apps' work on the event (push rules): the slow part now, the writes that need
+    # the position below; all committed with the event.
+    finishes = hooks.event_persisting(
+        hooks.PersistingEvent(room, event, state_before, relates_to, rel_type)
+    )
     # From here to the commit the events stream is locked: only the rows that need the
     # position or cite the event row.
     position = streams.next_position(streams.EVENTS)
@@ -243,10 +248,8 @@ def persist_event(
     if event.type == "m.room.member" and event.state_key is not None:
         _set_membership(room, event, position)
     event_cache.remember(event)
-    # Other apps' work on the event (push rules), committed with it.
-    hooks.event_persisted(
-        hooks.PersistedEvent(room, event, position, state_before, relates_to, rel_type)
-    )
+    for finish in finishes:
+        finish(position)
     room_id = room.room_id
     # A member event also wakes its subject, who may not be in the room yet (invites).
     subjects = [event.state_key] if event.type == "m.room.member" and event.state_key else []
