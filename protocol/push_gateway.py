@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from protocol.push.evaluator import tweaks as rule_tweaks
+
 NOTIFY_PATH = "/_matrix/push/v1/notify"
 EVENT_ID_ONLY = "event_id_only"
 
@@ -33,20 +35,6 @@ def check_gateway_url(url: str) -> str | None:
     if parts.fragment:
         return "'data.url' must not have a fragment"
     return None
-
-
-def tweaks_of(actions: Sequence[Any]) -> dict[str, Any]:
-    """The ``tweaks`` a rule's actions set (Push Rules, "Actions": a ``highlight`` tweak
-    without a value is true)."""
-    tweaks: dict[str, Any] = {}
-    for action in actions:
-        if isinstance(action, Mapping) and isinstance(action.get("set_tweak"), str):
-            name = action["set_tweak"]
-            if "value" in action:
-                tweaks[name] = action["value"]
-            elif name == "highlight":
-                tweaks[name] = True
-    return tweaks
 
 
 def priority(event_type: str, tweaks: Mapping[str, Any]) -> str:
@@ -108,7 +96,7 @@ def notify_body(notification: EventNotification, device: Device, user_id: str) -
     ``devices`` (and ``prio``) are sent; otherwise every event-related field, the
     content included. Counts whose value is zero are omitted.
     """
-    tweaks = tweaks_of(notification.actions)
+    tweaks = rule_tweaks(notification.actions)
     counts = {
         name: value
         for name, value in (

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from protocol.push.evaluator import tweaks
 from protocol.push_gateway import (
     Device,
     EventNotification,
@@ -13,7 +14,6 @@ from protocol.push_gateway import (
     notify_body,
     priority,
     rejected_pushkeys,
-    tweaks_of,
 )
 
 ALICE = "@alice:example.org"
@@ -45,12 +45,12 @@ def test_tweaks_follow_the_actions() -> None:
         "dont_notify",
         {"set_tweak": "custom-without-value"},
     ]
-    assert tweaks_of(actions) == {
+    assert tweaks(actions) == {
         "sound": "default",
         "highlight": True,
         "org.example.light": "blue",
     }
-    assert tweaks_of([{"set_tweak": "highlight", "value": False}]) == {"highlight": False}
+    assert tweaks([{"set_tweak": "highlight", "value": False}]) == {"highlight": False}
 
 
 @pytest.mark.parametrize(
