@@ -62,6 +62,11 @@ def loaded_state(db: str | None) -> ModelState:
     return state
 
 
+def table_name(model: type[models.Model]) -> str:
+    """The model's table, quoted, for a hand-written statement."""
+    return connection.ops.quote_name(model._meta.db_table)
+
+
 def select_columns(model: type[models.Model]) -> str:
     """The model's columns, quoted and qualified by its table, in field order: the start of
     a hand-written SELECT whose rows :func:`load_rows` turns into instances."""

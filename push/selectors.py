@@ -19,17 +19,14 @@ from typing import Any
 from django.db import connection
 from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q
 
+from config.model_loading import table_name
 from push.models import ImplicitReceipt, PushAction, Pusher
 from rooms.models import Event, Receipt, Room
+from rooms.relations import MAIN_THREAD
 from rooms.serialize import client_events
 from rooms.services.receipts import READ, READ_PRIVATE
 
-MAIN_THREAD = "main"
 UNTHREADED = ""
-
-
-def _table(model: type[Any]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
 
 
 def _unread_sql(room_count: int) -> str:
@@ -42,10 +39,10 @@ def _unread_sql(room_count: int) -> str:
     thread is left out.
     """
     actions, receipts, implicit, rooms = (
-        _table(PushAction),
-        _table(Receipt),
-        _table(ImplicitReceipt),
-        _table(Room),
+        table_name(PushAction),
+        table_name(Receipt),
+        table_name(ImplicitReceipt),
+        table_name(Room),
     )
     placeholders = ", ".join(["%s"] * room_count)
     return f"""

@@ -16,7 +16,7 @@ Rules applied in one place:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,28 @@ REPLACE = "m.replace"
 ANNOTATION = "m.annotation"
 THREAD = "m.thread"
 REFERENCE = "m.reference"
+# The thread_id of the main timeline (receipts, notification counts).
+MAIN_THREAD = "main"
+
+
+def thread_root(
+    rel_type: str | None,
+    relates_to: str | None,
+    parent_relation: Callable[[str], tuple[str | None, str | None] | None],
+) -> str:
+    """The thread an event is in ("Threaded read receipts"): the root of its m.thread
+    relation, one hop further for an event related to a threaded event, else the main
+    timeline. ``parent_relation(event_id)`` gives the related event's (rel_type,
+    relates_to) when it is in the room, None otherwise; it is asked only when needed."""
+    if not relates_to:
+        return MAIN_THREAD
+    if rel_type == THREAD:
+        return relates_to
+    parent = parent_relation(relates_to)
+    if parent is not None and parent[0] == THREAD and parent[1]:
+        return parent[1]
+    return MAIN_THREAD
+
 
 # relations.yaml, ``recurse``: "Homeservers SHOULD traverse at least 3 levels".
 MAX_RECURSION_DEPTH = 3

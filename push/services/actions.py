@@ -25,6 +25,7 @@ from django.db import connection
 from accounts.clock import now_ms
 from accounts.models import AccountData, User
 from accounts.services.account_data import IGNORED_USER_LIST
+from config.model_loading import table_name
 from protocol.push.evaluator import PushEvent, notifies
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from push.audience import Audience, audience_at
@@ -33,38 +34,23 @@ from push.models import ImplicitReceipt, PushAction
 from push.rules import compiled_rules_for
 from rooms import event_cache
 from rooms.hooks import Finish, PersistingEvent
-from rooms.relations import ignored_in
-
-MAIN_THREAD = "main"
-THREAD = "m.thread"
-
-
-def _table(model: type[Any]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
+from rooms.relations import MAIN_THREAD, ignored_in, thread_root
+from rooms.services.events import relation_of
+from rooms.services.membership import is_local_user
 
 
 def thread_of(persisted: PersistingEvent) -> str:
-    """The thread an event is in ("Threaded read receipts"): the root of its m.thread
-    relation, one hop further for an event related to a threaded event (as
-    rooms.services.receipts reads a receipt's thread), else the main timeline."""
-    relates_to = persisted.relates_to
-    if not relates_to:
-        return MAIN_THREAD
-    if persisted.rel_type == THREAD:
-        return relates_to
-    parent = event_cache.get_events([relates_to]).get(relates_to)
-    if parent is None or parent.room_id != persisted.room.room_id:
-        return MAIN_THREAD
-    relation = parent.content.get("m.relates_to")
-    if isinstance(relation, dict) and relation.get("rel_type") == THREAD:
-        root = relation.get("event_id")
-        if isinstance(root, str) and root:
-            return root
-    return MAIN_THREAD
+    """The thread an event is in (rooms.relations.thread_root, the rule receipts use),
+    its parent read from the event cache."""
 
+    def parent_relation(event_id: str) -> tuple[str | None, str | None] | None:
+        parent = event_cache.get_events([event_id]).get(event_id)
+        if parent is None or parent.room_id != persisted.room.room_id:
+            return None
+        relates_to, rel_type = relation_of(parent.content)
+        return rel_type, relates_to
 
-def _is_local(user_id: str) -> bool:
-    return user_id.endswith(":" + settings.SERVER_NAME)
+    return thread_root(persisted.rel_type, persisted.relates_to, parent_relation)
 
 
 def _recipients(persisted: PersistingEvent, audience: Audience) -> list[str]:
@@ -77,7 +63,7 @@ def _recipients(persisted: PersistingEvent, audience: Audience) -> list[str]:
         event.type == "m.room.member"
         and event.membership == "invite"
         and target is not None
-        and _is_local(target)
+        and is_local_user(target)
         and target != event.sender
         and target not in audience.local_members
     )
@@ -92,7 +78,7 @@ def _ignoring(user_ids: Sequence[str], sender: str) -> set[str]:
     does). One query, by the (user, room_id, type) index."""
     suffix = ":" + settings.SERVER_NAME
     localparts = {user_id[1 : -len(suffix)]: user_id for user_id in user_ids}
-    data, users = _table(AccountData), _table(User)
+    data, users = table_name(AccountData), table_name(User)
     placeholders = ", ".join(["%s"] * len(localparts))
     sql = (
         f"SELECT u.localpart, d.content FROM {users} u JOIN {data} d ON d.user_id = u.id "
@@ -110,7 +96,7 @@ def _ignoring(user_ids: Sequence[str], sender: str) -> set[str]:
 
 def _mark_read_by_sender(persisted: PersistingEvent, stream_ordering: int) -> None:
     """Sending an event reads the room up to it (models.ImplicitReceipt). One upsert."""
-    table = _table(ImplicitReceipt)
+    table = table_name(ImplicitReceipt)
     sql = (
         f"INSERT INTO {table} (user_id, room_id, stream_ordering) VALUES (%s, %s, %s) "
         "ON CONFLICT (user_id, room_id) DO UPDATE SET stream_ordering = excluded.stream_ordering"
@@ -125,7 +111,7 @@ def prepare_push_actions(persisted: PersistingEvent) -> Finish | None:
     actions notify or highlight (and the sender's implicit receipt). Called inside the
     event's transaction, with the room lock held, before the event takes its position."""
     event = persisted.event
-    sender_is_local = _is_local(event.sender)
+    sender_is_local = is_local_user(event.sender)
     verdicts = _verdicts(persisted)
     if not verdicts and not sender_is_local:
         return None
@@ -203,7 +189,7 @@ def _insert_push_actions(
     for _, actions, _, _ in verdicts:
         if id(actions) not in serialised:
             serialised[id(actions)] = json.dumps(actions)
-    table = _table(PushAction)
+    table = table_name(PushAction)
     columns = ", ".join(connection.ops.quote_name(c) for c in _ACTION_COLUMNS)
     shared = [persisted.room.pk, persisted.event.event_id, stream_ordering, thread_id]
     ts = now_ms()

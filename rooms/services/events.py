@@ -157,7 +157,9 @@ def build_event(
     return PDUEvent(signed, room_version)
 
 
-def _relation(content: dict[str, Any]) -> tuple[str | None, str | None]:
+def relation_of(content: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The event ID and rel_type an event's ``m.relates_to`` names (a reply's event ID,
+    without a rel_type), as the Event row keeps them."""
     relates_to = content.get("m.relates_to")
     if not isinstance(relates_to, dict):
         return None, None
@@ -194,7 +196,7 @@ def persist_event(
         key = event.state_key_tuple()
         replaces = load_state(state_before).get(key)
         group_id = create_state_group(room, state_before, {key: event.event_id}).pk
-    relates_to, rel_type = _relation(event.content)
+    relates_to, rel_type = relation_of(event.content)
     _move_forward_extremities(room, event)
     if event.is_state():
         etype, skey = event.state_key_tuple()

@@ -19,7 +19,7 @@ from accounts.models import AccountData, User
 from accounts.services.account_data import write_account_data
 from protocol.errors import MatrixError
 from rooms.models import Event, Receipt, Room
-from rooms.relations import THREAD
+from rooms.relations import MAIN_THREAD, thread_root
 from streams import notifier
 from streams import positions as streams
 
@@ -27,7 +27,6 @@ READ = "m.read"
 READ_PRIVATE = "m.read.private"
 FULLY_READ = "m.fully_read"
 RECEIPT_TYPES = (READ, READ_PRIVATE)
-MAIN_THREAD = "main"
 
 
 def _invalid_thread(error: str) -> MatrixError:
@@ -35,19 +34,16 @@ def _invalid_thread(error: str) -> MatrixError:
 
 
 def _thread_of(event: Event) -> str:
-    """The thread an event is in ("Threaded read receipts"): the root of an m.thread
-    relation, one hop further for an event related to a threaded event, else main."""
-    if event.rel_type == THREAD and event.relates_to:
-        return event.relates_to
-    if event.relates_to:
-        parent = (
-            Event.objects.filter(room_id=event.room_id, event_id=event.relates_to)
+    """The thread an event is in (rooms.relations.thread_root), its parent read here."""
+
+    def parent_relation(event_id: str) -> tuple[str | None, str | None] | None:
+        return (
+            Event.objects.filter(room_id=event.room_id, event_id=event_id)
             .values_list("rel_type", "relates_to")
             .first()
         )
-        if parent is not None and parent[0] == THREAD and parent[1]:
-            return parent[1]
-    return MAIN_THREAD
+
+    return thread_root(event.rel_type, event.relates_to, parent_relation)
 
 
 def check_thread_id(receipt_type: str, thread_id: object, event: Event) -> str:
