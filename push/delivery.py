@@ -28,7 +28,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
 from accounts.clock import now_ms
-from protocol.push_gateway import Device, EventNotification, notify_body, rejected_pushkeys
+from protocol.push.gateway import Device, EventNotification, notify_body, rejected_pushkeys
 from protocol.redaction import redact_event
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from push import gateway, selectors

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from config import outbound
-from protocol.push_gateway import check_gateway_url
+from protocol.push.gateway import check_gateway_url
 
 USER_AGENT = "Trellis (Matrix homeserver; push)"
 

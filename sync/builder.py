@@ -20,7 +20,7 @@ from accounts.models import AccountData, User
 from accounts.selectors import account_data_defaults
 from config.lru import LRU
 from protocol.event_filters import event_allowed
-from protocol.identifiers import parse_room_alias
+from protocol.room_names import ROOM_NAMING_STATE, names_room
 from push.selectors import unread_counts
 from rooms import history, recent, relations, selectors
 from rooms.models import Event, Membership, Receipt, Room
@@ -33,8 +33,6 @@ from sync.tokens import SyncToken
 DEFAULT_TIMELINE_LIMIT = 10
 MAX_TIMELINE_LIMIT = 500
 MEMBER = "m.room.member"
-# The state a client names a room from before it falls back on the heroes.
-ROOM_NAMING_STATE = frozenset({("m.room.name", ""), ("m.room.canonical_alias", "")})
 # Stripped state given with invites and knocks (Client-Server API, "Stripped state").
 STRIPPED_STATE_TYPES = (
     "m.room.create",
@@ -156,24 +154,6 @@ def _named_rooms(rooms: Sequence[tuple[RoomPlan, Mapping[StateKey, str]]]) -> se
         ).values_list("event_id", "type", "pdu")
         if names_room(event_type, pdu.get("content"))
     }
-
-
-def names_room(event_type: str, content: Any) -> bool:
-    """Whether this m.room.name or m.room.canonical_alias content gives the room a name
-    (steps 1 and 2 of "Calculating the display name for a room")."""
-    if not isinstance(content, dict):
-        return False
-    if event_type == "m.room.name":
-        name = content.get("name")
-        return isinstance(name, str) and name != ""
-    alias = content.get("alias")
-    if not isinstance(alias, str):
-        return False
-    try:
-        parse_room_alias(alias)
-    except ValueError:
-        return False
-    return True
 
 
 # user ID -> (account data stream position, the user's ignored users at that position)

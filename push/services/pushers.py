@@ -12,7 +12,7 @@ import streams.positions as streams
 from accounts.clock import now_ms
 from config.matrix_api import Body
 from protocol.errors import MatrixError, bad_json
-from protocol.push_gateway import EVENT_ID_ONLY
+from protocol.push.gateway import EVENT_ID_ONLY
 from push import gateway
 from push.models import Pusher
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from protocol.push.evaluator import tweaks
-from protocol.push_gateway import (
+from protocol.push.gateway import (
     Device,
     EventNotification,
     check_gateway_url,
