@@ -121,6 +121,33 @@ class Event(FastLoadModel):
         return self.event_id
 
 
+class RoomStateChange(models.Model):
+    """A change of a room's current state: from stream position ``stream_ordering`` on,
+    the current state is ``state_group``.
+
+    Usually the state after the event persisted at that position; ``resolved`` is set when
+    it is not (the forward extremities' states were resolved, and a fork's state won), so
+    that /sync sends the difference rather than trusting the timeline to carry it. The
+    state "at" a position is the group of the last change at or before it, and the
+    table grows with state changes, not with messages.
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    stream_ordering = models.BigIntegerField()
+    state_group = models.ForeignKey(StateGroup, on_delete=models.PROTECT, related_name="+")
+    resolved = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["room", "stream_ordering"], name="room_state_change_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.room_id} at {self.stream_ordering}: group {self.state_group_id}"
+
+
 class EventEdge(models.Model):
     """A prev_events edge: ``event`` follows ``prev_event_id`` in the DAG."""
 
