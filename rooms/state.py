@@ -12,7 +12,13 @@ from collections.abc import Iterable, Mapping
 from django.db import connection, transaction
 
 from config.lru import LRU
-from rooms.models import MAX_STATE_DELTA_CHAIN, Event, Room, StateGroup, StateGroupEntry
+from rooms.models import (
+    MAX_STATE_DELTA_CHAIN,
+    Room,
+    RoomStateChange,
+    StateGroup,
+    StateGroupEntry,
+)
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
@@ -86,7 +92,7 @@ SELECT id FROM chain ORDER BY step
 
 
 def state_group_at_position(room: Room, position: int, *, settled: bool = False) -> int | None:
-    """The state group after the room's last event at or before stream ``position``.
+    """The room's current state group as of stream ``position``.
     ``settled``: the position is at or below the current events token, so the answer
     cannot change and is kept."""
     key = (room.pk, position)
@@ -104,9 +110,11 @@ def state_group_at_position(room: Room, position: int, *, settled: bool = False)
 
 
 def _group_at_sql() -> str:
-    events = connection.ops.quote_name(Event._meta.db_table)
+    # The current state at a position: the last change of it at or before the position
+    # (rooms.models.RoomStateChange), which a fork's resolution sets as well as an event.
+    changes = connection.ops.quote_name(RoomStateChange._meta.db_table)
     return (
-        f"SELECT state_group_id FROM {events} WHERE room_id = %s AND stream_ordering <= %s "
+        f"SELECT state_group_id FROM {changes} WHERE room_id = %s AND stream_ordering <= %s "
         "ORDER BY stream_ordering DESC LIMIT 1"
     )
 
