@@ -93,7 +93,7 @@ def _reference(event: PDUEvent, room_version: RoomVersion) -> Any:
     return event.event_id
 
 
-def _check_size_and_values(pdu: dict[str, Any], room_version: RoomVersion) -> None:
+def check_size_and_values(pdu: dict[str, Any], room_version: RoomVersion) -> None:
     # Views refuse over-long path parameters first (M_INVALID_PARAM); this catches every
     # other way in (createRoom's initial_state, upgrades), as Synapse's size check does.
     key = oversized_key(pdu)
@@ -145,7 +145,7 @@ def build_event(
         pdu["event_id"] = generate_opaque_event_id(settings.SERVER_NAME)
     if extra:
         pdu.update(extra)
-    _check_size_and_values(pdu, room_version)
+    check_size_and_values(pdu, room_version)
     signed = hash_and_sign_event(pdu, settings.SERVER_NAME, server_signing_key(), room_version)
     return PDUEvent(signed, room_version)
 
