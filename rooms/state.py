@@ -119,9 +119,34 @@ def _group_at_sql() -> str:
     )
 
 
+_resolved_cache: LRU[tuple[int, int], frozenset[int]] = LRU(256)
+
+
+def rooms_resolved_between(after: int, upto: int, *, settled: bool) -> frozenset[int]:
+    """The rooms (pks) whose current state changed in (after, upto] by resolution rather
+    than by the events of their timeline alone (RoomStateChange.resolved): /sync sends
+    them the difference of the state. ``settled``: ``upto`` was read as current."""
+    key = (after, upto)
+    found = _resolved_cache.get(key)
+    if found is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_RESOLVED_SQL, [True, after, upto])
+            found = frozenset(row[0] for row in cursor.fetchall())
+        if settled:
+            _resolved_cache.put(key, found)
+    return found
+
+
+_RESOLVED_SQL = (
+    f"SELECT DISTINCT room_id FROM {RoomStateChange._meta.db_table} "
+    "WHERE resolved = %s AND stream_ordering > %s AND stream_ordering <= %s"
+)
+
+
 def forget_cached_positions() -> None:
     """For tests, whose rolled-back transactions hand stream positions out again."""
     _group_at_cache.clear()
+    _resolved_cache.clear()
 
 
 def load_state(group_id: int | None) -> Mapping[StateKey, str]:
