@@ -473,9 +473,53 @@ def _persist(
     if reason is not None:
         logger.info("%s rejected: %s", event.event_id, reason)
     verdict = Verdict(rejected_reason=reason, soft_failed=soft_failed, backfilled=backfilled)
-    return persist_event(
-        room, event, state_before=state_before, verdict=verdict, outlier_row=stored
+    row = persist_event(
+        room,
+        event,
+        state_before=state_before,
+        verdict=verdict,
+        outlier_row=stored,
+        apply_redaction=False,
     )
+    if verdict.visible:
+        _apply_redactions(room, row, event)
+    return row
+
+
+def _apply_redactions(room: Room, row: Event, event: PDUEvent) -> None:
+    """A redaction marks its target redacted, and an event that arrives after a redaction
+    of it is marked at once, if the redaction's sender may redact it: the target's sender
+    is on the same server, or has the ``redact`` level in the state before the redaction
+    (room versions 3 and up check this when the redaction is applied, not in auth)."""
+    shown = Event.objects.filter(
+        room=room, outlier=False, rejected_reason__isnull=True, soft_failed=False
+    )
+    if event.type == "m.room.redaction" and event.redacts:
+        target = shown.filter(event_id=event.redacts, redacted_by__isnull=True).first()
+        pairs = [(row, target)] if target is not None else []
+    else:
+        pairs = [
+            (redaction, row)
+            for redaction in shown.filter(redacts=row.event_id, type="m.room.redaction")
+        ]
+    for redaction, target in pairs:
+        if _may_redact(room, redaction, target):
+            Event.objects.filter(pk=target.pk).update(redacted_by=redaction.event_id)
+            return
+
+
+def _may_redact(room: Room, redaction: Event, target: Event) -> bool:
+    if _server_of(redaction.sender) == _server_of(target.sender):
+        return True
+    room_version = KNOWN_ROOM_VERSIONS[room.room_version]
+    keys = {("m.room.power_levels", ""), ("m.room.member", redaction.sender), CREATE_KEY}
+    auth_state = auth_state_for(room_version, load_state(redaction.state_group_id), keys)
+    level = auth_rules.get_user_power_level(room_version, redaction.sender, auth_state)
+    return level >= auth_rules.get_named_level(room_version, auth_state, "redact")
+
+
+def _server_of(user_id: str) -> str:
+    return user_id.partition(":")[2]
 
 
 def _state_group_before(room: Room, prev_states: list[PrevState]) -> int | None:

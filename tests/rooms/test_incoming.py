@@ -189,3 +189,18 @@ def test_a_content_hash_mismatch_is_stored_redacted(room: Any) -> None:
     row = receive_pdu(pdu, origin=SERVER)
     assert row.event_id == event.event_id
     assert row.pdu["content"] == {}
+
+
+def test_a_redaction_that_arrives_first_redacts_its_target_when_it_comes(room: Any) -> None:
+    signer, chain, state = room
+    for event in chain:
+        receive_pdu(event.pdu, origin=SERVER)
+    tip = chain[-1].event_id
+    message = signer.make("m.room.message", BOB, {"body": "oops"}, [tip], state)
+    redaction = signer.make(
+        "m.room.redaction", ALICE, {"redacts": message.event_id}, [tip], state
+    )
+    receive_pdu(redaction.pdu, origin=SERVER)
+    row = receive_pdu(message.pdu, origin=SERVER)
+    row.refresh_from_db()
+    assert row.redacted_by == redaction.event_id
