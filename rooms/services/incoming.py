@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from django.db import IntegrityError, transaction
@@ -113,15 +114,21 @@ def receive_pdu(
         return stored
     _fetch_auth_events([event], source, origin)
     prev_states = _prev_states(event, source, origin)
+    judgement = None
+    if prev_states is not None:
+        # The slow part, resolution and auth, reads only immutable state: done before the
+        # room lock (on SQLite, before the write transaction) is taken.
+        room = _room_for(event, lock=False)
+        judgement = _judge(room, event, prev_states, backfilled=backfilled)
     with transaction.atomic():
         room = _room_for(event, lock=True)
         stored = _stored(event.event_id)
         if stored is not None and not stored.outlier:
             return stored
-        if prev_states is None:
+        if judgement is None:
             logger.info("%s: prev events unknown, kept as an outlier", event.event_id)
             return stored or _insert_outlier(room, event)
-        return _persist(room, event, prev_states, stored, backfilled=backfilled)
+        return _persist(room, event, judgement, stored, backfilled=backfilled)
 
 
 # --- 1. format, signatures, hashes ------------------------------------------------------
@@ -451,19 +458,57 @@ def _state_after_from_source(
 # --- 4. auth against the state, soft-fail, persist ----------------------------------------
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """Checks 4 and 5, made before the room lock: the state before the event (a stored
+    group holding it, if one does) and why the event is rejected, if it is."""
+
+    before_group: int | None
+    before: Mapping[StateKey, str]
+    bases: list[int]
+    reason: str | None
+    presolved: graph.Presolved | None
+
+
+def _judge(
+    room: Room, event: PDUEvent, prev_states: list[PrevState], *, backfilled: bool
+) -> Judgement:
+    groups = [state for state in prev_states if isinstance(state, int)]
+    maps = [state for state in prev_states if not isinstance(state, int)]
+    before_group: int | None
+    if not maps and len(set(groups)) <= 1:
+        before_group = groups[0] if groups else None
+        before = load_state(before_group)
+    else:
+        before = resolve_maps(room, [load_state(group) for group in set(groups)] + maps)
+        before_group = next((g for g in sorted(set(groups)) if load_state(g) == before), None)
+    reason = _auth_events_verdict(event)
+    if reason is None:
+        reason = _state_verdict(event.room_version, event, before, "state before")
+    presolved = None
+    if reason is None and not backfilled and event.type != CREATE:
+        after = dict(before)
+        if event.is_state():
+            after[event.state_key_tuple()] = event.event_id
+        presolved = graph.presolve(room, event.event_id, event.prev_event_ids, after)
+    return Judgement(before_group, before, groups, reason, presolved)
+
+
 def _persist(
     room: Room,
     event: PDUEvent,
-    prev_states: list[PrevState],
+    judgement: Judgement,
     stored: Event | None,
     *,
     backfilled: bool,
 ) -> Event:
-    state_before = _state_group_before(room, prev_states)
+    """Check 6 and persisting, under the room lock."""
+    state_before = judgement.before_group
+    if state_before is None and judgement.before:
+        base = judgement.bases[0] if judgement.bases else room.current_state_group_id
+        state_before = graph.group_for_map(room, judgement.before, base=base)
     room_version = event.room_version
-    reason = _auth_events_verdict(event)
-    if reason is None:
-        reason = _state_verdict(room_version, event, load_state(state_before), "state before")
+    reason = judgement.reason
     soft_failed = False
     if reason is None and not backfilled and event.type != CREATE:
         current = load_state(room.current_state_group_id)
@@ -480,6 +525,7 @@ def _persist(
         verdict=verdict,
         outlier_row=stored,
         apply_redaction=False,
+        presolved=judgement.presolved,
     )
     if verdict.visible:
         _apply_redactions(room, row, event)
@@ -520,20 +566,6 @@ def _may_redact(room: Room, redaction: Event, target: Event) -> bool:
 
 def _server_of(user_id: str) -> str:
     return user_id.partition(":")[2]
-
-
-def _state_group_before(room: Room, prev_states: list[PrevState]) -> int | None:
-    """A state group holding the resolution of the prev events' states."""
-    groups = [state for state in prev_states if isinstance(state, int)]
-    maps = [state for state in prev_states if not isinstance(state, int)]
-    if not maps:
-        return graph.state_group_of_tips(room, groups)
-    resolved = resolve_maps(room, [load_state(group) for group in groups] + maps)
-    for group in groups:
-        if load_state(group) == resolved:
-            return group
-    base = groups[0] if groups else room.current_state_group_id
-    return graph.group_for_map(room, resolved, base=base)
 
 
 def _state_verdict(
