@@ -406,7 +406,8 @@ def _prev_states(
     prev_ids = event.prev_event_ids
     rows = {
         row.event_id: row
-        for row in Event.objects.filter(event_id__in=prev_ids).only(
+        # A prev event of another room is no prev event of this one.
+        for row in Event.objects.filter(event_id__in=prev_ids, room__room_id=event.room_id).only(
             "event_id", "room_id", "outlier", "state_group_id", "stream_ordering"
         )
     }
@@ -447,7 +448,7 @@ def _state_after_from_source(
             return None
         state[state_event.state_key_tuple()] = state_id
     prev = events.get(prev_id)
-    if prev is None:
+    if prev is None or prev.room_id != room_id:
         return None
     prev_rejected = Event.objects.filter(event_id=prev_id, rejected_reason__isnull=False).exists()
     if prev.is_state() and not prev_rejected:
