@@ -282,10 +282,15 @@ def _fetch_outliers(room_id: str, wanted: set[str], source: EventSource, origin:
         todo = needed - fetched.keys() - asked
         todo -= _known_ids(todo)
     for event in _auth_order(fetched):
-        with transaction.atomic():
-            room = _room_for(event, lock=False)
-            if _stored(event.event_id) is None:
-                _insert_outlier(room, event)
+        try:
+            with transaction.atomic():
+                room = _room_for(event, lock=False)
+                if _stored(event.event_id) is None:
+                    _insert_outlier(room, event)
+        except InvalidPDU as exc:
+            # Its own auth events could not be had: it stays unknown, and so do the
+            # events that need it.
+            logger.info("fetched event %s from %s dropped: %s", event.event_id, origin, exc)
 
 
 def _auth_order(events: Mapping[str, PDUEvent]) -> list[PDUEvent]:
