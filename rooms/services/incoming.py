@@ -71,6 +71,8 @@ MAX_PREV_EVENTS = 20
 MAX_AUTH_EVENTS = 10
 # At most this many events are fetched from the source for one PDU.
 MAX_FETCHED = 10_000
+# At most this many missing prev events are fetched and received before an event.
+MAX_GAP = 100
 MAX_DEPTH = 2**63 - 1
 CREATE = "m.room.create"
 
@@ -100,6 +102,7 @@ def receive_pdu(
     origin: str,
     source: EventSource | None = None,
     backfilled: bool = False,
+    fill_gap: bool = True,
 ) -> Event:
     """Run one PDU through the pipeline (see the module's docstring) and return its row.
 
@@ -107,12 +110,16 @@ def receive_pdu(
     outlier goes through again and joins the timeline if its prev events' states are
     known now. ``backfilled``: history from the past (negative stream position; the
     extremities and the current state stay as they are; /sync is not woken).
+    ``fill_gap``: missing prev events are first fetched from the source and received,
+    oldest first (as /get_missing_events does), before their state is asked for.
     """
     event = checked_event(pdu)
     stored = _stored(event.event_id)
     if stored is not None and not stored.outlier:
         return stored
     _fetch_auth_events([event], source, origin)
+    if source is not None and fill_gap and not backfilled:
+        _fill_gap(event, source, origin)
     prev_states = _prev_states(event, source, origin)
     judgement = None
     if prev_states is not None:
@@ -398,6 +405,43 @@ def _room_for(event: PDUEvent, *, lock: bool) -> Room:
 
 
 # --- 3. the states of the prev events -------------------------------------------------------
+
+
+def _fill_gap(event: PDUEvent, source: EventSource, origin: str) -> None:
+    """Fetch the missing prev events (and theirs, up to MAX_GAP events back) and receive
+    them oldest first, so that the event follows its history rather than a state
+    snapshot; those whose own prev events are still missing then get theirs from the
+    source's state (Synapse's get_missing_events, then /state_ids)."""
+    room_id = event.room_id
+    gap: dict[str, PDUEvent] = {}
+    frontier = _missing_prevs(room_id, event.prev_event_ids)
+    while frontier and len(gap) < MAX_GAP:
+        found = []
+        for pdu in source.get_events(room_id, sorted(frontier)[: MAX_GAP - len(gap)]):
+            try:
+                fetched = checked_event(pdu)
+            except InvalidPDU as exc:
+                logger.info("missing event from %s dropped: %s", origin, exc)
+                continue
+            if fetched.event_id in frontier and fetched.room_id == room_id:
+                gap[fetched.event_id] = fetched
+                found.append(fetched)
+        cited = {prev for fetched in found for prev in fetched.prev_event_ids}
+        frontier = _missing_prevs(room_id, cited - gap.keys())
+    for fetched in sorted(gap.values(), key=lambda e: (e.depth, e.event_id)):
+        try:
+            receive_pdu(fetched.pdu, origin=origin, source=source, fill_gap=False)
+        except InvalidPDU as exc:
+            logger.info("missing event %s from %s dropped: %s", fetched.event_id, origin, exc)
+
+
+def _missing_prevs(room_id: str, prev_ids: Iterable[str]) -> set[str]:
+    """Those of ``prev_ids`` that are not in the room's timeline here."""
+    wanted = set(prev_ids)
+    known = Event.objects.filter(
+        room__room_id=room_id, event_id__in=wanted, outlier=False
+    ).values_list("event_id", flat=True)
+    return wanted - set(known)
 
 
 PrevState = Mapping[StateKey, str] | int

@@ -230,7 +230,7 @@ def test_backfilled_history_takes_negative_positions_and_moves_nothing(room: Any
     source = Source(signer, chain)
     receive_pdu(chain[0].pdu, origin=SERVER)
     # Joined late: the newest event, with the state before it from the source.
-    newest = receive_pdu(chain[-1].pdu, origin=SERVER, source=source)
+    newest = receive_pdu(chain[-1].pdu, origin=SERVER, source=source, fill_gap=False)
     assert newest.stream_ordering > 0
     assert Event.objects.get(event_id=chain[2].event_id).outlier
     tips = set(ForwardExtremity.objects.values_list("event_id", flat=True))
@@ -240,3 +240,16 @@ def test_backfilled_history_takes_negative_positions_and_moves_nothing(room: Any
     assert older.stream_ordering < 0
     assert set(ForwardExtremity.objects.values_list("event_id", flat=True)) == tips
     assert Room.objects.get(room_id=ROOM).current_state_group_id == group
+
+
+def test_missing_prev_events_are_fetched_and_received_first(room: Any) -> None:
+    signer, chain, _state = room
+    source = Source(signer, chain)
+    receive_pdu(chain[0].pdu, origin=SERVER)
+    receive_pdu(chain[-1].pdu, origin=SERVER, source=source)
+    rows = Event.objects.filter(event_id__in=[e.event_id for e in chain])
+    assert not rows.filter(outlier=True).exists()
+    assert not rows.filter(soft_failed=True).exists()
+    assert list(rows.order_by("stream_ordering").values_list("event_id", flat=True)) == [
+        e.event_id for e in chain
+    ]
