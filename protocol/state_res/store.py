@@ -6,8 +6,8 @@ The app implements `StateResStore` over the ORM; tests and one-off resolutions u
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
-from typing import Protocol
+from collections.abc import Iterable, Mapping, Sequence, Set
+from typing import Protocol, runtime_checkable
 
 from protocol.auth_rules import CREATE
 from protocol.events import Event
@@ -36,6 +36,32 @@ class StateResStore(Protocol):
         counts as an auth event of every other event (see `auth_edges`).
         """
         ...
+
+
+@runtime_checkable
+class AuthChainDifferenceStore(StateResStore, Protocol):
+    """A `StateResStore` that also answers state resolution's auth difference itself, in one
+    read rather than one auth chain per state set (optional: `resolve_state` uses it when the
+    store has it)."""
+
+    def get_auth_chain_difference(self, state_sets: Sequence[Set[str]]) -> set[str]:
+        """The events in some but not all of the sets' full auth chains.
+
+        A set's full auth chain is its events together with the union of their auth chains
+        (as `get_auth_chain` gives it).
+        """
+        ...
+
+
+def auth_chain_difference(store: StateResStore, state_sets: Sequence[Set[str]]) -> set[str]:
+    """What `AuthChainDifferenceStore.get_auth_chain_difference` answers, from
+    `get_auth_chain`: the union of the full auth chains minus their intersection."""
+    if not state_sets:
+        return set()
+    chains = [set(event_ids) | store.get_auth_chain(event_ids) for event_ids in state_sets]
+    union = set().union(*chains)
+    intersection = set(chains[0]).intersection(*chains[1:])
+    return union - intersection
 
 
 def auth_edges(event: Event) -> list[str]:
@@ -82,6 +108,9 @@ class InMemoryStateResStore:
         for event_id in event_ids:
             chain |= self._auth_chain(event_id)
         return chain
+
+    def get_auth_chain_difference(self, state_sets: Sequence[Set[str]]) -> set[str]:
+        return auth_chain_difference(self, state_sets)
 
     def _auth_chain(self, event_id: str) -> frozenset[str]:
         """The auth chain of one event, memoised; iterative so long chains do not recurse."""

@@ -26,7 +26,13 @@ from protocol.auth_rules import (
 )
 from protocol.events import Event
 from protocol.room_versions import RoomVersion, StateResolutionVersion
-from protocol.state_res.store import EventCache, StateResStore, auth_edges
+from protocol.state_res.store import (
+    AuthChainDifferenceStore,
+    EventCache,
+    StateResStore,
+    auth_chain_difference,
+    auth_edges,
+)
 
 
 def resolve_v2(
@@ -103,15 +109,13 @@ def auth_difference(
 
     A state set's full auth chain here includes the state events themselves as well as their
     auth chains, as Synapse computes it. (Taken literally the spec's wording leaves the state
-    events out; conflicted state events join the full conflicted set either way.)
+    events out; conflicted state events join the full conflicted set either way.) A store
+    that can compute the difference itself (a database, in one query) is asked to.
     """
-    chains: list[set[str]] = []
-    for state_set in state_sets:
-        event_ids = set(state_set.values())
-        chains.append(event_ids | store.get_auth_chain(event_ids))
-    union = set().union(*chains)
-    intersection = set(chains[0]).intersection(*chains[1:])
-    return union - intersection
+    event_id_sets = [set(state_set.values()) for state_set in state_sets]
+    if isinstance(store, AuthChainDifferenceStore):
+        return store.get_auth_chain_difference(event_id_sets)
+    return auth_chain_difference(store, event_id_sets)
 
 
 def conflicted_state_subgraph(
