@@ -79,7 +79,9 @@ def _tables() -> tuple[str, str]:
     return quote(Event._meta.db_table), quote(EventAuthEdge._meta.db_table)
 
 
-def _auth_chain_sql(starts: Sequence[str], create_event_id: str | None) -> tuple[str, list[object]]:
+def _auth_chain_sql(
+    starts: Sequence[str], create_event_id: str | None
+) -> tuple[str, list[object]]:
     """Everything reachable from `starts` through auth edges (starts themselves only when
     reached). UNION, not UNION ALL: each event is expanded once, and a cycle ends."""
     events, edges = _tables()

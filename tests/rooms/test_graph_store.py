@@ -150,7 +150,8 @@ def _scenario_cases() -> list[Any]:
         names = [n.strip() for a in names for n in a.split(",")]
         for values, case_id in zip(mark.args[1], mark.kwargs["ids"], strict=True):
             values = values if len(names) > 1 else (values,)
-            cases.append(pytest.param(function, dict(zip(names, values)), id=f"{name}-{case_id}"))
+            arguments = dict(zip(names, values, strict=True))
+            cases.append(pytest.param(function, arguments, id=f"{name}-{case_id}"))
     return cases
 
 
@@ -238,9 +239,7 @@ def test_resolve_groups(version: str) -> None:
     dag = initial_room(room_version)
     evelyn = "@evelyn:example.com"
     dag.add("ME", "m.room.member", evelyn, state_key=evelyn, content=member("join"))
-    dag.add(
-        "BAN", "m.room.member", ALICE, state_key=evelyn, content=member("ban"), prev=["START"]
-    )
+    dag.add("BAN", "m.room.member", ALICE, state_key=evelyn, content=member("ban"), prev=["START"])
     for event in dag.events.values():
         store_event(event)
     room = Room.objects.get(room_id=dag.room_id)
