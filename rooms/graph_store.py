@@ -8,9 +8,11 @@ level at a time; tests/rooms/test_graph_store.py checks the two agree.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence, Set
+from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
 from protocol.auth_rules import CREATE, StateKey
 from protocol.events import Event as PDUEvent
@@ -22,7 +24,7 @@ from rooms.state import load_state
 
 
 class OrmStateResStore:
-    """`protocol.state_res.StateResStore` (and `AuthChainDifferenceStore`) over one room's
+    """`protocol.state_res.StateResStore` (and `BatchedStateResStore`) over one room's
     Event rows and auth edges."""
 
     def __init__(self, room: Room) -> None:
@@ -44,26 +46,37 @@ class OrmStateResStore:
         )
 
     def get_auth_chain(self, event_ids: Iterable[str]) -> set[str]:
+        chains = self._walk([(0, event_id) for event_id in set(event_ids)])
+        return {event_id for _, event_id in chains}
+
+    def get_auth_chains(self, event_ids: Iterable[str]) -> dict[str, set[str]]:
         starts = sorted(set(event_ids))
-        if not starts:
-            return set()
-        sql, params = _auth_chain_sql(starts, self._implied_create_event_id())
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return {row[0] for row in cursor.fetchall()}
+        chains: dict[str, set[str]] = {event_id: set() for event_id in starts}
+        for index, event_id in self._walk(list(enumerate(starts))):
+            chains[starts[index]].add(event_id)
+        return chains
 
     def get_auth_chain_difference(self, state_sets: Sequence[Set[str]]) -> set[str]:
         if not state_sets:
             return set()
-        seeds = [(index, event_id) for index, ids in enumerate(state_sets) for event_id in ids]
+        # The events of every state set, and so their auth chains, are in every full auth
+        # chain: walked once, under their own tag, rather than once per set.
+        common = set(state_sets[0]).intersection(*state_sets[1:])
+        seeds = [(_EVERY_SET, event_id) for event_id in common]
+        seeds += [(index, e) for index, ids in enumerate(state_sets) for e in ids - common]
         if not seeds:
             return set()
         sql, params = _auth_chain_difference_sql(
-            seeds, len(state_sets), self._implied_create_event_id()
+            self.room.pk, seeds, len(state_sets), self._implied_create_event_id()
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return {row[0] for row in cursor.fetchall()}
+        return {row[0] for row in _fetch(sql, params)}
+
+    def _walk(self, starts: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
+        """(tag, event ID) for everything in the auth chain of each tagged start."""
+        if not starts:
+            return []
+        sql, params = _auth_chains_sql(self.room.pk, starts, self._implied_create_event_id())
+        return [(row[0], row[1]) for row in _fetch(sql, params)]
 
     def _implied_create_event_id(self) -> str | None:
         """Room version 12: the create event every other event is authorised by without
@@ -74,65 +87,103 @@ class OrmStateResStore:
         return None
 
 
+# The tag of the events in every state set.
+_EVERY_SET = -1
+
+
+def _fetch(sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # A recursive query's row estimate is wild, and past jit_above_cost PostgreSQL
+            # spends a second compiling a plan that runs in milliseconds.
+            cursor.execute("SET LOCAL jit = off")
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
 def _tables() -> tuple[str, str]:
     quote = connection.ops.quote_name
     return quote(Event._meta.db_table), quote(EventAuthEdge._meta.db_table)
 
 
-def _auth_chain_sql(
-    starts: Sequence[str], create_event_id: str | None
+def _tagged_rows(rows: Sequence[tuple[int, str]]) -> tuple[str, list[object]]:
+    """A SELECT of (tag, event ID) rows from one JSON parameter, and the parameter.
+
+    The only spelling that differs between the databases: thousands of placeholders (a
+    state of a big room) cost more to bind than the query takes to run.
+    """
+    if connection.vendor == "postgresql":
+        sql = "SELECT (r.value->>0)::bigint, r.value->>1 FROM json_array_elements(%s::json) r"
+    else:
+        sql = (
+            "SELECT json_extract(r.value, '$[0]'), json_extract(r.value, '$[1]') "
+            "FROM json_each(%s) r"
+        )
+    return sql, [json.dumps(rows)]
+
+
+def _auth_chains_sql(
+    room_pk: int, starts: Sequence[tuple[int, str]], create_event_id: str | None
 ) -> tuple[str, list[object]]:
-    """Everything reachable from `starts` through auth edges (starts themselves only when
-    reached). UNION, not UNION ALL: each event is expanded once, and a cycle ends."""
+    """(tag, event ID) for everything reachable from each tagged start through auth edges
+    (a start itself only when reached). UNION, not UNION ALL: each event is expanded once
+    per tag, and a cycle ends."""
     events, edges = _tables()
-    marks = ", ".join(["%s"] * len(starts))
-    params: list[object] = [*starts]
+    values, params = _tagged_rows(starts)
+    params.append(room_pk)
     implied = ""
     if create_event_id is not None:
         # v12: a known start that is not the create event has it in its auth chain.
         implied = (
-            f"UNION SELECT %s FROM {events} e WHERE e.event_id IN ({marks}) AND e.type <> %s "
+            f"UNION SELECT start.tag, %s FROM start JOIN {events} e "
+            "ON e.event_id = start.event_id AND e.room_id = %s WHERE e.type <> %s "
         )
-        params += [create_event_id, *starts, CREATE]
+        params += [create_event_id, room_pk, CREATE]
+    params.append(room_pk)
     sql = (
-        "WITH RECURSIVE chain(event_id) AS ("
-        f"SELECT a.auth_event_id FROM {events} e JOIN {edges} a ON a.event_id = e.id "
-        f"WHERE e.event_id IN ({marks}) "
+        f"WITH RECURSIVE start(tag, event_id) AS ({values}), "
+        "chain(tag, event_id) AS ("
+        f"SELECT start.tag, a.auth_event_id FROM start JOIN {events} e "
+        "ON e.event_id = start.event_id AND e.room_id = %s "
+        f"JOIN {edges} a ON a.event_id = e.id "
         f"{implied}"
         "UNION "
-        f"SELECT a.auth_event_id FROM chain JOIN {events} e ON e.event_id = chain.event_id "
+        f"SELECT chain.tag, a.auth_event_id FROM chain JOIN {events} e "
+        "ON e.event_id = chain.event_id AND e.room_id = %s "
         f"JOIN {edges} a ON a.event_id = e.id"
-        ") SELECT event_id FROM chain"
+        ") SELECT tag, event_id FROM chain"
     )
     return sql, params
 
 
 def _auth_chain_difference_sql(
-    seeds: Sequence[tuple[int, str]], set_count: int, create_event_id: str | None
+    room_pk: int, seeds: Sequence[tuple[int, str]], set_count: int, create_event_id: str | None
 ) -> tuple[str, list[object]]:
-    """Each state set's full auth chain, tagged with the set's index, walked at once; the
-    events not tagged by every set are the difference."""
+    """The full auth chains of tagged seeds (a state set's index, or `_EVERY_SET`), walked
+    at once; the events neither reached from `_EVERY_SET` nor from every set are the
+    difference."""
     events, edges = _tables()
-    values = ", ".join(["(%s, %s)"] * len(seeds))
-    params: list[object] = [value for seed in seeds for value in seed]
+    values, params = _tagged_rows(seeds)
     implied = ""
     if create_event_id is not None:
         implied = (
-            f"UNION SELECT seed.set_index, %s FROM seed JOIN {events} e "
-            "ON e.event_id = seed.event_id WHERE e.type <> %s "
+            f"UNION SELECT seed.tag, %s FROM seed JOIN {events} e "
+            "ON e.event_id = seed.event_id AND e.room_id = %s WHERE e.type <> %s "
         )
-        params += [create_event_id, CREATE]
+        params += [create_event_id, room_pk, CREATE]
     sql = (
-        f"WITH RECURSIVE seed(set_index, event_id) AS (VALUES {values}), "
-        "chain(set_index, event_id) AS ("
-        "SELECT set_index, event_id FROM seed "
+        f"WITH RECURSIVE seed(tag, event_id) AS ({values}), "
+        "chain(tag, event_id) AS ("
+        "SELECT tag, event_id FROM seed "
         f"{implied}"
         "UNION "
-        f"SELECT chain.set_index, a.auth_event_id FROM chain JOIN {events} e "
-        f"ON e.event_id = chain.event_id JOIN {edges} a ON a.event_id = e.id"
-        ") SELECT event_id FROM chain GROUP BY event_id HAVING COUNT(DISTINCT set_index) < %s"
+        f"SELECT chain.tag, a.auth_event_id FROM chain JOIN {events} e "
+        "ON e.event_id = chain.event_id AND e.room_id = %s "
+        f"JOIN {edges} a ON a.event_id = e.id"
+        ") SELECT event_id FROM chain GROUP BY event_id "
+        "HAVING MIN(tag) >= 0 AND COUNT(DISTINCT tag) < %s"
     )
-    params.append(set_count)
+    params += [room_pk, set_count]
     return sql, params
 
 
@@ -146,20 +197,25 @@ def auth_chain_by_orm(room: Room, event_ids: Iterable[str]) -> set[str]:
     frontier = starts
     while frontier:
         found = set(
-            EventAuthEdge.objects.filter(event__event_id__in=frontier).values_list(
-                "auth_event_id", flat=True
-            )
+            EventAuthEdge.objects.filter(
+                event__room=room, event__event_id__in=frontier
+            ).values_list("auth_event_id", flat=True)
         )
         frontier = found - chain
         chain |= found
     create_event_id = OrmStateResStore(room)._implied_create_event_id()
     if (
         create_event_id is not None
-        and Event.objects.filter(event_id__in=starts).exclude(type=CREATE).exists()
+        and Event.objects.filter(room=room, event_id__in=starts).exclude(type=CREATE).exists()
     ):
-        chain.add(create_event_id)
         # The create event cites nothing, so adding it reaches nothing further.
+        chain.add(create_event_id)
     return chain
+
+
+def auth_chains_by_orm(room: Room, event_ids: Iterable[str]) -> dict[str, set[str]]:
+    """`OrmStateResStore.get_auth_chains`."""
+    return {event_id: auth_chain_by_orm(room, [event_id]) for event_id in event_ids}
 
 
 def auth_chain_difference_by_orm(room: Room, state_sets: Sequence[Set[str]]) -> set[str]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from protocol.auth_rules import StateKey
 from protocol.room_versions import RoomVersion, StateResolutionVersion
 from protocol.state_res.store import (
-    AuthChainDifferenceStore,
+    BatchedStateResStore,
     InMemoryStateResStore,
     StateResStore,
     auth_edges,
@@ -21,7 +21,7 @@ from protocol.state_res.v1 import resolve_v1
 from protocol.state_res.v2 import resolve_v2
 
 __all__ = [
-    "AuthChainDifferenceStore",
+    "BatchedStateResStore",
     "InMemoryStateResStore",
     "StateResStore",
     "auth_edges",

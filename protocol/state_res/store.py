@@ -39,10 +39,9 @@ class StateResStore(Protocol):
 
 
 @runtime_checkable
-class AuthChainDifferenceStore(StateResStore, Protocol):
-    """A `StateResStore` that also answers state resolution's auth difference itself, in one
-    read rather than one auth chain per state set (optional: `resolve_state` uses it when the
-    store has it)."""
+class BatchedStateResStore(StateResStore, Protocol):
+    """A `StateResStore` that also answers in one read what state resolution would otherwise
+    ask a piece at a time (optional: the algorithms use these when the store has them)."""
 
     def get_auth_chain_difference(self, state_sets: Sequence[Set[str]]) -> set[str]:
         """The events in some but not all of the sets' full auth chains.
@@ -52,9 +51,14 @@ class AuthChainDifferenceStore(StateResStore, Protocol):
         """
         ...
 
+    def get_auth_chains(self, event_ids: Iterable[str]) -> dict[str, set[str]]:
+        """The auth chain of each of `event_ids` (as `get_auth_chain` gives it for that event
+        alone); unknown events have an empty one."""
+        ...
+
 
 def auth_chain_difference(store: StateResStore, state_sets: Sequence[Set[str]]) -> set[str]:
-    """What `AuthChainDifferenceStore.get_auth_chain_difference` answers, from
+    """What `BatchedStateResStore.get_auth_chain_difference` answers, from
     `get_auth_chain`: the union of the full auth chains minus their intersection."""
     if not state_sets:
         return set()
@@ -111,6 +115,9 @@ class InMemoryStateResStore:
 
     def get_auth_chain_difference(self, state_sets: Sequence[Set[str]]) -> set[str]:
         return auth_chain_difference(self, state_sets)
+
+    def get_auth_chains(self, event_ids: Iterable[str]) -> dict[str, set[str]]:
+        return {event_id: set(self._auth_chain(event_id)) for event_id in event_ids}
 
     def _auth_chain(self, event_id: str) -> frozenset[str]:
         """The auth chain of one event, memoised; iterative so long chains do not recurse."""
@@ -176,6 +183,14 @@ class EventCache:
 
     def __contains__(self, event_id: object) -> bool:
         return isinstance(event_id, str) and self.get(event_id) is not None
+
+    def load_auth_chains(self, event_ids: Iterable[str]) -> None:
+        """Read the auth chains of `event_ids` at once, if the store can."""
+        wanted = [event_id for event_id in event_ids if event_id not in self._auth_chains]
+        if wanted and isinstance(self._store, BatchedStateResStore):
+            chains = self._store.get_auth_chains(wanted)
+            for event_id in wanted:
+                self._auth_chains[event_id] = set(chains.get(event_id, ()))
 
     def auth_chain(self, event_id: str) -> set[str]:
         if event_id not in self._auth_chains:

@@ -24,6 +24,7 @@ from rooms.graph_store import (
     OrmStateResStore,
     auth_chain_by_orm,
     auth_chain_difference_by_orm,
+    auth_chains_by_orm,
     resolve_groups,
 )
 from rooms.models import Event, EventAuthEdge, EventEdge, Room
@@ -117,6 +118,9 @@ class Comparisons:
             sql_chain = orm_store.get_auth_chain(every_event)
             assert sql_chain == auth_chain_by_orm(room, every_event)
             assert sql_chain == store.get_auth_chain(every_event)
+            sql_chains = orm_store.get_auth_chains(every_event)
+            assert sql_chains == auth_chains_by_orm(room, every_event)
+            assert sql_chains == store.get_auth_chains(every_event)
             difference = orm_store.get_auth_chain_difference(event_id_sets)
             assert difference == auth_chain_difference_by_orm(room, event_id_sets)
             assert difference == store.get_auth_chain_difference(event_id_sets)
@@ -198,6 +202,11 @@ def test_auth_chains_from_sql_match_the_orm_and_memory(version: str) -> None:
         chain = orm_store.get_auth_chain([event.event_id])
         assert chain == auth_chain_by_orm(room, [event.event_id]), name
         assert chain == dag.store.get_auth_chain([event.event_id]), name
+    every_event = [event.event_id for event in dag.events.values()] + ["$unknown"]
+    chains = orm_store.get_auth_chains(every_event)
+    assert chains == auth_chains_by_orm(room, every_event)
+    assert chains == dag.store.get_auth_chains(every_event)
+    assert chains["$unknown"] == set()
     states = [set(dag.state_after[name].values()) for name in ("JR", "LEAVE", "START")]
     difference = orm_store.get_auth_chain_difference(states)
     assert difference
