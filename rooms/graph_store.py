@@ -92,11 +92,16 @@ _EVERY_SET = -1
 
 
 def _fetch(sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+    if connection.vendor != "postgresql":
+        # (No transaction of our own: on SQLite one takes the write lock.)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
     with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # A recursive query's row estimate is wild, and past jit_above_cost PostgreSQL
-            # spends a second compiling a plan that runs in milliseconds.
-            cursor.execute("SET LOCAL jit = off")
+        # A recursive query's row estimate is wild, and past jit_above_cost PostgreSQL
+        # spends a second compiling a plan that runs in milliseconds. SET LOCAL ends with
+        # the transaction (the caller's, when there is one).
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute(sql, params)
         return cursor.fetchall()
 
