@@ -2,8 +2,9 @@
 ORM, and the resolution of state groups the event pipeline asks for.
 
 Auth chains are walked by the database, one recursive query each (SQLite and PostgreSQL
-run the same SQL). Each statement has an ORM twin below it that walks the same graph a
-level at a time; tests/rooms/test_graph_store.py checks the two agree.
+run the same SQL, but for how the starting rows are read from their JSON parameter). Each
+statement has an ORM twin below it that walks the same graph a level at a time;
+tests/rooms/test_graph_store.py checks the two agree, and agree with the in-memory store.
 """
 
 from __future__ import annotations
