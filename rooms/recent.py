@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 
+from config import process_caches
 from config.lru import LRU
 from config.model_loading import loaded_state
 from rooms import history, relations
@@ -90,6 +91,7 @@ def copies_in_room(rows: tuple[Event, ...], room: Room) -> list[Event]:
     return history.in_room(copies, room)
 
 
+@process_caches.register
 def forget() -> None:
     """For tests: each test rolls its database back, and positions are handed out again."""
     _ranges.clear()

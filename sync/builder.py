@@ -18,6 +18,7 @@ from django.utils.functional import cached_property
 
 from accounts.models import AccountData, User
 from accounts.selectors import account_data_defaults
+from config import process_caches
 from config.lru import LRU
 from protocol.event_filters import event_allowed
 from protocol.room_names import ROOM_NAMING_STATE, names_room
@@ -160,6 +161,7 @@ def _named_rooms(rooms: Sequence[tuple[RoomPlan, Mapping[StateKey, str]]]) -> se
 _ignored_lists: LRU[str, tuple[int, frozenset[str]]] = LRU(10_000)
 
 
+@process_caches.register
 def forget_cached_ignore_lists() -> None:
     """For tests, whose rolled-back databases hand out stream positions again."""
     _ignored_lists.clear()
