@@ -23,7 +23,7 @@ from config.lru import LRU
 from protocol.event_filters import event_allowed
 from protocol.room_names import ROOM_NAMING_STATE, names_room
 from push.selectors import unread_counts
-from rooms import history, recent, relations, selectors
+from rooms import recent, relations, selectors, storage
 from rooms.models import Event, Membership, Receipt, Room
 from rooms.serialize import client_events, stripped_state
 from rooms.state import StateKey, load_state, state_group_at_position
@@ -205,15 +205,25 @@ class SyncBuilder:
         return recent.events_between(since.events, self.now.events)
 
     def _timeline(self, room: Room, upper: int, lower: int | None) -> tuple[list[Event], bool]:
-        """The last events of a room in (lower, upper], newest ``limit``, oldest first."""
+        """The last events of a room in (lower, upper] of stream order, newest ``limit``,
+        oldest first. Never below position 0: history fetched from the past (backfill)
+        has negative positions and stays out of /sync, even of an initial one; /messages
+        finds it in topological order."""
         limit = self.request.timeline_limit
         since = self.request.since
         news = self.news if since is not None and lower == since.events else None
         if news is not None and upper == self.now.events:
             return self._timeline_from(recent.copies_in_room(news, room), limit)
         conditions = selectors.event_filter_q(self.request.section_filter("timeline"))
-        rows = history.timeline_batch(
-            room, conditions, self.ignored, lower, upper, backwards=True, count=limit + 1
+        rows = storage.timeline_batch(
+            room,
+            order=storage.STREAM,
+            conditions=conditions,
+            ignored=self.ignored,
+            after=(lower if lower is not None else 0,),
+            upto=(upper,),
+            newest_first=True,
+            count=limit + 1,
         )
         limited = len(rows) > limit
         rows = rows[:limit]
@@ -228,8 +238,7 @@ class SyncBuilder:
         kept = [
             row
             for row in rows
-            if row.rejected_reason is None
-            and not row.soft_failed
+            if storage.in_timeline(row)
             and event_allowed(timeline_filter, row.type, row.sender)
             and not (row.sender in ignored and row.state_key is None)
         ]
