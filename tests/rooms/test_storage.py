@@ -91,6 +91,30 @@ def test_the_query_the_sql_and_the_predicate_agree_on_every_combination_of_flags
     assert by_query == by_sql == by_predicate == {plain}
 
 
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {"outlier": True, "stream_ordering": None},
+        {"rejected_reason": "auth"},
+        {"soft_failed": True},
+    ],
+    ids=["outlier", "rejected", "soft-failed"],
+)
+def test_get_event_does_not_answer_an_event_out_of_the_timeline(
+    api: MatrixTestClient, alice: Persona, flags: dict[str, Any]
+) -> None:
+    room_id = create_room(api, alice)
+    room = Room.objects.get(room_id=room_id)
+    hidden = insert(room, sender=alice.user_id, **flags)
+    shown = insert(room, sender=alice.user_id)
+
+    def status(event_id: str) -> int:
+        return api.get(f"rooms/{room_id}/event/{event_id}", token=alice.access_token).status
+
+    assert status(shown.event_id) == 200
+    assert status(hidden.event_id) == 404
+
+
 # -- timeline batches ------------------------------------------------------------------
 
 
