@@ -442,3 +442,58 @@ def room_for_reader_orm(room_id: str, user_id: str, user_pk: int) -> RoomForRead
     if isinstance(content, str):
         content = json.loads(content)
     return RoomForReader(room, bool(room.member), content)  # type: ignore[attr-defined]
+
+
+# --- What /sync reads of events besides timelines ------------------------------------
+
+
+def events_by_id(event_ids: Iterable[str], *, with_room: bool = False) -> dict[str, Event]:
+    """The known events among ``event_ids``, by ID (state sections, stripped state)."""
+    wanted = list(event_ids)
+    if not wanted:
+        return {}
+    query = Event.objects.filter(event_id__in=wanted)
+    if with_room:
+        query = query.select_related("room")
+    return {row.event_id: row for row in query}
+
+
+def rooms_with_events_between(room_pks: Sequence[int], after: int, upto: int) -> set[int]:
+    """Which of the rooms have an event with a stream ordering in (after, upto]."""
+    return set(
+        Event.objects.filter(
+            room_id__in=list(room_pks), stream_ordering__gt=after, stream_ordering__lte=upto
+        )
+        .values_list("room_id", flat=True)
+        .distinct()
+    )
+
+
+# (room pk, membership, event ID, stream ordering, the event it replaced in the state)
+MemberEvent = tuple[int, str | None, str, int, str | None]
+
+
+def member_events_of(
+    user_id: str,
+    room_pks: Sequence[int],
+    *,
+    after: int | None,
+    upto: int,
+    newest_first: bool,
+) -> list[MemberEvent]:
+    """``user_id``'s own m.room.member events in the rooms with a stream ordering in
+    (after, upto], by room, then in stream order."""
+    query = Event.objects.filter(
+        room_id__in=list(room_pks),
+        type="m.room.member",
+        state_key=user_id,
+        stream_ordering__lte=upto,
+    )
+    if after is not None:
+        query = query.filter(stream_ordering__gt=after)
+    stream = "-stream_ordering" if newest_first else "stream_ordering"
+    return list(
+        query.order_by("room_id", stream).values_list(
+            "room_id", "membership", "event_id", "stream_ordering", "replaces_state"
+        )
+    )

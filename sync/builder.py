@@ -149,11 +149,9 @@ def _named_rooms(rooms: Sequence[tuple[RoomPlan, Mapping[StateKey, str]]]) -> se
     if not naming:
         return set()
     return {
-        naming[event_id]
-        for event_id, event_type, pdu in Event.objects.filter(
-            event_id__in=list(naming)
-        ).values_list("event_id", "type", "pdu")
-        if names_room(event_type, pdu.get("content"))
+        naming[row.event_id]
+        for row in storage.events_by_id(naming).values()
+        if names_room(row.type, row.pdu.get("content"))
     }
 
 
@@ -399,10 +397,8 @@ class SyncBuilder:
             # the user had no view of the room's state just before, so its state section
             # holds only the events history visibility lets them see (their own
             # membership at least), as the timeline does.
-            rows = Event.objects.filter(event_id__in=plan.state_ids).order_by("stream_ordering")
-            visible = {
-                e.event_id for e in selectors.filter_visible(list(rows), self.request.user_id)
-            }
+            rows = list(storage.events_by_id(plan.state_ids).values())
+            visible = {e.event_id for e in selectors.filter_visible(rows, self.request.user_id)}
             plan.state_ids = [event_id for event_id in plan.state_ids if event_id in visible]
         return plan
 
@@ -425,14 +421,8 @@ class SyncBuilder:
         if since is not None and joined and self.news is not None:
             changed_rooms = {row.room_id for row in self.news}
         elif since is not None and joined:
-            changed_rooms = set(
-                Event.objects.filter(
-                    room_id__in=[row.room_id for row in joined],
-                    stream_ordering__gt=since.events,
-                    stream_ordering__lte=self.now.events,
-                )
-                .values_list("room_id", flat=True)
-                .distinct()
+            changed_rooms = storage.rooms_with_events_between(
+                [row.room_id for row in joined], since.events, self.now.events
             )
         newly_joined = self._newly_joined(
             [row for row in joined if since is not None and row.stream_ordering > since.events]
@@ -492,15 +482,8 @@ class SyncBuilder:
         if not ahead:
             return rows
         earlier: dict[int, Membership] = {}
-        for room_pk, membership, event_id, position in (
-            Event.objects.filter(
-                room_id__in=list(ahead),
-                type=MEMBER,
-                state_key=self.request.user_id,
-                stream_ordering__lte=self.now.events,
-            )
-            .order_by("room_id", "-stream_ordering")
-            .values_list("room_id", "membership", "event_id", "stream_ordering")
+        for room_pk, membership, event_id, position, _ in storage.member_events_of(
+            self.request.user_id, list(ahead), after=None, upto=self.now.events, newest_first=True
         ):
             if room_pk not in earlier:
                 earlier[room_pk] = Membership(
@@ -527,16 +510,12 @@ class SyncBuilder:
             return set()
         newly: set[int] = set()
         first_replaced: dict[int, str | None] = {}
-        for room_pk, membership, replaces in (
-            Event.objects.filter(
-                room_id__in=[row.room_id for row in rows],
-                type=MEMBER,
-                state_key=self.request.user_id,
-                stream_ordering__gt=since.events,
-                stream_ordering__lte=self.now.events,
-            )
-            .order_by("stream_ordering")
-            .values_list("room_id", "membership", "replaces_state")
+        for room_pk, membership, _, _, replaces in storage.member_events_of(
+            self.request.user_id,
+            [row.room_id for row in rows],
+            after=since.events,
+            upto=self.now.events,
+            newest_first=False,
         ):
             if membership != "join":
                 newly.add(room_pk)
@@ -614,14 +593,7 @@ class SyncBuilder:
             self._add_hero_members(plans, summaries)
 
         state_ids = [event_id for plan in plans for event_id in plan.state_ids]
-        state_rows = (
-            {
-                row.event_id: row
-                for row in Event.objects.select_related("room").filter(event_id__in=state_ids)
-            }
-            if state_ids
-            else {}
-        )
+        state_rows = storage.events_by_id(state_ids, with_room=True)
         viewer = (request.user_id, request.device_id)
         all_timeline = [row for plan in plans for row in plan.timeline]
         bundles = (
@@ -775,7 +747,7 @@ class SyncBuilder:
         state that no incremental sync ever delivered.
         """
         member_ids = [p.membership_row.event_id for p in plans if p.membership_row is not None]
-        members = {e.event_id: e for e in Event.objects.filter(event_id__in=member_ids)}
+        members = storage.events_by_id(member_ids)
         wanted: dict[str, list[str]] = {}
         for plan in plans:
             row = plan.membership_row
@@ -785,7 +757,7 @@ class SyncBuilder:
                 state[(t, "")] for t in STRIPPED_STATE_TYPES if (t, "") in state
             ]
         all_ids = {event_id for ids in wanted.values() for event_id in ids}
-        by_id = {e.event_id: e for e in Event.objects.filter(event_id__in=all_ids)}
+        by_id = storage.events_by_id(all_ids)
         sections: dict[str, dict[str, Any]] = {}
         for plan in plans:
             room_id = plan.room.room_id
