@@ -14,6 +14,15 @@ meanwhile, and only the ends of the writes are ordered. (Inserting the event fir
 writing its position into it afterwards would lock for even less, but on PostgreSQL
 rewrites the row and every one of its index entries on every send.)
 
+Events from other servers keep to the same rule, with more before the lock
+(rooms.services.incoming): fetching what is missing happens outside any transaction,
+state resolution and the auth checks before the room lock is taken (they read immutable
+state only), and the tips' resolution is worked out beforehand too; under the room lock
+only the soft-fail check and the writes remain, and the events stream is locked only
+for the last of those. So a slow remote or a big resolution in one room holds neither
+the events stream nor any other room: on PostgreSQL other rooms' sends never wait for
+it, and on SQLite (one writer at a time) the write transaction it needs is short.
+
 Considered and not chosen: a sequence plus "persisted up to" tracking (Synapse's
 MultiWriterIdGenerator), where positions are taken without a lock and readers are held
 back to the highest position below which every allocation has finished. It lets commits
