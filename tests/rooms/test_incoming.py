@@ -123,18 +123,30 @@ def test_a_linear_room_in_order(room: Any) -> None:
 
 
 def test_an_event_with_unknown_prevs_is_an_outlier_until_they_arrive(room: Any) -> None:
+    signer, chain, state = room
+    for event in chain:
+        receive_pdu(event.pdu, origin=SERVER)
+    first = signer.make("m.room.message", ALICE, {"body": "1"}, [chain[-1].event_id], state)
+    second = signer.make("m.room.message", ALICE, {"body": "2"}, [first.event_id], state)
+    # Its auth events are known, its prev event is not.
+    row = receive_pdu(second.pdu, origin=SERVER)
+    assert row.outlier
+    assert row.stream_ordering is None
+    receive_pdu(first.pdu, origin=SERVER)
+    row = receive_pdu(second.pdu, origin=SERVER)
+    assert not row.outlier
+    assert row.rejected_reason is None
+    assert set(ForwardExtremity.objects.values_list("event_id", flat=True)) == {second.event_id}
+
+
+def test_an_event_whose_auth_events_cannot_be_had_is_dropped(room: Any) -> None:
     _signer, chain, _state = room
     for event in chain[:3]:
         receive_pdu(event.pdu, origin=SERVER)
-    # join rules' prev (power levels) is known, but Bob's join's prev is not yet.
-    row = receive_pdu(chain[4].pdu, origin=SERVER)
-    assert row.outlier
-    assert row.stream_ordering is None
-    receive_pdu(chain[3].pdu, origin=SERVER)
-    row = receive_pdu(chain[4].pdu, origin=SERVER)
-    assert not row.outlier
-    assert row.rejected_reason is None
-    assert Membership.objects.get(user_id=BOB).membership == "join"
+    # Bob's join cites the join rules, which this server has not seen, and no source.
+    with pytest.raises(InvalidPDU):
+        receive_pdu(chain[4].pdu, origin=SERVER)
+    assert not Event.objects.filter(event_id=chain[4].event_id).exists()
 
 
 def test_a_fork_banning_bob_wins_over_his_message_and_soft_fails_his_late_topic(
