@@ -143,6 +143,13 @@ class RoomStateChange(models.Model):
                 fields=["room", "stream_ordering"], name="room_state_change_unique"
             )
         ]
+        indexes = [
+            models.Index(
+                fields=["stream_ordering"],
+                condition=models.Q(resolved=True),
+                name="room_state_change_resolved",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.room_id} at {self.stream_ordering}: group {self.state_group_id}"

@@ -12,7 +12,13 @@ from collections.abc import Iterable, Mapping
 from django.db import connection, transaction
 
 from config.lru import LRU
-from rooms.models import MAX_STATE_DELTA_CHAIN, Event, Room, StateGroup, StateGroupEntry
+from rooms.models import (
+    MAX_STATE_DELTA_CHAIN,
+    Room,
+    RoomStateChange,
+    StateGroup,
+    StateGroupEntry,
+)
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
@@ -86,7 +92,7 @@ SELECT id FROM chain ORDER BY step
 
 
 def state_group_at_position(room: Room, position: int, *, settled: bool = False) -> int | None:
-    """The state group after the room's last event at or before stream ``position``.
+    """The room's current state group as of stream ``position``.
     ``settled``: the position is at or below the current events token, so the answer
     cannot change and is kept."""
     key = (room.pk, position)
@@ -104,16 +110,43 @@ def state_group_at_position(room: Room, position: int, *, settled: bool = False)
 
 
 def _group_at_sql() -> str:
-    events = connection.ops.quote_name(Event._meta.db_table)
+    # The current state at a position: the last change of it at or before the position
+    # (rooms.models.RoomStateChange), which a fork's resolution sets as well as an event.
+    changes = connection.ops.quote_name(RoomStateChange._meta.db_table)
     return (
-        f"SELECT state_group_id FROM {events} WHERE room_id = %s AND stream_ordering <= %s "
+        f"SELECT state_group_id FROM {changes} WHERE room_id = %s AND stream_ordering <= %s "
         "ORDER BY stream_ordering DESC LIMIT 1"
     )
+
+
+_resolved_cache: LRU[tuple[int, int], frozenset[int]] = LRU(256)
+
+
+def rooms_resolved_between(after: int, upto: int, *, settled: bool) -> frozenset[int]:
+    """The rooms (pks) whose current state changed in (after, upto] by resolution rather
+    than by the events of their timeline alone (RoomStateChange.resolved): /sync sends
+    them the difference of the state. ``settled``: ``upto`` was read as current."""
+    key = (after, upto)
+    found = _resolved_cache.get(key)
+    if found is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_RESOLVED_SQL, [True, after, upto])
+            found = frozenset(row[0] for row in cursor.fetchall())
+        if settled:
+            _resolved_cache.put(key, found)
+    return found
+
+
+_RESOLVED_SQL = (
+    f"SELECT DISTINCT room_id FROM {RoomStateChange._meta.db_table} "
+    "WHERE resolved = %s AND stream_ordering > %s AND stream_ordering <= %s"
+)
 
 
 def forget_cached_positions() -> None:
     """For tests, whose rolled-back transactions hand stream positions out again."""
     _group_at_cache.clear()
+    _resolved_cache.clear()
 
 
 def load_state(group_id: int | None) -> Mapping[StateKey, str]:

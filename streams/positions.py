@@ -63,6 +63,24 @@ def next_position(name: str) -> int:
     return int(row[0])
 
 
+# History fetched from the past (backfill) counts down from -1 on a row of its own, so
+# that it sorts before everything the room had and never shows as new to /sync, which
+# reads positions above its token (Synapse's negative stream orderings).
+BACKFILL = "backfill"
+
+
+def next_backfill_position() -> int:
+    """Allocate the next (negative) position for a backfilled event; call inside a
+    transaction. Locks the backfill counter, not the events stream."""
+    with connection.cursor() as cursor:
+        cursor.execute(_BACKFILL_SQL, [BACKFILL])
+        row = cursor.fetchone()
+    if row is None:
+        _create_stream(BACKFILL)
+        return next_backfill_position()
+    return int(row[0])
+
+
 def _create_stream(name: str) -> None:
     """Create the stream's row if it is missing."""
     StreamPosition.objects.get_or_create(name=name, defaults={"position": 0})
@@ -94,6 +112,8 @@ def current_positions_with(
 
 
 _TABLE = StreamPosition._meta.db_table
+# The stored counter is the count of positions handed out, as for the other streams.
+_BACKFILL_SQL = f"UPDATE {_TABLE} SET position = position + 1 WHERE name = %s RETURNING -position"
 _ADVANCE_SQL = f"UPDATE {_TABLE} SET position = position + 1 WHERE name = %s RETURNING position"
 
 

@@ -25,7 +25,7 @@ from push.selectors import unread_counts
 from rooms import history, recent, relations, selectors
 from rooms.models import Event, Membership, Receipt, Room
 from rooms.serialize import client_events, stripped_state
-from rooms.state import StateKey, load_state, state_group_at_position
+from rooms.state import StateKey, load_state, rooms_resolved_between, state_group_at_position
 from rooms.sync_providers import RECEIPT, wants_ephemeral
 from sync import lazy_members, providers
 from sync.tokens import SyncToken
@@ -202,6 +202,15 @@ class SyncBuilder:
             return None
         return recent.events_between(since.events, self.now.events)
 
+    @cached_property
+    def resolved_rooms(self) -> frozenset[int]:
+        """Rooms whose state changed since the token by resolution, which their timeline
+        does not carry (a fork's state won): they get the difference of the state."""
+        since = self.request.since
+        if since is None:
+            return frozenset()
+        return rooms_resolved_between(since.events, self.now.events, settled=True)
+
     def _timeline(self, room: Room, upper: int, lower: int | None) -> tuple[list[Event], bool]:
         """The last events of a room in (lower, upper], newest ``limit``, oldest first."""
         limit = self.request.timeline_limit
@@ -327,7 +336,9 @@ class SyncBuilder:
             plan.prev_batch = f"s{first - 1}"
         else:
             plan.prev_batch = f"s{self.now.events}"
-        whole_timeline = not limited and not self._timeline_filtered()
+        whole_timeline = (
+            not limited and not self._timeline_filtered() and room.pk not in self.resolved_rooms
+        )
         if lower is not None and whole_timeline and not full and not self.request.use_state_after:
             # Every change since the token is in the timeline; only lazily loaded
             # members of its senders may be missing.

@@ -34,6 +34,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('room', 'stream_ordering'), name='room_state_change_unique')],
+                'indexes': [models.Index(condition=models.Q(('resolved', True)), fields=['stream_ordering'], name='room_state_change_resolved')],
             },
         ),
         migrations.RunPython(record_past_changes, migrations.RunPython.noop),

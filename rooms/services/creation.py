@@ -223,7 +223,7 @@ def _create_with_initial_state(spec: RoomSpec, invitees: list[str]) -> Room:
             except IntegrityError:
                 if attempt == MAX_ROOM_ID_ATTEMPTS - 1:
                     raise
-        persist_event(room, create, state_before=None)
+        persist_event(room, create, state_before=None, extremities_before=[])
 
         def send(event_type: str, content: dict[str, Any], state_key: str = "") -> None:
             try:

@@ -33,15 +33,8 @@ from protocol.hashing import generate_opaque_event_id
 from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.signing import hash_and_sign_event
 from rooms import event_cache, hooks
-from rooms.models import (
-    CurrentState,
-    Event,
-    EventAuthEdge,
-    EventEdge,
-    ForwardExtremity,
-    Membership,
-    Room,
-)
+from rooms.models import Event, EventAuthEdge, EventEdge, ForwardExtremity, Room
+from rooms.services import graph
 from rooms.state import StateKey, create_state_group, load_state
 from streams import notifier
 from streams import positions as streams
@@ -100,7 +93,7 @@ def _reference(event: PDUEvent, room_version: RoomVersion) -> Any:
     return event.event_id
 
 
-def _check_size_and_values(pdu: dict[str, Any], room_version: RoomVersion) -> None:
+def check_size_and_values(pdu: dict[str, Any], room_version: RoomVersion) -> None:
     # Views refuse over-long path parameters first (M_INVALID_PARAM); this catches every
     # other way in (createRoom's initial_state, upgrades), as Synapse's size check does.
     key = oversized_key(pdu)
@@ -152,7 +145,7 @@ def build_event(
         pdu["event_id"] = generate_opaque_event_id(settings.SERVER_NAME)
     if extra:
         pdu.update(extra)
-    _check_size_and_values(pdu, room_version)
+    check_size_and_values(pdu, room_version)
     signed = hash_and_sign_event(pdu, settings.SERVER_NAME, server_signing_key(), room_version)
     return PDUEvent(signed, room_version)
 
@@ -174,16 +167,52 @@ def relation_of(content: dict[str, Any]) -> tuple[str | None, str | None]:
     return event_id, rel_type if isinstance(rel_type, str) else None
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """How the pipeline judged an event before persisting it (rooms.services.incoming).
+
+    ``rejected_reason``: it failed the auth rules (checks 4 and 5 on receipt of a PDU);
+    stored, never shown, never state. ``soft_failed``: it passed them but fails against
+    the current state (check 6); stored and used as state by its descendants, but not
+    shown and not built upon. ``backfilled``: history from the past, ordered before
+    everything the room has, which never moves the extremities or the current state.
+    """
+
+    rejected_reason: str | None = None
+    soft_failed: bool = False
+    backfilled: bool = False
+
+    @property
+    def visible(self) -> bool:
+        """Shown in the room's timeline (rooms.visibility has the same rule for rows)."""
+        return self.rejected_reason is None and not self.soft_failed
+
+
+LOCAL = Verdict()
+
+
 def persist_event(
     room: Room,
     event: PDUEvent,
     *,
     state_before: int | None,
     ctx: SendContext | None = None,
+    verdict: Verdict = LOCAL,
+    extremities_before: list[str] | None = None,
+    outlier_row: Event | None = None,
 ) -> Event:
-    """Insert an authorised event at the tip of the room. Caller holds the room lock.
+    """Persist an event whose state before it is known. Caller holds the room lock.
 
-    ``state_before`` is the ID of the state group before the event.
+    ``state_before`` is the ID of the state group before the event. ``verdict`` says
+    how the pipeline judged it (a local event: accepted). ``extremities_before``: the
+    room's forward extremities as the caller read them under the lock, when it built
+    the event on them (the local send path), which saves reading them again.
+    ``outlier_row``: the event is stored already as an outlier and becomes a timeline
+    event now (de-outliered).
+
+    The forward extremities move only for an event that is shown (not rejected, not
+    soft-failed, not backfilled), and the current state is the resolution of the
+    extremities' states (a local event on the room's extremities: the state after it).
 
     The stream position is taken as late as it can be (streams.positions): after the state
     group, the extremities and the current state are written, just before the event row
@@ -192,108 +221,95 @@ def persist_event(
     """
     group_id = state_before
     replaces = None
-    if event.is_state():
+    rejected = verdict.rejected_reason is not None
+    if event.is_state() and not rejected:
         key = event.state_key_tuple()
         replaces = load_state(state_before).get(key)
         group_id = create_state_group(room, state_before, {key: event.event_id}).pk
     relates_to, rel_type = relation_of(event.content)
-    _move_forward_extremities(room, event)
-    if event.is_state():
-        etype, skey = event.state_key_tuple()
-        # One statement (an upsert), not update_or_create's read-then-write.
-        CurrentState.objects.bulk_create(
-            [CurrentState(room=room, type=etype, state_key=skey, event_id=event.event_id)],
-            update_conflicts=True,
-            unique_fields=["room", "type", "state_key"],
-            update_fields=["event_id"],
+    state_change = None
+    if not verdict.backfilled:
+        state_change = graph.move_room_tips(
+            room,
+            event.event_id,
+            event.prev_event_ids,
+            shown=verdict.visible,
+            group_after=group_id,
+            state_before=state_before,
+            extremities_before=extremities_before,
         )
-    if group_id is not None and room.current_state_group_id != group_id:
-        room.current_state_group_id = group_id
-        Room.objects.filter(pk=room.pk).update(current_state_group_id=group_id)
-    if event.type == "m.room.redaction" and event.redacts:
+    if verdict.visible and event.type == "m.room.redaction" and event.redacts:
         Event.objects.filter(room=room, event_id=event.redacts, redacted_by__isnull=True).update(
             redacted_by=event.event_id
         )
     # Other apps' work on the event (push rules): the slow part now, the writes that need
     # the position below; all committed with the event.
-    finishes = hooks.event_persisting(
-        hooks.PersistingEvent(room, event, state_before, relates_to, rel_type)
-    )
+    finishes = []
+    if verdict.visible and not verdict.backfilled:
+        finishes = hooks.event_persisting(
+            hooks.PersistingEvent(room, event, state_before, relates_to, rel_type)
+        )
     # From here to the commit the events stream is locked: only the rows that need the
     # position or cite the event row.
-    position = streams.next_position(streams.EVENTS)
-    row = Event.objects.create(
-        event_id=event.event_id,
-        room=room,
-        stream_ordering=position,
-        depth=event.depth,
-        type=event.type,
-        state_key=event.state_key,
-        sender=event.sender,
-        origin_server_ts=event.origin_server_ts,
-        pdu=event.pdu,
-        state_group_id=group_id,
-        replaces_state=replaces,
-        membership=event.membership if event.type == "m.room.member" else None,
-        redacts=event.redacts if event.type == "m.room.redaction" else None,
-        relates_to=relates_to,
-        rel_type=rel_type,
-        sender_device_id=ctx.device_id if ctx else None,
-        txn_id=ctx.txn_id if ctx else None,
-    )
-    EventEdge.objects.bulk_create(
-        EventEdge(event=row, prev_event_id=prev) for prev in event.prev_event_ids
-    )
-    EventAuthEdge.objects.bulk_create(
-        EventAuthEdge(event=row, auth_event_id=auth) for auth in event.auth_event_ids
-    )
-    if event.type == "m.room.member" and event.state_key is not None:
-        _set_membership(room, event, position)
+    if verdict.backfilled:
+        position = streams.next_backfill_position()
+    else:
+        position = streams.next_position(streams.EVENTS)
+    fields: dict[str, Any] = {
+        "stream_ordering": position,
+        "state_group_id": group_id,
+        "replaces_state": replaces,
+        "outlier": False,
+        "rejected_reason": verdict.rejected_reason,
+        "soft_failed": verdict.soft_failed,
+    }
+    if outlier_row is not None:
+        Event.objects.filter(pk=outlier_row.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(outlier_row, name, value)
+        row = outlier_row
+    else:
+        row = Event.objects.create(
+            event_id=event.event_id,
+            room=room,
+            depth=event.depth,
+            type=event.type,
+            state_key=event.state_key,
+            sender=event.sender,
+            origin_server_ts=event.origin_server_ts,
+            pdu=event.pdu,
+            membership=event.membership if event.type == "m.room.member" else None,
+            redacts=event.redacts if event.type == "m.room.redaction" else None,
+            relates_to=relates_to,
+            rel_type=rel_type,
+            sender_device_id=ctx.device_id if ctx else None,
+            txn_id=ctx.txn_id if ctx else None,
+            **fields,
+        )
+        insert_edges(row, event)
+    subjects: list[str] = []
+    if state_change is not None:
+        subjects = state_change.write(position)
     event_cache.remember(event)
     for finish in finishes:
         finish(position)
+    if verdict.backfilled or (not verdict.visible and state_change is None):
+        return row
     room_id = room.room_id
     # A member event also wakes its subject, who may not be in the room yet (invites).
-    subjects = [event.state_key] if event.type == "m.room.member" and event.state_key else []
     transaction.on_commit(
         lambda: notifier.notify_stream_moved(streams.EVENTS, position, room_id, subjects)
     )
     return row
 
 
-def _move_forward_extremities(room: Room, event: PDUEvent) -> None:
-    """The event replaces the extremities it cites as prev_events."""
-    prev_ids = event.prev_event_ids
-    # A linear room, the usual case: its one extremity moves on to the new event.
-    if (
-        len(prev_ids) == 1
-        and ForwardExtremity.objects.filter(room=room, event_id=prev_ids[0]).update(
-            event_id=event.event_id
-        )
-        == 1
-    ):
-        return
-    ForwardExtremity.objects.filter(room=room, event_id__in=prev_ids).delete()
-    ForwardExtremity.objects.create(room=room, event_id=event.event_id)
-
-
-def _set_membership(room: Room, event: PDUEvent, position: int) -> None:
-    """The member's row in the membership view, in one statement (an upsert): it runs
-    with the events stream locked."""
-    Membership.objects.bulk_create(
-        [
-            Membership(
-                room=room,
-                user_id=event.state_key,
-                membership=event.membership or "leave",
-                event_id=event.event_id,
-                stream_ordering=position,
-                forgotten=False,
-            )
-        ],
-        update_conflicts=True,
-        unique_fields=["room", "user_id"],
-        update_fields=["membership", "event_id", "stream_ordering", "forgotten"],
+def insert_edges(row: Event, event: PDUEvent) -> None:
+    """The event's prev_events and auth_events edges."""
+    EventEdge.objects.bulk_create(
+        EventEdge(event=row, prev_event_id=prev) for prev in event.prev_event_ids
+    )
+    EventAuthEdge.objects.bulk_create(
+        EventAuthEdge(event=row, auth_event_id=auth) for auth in event.auth_event_ids
     )
 
 
@@ -330,6 +346,18 @@ def send_in_locked_room(
         event_cache.get_events(extremity_ids).values(), key=lambda e: e.depth, reverse=True
     )[:MAX_PREV_EVENTS]
     depth = max((e.depth for e in prev), default=0) + 1
+    state_before = room.current_state_group_id
+    if len(prev) < len(extremity_ids):
+        # Built on some of the tips only: the state before it is theirs, resolved.
+        state_before = graph.state_group_of_tips(
+            room,
+            Event.objects.filter(
+                room=room, event_id__in=[e.event_id for e in prev], state_group__isnull=False
+            ).values_list("state_group_id", flat=True),
+        )
+        state = load_state(state_before)
+        auth_state = auth_state_for(room_version, state, keys)
+        cited = [event for key, event in auth_state.items() if key in keys]
     event = build_event(
         room_version,
         room_id=room.room_id,
@@ -346,7 +374,13 @@ def send_in_locked_room(
         auth_rules.check_auth_rules(room_version, event, auth_state)
     except auth_rules.AuthError as exc:
         raise MatrixError("M_FORBIDDEN", exc.reason) from None
-    return persist_event(room, event, state_before=room.current_state_group_id, ctx=ctx)
+    return persist_event(
+        room,
+        event,
+        state_before=state_before,
+        ctx=ctx,
+        extremities_before=extremity_ids,
+    )
 
 
 def do_send_event(

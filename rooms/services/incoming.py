@@ -1,0 +1,506 @@
+"""Receiving an event that was not made here: the one pipeline every such event takes.
+
+The steps are the spec's "Checks performed on receipt of a PDU" (server-server-api.md),
+in the order conduwuit's event handler and Synapse's federation_event.py take them:
+
+1. ``checked_event``: the PDU's format and size for the room version, its signatures
+   (the keys through federation.keyring) and its content hash (on a mismatch the event is
+   kept redacted). A PDU failing here is dropped: ``InvalidPDU``, nothing stored.
+2. ``_fetch_auth_events``: the events it cites as auth events, fetched from the
+   ``EventSource`` when missing and stored as outliers (known, authorised against their
+   own auth events, not in the timeline).
+3. ``_prev_states``: the state after each prev event. A prev event stored in the
+   timeline has its state group; for one that is missing (or only an outlier) the source
+   is asked for the state before it (``/state_ids``), whose unknown events are fetched
+   as outliers. Without a source the event itself is stored as an outlier, to be
+   de-outliered when it arrives again with its prev events known.
+4. Under the room lock, ``_persist``: the state before the event is the resolution of
+   its prev events' states; the event is checked against its auth events (check 4) and
+   against that state (check 5), and is stored with ``rejected_reason`` if either
+   fails; then against the current state (check 6), soft-failing it if that fails; and
+   persisted by rooms.services.events.persist_event, which moves the extremities and
+   the current state (rooms.services.graph).
+
+Fetching happens before the room lock is taken, each outlier in a transaction of its
+own, so a slow source never holds the room (or the events stream) for long.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from django.db import IntegrityError, transaction
+
+from federation import keyring
+from protocol import auth_rules
+from protocol.errors import MatrixError
+from protocol.events import Event as PDUEvent
+from protocol.events import EventFormatError
+from protocol.hashing import check_content_hash
+from protocol.identifiers import is_valid_event_id, is_valid_room_id, is_valid_user_id
+from protocol.redaction import redact_event
+from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from protocol.signing import (
+    SignatureVerifyError,
+    servers_required_to_sign_event,
+    verify_event_signature,
+)
+from rooms import event_cache
+from rooms.graph_store import resolve_maps
+from rooms.models import Event, Room
+from rooms.services import graph
+from rooms.services.events import (
+    CREATE_KEY,
+    Verdict,
+    auth_state_for,
+    check_size_and_values,
+    insert_edges,
+    persist_event,
+    relation_of,
+)
+from rooms.state import StateKey, load_state
+
+logger = logging.getLogger(__name__)
+
+# Server-Server API: a PDU cites at most 20 prev events and 10 auth events (Synapse
+# refuses more as well).
+MAX_PREV_EVENTS = 20
+MAX_AUTH_EVENTS = 10
+# At most this many events are fetched from the source for one PDU.
+MAX_FETCHED = 10_000
+MAX_DEPTH = 2**63 - 1
+CREATE = "m.room.create"
+
+
+class InvalidPDU(MatrixError):
+    """The PDU is dropped: nothing of it is stored."""
+
+    def __init__(self, error: str, errcode: str = "M_BAD_JSON") -> None:
+        super().__init__(errcode, error)
+
+
+class EventSource(Protocol):
+    """Where missing events and state come from (another server in federation)."""
+
+    def get_events(self, room_id: str, event_ids: list[str]) -> list[dict[str, Any]]:
+        """The PDUs it has among ``event_ids``."""
+        ...
+
+    def get_state_ids(self, room_id: str, event_id: str) -> tuple[list[str], list[str]]:
+        """The state before ``event_id`` (event IDs) and the IDs of its auth chain."""
+        ...
+
+
+def receive_pdu(
+    pdu: Mapping[str, Any],
+    *,
+    origin: str,
+    source: EventSource | None = None,
+    backfilled: bool = False,
+) -> Event:
+    """Run one PDU through the pipeline (see the module's docstring) and return its row.
+
+    Idempotent: an event already in the timeline is returned as stored; one stored as an
+    outlier goes through again and joins the timeline if its prev events' states are
+    known now. ``backfilled``: history from the past (negative stream position; the
+    extremities and the current state stay as they are; /sync is not woken).
+    """
+    event = checked_event(pdu)
+    stored = _stored(event.event_id)
+    if stored is not None and not stored.outlier:
+        return stored
+    _fetch_auth_events([event], source, origin)
+    prev_states = _prev_states(event, source, origin)
+    with transaction.atomic():
+        room = _room_for(event, lock=True)
+        stored = _stored(event.event_id)
+        if stored is not None and not stored.outlier:
+            return stored
+        if prev_states is None:
+            logger.info("%s: prev events unknown, kept as an outlier", event.event_id)
+            return stored or _insert_outlier(room, event)
+        return _persist(room, event, prev_states, stored, backfilled=backfilled)
+
+
+# --- 1. format, signatures, hashes ------------------------------------------------------
+
+
+def checked_event(pdu: Mapping[str, Any]) -> PDUEvent:
+    """The PDU as an event of its room's version, if its format, size, signatures and
+    hashes pass (redacted when only the content hash does not)."""
+    if not isinstance(pdu, Mapping):
+        raise InvalidPDU("a PDU must be an object")
+    room_version = _room_version_for(pdu)
+    pdu = {key: value for key, value in pdu.items() if key != "unsigned"}
+    _check_format(pdu, room_version)
+    event = PDUEvent(pdu, room_version)
+    try:
+        event_id = event.event_id
+        servers = servers_required_to_sign_event(pdu, room_version)
+    except (EventFormatError, ValueError) as exc:
+        raise InvalidPDU(str(exc)) from None
+    for server_name in sorted(servers):
+        _check_signed_by(pdu, server_name, room_version, event.origin_server_ts)
+    if not check_content_hash(pdu):
+        # Check 3: a content hash mismatch is not fatal; the event is used redacted.
+        logger.warning("%s: content hash mismatch, stored redacted", event_id)
+        return PDUEvent(redact_event(pdu, room_version), room_version, event_id=event_id)
+    return PDUEvent(pdu, room_version, event_id=event_id)
+
+
+def _room_version_for(pdu: Mapping[str, Any]) -> RoomVersion:
+    room_id = pdu.get("room_id")
+    if isinstance(room_id, str):
+        version = Room.objects.filter(room_id=room_id).values_list("room_version", flat=True)
+        if version:
+            return KNOWN_ROOM_VERSIONS[version[0]]
+    if pdu.get("type") == CREATE and isinstance(pdu.get("content"), Mapping):
+        version_id = pdu["content"].get("room_version", "1")
+        if not isinstance(version_id, str) or version_id not in KNOWN_ROOM_VERSIONS:
+            raise InvalidPDU(
+                f"unsupported room version {version_id!r}", "M_UNSUPPORTED_ROOM_VERSION"
+            )
+        return KNOWN_ROOM_VERSIONS[version_id]
+    raise InvalidPDU(f"unknown room {room_id!r}", "M_NOT_FOUND")
+
+
+def _check_format(pdu: dict[str, Any], room_version: RoomVersion) -> None:
+    """The PDU's shape (server-server-api.md, "PDUs"; the room version's event format)."""
+    strings = ["type", "sender"]
+    if not (room_version.room_id_is_create_event_hash and pdu.get("type") == CREATE):
+        strings.append("room_id")
+    for key in strings:
+        if not isinstance(pdu.get(key), str):
+            raise InvalidPDU(f"'{key}' must be a string")
+    for key in ("origin_server_ts", "depth"):
+        value = pdu.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_DEPTH:
+            raise InvalidPDU(f"'{key}' must be a non-negative integer")
+    for key in ("content", "hashes", "signatures"):
+        if not isinstance(pdu.get(key), dict):
+            raise InvalidPDU(f"'{key}' must be an object")
+    for key, limit in (("prev_events", MAX_PREV_EVENTS), ("auth_events", MAX_AUTH_EVENTS)):
+        if not isinstance(pdu.get(key), list):
+            raise InvalidPDU(f"'{key}' must be an array")
+        if len(pdu[key]) > limit:
+            raise InvalidPDU(f"'{key}' cites more than {limit} events")
+    if "state_key" in pdu and not isinstance(pdu["state_key"], str):
+        raise InvalidPDU("'state_key' must be a string")
+    if not is_valid_user_id(pdu["sender"]):
+        raise InvalidPDU("'sender' is not a user ID")
+    if "room_id" in strings and not is_valid_room_id(pdu["room_id"]):
+        raise InvalidPDU("'room_id' is not a room ID")
+    try:
+        event = PDUEvent(pdu, room_version)
+        cited = event.prev_event_ids + event.auth_event_ids
+    except EventFormatError as exc:
+        raise InvalidPDU(str(exc)) from None
+    if not all(is_valid_event_id(event_id) for event_id in cited):
+        raise InvalidPDU("prev_events and auth_events must cite event IDs")
+    try:
+        check_size_and_values(pdu, room_version)
+    except MatrixError as exc:
+        raise InvalidPDU(exc.error, exc.errcode) from None
+
+
+def _check_signed_by(
+    pdu: Mapping[str, Any], server_name: str, room_version: RoomVersion, ts: int
+) -> None:
+    signatures = pdu["signatures"].get(server_name)
+    if not isinstance(signatures, dict) or not signatures:
+        raise InvalidPDU(f"not signed by {server_name}", "M_FORBIDDEN")
+    for key_id in sorted(signatures):
+        if not key_id.startswith("ed25519:"):
+            continue
+        try:
+            key = keyring.get_verify_key(server_name, key_id, valid_at_ts=ts, for_requests=False)
+            verify_event_signature(pdu, server_name, key, room_version)
+        except (keyring.KeyUnavailable, SignatureVerifyError, ValueError) as exc:
+            logger.info("signature %s of %s: %s", key_id, server_name, exc)
+            continue
+        return
+    raise InvalidPDU(f"no valid signature of {server_name}", "M_FORBIDDEN")
+
+
+# --- 2. auth events, and outliers ---------------------------------------------------------
+
+
+def _stored(event_id: str) -> Event | None:
+    return Event.objects.filter(event_id=event_id).first()
+
+
+def _known_ids(event_ids: Iterable[str]) -> set[str]:
+    return set(
+        Event.objects.filter(event_id__in=list(event_ids)).values_list("event_id", flat=True)
+    )
+
+
+def _auth_ids(event: PDUEvent) -> list[str]:
+    """The auth events an event needs: those it cites, and in room version 12 the create
+    event its room ID names."""
+    ids = list(event.auth_event_ids)
+    if event.room_version.room_id_is_create_event_hash and event.type != CREATE:
+        ids.append("$" + event.room_id[1:])
+    return ids
+
+
+def _fetch_auth_events(events: list[PDUEvent], source: EventSource | None, origin: str) -> None:
+    """Fetch the missing auth chains of ``events`` and store them as outliers."""
+    missing = {aid for event in events for aid in _auth_ids(event)}
+    missing -= _known_ids(missing)
+    if missing and source is not None:
+        _fetch_outliers(events[0].room_id, missing, source, origin)
+
+
+def _fetch_outliers(room_id: str, wanted: set[str], source: EventSource, origin: str) -> None:
+    """Fetch these events and, transitively, their missing auth events; store them all
+    as outliers, each after its auth events."""
+    fetched: dict[str, PDUEvent] = {}
+    asked: set[str] = set()
+    todo = set(wanted)
+    while todo and len(asked) < MAX_FETCHED:
+        batch = sorted(todo)[: MAX_FETCHED - len(asked)]
+        asked.update(batch)
+        for pdu in source.get_events(room_id, batch):
+            try:
+                event = checked_event(pdu)
+            except (InvalidPDU, EventFormatError) as exc:
+                logger.info("fetched event from %s dropped: %s", origin, exc)
+                continue
+            if event.event_id in asked and event.room_id == room_id:
+                fetched[event.event_id] = event
+        needed = {aid for event in fetched.values() for aid in _auth_ids(event)}
+        todo = needed - fetched.keys() - asked
+        todo -= _known_ids(todo)
+    for event in _auth_order(fetched):
+        with transaction.atomic():
+            room = _room_for(event, lock=False)
+            if _stored(event.event_id) is None:
+                _insert_outlier(room, event)
+
+
+def _auth_order(events: Mapping[str, PDUEvent]) -> list[PDUEvent]:
+    """``events`` with each after the auth events among them (cycles broken by depth)."""
+    ordered: list[PDUEvent] = []
+    done: set[str] = set()
+    for start in sorted(events.values(), key=lambda e: (e.depth, e.event_id)):
+        stack = [(start, False)]
+        while stack:
+            event, expanded = stack.pop()
+            if event.event_id in done:
+                continue
+            if expanded:
+                done.add(event.event_id)
+                ordered.append(event)
+                continue
+            stack.append((event, True))
+            for aid in _auth_ids(event):
+                parent = events.get(aid)
+                if parent is not None and aid not in done:
+                    stack.append((parent, False))
+    return ordered
+
+
+def _insert_outlier(room: Room, event: PDUEvent) -> Event:
+    """Store an event known only with its auth chain: authorised against its auth events
+    (rejected if it fails), no state, no stream position."""
+    relates_to, rel_type = relation_of(event.content)
+    try:
+        with transaction.atomic():
+            row = Event.objects.create(
+                event_id=event.event_id,
+                room=room,
+                stream_ordering=None,
+                depth=event.depth,
+                type=event.type,
+                state_key=event.state_key,
+                sender=event.sender,
+                origin_server_ts=event.origin_server_ts,
+                pdu=event.pdu,
+                membership=event.membership if event.type == "m.room.member" else None,
+                redacts=event.redacts if event.type == "m.room.redaction" else None,
+                relates_to=relates_to,
+                rel_type=rel_type,
+                outlier=True,
+                rejected_reason=_auth_events_verdict(event),
+            )
+            insert_edges(row, event)
+    except IntegrityError:
+        # Stored meanwhile by another worker.
+        stored = _stored(event.event_id)
+        if stored is None:
+            raise
+        return stored
+    event_cache.remember(event)
+    return row
+
+
+def _auth_events_verdict(event: PDUEvent) -> str | None:
+    """Check 4: the event against the auth events it cites; the reason it fails, if so."""
+    ids = _auth_ids(event)
+    auth_map = event_cache.get_events(ids)
+    missing = [aid for aid in ids if aid not in auth_map]
+    if missing:
+        raise InvalidPDU(f"auth events {missing} are not available", "M_FORBIDDEN")
+    rejected = set(
+        Event.objects.filter(event_id__in=ids, rejected_reason__isnull=False).values_list(
+            "event_id", flat=True
+        )
+    )
+    try:
+        auth_rules.check_event_auth_events(
+            event.room_version, event, auth_map, rejected_event_ids=rejected
+        )
+    except auth_rules.AuthError as exc:
+        return f"auth events: {exc.reason}"[:255]
+    return None
+
+
+def _room_for(event: PDUEvent, *, lock: bool) -> Room:
+    """The event's room; a create event for an unknown room creates it."""
+    query = Room.objects.filter(room_id=event.room_id)
+    room = (query.select_for_update() if lock else query).first()
+    if room is not None:
+        if (
+            event.type == CREATE
+            and Event.objects.filter(room=room, type=CREATE, state_key="")
+            .exclude(event_id=event.event_id)
+            .exists()
+        ):
+            raise InvalidPDU(f"{event.room_id} has another create event", "M_FORBIDDEN")
+        return room
+    if event.type != CREATE:
+        raise InvalidPDU(f"unknown room {event.room_id}", "M_NOT_FOUND")
+    creator = (
+        event.content.get("creator") if not event.room_version.updated_redaction_rules else None
+    )
+    Room.objects.create(
+        room_id=event.room_id,
+        room_version=event.room_version.identifier,
+        creator=creator if isinstance(creator, str) else event.sender,
+    )
+    room = Room.objects.filter(room_id=event.room_id)
+    return (room.select_for_update() if lock else room).get()
+
+
+# --- 3. the states of the prev events -------------------------------------------------------
+
+
+PrevState = Mapping[StateKey, str] | int
+
+
+def _prev_states(
+    event: PDUEvent, source: EventSource | None, origin: str
+) -> list[PrevState] | None:
+    """The state after each prev event: its state group if it is in the timeline, else a
+    state map from the source; None if some cannot be had."""
+    prev_ids = event.prev_event_ids
+    rows = {
+        row.event_id: row
+        for row in Event.objects.filter(event_id__in=prev_ids).only(
+            "event_id", "room_id", "outlier", "state_group_id", "stream_ordering"
+        )
+    }
+    states: list[PrevState] = []
+    for prev_id in prev_ids:
+        row = rows.get(prev_id)
+        if row is not None and not row.outlier and row.state_group_id is not None:
+            states.append(row.state_group_id)
+            continue
+        if source is None:
+            return None
+        fetched = _state_after_from_source(event.room_id, prev_id, source, origin)
+        if fetched is None:
+            return None
+        states.append(fetched)
+    return states
+
+
+def _state_after_from_source(
+    room_id: str, prev_id: str, source: EventSource, origin: str
+) -> dict[StateKey, str] | None:
+    """The state after a missing prev event, as the source has it: the state before it
+    (/state_ids) plus the event itself when it is an accepted state event."""
+    try:
+        state_ids, chain_ids = source.get_state_ids(room_id, prev_id)
+    except Exception:
+        logger.exception("state before %s from %s", prev_id, origin)
+        return None
+    wanted = set(state_ids) | set(chain_ids) | {prev_id}
+    missing = wanted - _known_ids(wanted)
+    if missing:
+        _fetch_outliers(room_id, missing, source, origin)
+    events = event_cache.get_events(set(state_ids) | {prev_id})
+    state: dict[StateKey, str] = {}
+    for state_id in state_ids:
+        state_event = events.get(state_id)
+        if state_event is None or not state_event.is_state() or state_event.room_id != room_id:
+            return None
+        state[state_event.state_key_tuple()] = state_id
+    prev = events.get(prev_id)
+    if prev is None:
+        return None
+    prev_rejected = Event.objects.filter(event_id=prev_id, rejected_reason__isnull=False).exists()
+    if prev.is_state() and not prev_rejected:
+        state[prev.state_key_tuple()] = prev_id
+    return state
+
+
+# --- 4. auth against the state, soft-fail, persist ----------------------------------------
+
+
+def _persist(
+    room: Room,
+    event: PDUEvent,
+    prev_states: list[PrevState],
+    stored: Event | None,
+    *,
+    backfilled: bool,
+) -> Event:
+    state_before = _state_group_before(room, prev_states)
+    room_version = event.room_version
+    reason = _auth_events_verdict(event)
+    if reason is None:
+        reason = _state_verdict(room_version, event, load_state(state_before), "state before")
+    soft_failed = False
+    if reason is None and not backfilled and event.type != CREATE:
+        current = load_state(room.current_state_group_id)
+        soft_failed = _state_verdict(room_version, event, current, "current state") is not None
+        if soft_failed:
+            logger.info("%s soft-failed against the current state", event.event_id)
+    if reason is not None:
+        logger.info("%s rejected: %s", event.event_id, reason)
+    verdict = Verdict(rejected_reason=reason, soft_failed=soft_failed, backfilled=backfilled)
+    return persist_event(
+        room, event, state_before=state_before, verdict=verdict, outlier_row=stored
+    )
+
+
+def _state_group_before(room: Room, prev_states: list[PrevState]) -> int | None:
+    """A state group holding the resolution of the prev events' states."""
+    groups = [state for state in prev_states if isinstance(state, int)]
+    maps = [state for state in prev_states if not isinstance(state, int)]
+    if not maps:
+        return graph.state_group_of_tips(room, groups)
+    resolved = resolve_maps(room, [load_state(group) for group in groups] + maps)
+    for group in groups:
+        if load_state(group) == resolved:
+            return group
+    base = groups[0] if groups else room.current_state_group_id
+    return graph.group_for_map(room, resolved, base=base)
+
+
+def _state_verdict(
+    room_version: RoomVersion, event: PDUEvent, state: Mapping[StateKey, str], what: str
+) -> str | None:
+    """Checks 5 and 6: the event against a state; the reason it fails, if so."""
+    if event.type == CREATE:
+        return "a create event must be the room's first" if state else None
+    keys = auth_rules.auth_types_for(room_version, event) | {CREATE_KEY}
+    try:
+        auth_rules.check_auth_rules(room_version, event, auth_state_for(room_version, state, keys))
+    except auth_rules.AuthError as exc:
+        return f"{what}: {exc.reason}"[:255]
+    return None

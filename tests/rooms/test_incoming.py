@@ -1,0 +1,191 @@
+"""The receive pipeline (rooms.services.incoming) on a small remote room: accepted,
+outliers de-outliered, rejected, soft-failed, forged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from federation.models import RemoteServerKey
+from protocol.auth_rules import auth_types_for_event
+from protocol.events import Event as PDUEvent
+from protocol.room_versions import KNOWN_ROOM_VERSIONS
+from protocol.signing import encode_verify_key_base64, generate_signing_key, hash_and_sign_event
+from rooms.models import CurrentState, Event, ForwardExtremity, Membership, Room
+from rooms.services.incoming import InvalidPDU, receive_pdu
+
+V11 = KNOWN_ROOM_VERSIONS["11"]
+SERVER = "remote.test"
+ROOM = "!r:remote.test"
+ALICE = "@alice:remote.test"
+BOB = "@bob:remote.test"
+
+
+class Signer:
+    """Signs a room's events as SERVER, choosing auth events from a given state."""
+
+    def __init__(self) -> None:
+        self.key = generate_signing_key("k1")
+        self.events: dict[str, PDUEvent] = {}
+
+    def install(self) -> None:
+        RemoteServerKey.objects.create(
+            server_name=SERVER,
+            key_id=self.key.key_id,
+            verify_key=encode_verify_key_base64(self.key.verify_key),
+            valid_until_ts=2**62,
+            fetched_ts=0,
+            fetched_from=SERVER,
+        )
+
+    def make(
+        self,
+        etype: str,
+        sender: str,
+        content: dict[str, Any],
+        prev: list[str],
+        state: dict[tuple[str, str], str],
+        state_key: str | None = None,
+        extra_auth: tuple[str, ...] = (),
+    ) -> PDUEvent:
+        keys = auth_types_for_event(V11, etype, sender, state_key, content)
+        keys |= {("m.room.member", user) for user in extra_auth}
+        auth = sorted(state[k] for k in keys if k in state)
+        depth = max((self.events[p].depth for p in prev), default=0) + 1
+        pdu: dict[str, Any] = {
+            "type": etype,
+            "room_id": ROOM,
+            "sender": sender,
+            "content": content,
+            "origin_server_ts": 1000 + len(self.events),
+            "depth": depth,
+            "prev_events": prev,
+            "auth_events": auth,
+        }
+        if state_key is not None:
+            pdu["state_key"] = state_key
+        event = PDUEvent(hash_and_sign_event(pdu, SERVER, self.key, V11), V11)
+        self.events[event.event_id] = event
+        return event
+
+
+@pytest.fixture
+def room(db: None) -> tuple[Signer, list[PDUEvent], dict[tuple[str, str], str]]:
+    signer = Signer()
+    signer.install()
+    state: dict[tuple[str, str], str] = {}
+    chain: list[PDUEvent] = []
+
+    def add(etype: str, sender: str, content: dict[str, Any], state_key: str | None) -> None:
+        event = signer.make(
+            etype, sender, content, [chain[-1].event_id] if chain else [], state, state_key
+        )
+        chain.append(event)
+        if state_key is not None:
+            state[(etype, state_key)] = event.event_id
+
+    add("m.room.create", ALICE, {"room_version": "11"}, "")
+    add("m.room.member", ALICE, {"membership": "join"}, ALICE)
+    add("m.room.power_levels", ALICE, {"users": {ALICE: 100}}, "")
+    add("m.room.join_rules", ALICE, {"join_rule": "public"}, "")
+    add("m.room.member", BOB, {"membership": "join"}, BOB)
+    return signer, chain, state
+
+
+def test_a_linear_room_in_order(room: Any) -> None:
+    _signer, chain, state = room
+    for event in chain:
+        row = receive_pdu(event.pdu, origin=SERVER)
+        assert not row.outlier
+        assert row.rejected_reason is None
+        assert row.stream_ordering
+    stored = Room.objects.get(room_id=ROOM)
+    current = dict(
+        ((t, k), e)
+        for t, k, e in CurrentState.objects.filter(room=stored).values_list(
+            "type", "state_key", "event_id"
+        )
+    )
+    assert current == state
+    assert list(ForwardExtremity.objects.values_list("event_id", flat=True)) == [
+        chain[-1].event_id
+    ]
+    assert set(Membership.objects.values_list("user_id", "membership")) == {
+        (ALICE, "join"),
+        (BOB, "join"),
+    }
+    # Idempotent.
+    assert (
+        receive_pdu(chain[-1].pdu, origin=SERVER).pk
+        == Event.objects.get(event_id=chain[-1].event_id).pk
+    )
+
+
+def test_an_event_with_unknown_prevs_is_an_outlier_until_they_arrive(room: Any) -> None:
+    _signer, chain, _state = room
+    for event in chain[:3]:
+        receive_pdu(event.pdu, origin=SERVER)
+    # join rules' prev (power levels) is known, but Bob's join's prev is not yet.
+    row = receive_pdu(chain[4].pdu, origin=SERVER)
+    assert row.outlier
+    assert row.stream_ordering is None
+    receive_pdu(chain[3].pdu, origin=SERVER)
+    row = receive_pdu(chain[4].pdu, origin=SERVER)
+    assert not row.outlier
+    assert row.rejected_reason is None
+    assert Membership.objects.get(user_id=BOB).membership == "join"
+
+
+def test_a_fork_banning_bob_wins_over_his_message_and_soft_fails_his_late_topic(
+    room: Any,
+) -> None:
+    signer, chain, state = room
+    for event in chain:
+        receive_pdu(event.pdu, origin=SERVER)
+    tip = chain[-1].event_id
+    ban = signer.make("m.room.member", ALICE, {"membership": "ban"}, [tip], state, BOB)
+    receive_pdu(ban.pdu, origin=SERVER)
+    # Bob, on a fork that does not know of the ban, speaks: auth passes against the state
+    # before it, fails against the current state.
+    message = signer.make("m.room.message", BOB, {"body": "hi"}, [tip], state)
+    row = receive_pdu(message.pdu, origin=SERVER)
+    assert row.rejected_reason is None
+    assert row.soft_failed
+    assert set(ForwardExtremity.objects.values_list("event_id", flat=True)) == {ban.event_id}
+    assert Membership.objects.get(user_id=BOB).membership == "ban"
+
+
+def test_an_event_citing_the_wrong_auth_events_is_rejected(room: Any) -> None:
+    signer, chain, state = room
+    for event in chain:
+        receive_pdu(event.pdu, origin=SERVER)
+    # Bob's membership is no auth event of Alice's topic (auth rule 2.2).
+    event = signer.make(
+        "m.room.topic", ALICE, {"topic": "x"}, [chain[-1].event_id], state, extra_auth=(BOB,)
+    )
+    row = receive_pdu(event.pdu, origin=SERVER)
+    assert row.rejected_reason is not None
+    assert not CurrentState.objects.filter(type="m.room.topic").exists()
+
+
+def test_a_bad_signature_stores_nothing(room: Any) -> None:
+    _signer, chain, _state = room
+    receive_pdu(chain[0].pdu, origin=SERVER)
+    pdu = dict(chain[1].pdu)
+    pdu["signatures"] = {SERVER: {"ed25519:k1": "A" * 86}}
+    with pytest.raises(InvalidPDU):
+        receive_pdu(pdu, origin=SERVER)
+    assert not Event.objects.filter(event_id=chain[1].event_id).exists()
+
+
+def test_a_content_hash_mismatch_is_stored_redacted(room: Any) -> None:
+    signer, chain, state = room
+    for event in chain:
+        receive_pdu(event.pdu, origin=SERVER)
+    event = signer.make("m.room.message", BOB, {"body": "hi"}, [chain[-1].event_id], state)
+    pdu = dict(event.pdu)
+    pdu["content"] = {"body": "tampered"}
+    row = receive_pdu(pdu, origin=SERVER)
+    assert row.event_id == event.event_id
+    assert row.pdu["content"] == {}
