@@ -107,12 +107,8 @@ def test_a_fork_resolved_against_a_member_reaches_their_sync(
     remote = Remote()
     create = remote.send(MOD, "m.room.create", {"room_version": "11"}, [], "")
     join = remote.send(MOD, "m.room.member", {"membership": "join"}, [create.event_id], MOD)
-    power = remote.send(
-        MOD, "m.room.power_levels", {"users": {MOD: 100}}, [join.event_id], ""
-    )
-    rules = remote.send(
-        MOD, "m.room.join_rules", {"join_rule": "public"}, [power.event_id], ""
-    )
+    power = remote.send(MOD, "m.room.power_levels", {"users": {MOD: 100}}, [join.event_id], "")
+    rules = remote.send(MOD, "m.room.join_rules", {"join_rule": "public"}, [power.event_id], "")
     tip = rules.event_id
     for who in (alice, bob):
         joined = remote.send(
