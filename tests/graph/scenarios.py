@@ -80,7 +80,8 @@ def base_room(room_version: str = "11") -> RemoteRoom:
 
 def power_levels_race(room_version: str = "11") -> RemoteRoom:
     """bob (50) makes carol a moderator, who sets a topic and then tries to raise herself
-    above him; concurrently alice demotes bob, who then tries a topic of his own."""
+    above him, and names the room citing that rejected escalation; concurrently alice
+    demotes bob, who then tries a topic of his own."""
     room = base_room(room_version)
     room.send(
         bob(room),
@@ -108,16 +109,31 @@ def power_levels_race(room_version: str = "11") -> RemoteRoom:
         name="PL_ALICE_DEMOTES_BOB",
     )
     topic(room, bob(room), "TOPIC_BOB_DEMOTED", prev=["PL_ALICE_DEMOTES_BOB"])
+    # carol's server believes her escalation and builds on it: citing a rejected auth event.
+    escalated_auth = [room.id("PL_CAROL_ESCALATES"), room.id("JOIN_CAROL")]
+    if room.room_version.create_event_in_auth_events:
+        escalated_auth.append(room.id("CREATE"))
+    room.send(
+        carol(room),
+        "m.room.name",
+        {"name": "carol's room"},
+        state_key="",
+        prev=["PL_CAROL_ESCALATES"],
+        auth=escalated_auth,
+        name="NAME_CAROL_ON_REJECTED",
+    )
     room.merge(alice(room))
     return room
 
 
 def ban_against_join(room_version: str = "11") -> RemoteRoom:
-    """alice bans eve on one fork; on the other, not knowing it, eve joins and talks."""
+    """alice bans eve on one fork; on the other, not knowing it, eve joins and talks; on a
+    third, bob's server changes his message after hashing it."""
     room = base_room(room_version)
     room.member(alice(room), eve(room), "ban", prev=["START"], name="BAN_EVE")
     room.member(eve(room), eve(room), "join", prev=["START"], name="JOIN_EVE")
     message(room, eve(room), "MSG_EVE", prev=["JOIN_EVE"])
+    message(room, bob(room), "MSG_BOB_TAMPERED", prev=["START"], content_after_hashing={"x": 1})
     room.merge(alice(room))
     return room
 
@@ -139,7 +155,8 @@ def topic_race(room_version: str = "11") -> RemoteRoom:
 
 def kicked_moderator(room_version: str = "11") -> RemoteRoom:
     """alice kicks dave (50); on a fork not knowing it, dave sets the topic, kicks carol and
-    talks; after the kick dave talks again citing his old membership."""
+    talks; after the kick dave talks again citing his old membership, and alice names the
+    room with content her server changed after hashing."""
     room = base_room(room_version)
     room.member(alice(room), dave(room), "leave", prev=["START"], name="KICK_DAVE")
     stale_auth = [room.id("PL_MODS"), room.id("JOIN_DAVE")]
@@ -148,6 +165,15 @@ def kicked_moderator(room_version: str = "11") -> RemoteRoom:
     message(room, dave(room), "MSG_DAVE_AFTER_KICK", prev=["KICK_DAVE"], auth=stale_auth)
     topic(room, dave(room), "TOPIC_DAVE", prev=["START"])
     room.member(dave(room), carol(room), "leave", prev=["TOPIC_DAVE"], name="KICK_CAROL")
+    room.send(
+        alice(room),
+        "m.room.name",
+        {"name": "the room"},
+        state_key="",
+        prev=["KICK_DAVE"],
+        name="NAME_TAMPERED",
+        content_after_hashing={"name": "not what was hashed"},
+    )
     message(room, dave(room), "MSG_DAVE_LATE", prev=["KICK_CAROL"])
     room.merge(alice(room))
     return room

@@ -94,6 +94,11 @@ def assert_converged(room: RemoteRoom, order: Sequence[str]) -> None:
     )
     stored = set(Event.objects.filter(room=stored_room(room)).values_list("event_id", flat=True))
     assert room.labelled(set(room.pdus) - stored) == set(), f"not stored: {delivered}"
+    for event_id in reference.redacted:
+        pdu = Event.objects.get(event_id=event_id).pdu
+        assert pdu["content"] == reference.events[event_id].content, (
+            f"{room.label(event_id)} (content hash mismatch) stored unredacted: {delivered}"
+        )
     hidden = soft_failed_event_ids(room) | rejected
     assert room.labelled(timeline_event_ids(room) & hidden) == set(), (
         f"soft-failed or rejected events in the timeline after delivering {delivered}"

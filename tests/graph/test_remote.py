@@ -113,7 +113,10 @@ def test_reference_resolves_a_small_fork_as_state_res_does(version: str) -> None
 @pytest.mark.parametrize("version", VERSIONS)
 def test_scenarios_reject_what_they_mean_to(version: str) -> None:
     expected = {
-        "power_levels_race": ({"PL_CAROL_ESCALATES", "TOPIC_BOB_DEMOTED"}, "PL_ALICE_DEMOTES_BOB"),
+        "power_levels_race": (
+            {"PL_CAROL_ESCALATES", "TOPIC_BOB_DEMOTED", "NAME_CAROL_ON_REJECTED"},
+            "PL_ALICE_DEMOTES_BOB",
+        ),
         "ban_against_join": (set(), "PL_MODS"),
         "topic_race": ({"TOPIC_CAROL_WRONG_AUTH"}, "PL_MODS"),
         "kicked_moderator": ({"MSG_DAVE_AFTER_KICK"}, "PL_MODS"),
@@ -133,6 +136,8 @@ def test_scenarios_reject_what_they_mean_to(version: str) -> None:
     # dave's kick of carol and his topic, on the fork that did not know of his kick, lose.
     assert state[("m.room.member", scenarios.carol(kicked))] == "JOIN_CAROL"
     assert TOPIC not in state
+    assert state[("m.room.name", "")] == "NAME_TAMPERED"
+    assert kicked.event("NAME_TAMPERED").content == {}
     banned = scenarios.ban_against_join(version)
     state = banned.named_state(banned.reference.resolved_state())
     assert state[("m.room.member", scenarios.eve(banned))] == "BAN_EVE"
