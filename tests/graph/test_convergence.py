@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rooms.models import Event
+from rooms.state import load_state
 from tests.graph.delivery import (
     current_state,
     deliver_all,
@@ -88,6 +89,16 @@ def assert_converged(room: RemoteRoom, order: Sequence[str]) -> None:
     assert room.named_state(current_state(room)) == room.named_state(reference.resolved_state()), (
         f"current state after delivering {delivered}"
     )
+    assert room.named_state(load_state(stored_room(room).current_state_group_id)) == (
+        room.named_state(reference.resolved_state())
+    ), f"the room's current state group after delivering {delivered}"
+    # Each event's state group is the state after it (for a rejected one, the state before
+    # it, which the reference's state after is too); soft-failed ones are no exception.
+    rows = Event.objects.filter(room=stored_room(room), outlier=False)
+    for event_id, group_id in rows.values_list("event_id", "state_group_id"):
+        assert room.named_state(load_state(group_id)) == room.named_state(
+            reference.state_after[event_id]
+        ), f"the state after {room.label(event_id)}, delivering {delivered}"
     rejected = rejected_event_ids(room)
     assert room.labelled(rejected) == room.labelled(reference.rejected), (
         f"rejected events after delivering {delivered}"
