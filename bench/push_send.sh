@@ -10,6 +10,9 @@
 # this checkout and Synapse run. Ports 8408 (Trellis) and 18408 (Synapse) by default, so
 # as not to meet other servers on the usual ones. Prints mxbench's report at the end.
 #
+# WORKLOAD=fanout (or any other mxbench workload) with ARGS_EXTRA="..." measures that
+# workload the same way instead (ROOM_USERS and MESSAGES then do not apply).
+#
 # Environment: RUNS=2, MESSAGES=1000, ROOM_USERS=100, SYNAPSE=1 (0: leave Synapse out),
 # TRELLIS_PORT=8408, SYNAPSE_PORT=18408, OUT (JSON lines; default bench/results/...),
 # TOOLS=../shared/tools, BENCH_PY=/opt/bench-venv/bin/python.
@@ -20,8 +23,13 @@ T=${TOOLS:-../shared/tools}
 TPORT=${TRELLIS_PORT:-8408}
 SPORT=${SYNAPSE_PORT:-18408}
 mkdir -p bench/results
-OUT=${OUT:-bench/results/$(date +%Y%m%d-%H%M%S)-push-send.jsonl}
-ARGS=(--workload send --room-users "${ROOM_USERS:-100}" --messages "${MESSAGES:-1000}")
+OUT=${OUT:-bench/results/$(date +%Y%m%d-%H%M%S)-${WORKLOAD:-send}.jsonl}
+if [ "${WORKLOAD:-send}" = send ]; then
+  ARGS=(--workload send --room-users "${ROOM_USERS:-100}" --messages "${MESSAGES:-1000}")
+else
+  # shellcheck disable=SC2206
+  ARGS=(--workload "$WORKLOAD" ${ARGS_EXTRA:-})
+fi
 
 listener_pid() {
   ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2

@@ -8,6 +8,7 @@ would.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from django.test import Client
 from django.test.client import ClientHandler
 
 from config.asgi import MatrixResolution
+from tests import graph_check
 
 CLIENT_V3 = "/_matrix/client/v3"
 
@@ -172,6 +174,12 @@ def forget_process_caches() -> None:
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
     forget_process_caches()
+
+
+@pytest.fixture(autouse=True)
+def _room_graphs_sound(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every room a test leaves behind passes the graph check (tests/graph_check.py)."""
+    yield from graph_check.guard(request)
 
 
 @pytest.fixture

@@ -11,11 +11,17 @@ from collections.abc import Mapping, Sequence
 
 from protocol.auth_rules import StateKey
 from protocol.room_versions import RoomVersion, StateResolutionVersion
-from protocol.state_res.store import InMemoryStateResStore, StateResStore, auth_edges
+from protocol.state_res.store import (
+    BatchedStateResStore,
+    InMemoryStateResStore,
+    StateResStore,
+    auth_edges,
+)
 from protocol.state_res.v1 import resolve_v1
 from protocol.state_res.v2 import resolve_v2
 
 __all__ = [
+    "BatchedStateResStore",
     "InMemoryStateResStore",
     "StateResStore",
     "auth_edges",

@@ -6,8 +6,8 @@ The app implements `StateResStore` over the ORM; tests and one-off resolutions u
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
-from typing import Protocol
+from collections.abc import Iterable, Mapping, Sequence, Set
+from typing import Protocol, runtime_checkable
 
 from protocol.auth_rules import CREATE
 from protocol.events import Event
@@ -36,6 +36,36 @@ class StateResStore(Protocol):
         counts as an auth event of every other event (see `auth_edges`).
         """
         ...
+
+
+@runtime_checkable
+class BatchedStateResStore(StateResStore, Protocol):
+    """A `StateResStore` that also answers in one read what state resolution would otherwise
+    ask a piece at a time (optional: the algorithms use these when the store has them)."""
+
+    def get_auth_chain_difference(self, state_sets: Sequence[Set[str]]) -> set[str]:
+        """The events in some but not all of the sets' full auth chains.
+
+        A set's full auth chain is its events together with the union of their auth chains
+        (as `get_auth_chain` gives it).
+        """
+        ...
+
+    def get_auth_chains(self, event_ids: Iterable[str]) -> dict[str, set[str]]:
+        """The auth chain of each of `event_ids` (as `get_auth_chain` gives it for that event
+        alone); unknown events have an empty one."""
+        ...
+
+
+def auth_chain_difference(store: StateResStore, state_sets: Sequence[Set[str]]) -> set[str]:
+    """What `BatchedStateResStore.get_auth_chain_difference` answers, from
+    `get_auth_chain`: the union of the full auth chains minus their intersection."""
+    if not state_sets:
+        return set()
+    chains = [set(event_ids) | store.get_auth_chain(event_ids) for event_ids in state_sets]
+    union = set().union(*chains)
+    intersection = set(chains[0]).intersection(*chains[1:])
+    return union - intersection
 
 
 def auth_edges(event: Event) -> list[str]:
@@ -82,6 +112,12 @@ class InMemoryStateResStore:
         for event_id in event_ids:
             chain |= self._auth_chain(event_id)
         return chain
+
+    def get_auth_chain_difference(self, state_sets: Sequence[Set[str]]) -> set[str]:
+        return auth_chain_difference(self, state_sets)
+
+    def get_auth_chains(self, event_ids: Iterable[str]) -> dict[str, set[str]]:
+        return {event_id: set(self._auth_chain(event_id)) for event_id in event_ids}
 
     def _auth_chain(self, event_id: str) -> frozenset[str]:
         """The auth chain of one event, memoised; iterative so long chains do not recurse."""
@@ -147,6 +183,14 @@ class EventCache:
 
     def __contains__(self, event_id: object) -> bool:
         return isinstance(event_id, str) and self.get(event_id) is not None
+
+    def load_auth_chains(self, event_ids: Iterable[str]) -> None:
+        """Read the auth chains of `event_ids` at once, if the store can."""
+        wanted = [event_id for event_id in event_ids if event_id not in self._auth_chains]
+        if wanted and isinstance(self._store, BatchedStateResStore):
+            chains = self._store.get_auth_chains(wanted)
+            for event_id in wanted:
+                self._auth_chains[event_id] = set(chains.get(event_id, ()))
 
     def auth_chain(self, event_id: str) -> set[str]:
         if event_id not in self._auth_chains:

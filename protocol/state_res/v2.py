@@ -26,7 +26,13 @@ from protocol.auth_rules import (
 )
 from protocol.events import Event
 from protocol.room_versions import RoomVersion, StateResolutionVersion
-from protocol.state_res.store import EventCache, StateResStore, auth_edges
+from protocol.state_res.store import (
+    BatchedStateResStore,
+    EventCache,
+    StateResStore,
+    auth_chain_difference,
+    auth_edges,
+)
 
 
 def resolve_v2(
@@ -51,10 +57,14 @@ def resolve_v2(
     # Step 1: the power events, with the parts of their auth chains that are also conflicted,
     # in reverse topological power ordering.
     power_events = {event_id for event_id in full_conflicted if is_power_event(events[event_id])}
+    events.load_auth_chains(power_events)
     power_closure = set(power_events)
     for event_id in power_events:
         power_closure |= events.auth_chain(event_id) & full_conflicted
+    events.load_auth_chains(power_closure)
     sorted_power = reverse_topological_power_ordering(room_version, power_closure, events)
+    # Whether each replayed event's auth events were rejected, read at once.
+    events.rejected({p for event_id in full_conflicted for p in auth_edges(events[event_id])})
 
     # Step 2: iterative auth checks from the unconflicted map (v2) or an empty map (v2.1).
     base_state: dict[StateKey, str] = (
@@ -103,15 +113,13 @@ def auth_difference(
 
     A state set's full auth chain here includes the state events themselves as well as their
     auth chains, as Synapse computes it. (Taken literally the spec's wording leaves the state
-    events out; conflicted state events join the full conflicted set either way.)
+    events out; conflicted state events join the full conflicted set either way.) A store
+    that can compute the difference itself (a database, in one query) is asked to.
     """
-    chains: list[set[str]] = []
-    for state_set in state_sets:
-        event_ids = set(state_set.values())
-        chains.append(event_ids | store.get_auth_chain(event_ids))
-    union = set().union(*chains)
-    intersection = set(chains[0]).intersection(*chains[1:])
-    return union - intersection
+    event_id_sets = [set(state_set.values()) for state_set in state_sets]
+    if isinstance(store, BatchedStateResStore):
+        return store.get_auth_chain_difference(event_id_sets)
+    return auth_chain_difference(store, event_id_sets)
 
 
 def conflicted_state_subgraph(

@@ -200,6 +200,8 @@ def persist_event(
     verdict: Verdict = LOCAL,
     extremities_before: list[str] | None = None,
     outlier_row: Event | None = None,
+    apply_redaction: bool = True,
+    presolved: graph.Presolved | None = None,
 ) -> Event:
     """Persist an event whose state before it is known. Caller holds the room lock.
 
@@ -208,7 +210,9 @@ def persist_event(
     room's forward extremities as the caller read them under the lock, when it built
     the event on them (the local send path), which saves reading them again.
     ``outlier_row``: the event is stored already as an outlier and becomes a timeline
-    event now (de-outliered).
+    event now (de-outliered). ``apply_redaction``: a redaction marks its target redacted
+    here (the caller checked that its sender may; rooms.services.incoming checks after).
+    ``presolved``: the tips' resolution, worked out before the lock (graph.presolve).
 
     The forward extremities move only for an event that is shown (not rejected, not
     soft-failed, not backfilled), and the current state is the resolution of the
@@ -237,8 +241,9 @@ def persist_event(
             group_after=group_id,
             state_before=state_before,
             extremities_before=extremities_before,
+            presolved=presolved,
         )
-    if verdict.visible and event.type == "m.room.redaction" and event.redacts:
+    if apply_redaction and verdict.visible and event.type == "m.room.redaction" and event.redacts:
         Event.objects.filter(room=room, event_id=event.redacts, redacted_by__isnull=True).update(
             redacted_by=event.event_id
         )

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from django.db.models import Q
 
 from rooms import event_cache
-from rooms.graph_store import resolve_groups
+from rooms.graph_store import resolve_groups, resolve_maps
 from rooms.models import (
     CurrentState,
     Event,
@@ -85,6 +85,15 @@ class StateChange:
         return list(self.members)
 
 
+@dataclass(frozen=True)
+class Presolved:
+    """The current state the room's tips would resolve to after an event, worked out
+    before the room lock was taken (``presolve``); used if the tips are still those."""
+
+    tips: frozenset[str]
+    state: Mapping[StateKey, str]
+
+
 def move_room_tips(
     room: Room,
     event_id: str,
@@ -94,6 +103,7 @@ def move_room_tips(
     group_after: int | None,
     state_before: int | None,
     extremities_before: list[str] | None,
+    presolved: Presolved | None = None,
 ) -> StateChange | None:
     """Move the room's forward extremities for a new event and set the current state
     they resolve to; None when the current state stays as it was.
@@ -109,31 +119,68 @@ def move_room_tips(
             group_after,
             resolved=state_before != room.current_state_group_id,
         )
-    current = set(ForwardExtremity.objects.filter(room=room).values_list("event_id", flat=True))
-    tips = set(current)
-    covered = extremities_before is None and _is_cited(room, event_id)
-    if shown or covered:
-        tips -= _cited_through_hidden(room, prev_ids)
-    if shown and not covered:
-        tips.add(event_id)
+    current, tips = tips_after(
+        room, event_id, prev_ids, shown=shown, fresh=extremities_before is not None
+    )
     if tips == current:
         return None
     ForwardExtremity.objects.filter(room=room, event_id__in=current - tips).delete()
     ForwardExtremity.objects.bulk_create(
         ForwardExtremity(room=room, event_id=tip) for tip in tips - current
     )
-    groups = dict(
-        Event.objects.filter(room=room, event_id__in=tips - {event_id}).values_list(
-            "event_id", "state_group_id"
-        )
-    )
+    groups = _groups_of(room, tips - {event_id})
     if event_id in tips:
         groups[event_id] = group_after
-    group = state_group_of_tips(room, [g for g in groups.values() if g is not None])
+    known = [g for g in groups.values() if g is not None]
+    if presolved is not None and presolved.tips == tips and len(set(known)) > 1:
+        group = _group_holding(room, known, presolved.state)
+    else:
+        group = state_group_of_tips(room, known)
     if group is None:
         return None
     only_this = tips == {event_id} and state_before == room.current_state_group_id
     return _set_current(room, group, resolved=not only_this)
+
+
+def tips_after(
+    room: Room, event_id: str, prev_ids: list[str], *, shown: bool, fresh: bool
+) -> tuple[set[str], set[str]]:
+    """The room's forward extremities now, and once the event is stored. ``fresh``: the
+    event was just made here, so nothing cites it yet."""
+    current = set(ForwardExtremity.objects.filter(room=room).values_list("event_id", flat=True))
+    tips = set(current)
+    covered = not fresh and _is_cited(room, event_id)
+    if shown or covered:
+        tips -= _cited_through_hidden(room, prev_ids)
+    if shown and not covered:
+        tips.add(event_id)
+    return current, tips
+
+
+def presolve(
+    room: Room, event_id: str, prev_ids: list[str], state_after: Mapping[StateKey, str]
+) -> Presolved | None:
+    """Resolve, without the room lock, the state of the tips the room would have after
+    a shown event whose state after it is ``state_after``: the resolution is the slow
+    part, and done here it holds no lock (on SQLite, no write transaction) while it
+    runs. None when there is nothing to resolve."""
+    _current, tips = tips_after(room, event_id, prev_ids, shown=True, fresh=False)
+    if len(tips) < 2:
+        return None
+    states = [load_state(group) for group in set(_groups_of(room, tips - {event_id}).values())]
+    if event_id in tips:
+        states.append(state_after)
+    if len({frozenset(state.items()) for state in states}) < 2:
+        return None
+    return Presolved(frozenset(tips), resolve_maps(room, states))
+
+
+def _groups_of(room: Room, event_ids: set[str]) -> dict[str, int | None]:
+    return dict(
+        Event.objects.filter(room=room, event_id__in=event_ids).values_list(
+            "event_id", "state_group_id"
+        )
+    )
 
 
 def state_group_of_tips(room: Room, groups: Iterable[int]) -> int | None:
@@ -144,11 +191,15 @@ def state_group_of_tips(room: Room, groups: Iterable[int]) -> int | None:
         return None
     if len(distinct) == 1:
         return distinct[0]
-    resolved = resolve_groups(room, distinct)
-    for group in distinct:
-        if load_state(group) == resolved:
+    return _group_holding(room, distinct, resolve_groups(room, distinct))
+
+
+def _group_holding(room: Room, groups: Iterable[int], state: Mapping[StateKey, str]) -> int:
+    """One of ``groups`` if it holds exactly ``state``, else a new group."""
+    for group in sorted(set(groups)):
+        if load_state(group) == state:
             return group
-    return group_for_map(room, resolved, base=room.current_state_group_id)
+    return group_for_map(room, state, base=room.current_state_group_id)
 
 
 def group_for_map(room: Room, state: Mapping[StateKey, str], *, base: int | None) -> int:

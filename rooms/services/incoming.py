@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from django.db import IntegrityError, transaction
@@ -70,6 +71,8 @@ MAX_PREV_EVENTS = 20
 MAX_AUTH_EVENTS = 10
 # At most this many events are fetched from the source for one PDU.
 MAX_FETCHED = 10_000
+# At most this many missing prev events are fetched and received before an event.
+MAX_GAP = 100
 MAX_DEPTH = 2**63 - 1
 CREATE = "m.room.create"
 
@@ -99,6 +102,7 @@ def receive_pdu(
     origin: str,
     source: EventSource | None = None,
     backfilled: bool = False,
+    fill_gap: bool = True,
 ) -> Event:
     """Run one PDU through the pipeline (see the module's docstring) and return its row.
 
@@ -106,22 +110,32 @@ def receive_pdu(
     outlier goes through again and joins the timeline if its prev events' states are
     known now. ``backfilled``: history from the past (negative stream position; the
     extremities and the current state stay as they are; /sync is not woken).
+    ``fill_gap``: missing prev events are first fetched from the source and received,
+    oldest first (as /get_missing_events does), before their state is asked for.
     """
     event = checked_event(pdu)
     stored = _stored(event.event_id)
     if stored is not None and not stored.outlier:
         return stored
     _fetch_auth_events([event], source, origin)
+    if source is not None and fill_gap and not backfilled:
+        _fill_gap(event, source, origin)
     prev_states = _prev_states(event, source, origin)
+    judgement = None
+    if prev_states is not None:
+        # The slow part, resolution and auth, reads only immutable state: done before the
+        # room lock (on SQLite, before the write transaction) is taken.
+        room = _room_for(event, lock=False)
+        judgement = _judge(room, event, prev_states, backfilled=backfilled)
     with transaction.atomic():
         room = _room_for(event, lock=True)
         stored = _stored(event.event_id)
         if stored is not None and not stored.outlier:
             return stored
-        if prev_states is None:
+        if judgement is None:
             logger.info("%s: prev events unknown, kept as an outlier", event.event_id)
             return stored or _insert_outlier(room, event)
-        return _persist(room, event, prev_states, stored, backfilled=backfilled)
+        return _persist(room, event, judgement, stored, backfilled=backfilled)
 
 
 # --- 1. format, signatures, hashes ------------------------------------------------------
@@ -275,10 +289,15 @@ def _fetch_outliers(room_id: str, wanted: set[str], source: EventSource, origin:
         todo = needed - fetched.keys() - asked
         todo -= _known_ids(todo)
     for event in _auth_order(fetched):
-        with transaction.atomic():
-            room = _room_for(event, lock=False)
-            if _stored(event.event_id) is None:
-                _insert_outlier(room, event)
+        try:
+            with transaction.atomic():
+                room = _room_for(event, lock=False)
+                if _stored(event.event_id) is None:
+                    _insert_outlier(room, event)
+        except InvalidPDU as exc:
+            # Its own auth events could not be had: it stays unknown, and so do the
+            # events that need it.
+            logger.info("fetched event %s from %s dropped: %s", event.event_id, origin, exc)
 
 
 def _auth_order(events: Mapping[str, PDUEvent]) -> list[PDUEvent]:
@@ -388,6 +407,43 @@ def _room_for(event: PDUEvent, *, lock: bool) -> Room:
 # --- 3. the states of the prev events -------------------------------------------------------
 
 
+def _fill_gap(event: PDUEvent, source: EventSource, origin: str) -> None:
+    """Fetch the missing prev events (and theirs, up to MAX_GAP events back) and receive
+    them oldest first, so that the event follows its history rather than a state
+    snapshot; those whose own prev events are still missing then get theirs from the
+    source's state (Synapse's get_missing_events, then /state_ids)."""
+    room_id = event.room_id
+    gap: dict[str, PDUEvent] = {}
+    frontier = _missing_prevs(room_id, event.prev_event_ids)
+    while frontier and len(gap) < MAX_GAP:
+        found = []
+        for pdu in source.get_events(room_id, sorted(frontier)[: MAX_GAP - len(gap)]):
+            try:
+                fetched = checked_event(pdu)
+            except InvalidPDU as exc:
+                logger.info("missing event from %s dropped: %s", origin, exc)
+                continue
+            if fetched.event_id in frontier and fetched.room_id == room_id:
+                gap[fetched.event_id] = fetched
+                found.append(fetched)
+        cited = {prev for fetched in found for prev in fetched.prev_event_ids}
+        frontier = _missing_prevs(room_id, cited - gap.keys())
+    for fetched in sorted(gap.values(), key=lambda e: (e.depth, e.event_id)):
+        try:
+            receive_pdu(fetched.pdu, origin=origin, source=source, fill_gap=False)
+        except InvalidPDU as exc:
+            logger.info("missing event %s from %s dropped: %s", fetched.event_id, origin, exc)
+
+
+def _missing_prevs(room_id: str, prev_ids: Iterable[str]) -> set[str]:
+    """Those of ``prev_ids`` that are not in the room's timeline here."""
+    wanted = set(prev_ids)
+    known = Event.objects.filter(
+        room__room_id=room_id, event_id__in=wanted, outlier=False
+    ).values_list("event_id", flat=True)
+    return wanted - set(known)
+
+
 PrevState = Mapping[StateKey, str] | int
 
 
@@ -399,7 +455,8 @@ def _prev_states(
     prev_ids = event.prev_event_ids
     rows = {
         row.event_id: row
-        for row in Event.objects.filter(event_id__in=prev_ids).only(
+        # A prev event of another room is no prev event of this one.
+        for row in Event.objects.filter(event_id__in=prev_ids, room__room_id=event.room_id).only(
             "event_id", "room_id", "outlier", "state_group_id", "stream_ordering"
         )
     }
@@ -440,7 +497,7 @@ def _state_after_from_source(
             return None
         state[state_event.state_key_tuple()] = state_id
     prev = events.get(prev_id)
-    if prev is None:
+    if prev is None or prev.room_id != room_id:
         return None
     prev_rejected = Event.objects.filter(event_id=prev_id, rejected_reason__isnull=False).exists()
     if prev.is_state() and not prev_rejected:
@@ -451,19 +508,57 @@ def _state_after_from_source(
 # --- 4. auth against the state, soft-fail, persist ----------------------------------------
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """Checks 4 and 5, made before the room lock: the state before the event (a stored
+    group holding it, if one does) and why the event is rejected, if it is."""
+
+    before_group: int | None
+    before: Mapping[StateKey, str]
+    bases: list[int]
+    reason: str | None
+    presolved: graph.Presolved | None
+
+
+def _judge(
+    room: Room, event: PDUEvent, prev_states: list[PrevState], *, backfilled: bool
+) -> Judgement:
+    groups = [state for state in prev_states if isinstance(state, int)]
+    maps = [state for state in prev_states if not isinstance(state, int)]
+    before_group: int | None
+    if not maps and len(set(groups)) <= 1:
+        before_group = groups[0] if groups else None
+        before = load_state(before_group)
+    else:
+        before = resolve_maps(room, [load_state(group) for group in set(groups)] + maps)
+        before_group = next((g for g in sorted(set(groups)) if load_state(g) == before), None)
+    reason = _auth_events_verdict(event)
+    if reason is None:
+        reason = _state_verdict(event.room_version, event, before, "state before")
+    presolved = None
+    if reason is None and not backfilled and event.type != CREATE:
+        after = dict(before)
+        if event.is_state():
+            after[event.state_key_tuple()] = event.event_id
+        presolved = graph.presolve(room, event.event_id, event.prev_event_ids, after)
+    return Judgement(before_group, before, groups, reason, presolved)
+
+
 def _persist(
     room: Room,
     event: PDUEvent,
-    prev_states: list[PrevState],
+    judgement: Judgement,
     stored: Event | None,
     *,
     backfilled: bool,
 ) -> Event:
-    state_before = _state_group_before(room, prev_states)
+    """Check 6 and persisting, under the room lock."""
+    state_before = judgement.before_group
+    if state_before is None and judgement.before:
+        base = judgement.bases[0] if judgement.bases else room.current_state_group_id
+        state_before = graph.group_for_map(room, judgement.before, base=base)
     room_version = event.room_version
-    reason = _auth_events_verdict(event)
-    if reason is None:
-        reason = _state_verdict(room_version, event, load_state(state_before), "state before")
+    reason = judgement.reason
     soft_failed = False
     if reason is None and not backfilled and event.type != CREATE:
         current = load_state(room.current_state_group_id)
@@ -473,23 +568,54 @@ def _persist(
     if reason is not None:
         logger.info("%s rejected: %s", event.event_id, reason)
     verdict = Verdict(rejected_reason=reason, soft_failed=soft_failed, backfilled=backfilled)
-    return persist_event(
-        room, event, state_before=state_before, verdict=verdict, outlier_row=stored
+    row = persist_event(
+        room,
+        event,
+        state_before=state_before,
+        verdict=verdict,
+        outlier_row=stored,
+        apply_redaction=False,
+        presolved=judgement.presolved,
     )
+    if verdict.visible:
+        _apply_redactions(room, row, event)
+    return row
 
 
-def _state_group_before(room: Room, prev_states: list[PrevState]) -> int | None:
-    """A state group holding the resolution of the prev events' states."""
-    groups = [state for state in prev_states if isinstance(state, int)]
-    maps = [state for state in prev_states if not isinstance(state, int)]
-    if not maps:
-        return graph.state_group_of_tips(room, groups)
-    resolved = resolve_maps(room, [load_state(group) for group in groups] + maps)
-    for group in groups:
-        if load_state(group) == resolved:
-            return group
-    base = groups[0] if groups else room.current_state_group_id
-    return graph.group_for_map(room, resolved, base=base)
+def _apply_redactions(room: Room, row: Event, event: PDUEvent) -> None:
+    """A redaction marks its target redacted, and an event that arrives after a redaction
+    of it is marked at once, if the redaction's sender may redact it: the target's sender
+    is on the same server, or has the ``redact`` level in the state before the redaction
+    (room versions 3 and up check this when the redaction is applied, not in auth)."""
+    shown = Event.objects.filter(
+        room=room, outlier=False, rejected_reason__isnull=True, soft_failed=False
+    )
+    if event.type == "m.room.redaction" and event.redacts:
+        target = shown.filter(event_id=event.redacts, redacted_by__isnull=True).first()
+        pairs = [(row, target)] if target is not None else []
+    else:
+        pairs = [
+            (redaction, row)
+            for redaction in shown.filter(redacts=row.event_id, type="m.room.redaction")
+        ]
+    for redaction, target in pairs:
+        if _may_redact(room, redaction, target):
+            Event.objects.filter(pk=target.pk).update(redacted_by=redaction.event_id)
+            return
+
+
+def _may_redact(room: Room, redaction: Event, target: Event) -> bool:
+    if _server_of(redaction.sender) == _server_of(target.sender):
+        return True
+    room_version = KNOWN_ROOM_VERSIONS[room.room_version]
+    keys = {("m.room.power_levels", ""), ("m.room.member", redaction.sender), CREATE_KEY}
+    auth_state = auth_state_for(room_version, load_state(redaction.state_group_id), keys)
+    level = auth_rules.get_user_power_level(room_version, redaction.sender, auth_state)
+    return level >= auth_rules.get_named_level(room_version, auth_state, "redact")
+
+
+def _server_of(user_id: str) -> str:
+    return user_id.partition(":")[2]
 
 
 def _state_verdict(

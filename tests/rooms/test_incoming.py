@@ -189,3 +189,67 @@ def test_a_content_hash_mismatch_is_stored_redacted(room: Any) -> None:
     row = receive_pdu(pdu, origin=SERVER)
     assert row.event_id == event.event_id
     assert row.pdu["content"] == {}
+
+
+def test_a_redaction_that_arrives_first_redacts_its_target_when_it_comes(room: Any) -> None:
+    signer, chain, state = room
+    for event in chain:
+        receive_pdu(event.pdu, origin=SERVER)
+    tip = chain[-1].event_id
+    message = signer.make("m.room.message", BOB, {"body": "oops"}, [tip], state)
+    redaction = signer.make("m.room.redaction", ALICE, {"redacts": message.event_id}, [tip], state)
+    receive_pdu(redaction.pdu, origin=SERVER)
+    row = receive_pdu(message.pdu, origin=SERVER)
+    row.refresh_from_db()
+    assert row.redacted_by == redaction.event_id
+
+
+class Source:
+    """The signer's room as an EventSource (state before an event: replayed in order)."""
+
+    def __init__(self, signer: Signer, chain: list[PDUEvent]) -> None:
+        self.signer = signer
+        self.chain = chain
+
+    def get_events(self, room_id: str, event_ids: list[str]) -> list[dict[str, Any]]:
+        return [self.signer.events[e].pdu for e in event_ids if e in self.signer.events]
+
+    def get_state_ids(self, room_id: str, event_id: str) -> tuple[list[str], list[str]]:
+        state: dict[tuple[str, str], str] = {}
+        for event in self.chain:
+            if event.event_id == event_id:
+                break
+            if event.state_key is not None:
+                state[(event.type, event.state_key)] = event.event_id
+        chain = {a for e in state.values() for a in self.signer.events[e].auth_event_ids}
+        return list(state.values()), sorted(chain)
+
+
+def test_backfilled_history_takes_negative_positions_and_moves_nothing(room: Any) -> None:
+    signer, chain, _state = room
+    source = Source(signer, chain)
+    receive_pdu(chain[0].pdu, origin=SERVER)
+    # Joined late: the newest event, with the state before it from the source.
+    newest = receive_pdu(chain[-1].pdu, origin=SERVER, source=source, fill_gap=False)
+    assert newest.stream_ordering > 0
+    assert Event.objects.get(event_id=chain[2].event_id).outlier
+    tips = set(ForwardExtremity.objects.values_list("event_id", flat=True))
+    group = Room.objects.get(room_id=ROOM).current_state_group_id
+    older = receive_pdu(chain[3].pdu, origin=SERVER, source=source, backfilled=True)
+    assert not older.outlier
+    assert older.stream_ordering < 0
+    assert set(ForwardExtremity.objects.values_list("event_id", flat=True)) == tips
+    assert Room.objects.get(room_id=ROOM).current_state_group_id == group
+
+
+def test_missing_prev_events_are_fetched_and_received_first(room: Any) -> None:
+    signer, chain, _state = room
+    source = Source(signer, chain)
+    receive_pdu(chain[0].pdu, origin=SERVER)
+    receive_pdu(chain[-1].pdu, origin=SERVER, source=source)
+    rows = Event.objects.filter(event_id__in=[e.event_id for e in chain])
+    assert not rows.filter(outlier=True).exists()
+    assert not rows.filter(soft_failed=True).exists()
+    assert list(rows.order_by("stream_ordering").values_list("event_id", flat=True)) == [
+        e.event_id for e in chain
+    ]

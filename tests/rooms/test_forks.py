@@ -1,7 +1,11 @@
-"""State that reaches a room by resolution, not as a timeline event, reaches /sync: a
+"""Remote rooms that fork, as local members see them.
+
+State that reaches a room by resolution, not as a timeline event, reaches /sync: a
 remote fork whose state arrives only through /state_ids (outliers) bans a local member
 and changes the topic; the banned member's /sync moves the room to "leave", another
-member's incremental /sync carries the new topic in its state section."""
+member's incremental /sync carries the new topic in its state section. A local member
+sends into a room with more tips than an event may cite. State storage grows with
+state changes, not with events."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from protocol.auth_rules import auth_types_for_event
 from protocol.events import Event as PDUEvent
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from protocol.signing import encode_verify_key_base64, generate_signing_key, hash_and_sign_event
-from rooms.models import Event
+from rooms.models import Event, ForwardExtremity, StateGroupEntry
 from rooms.services.incoming import receive_pdu
 from tests.conftest import MatrixTestClient, Persona
 
@@ -125,12 +129,13 @@ def test_a_fork_resolved_against_a_member_reaches_their_sync(
     spoken = remote.send(bob.user_id, "m.room.message", {"body": "hi"}, [tip])
     receive_pdu(spoken.pdu, origin=REMOTE)
     # ...while on a fork from the same tip the moderator changes the topic and bans him;
-    # this server learns of that fork only from a later message citing it, with the
+    # this server learns of that fork only from a later message citing it (a gap it does
+    # not fill, as when it is longer than MAX_GAP), with the
     # fork's state fetched from the remote (outliers, never in the timeline).
     topic = remote.send(MOD, "m.room.topic", {"topic": "forked"}, [tip], "")
     ban = remote.send(MOD, "m.room.member", {"membership": "ban"}, [topic.event_id], bob.user_id)
     after = remote.send(MOD, "m.room.message", {"body": "bye"}, [ban.event_id])
-    receive_pdu(after.pdu, origin=REMOTE, source=remote)
+    receive_pdu(after.pdu, origin=REMOTE, source=remote, fill_gap=False)
     assert Event.objects.get(event_id=ban.event_id).outlier
 
     bob_sync = _sync(api, bob, bob_token)
@@ -143,3 +148,64 @@ def test_a_fork_resolved_against_a_member_reaches_their_sync(
     assert topic.event_id not in timeline_ids
     state_ids = {e["event_id"] for e in alice_room["state"]["events"]}
     assert {topic.event_id, ban.event_id} <= state_ids
+
+
+def _remote_room(remote: Remote, members: list[Persona]) -> str:
+    """A public remote room the members joined; the tip's event ID."""
+    create = remote.send(MOD, "m.room.create", {"room_version": "11"}, [], "")
+    join = remote.send(MOD, "m.room.member", {"membership": "join"}, [create.event_id], MOD)
+    power = remote.send(MOD, "m.room.power_levels", {"users": {MOD: 100}}, [join.event_id], "")
+    rules = remote.send(MOD, "m.room.join_rules", {"join_rule": "public"}, [power.event_id], "")
+    tip = rules.event_id
+    for who in members:
+        tip = remote.send(
+            who.user_id, "m.room.member", {"membership": "join"}, [tip], who.user_id
+        ).event_id
+    for event in list(remote.events.values()):
+        receive_pdu(event.pdu, origin=REMOTE)
+    return tip
+
+
+def test_a_local_send_on_more_tips_than_an_event_cites(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    remote = Remote()
+    tip = _remote_room(remote, [alice])
+    for n in range(12):
+        message = remote.send(MOD, "m.room.message", {"body": f"fork {n}"}, [tip])
+        receive_pdu(message.pdu, origin=REMOTE)
+    assert ForwardExtremity.objects.count() == 12
+    response = api.put(
+        f"/_matrix/client/v3/rooms/{ROOM}/send/m.room.message/t1",
+        {"msgtype": "m.text", "body": "on ten of them"},
+        token=alice.access_token,
+    )
+    assert response.status == 200, response.body
+    sent = Event.objects.get(event_id=response.body["event_id"])
+    assert len(sent.pdu["prev_events"]) == 10
+    # The two tips it could not cite stay tips beside it.
+    assert ForwardExtremity.objects.count() == 3
+
+
+def test_state_storage_grows_with_state_changes_not_with_events(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    remote = Remote()
+    tip = _remote_room(remote, [alice])
+    entries = StateGroupEntry.objects.count()
+    # Forks of messages, merged again: no state changes, no new state entries.
+    forks = [
+        remote.send(MOD, "m.room.message", {"body": str(n)}, [tip]).event_id for n in range(5)
+    ]
+    merge = remote.send(MOD, "m.room.message", {"body": "merged"}, forks)
+    for event_id in [*forks, merge.event_id]:
+        receive_pdu(remote.events[event_id].pdu, origin=REMOTE)
+    assert StateGroupEntry.objects.count() == entries
+    # Two concurrent topic changes: each adds one entry, their resolution one more.
+    topics = [
+        remote.send(MOD, "m.room.topic", {"topic": str(n)}, [merge.event_id], "").event_id
+        for n in range(2)
+    ]
+    for event_id in topics:
+        receive_pdu(remote.events[event_id].pdu, origin=REMOTE)
+    assert StateGroupEntry.objects.count() <= entries + 3
