@@ -30,6 +30,7 @@ from tests.graph.delivery import (
 )
 from tests.graph.remote import RemoteRoom
 from tests.graph.scenarios import SCENARIOS
+from tests.graph_check import room_graph_problems
 
 VERSIONS = ("10", "11", "12")
 EXAMPLES = settings(max_examples=25, deadline=None, database=None)
@@ -110,6 +111,8 @@ def assert_converged(room: RemoteRoom, order: Sequence[str]) -> None:
         assert pdu["content"] == reference.events[event_id].content, (
             f"{room.label(event_id)} (content hash mismatch) stored unredacted: {delivered}"
         )
+    problems = room_graph_problems()
+    assert not problems, f"rooms.graph_check after delivering {delivered}: {problems}"
     hidden = soft_failed_event_ids(room) | rejected
     assert room.labelled(timeline_event_ids(room) & hidden) == set(), (
         f"soft-failed or rejected events in the timeline after delivering {delivered}"
