@@ -9,11 +9,11 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
-from rooms.services.incoming import receive_pdu
 
 from protocol.auth_rules import StateKey
 from rooms import history
 from rooms.models import CurrentState, Event, Room
+from rooms.services.incoming import receive_pdu
 from tests.conftest import forget_process_caches
 from tests.graph.remote import RemoteRoom, server_of
 
@@ -37,15 +37,19 @@ def install_keys(room: RemoteRoom) -> None:
         server.install_keys()
 
 
-def deliver(room: RemoteRoom, pdu: Mapping[str, Any]) -> Event:
+def deliver(room: RemoteRoom, pdu: Mapping[str, Any], *, fill_gap: bool = True) -> Event:
     """One PDU, sent by its sender's server, which also answers for missing events."""
     origin = server_of(pdu["sender"])
-    return receive_pdu(copy.deepcopy(dict(pdu)), origin=origin, source=room.servers[origin])
+    return receive_pdu(
+        copy.deepcopy(dict(pdu)), origin=origin, source=room.servers[origin], fill_gap=fill_gap
+    )
 
 
-def deliver_all(room: RemoteRoom, pdus: Sequence[Mapping[str, Any]]) -> None:
+def deliver_all(
+    room: RemoteRoom, pdus: Sequence[Mapping[str, Any]], *, fill_gap: bool = True
+) -> None:
     for pdu in pdus:
-        deliver(room, pdu)
+        deliver(room, pdu, fill_gap=fill_gap)
 
 
 def stored_room(room: RemoteRoom) -> Room:

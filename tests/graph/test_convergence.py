@@ -11,6 +11,7 @@ and that no soft-failed or rejected event shows in the timeline /messages and /s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
@@ -67,21 +68,36 @@ def causal_deliveries(draw: st.DrawFn) -> tuple[RemoteRoom, list[str]]:
     return room, order
 
 
+@dataclass(frozen=True)
+class Delivery:
+    room: RemoteRoom
+    order: list[str]
+    # Whether receive_pdu first fetches an event's missing prev events from the source
+    # (else it asks for the state after them, GET /state_ids).
+    fill_gap: bool = True
+
+
 @st.composite
-def any_deliveries(draw: st.DrawFn) -> tuple[RemoteRoom, list[str]]:
+def any_deliveries(draw: st.DrawFn) -> Delivery:
     """A room and any order of its events after the create event: an event may come before
     its prev or auth events, which the sender's server answers for.
 
-    In half the examples the room's beginning (its events up to START) comes first, in the
-    order it was made, as a server knows a room from its join on; the forks' events follow
-    in any order. In the others everything after the create event comes in any order, and
-    the pipeline has to fill each gap from the source before the event can be judged
-    against the current state: an event taken in while the current state is only the create
-    event would rightly be soft-failed (check 6) and never become a forward extremity."""
+    Either the room's beginning (its events up to START) comes first, in the order it was
+    made, as a server knows a room from its join on, and the forks' events follow in any
+    order, with or without the pipeline filling gaps from the source (without, the state
+    after a missing prev event comes from GET /state_ids). Or everything after the create
+    event comes in any order, and the pipeline fills each gap from the source before the
+    event is judged against the current state: an event taken in while the current state
+    is only the create event would rightly be soft-failed (check 6) and never become a
+    forward extremity."""
     room = draw(rooms)
     order = room.reference.order
-    known = order.index(room.id("START")) + 1 if draw(st.booleans()) else 1
-    return room, [*order[:known], *draw(st.permutations(order[known:]))]
+    if draw(st.booleans()):
+        known = order.index(room.id("START")) + 1
+        fill_gap = draw(st.booleans())
+    else:
+        known, fill_gap = 1, True
+    return Delivery(room, [*order[:known], *draw(st.permutations(order[known:]))], fill_gap)
 
 
 def assert_converged(room: RemoteRoom, order: Sequence[str]) -> None:
@@ -137,9 +153,9 @@ def test_delivery_in_any_causal_order_converges(delivery: tuple[RemoteRoom, list
 @pytest.mark.django_db
 @EXAMPLES
 @given(delivery=any_deliveries())
-def test_delivery_in_any_order_converges(delivery: tuple[RemoteRoom, list[str]]) -> None:
-    room, order = delivery
+def test_delivery_in_any_order_converges(delivery: Delivery) -> None:
+    room, order = delivery.room, delivery.order
     with fresh_database_state():
         install_keys(room)
-        deliver_all(room, [room.pdus[e] for e in order])
+        deliver_all(room, [room.pdus[e] for e in order], fill_gap=delivery.fill_gap)
         assert_converged(room, order)
