@@ -12,6 +12,7 @@ from accounts import session_cache
 from accounts.clock import now_ms
 from accounts.models import AccessToken, AccountData, Device, Filter, User
 from accounts.tokens import token_digest
+from config import process_caches
 from config.lru import LRU
 from protocol.errors import MatrixError, not_found
 from protocol.identifiers import parse_user_id
@@ -118,6 +119,7 @@ def get_account_data(user: User, data_type: str, room_id: str = "") -> dict[str,
 _filters: LRU[tuple[int, int], str] = LRU(4096)
 
 
+@process_caches.register
 def forget_cached_filters() -> None:
     """For tests, whose rolled-back databases hand out user and filter IDs again."""
     _filters.clear()

@@ -26,6 +26,7 @@ from django.db.models import Model
 from django.db.models.signals import post_delete, post_save
 
 from accounts.models import AccessToken, Device, User
+from config import process_caches
 
 MAX_SESSIONS = 10_000
 
@@ -96,6 +97,7 @@ class _SessionCache:
 
 
 sessions = _SessionCache()
+process_caches.register(sessions.clear)
 
 
 def _user_changed(sender: type[Model], instance: Model, **kwargs: Any) -> None:

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.clock import now_ms
+from config import process_caches
 from config.lru import LRU
 from presence import selectors
 from presence.models import OFFLINE, STATES, Presence
@@ -29,6 +30,7 @@ SEEN_TRUST_S = 5.0
 _seen: LRU[str, tuple[str, int, float]] = LRU(10_000)
 
 
+@process_caches.register
 def forget_seen() -> None:
     """For tests, whose databases are rolled back under the memo."""
     _seen.clear()

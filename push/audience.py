@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 
+from config import process_caches
 from config.lru import LRU
 from protocol import auth_rules
 from protocol.events import Event as PDUEvent
@@ -55,6 +56,7 @@ _EMPTY = Audience({}, 0, {})
 _audiences: LRU[int, Audience] = LRU(2000)
 
 
+@process_caches.register
 def forget() -> None:
     """For tests, whose rolled-back databases hand state group IDs out again."""
     _audiences.clear()

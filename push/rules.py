@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db.models import Q
 
+from config import process_caches
 from protocol.push.evaluator import CompiledRules
 from protocol.push.rules import predefined_rules, ruleset
 from push.models import PushRules
@@ -33,6 +34,7 @@ _compiled: dict[str, tuple[int, CompiledRules]] = {}
 _seen: int | None = None
 
 
+@process_caches.register
 def forget_compiled_rules() -> None:
     """For tests, whose rolled-back databases hand out stream positions again."""
     global _seen

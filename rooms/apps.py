@@ -7,7 +7,8 @@ class RoomsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.signals import profile_changed, user_deactivated
-        from rooms import signals, sync_providers
+        from config import process_caches
+        from rooms import signals, state, sync_providers
         from rooms.services.typing import do_expire_typing
         from sync import hub, providers
 
@@ -16,3 +17,5 @@ class RoomsConfig(AppConfig):
         providers.register_ephemeral(sync_providers.typing_events)
         providers.register_ephemeral(sync_providers.receipt_events)
         hub.register_poll_hook(do_expire_typing)
+        # rooms.state keeps the state group at each settled stream position.
+        process_caches.register(state.forget_cached_positions)

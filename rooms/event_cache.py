@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from config import process_caches
 from config.lru import LRU
 from protocol.events import Event as PDUEvent
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
@@ -37,6 +38,7 @@ def get_events(event_ids: Iterable[str]) -> dict[str, PDUEvent]:
     return found
 
 
+@process_caches.register
 def forget_all() -> None:
     """For tests, whose rolled-back transactions let another event take a used ID (the
     hand-written scenarios name their events)."""

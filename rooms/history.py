@@ -1,48 +1,97 @@
-"""Room history for /messages and /context, paginated by stream ordering.
+"""Room history for /messages and /context, paged in topological order.
 
-A pagination token ``s<N>`` names the position just after the event with stream
-ordering N. Backwards from ``s<N>`` yields events with ordering <= N, newest first;
-forwards yields ordering > N, oldest first. /sync tokens begin with the same ``s<N>``
-part (anything after ``_`` is ignored here), so a sync's ``prev_batch`` works as
-``from``.
+History is read in the order of the room's DAG, ``(depth, stream_ordering)``
+(rooms.storage.TOPOLOGICAL), so that events persisted late, such as history fetched
+from another server (backfill, at negative stream positions), stand where they belong.
+
+A pagination token ``t<depth>-<stream>`` names the position just after the event at
+(depth, stream). Backwards from it yields the events at or before it, newest first;
+forwards those after it, oldest first.
+
+``s<N>`` tokens name a position in stream order: /sync hands them out (``prev_batch``,
+and ``next_batch``, whose ``s<N>`` part is the events stream; anything after ``_`` is
+ignored here), and /messages did before it paged topologically. As ``from`` or ``to``
+they stand for the topological position just after the deepest event persisted at or
+before N (rooms.storage.topological_position), as Synapse converts them: everything a
+client saw up to N is at or before it.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
-from django.db.models import Q
-
-from accounts.models import AccountData, User
-from accounts.services.account_data import IGNORED_USER_LIST
-from config.model_loading import load_rows, select_columns
+from accounts.models import User
 from protocol.errors import MatrixError
-from rooms import relations, selectors
-from rooms.models import Event, Membership, Room
+from rooms import relations, selectors, storage
+from rooms.models import Event, Room
+from rooms.storage import TOPOLOGICAL, Position
 from streams import positions as streams
 
 # A request scans at most this many batches for visible events before answering.
 MAX_SCAN_BATCHES = 5
 
-_TOKEN_HEAD = re.compile(r"s-?[0-9]{1,19}")
+# ASCII digits only (str.isdigit also accepts "²", which int() refuses), one optional
+# minus sign, and at most 19 digits.
+_STREAM_TOKEN = re.compile(r"s(-?[0-9]{1,19})")
+_TOPOLOGICAL_TOKEN = re.compile(r"t(-?[0-9]{1,19})-(-?[0-9]{1,19})")
+# Depths and stream orderings are 64-bit integers.
+_INT64 = range(-(2**63), 2**63)
 
 
-def parse_token(token: str) -> int:
+def _invalid(token: str) -> MatrixError:
+    return MatrixError("M_INVALID_PARAM", f"Invalid pagination token {token!r}")
+
+
+def _int64(token: str, digits: str) -> int:
+    value = int(digits)
+    if value not in _INT64:
+        raise _invalid(token)
+    return value
+
+
+def parse_token(token: str, room: Room) -> Position:
+    """The topological position a ``t<depth>-<stream>`` or ``s<N>`` token names in
+    ``room`` (M_INVALID_PARAM for anything else)."""
     head = token.split("_", 1)[0]
-    # ASCII digits only (str.isdigit also accepts "²", which int() refuses), one optional
-    # minus sign, and at most 19 digits: a stream ordering is a 64-bit integer.
-    if not _TOKEN_HEAD.fullmatch(head):
-        raise MatrixError("M_INVALID_PARAM", f"Invalid pagination token {token!r}")
-    return int(head[1:])
+    topological = _TOPOLOGICAL_TOKEN.fullmatch(head)
+    if topological:
+        return (_int64(token, topological[1]), _int64(token, topological[2]))
+    stream = _STREAM_TOKEN.fullmatch(head)
+    if stream:
+        return storage.topological_position(room, _int64(token, stream[1]))
+    raise _invalid(token)
 
 
-def make_token(position: int) -> str:
+def stream_position(token: str) -> int:
+    """The stream position a token names: N of ``s<N>``, the stream part of
+    ``t<depth>-<stream>`` (for ``GET /members?at=``, which takes either)."""
+    head = token.split("_", 1)[0]
+    topological = _TOPOLOGICAL_TOKEN.fullmatch(head)
+    if topological:
+        return _int64(token, topological[2])
+    stream = _STREAM_TOKEN.fullmatch(head)
+    if stream:
+        return _int64(token, stream[1])
+    raise _invalid(token)
+
+
+def make_token(position: Position) -> str:
+    """The token of the topological position (depth, stream)."""
+    depth, stream = position
+    return f"t{depth}-{stream}"
+
+
+def make_stream_token(position: int) -> str:
     return f"s{position}"
+
+
+def just_before(row: Event) -> Position:
+    """The position just before ``row`` in topological order: backwards from it starts
+    with the event before ``row``, forwards from it with ``row``."""
+    depth, stream = storage.position_of(row, TOPOLOGICAL)
+    return (depth, stream - 1)
 
 
 @dataclass(frozen=True)
@@ -58,30 +107,11 @@ class Reader:
 
 def reader(room_id: str, user: User) -> Reader:
     """The room (M_NOT_FOUND if unknown), the user's membership and ignore list: one
-    query, for /messages, where these lookups through the ORM had cost more than the
-    page itself (building the query with its two subqueries took longer than running it).
-    """
-    quote = connection.ops.quote_name
-    rooms = quote(Room._meta.db_table)
-    sql = (
-        f"SELECT {select_columns(Room)}, "
-        f"EXISTS (SELECT 1 FROM {quote(Membership._meta.db_table)} m "
-        f"WHERE m.room_id = {rooms}.id AND m.user_id = %s AND NOT m.forgotten), "
-        f"(SELECT a.content FROM {quote(AccountData._meta.db_table)} a "
-        "WHERE a.user_id = %s AND a.room_id = '' AND a.type = %s) "
-        f"FROM {rooms} WHERE {rooms}.room_id = %s"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [user.user_id, user.pk, IGNORED_USER_LIST, room_id])
-        found = load_rows(Room, cursor.fetchall(), extra=("member", "ignore_list"))
-    if not found:
+    query (rooms.storage.room_for_reader), for /messages."""
+    found = storage.room_for_reader(room_id, user.user_id, user.pk)
+    if found is None:
         raise MatrixError("M_NOT_FOUND", "Unknown room")
-    room = found[0]
-    content = room.ignore_list  # type: ignore[attr-defined]
-    if isinstance(content, str):
-        content = json.loads(content)
-    member = bool(room.member)  # type: ignore[attr-defined]
-    return Reader(room, user.user_id, member, relations.ignored_in(content))
+    return Reader(found.room, user.user_id, found.member, relations.ignored_in(found.ignore_list))
 
 
 def reader_of(room: Room, user_id: str) -> Reader:
@@ -110,150 +140,69 @@ def paginate(
     limit: int,
     room_filter: dict[str, Any] | None,
 ) -> Page:
-    """GET /rooms/{roomId}/messages."""
+    """GET /rooms/{roomId}/messages, in topological order.
+
+    Without ``from``, from the end of the room's history (``b``) or its start (``f``);
+    then ``start`` is the position just after the newest event (``b``) or just before
+    the oldest (``f``), read from the first batch at no extra cost (where /messages had
+    read the events stream's position for it).
+    """
     backwards = direction == "b"
-    if from_token is None:
-        position = streams.current_position(streams.EVENTS) if backwards else 0
-    else:
-        position = parse_token(from_token)
-    bound = parse_token(to_token) if to_token else None
-    start = make_token(position)
     room, user_id, ignored = reader.room, reader.user_id, reader.ignored
+    position = parse_token(from_token, room) if from_token is not None else None
+    bound = parse_token(to_token, room) if to_token else None
     if not reader.member and not selectors.is_world_readable(room):
         raise MatrixError("M_FORBIDDEN", "You are not allowed to view this room's history")
 
     conditions = selectors.event_filter_q(room_filter)
     chunk: list[Event] = []
     cursor = position
+    # "start": "the same as the value given in from".
+    start = from_token
     exhausted = False
     for _attempt in range(MAX_SCAN_BATCHES):
         # Backwards: (bound, cursor], newest first; forwards: (cursor, bound], oldest first.
-        lower, upper = (bound, cursor) if backwards else (cursor, bound)
-        count = limit - len(chunk)
-        rows = timeline_batch(room, conditions, ignored, lower, upper, backwards, count)
+        after, upto = (bound, cursor) if backwards else (cursor, bound)
+        rows = storage.timeline_batch(
+            room,
+            order=TOPOLOGICAL,
+            conditions=conditions,
+            ignored=ignored,
+            after=after,
+            upto=upto,
+            newest_first=backwards,
+            count=limit - len(chunk),
+        )
         if not rows:
             exhausted = True
             break
-        last = rows[-1].stream_ordering
-        assert last is not None
-        cursor = last - 1 if backwards else last
+        if start is None:
+            first = rows[0]
+            start = make_token(
+                storage.position_of(first, TOPOLOGICAL) if backwards else just_before(first)
+            )
+        last = rows[-1]
+        cursor = just_before(last) if backwards else storage.position_of(last, TOPOLOGICAL)
         chunk.extend(selectors.filter_visible(rows, user_id))
         if len(chunk) >= limit:
             break
-    end = None if exhausted and not chunk else make_token(cursor)
-    if exhausted and chunk:
-        # Everything up to the edge was returned; a further request would be empty.
-        end = None
+    if start is None:
+        # Nothing in that direction at all: the room has no history this user may page
+        # through yet. Its current stream position stands for the end, and for the start
+        # ("t0-0" is before every event: depths are positive).
+        start = (
+            make_stream_token(streams.current_position(streams.EVENTS))
+            if backwards
+            else make_token((0, 0))
+        )
+    # Everything up to the edge was returned (or nothing was there): a further request
+    # would be empty.
+    end = None if exhausted or cursor is None else make_token(cursor)
     state: list[Event] = []
     if room_filter and room_filter.get("lazy_load_members") and chunk:
         senders = {row.sender for row in chunk}
-        oldest = min(chunk, key=lambda r: r.stream_ordering or 0)
+        oldest = min(chunk, key=lambda r: storage.position_of(r, TOPOLOGICAL))
         state = selectors.state_events(
             oldest.state_group_id, [("m.room.member", s) for s in senders]
         )
     return Page(chunk, start, end, state, ignored)
-
-
-def timeline_batch(
-    room: Room,
-    conditions: Q,
-    ignored: frozenset[str],
-    lower: int | None,
-    upper: int | None,
-    backwards: bool,
-    count: int,
-) -> list[Event]:
-    """Up to ``count`` timeline events of the room with a stream ordering in
-    (lower, upper] that pass a filter's ``conditions`` (selectors.event_filter_q), newest
-    or oldest first, each with ``has_children`` and the room object at hand; ignored
-    users' events left out, but not their state events. For /messages and /sync."""
-    if conditions:
-        return _filtered_batch(room, conditions, ignored, lower, upper, backwards, count)
-    return _batch(room, ignored, lower, upper, backwards, count)
-
-
-def _batch(
-    room: Room,
-    ignored: frozenset[str],
-    lower: int | None,
-    upper: int | None,
-    backwards: bool,
-    count: int,
-) -> list[Event]:
-    """timeline_batch without a filter, written as SQL: the ORM spent longer building
-    this query than the database spent running it. Same rows as _filtered_batch with
-    no conditions (tests/rooms/test_messages.py runs both)."""
-    quote = connection.ops.quote_name
-    events = quote(Event._meta.db_table)
-    flag, params = relations.child_flag_sql()
-    where = [
-        f"{events}.room_id = %s",
-        f"{events}.stream_ordering IS NOT NULL",
-        f"{events}.rejected_reason IS NULL",
-        f"NOT {events}.soft_failed",
-    ]
-    params.append(room.pk)
-    if lower is not None:
-        where.append(f"{events}.stream_ordering > %s")
-        params.append(lower)
-    if upper is not None:
-        where.append(f"{events}.stream_ordering <= %s")
-        params.append(upper)
-    if ignored:
-        marks = ", ".join(["%s"] * len(ignored))
-        where.append(f"({events}.sender NOT IN ({marks}) OR {events}.state_key IS NOT NULL)")
-        params.extend(sorted(ignored))
-    order = "DESC" if backwards else "ASC"
-    sql = (
-        f"SELECT {select_columns(Event)}, {flag} FROM {events} WHERE {' AND '.join(where)} "
-        f"ORDER BY {events}.stream_ordering {order} LIMIT %s"
-    )
-    params.append(count)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = load_rows(Event, cursor.fetchall(), extra=("has_children",))
-    for row in rows:
-        row.has_children = bool(row.has_children)  # type: ignore[attr-defined]
-    return in_room(rows, room)
-
-
-def _filtered_batch(
-    room: Room,
-    conditions: Q,
-    ignored: frozenset[str],
-    lower: int | None,
-    upper: int | None,
-    backwards: bool,
-    count: int,
-) -> list[Event]:
-    """_batch with a filter's conditions, through the ORM."""
-    query = relations.with_child_flag(
-        Event.objects.filter(
-            conditions,
-            room=room,
-            stream_ordering__isnull=False,
-            rejected_reason__isnull=True,
-            soft_failed=False,
-        )
-    )
-    if ignored:
-        # Ignoring Users: no events from them, except state events.
-        query = query.exclude(sender__in=ignored, state_key__isnull=True)
-    if lower is not None:
-        query = query.filter(stream_ordering__gt=lower)
-    if upper is not None:
-        query = query.filter(stream_ordering__lte=upper)
-    order = "-stream_ordering" if backwards else "stream_ordering"
-    return in_room(query.order_by(order)[:count], room)
-
-
-def in_room(query: Iterable[Event], room: Room) -> list[Event]:
-    """The rows, each given the room object already at hand (no join, no Room per row).
-
-    Cached as the ``room`` descriptor would cache it, without its checks per row: each
-    row's room_id is the room's key already.
-    """
-    rows = list(query)
-    for row in rows:
-        row._state.fields_cache["room"] = room
-    return rows

@@ -103,6 +103,10 @@ class Event(FastLoadModel):
     class Meta:
         indexes = [
             models.Index(fields=["room", "stream_ordering"], name="event_room_stream"),
+            # Topological order, (depth, stream_ordering): /messages, /context, /relations.
+            models.Index(
+                fields=["room", "depth", "stream_ordering"], name="event_room_topological"
+            ),
             models.Index(fields=["room", "type", "state_key"], name="event_room_state"),
             models.Index(fields=["relates_to", "rel_type"], name="event_relation"),
             models.Index(fields=["room", "origin_server_ts"], name="event_room_ts"),

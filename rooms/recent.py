@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import threading
 
+from config import process_caches
 from config.lru import LRU
 from config.model_loading import loaded_state
-from rooms import history, relations
+from rooms import storage
 from rooms.models import Event, Room
 
 # A range holding more events than this is not kept: the caller reads per room, as
@@ -40,7 +41,7 @@ _TOO_MANY: tuple[Event, ...] = ()
 
 def events_between(after: int, upto: int) -> tuple[Event, ...] | None:
     """Every event with a stream ordering in (after, upto], oldest first, with
-    ``has_children`` (relations.with_child_flag); None if there are more than
+    ``has_children`` (storage.with_child_flag); None if there are more than
     MAX_EVENTS. ``upto`` must be a position read as current: the range is final."""
     if upto <= after:
         return ()
@@ -62,11 +63,7 @@ def events_between(after: int, upto: int) -> tuple[Event, ...] | None:
             pending.wait()
             continue
         try:
-            found = tuple(
-                relations.with_child_flag(
-                    Event.objects.filter(stream_ordering__gt=after, stream_ordering__lte=upto)
-                ).order_by("stream_ordering")[: MAX_EVENTS + 1]
-            )
+            found = tuple(storage.events_in_stream_range(after, upto, MAX_EVENTS + 1))
             rows = _TOO_MANY if len(found) > MAX_EVENTS else found
             _ranges.put(key, rows)
             return None if rows is _TOO_MANY else rows
@@ -87,9 +84,10 @@ def copies_in_room(rows: tuple[Event, ...], room: Room) -> list[Event]:
         copy.__dict__.update(row.__dict__)
         copy.__dict__["_state"] = loaded_state(row._state.db)
         copies.append(copy)
-    return history.in_room(copies, room)
+    return storage.in_room(copies, room)
 
 
+@process_caches.register
 def forget() -> None:
     """For tests: each test rolls its database back, and positions are handed out again."""
     _ranges.clear()

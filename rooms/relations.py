@@ -21,9 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import BooleanField, Count, Max, Q, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import Count, Max, Q, QuerySet
 
 from accounts.models import AccountData
 from accounts.services.account_data import IGNORED_USER_LIST
@@ -31,11 +29,12 @@ from protocol.errors import MatrixError
 from protocol.identifiers import parse_user_id
 from protocol.redaction import redact_event
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
-from rooms import history, selectors
+from rooms import history, selectors, storage
 from rooms.models import Event, Room
 from rooms.serialize import client_events
 from rooms.services.events import SendContext, find_by_txn
 from rooms.state import load_state
+from rooms.storage import TOPOLOGICAL
 
 REPLACE = "m.replace"
 ANNOTATION = "m.annotation"
@@ -73,18 +72,11 @@ Bundles = dict[str, dict[str, Any]]
 
 
 def _timeline(room: Room | None = None) -> QuerySet[Event]:
-    query = Event.objects.select_related("room").filter(
-        stream_ordering__isnull=False,
-        outlier=False,
-        rejected_reason__isnull=True,
-        soft_failed=False,
-    )
-    return query.filter(room=room) if room is not None else query
+    return storage.timeline_events(room)
 
 
 def _children() -> QuerySet[Event]:
-    """Live child events: a relationship needs a rel_type and an unredacted child."""
-    return _timeline().filter(rel_type__isnull=False, redacted_by__isnull=True)
+    return storage.live_children()
 
 
 def ignored_users(user_id: str) -> frozenset[str]:
@@ -126,36 +118,10 @@ def _visible(rows: Iterable[Event], user_id: str) -> list[Event]:
 # --- Bundled aggregations ---------------------------------------------------------
 
 
-def child_flag_sql() -> tuple[str, list[str]]:
-    """An SQL boolean for a query on the events table (unaliased): does any event name
-    the row as the parent of a relationship that is bundled (m.replace, m.reference,
-    m.thread)? With its parameters.
-
-    A page of history or a /sync timeline read with it needs no separate probe for
-    children: an index lookup per row inside the same query, where the probe was a
-    second round trip (1.7 ms on PostgreSQL for 100 events, most of it planning the list
-    of event IDs). The flag only says "look": the children's rules are applied later.
-    """
-    quote = connection.ops.quote_name
-    events = quote(Event._meta.db_table)
-    sql = (
-        f"EXISTS (SELECT 1 FROM {events} child WHERE child.relates_to = {events}.event_id "
-        "AND child.rel_type IN (%s, %s, %s))"
-    )
-    return sql, [REPLACE, REFERENCE, THREAD]
-
-
-def with_child_flag(query: QuerySet[Event]) -> QuerySet[Event]:
-    """``query`` (on the events table, without joins) with ``has_children`` on each row:
-    see :func:`child_flag_sql`."""
-    sql, params = child_flag_sql()
-    return query.annotate(has_children=RawSQL(sql, params, output_field=BooleanField()))
-
-
 def _may_have_bundles(row: Event) -> bool:
     # "State events do not currently receive bundled aggregations"; an edit or an
     # annotation may not be the parent of another relationship (Synapse does the same),
-    # so their own bundles are not computed. Rows read through with_child_flag() say
+    # so their own bundles are not computed. Rows read through storage.with_child_flag() say
     # whether they have children at all.
     return (
         row.state_key is None
@@ -306,48 +272,15 @@ def _child_groups(
 ) -> list[dict[str, Any]]:
     """Per parent and rel_type among ``kinds``: the live children's count, the latest
     one's stream ordering and how many the viewer sent; ignored users' left out, and
-    children in another room than their parent's.
-
-    The conditions of ``_children()``, written as SQL: this runs for every page of
-    history and every /sync timeline, and building it through the ORM cost more than
-    running it. The room is compared here, not in SQL: with the room in the WHERE
-    clause PostgreSQL may walk the room's every event (it did, 3 ms for a page of a
-    3,000-event room, whenever its statistics were older than the room), where the
-    relation index finds the few children at once.
-    """
-    parent_ids = list(parents)
-    table = connection.ops.quote_name(Event._meta.db_table)
-    room_column = Event._meta.get_field("room").column
-
-    def marks(values: Sequence[object]) -> str:
-        return ", ".join(["%s"] * len(values))
-
-    sql = (
-        f"SELECT relates_to, rel_type, {room_column}, COUNT(*), MAX(stream_ordering), "
-        f"SUM(CASE WHEN sender = %s THEN 1 ELSE 0 END) FROM {table} "
-        f"WHERE relates_to IN ({marks(parent_ids)}) "
-        f"AND rel_type IN ({marks(kinds)}) AND redacted_by IS NULL "
-        "AND stream_ordering IS NOT NULL AND outlier = %s AND rejected_reason IS NULL "
-        "AND soft_failed = %s"
-    )
-    params: list[object] = [user_id, *parent_ids, *kinds, False, False]
-    if ignored:
-        sql += f" AND sender NOT IN ({marks(sorted(ignored))})"
-        params.extend(sorted(ignored))
-    sql += f" GROUP BY relates_to, rel_type, {room_column}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [
-            {
-                "relates_to": parent,
-                "rel_type": kind,
-                "count": count,
-                "latest": latest,
-                "mine": mine,
-            }
-            for parent, kind, room_pk, count, latest, mine in cursor.fetchall()
-            if parents[parent].room_id == room_pk
-        ]
+    children in another room than their parent's (rooms.storage.child_groups, which
+    leaves the room out of its SQL for a reason it gives)."""
+    return [
+        {"relates_to": parent, "rel_type": kind, "count": count, "latest": latest, "mine": mine}
+        for parent, kind, room_pk, count, latest, mine in storage.child_groups(
+            list(parents), kinds, ignored, user_id
+        )
+        if parents[parent].room_id == room_pk
+    ]
 
 
 def _latest_visible_in_threads(
@@ -423,14 +356,14 @@ def relations_for_event(
 ) -> RelationsPage:
     """GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]].
 
-    Tokens are stream positions (``s<N>``, as /messages and /sync hand out): backwards
-    from ``s<N>`` yields children at or before N, newest first; forwards yields those
-    after N, oldest first.
+    In topological order, as /messages: tokens are rooms.history's (``t<depth>-<stream>``,
+    or a /sync ``s<N>``): backwards from one yields children at or before it, newest
+    first; forwards those after it, oldest first.
     """
     # 404 if the parent is unknown or outside the viewer's history.
     selectors.get_event_for_user(room, event_id, user_id)
-    position = history.parse_token(from_token) if from_token else None
-    bound = history.parse_token(to_token) if to_token else None
+    position = history.parse_token(from_token, room) if from_token else None
+    bound = history.parse_token(to_token, room) if to_token else None
     parents = _descendant_parents(room, event_id, bool(recurse))
     query = (
         _children()
@@ -441,25 +374,21 @@ def relations_for_event(
         query = query.filter(rel_type=rel_type)
     if event_type is not None:
         query = query.filter(type=event_type)
-    if direction == "b":
-        if position is not None:
-            query = query.filter(stream_ordering__lte=position)
-        if bound is not None:
-            query = query.filter(stream_ordering__gt=bound)
-        query = query.order_by("-stream_ordering")
-    else:
-        if position is not None:
-            query = query.filter(stream_ordering__gt=position)
-        if bound is not None:
-            query = query.filter(stream_ordering__lte=bound)
-        query = query.order_by("stream_ordering")
+    backwards = direction == "b"
+    after, upto = (bound, position) if backwards else (position, bound)
+    if after is not None:
+        query = query.filter(storage.after_q(TOPOLOGICAL, after))
+    if upto is not None:
+        query = query.filter(storage.upto_q(TOPOLOGICAL, upto))
+    query = query.order_by(*storage.order_by(TOPOLOGICAL, newest_first=backwards))
     rows = list(query[: limit + 1])
     more, rows = len(rows) > limit, rows[:limit]
     next_batch = None
     if more and rows:
-        last = rows[-1].stream_ordering
-        assert last is not None
-        next_batch = history.make_token(last - 1 if direction == "b" else last)
+        last = rows[-1]
+        next_batch = history.make_token(
+            history.just_before(last) if backwards else storage.position_of(last, TOPOLOGICAL)
+        )
     return RelationsPage(
         chunk=selectors.filter_visible(rows, user_id),
         next_batch=next_batch,
@@ -486,7 +415,8 @@ def thread_roots(
 ) -> ThreadsPage:
     """GET /_matrix/client/v1/rooms/{roomId}/threads: roots ordered by latest reply.
 
-    A token ``s<N>`` continues with threads whose latest reply is at or before N.
+    A token ``s<N>`` continues with threads whose latest reply is at or before stream
+    position N (a ``t<depth>-<stream>`` token is read for its stream part).
     """
     membership = selectors.membership_row(room, user_id)
     if not selectors.is_world_readable(room) and (membership is None or membership.forgotten):
@@ -503,7 +433,7 @@ def thread_roots(
         sent_by_user = Event.objects.filter(room=room, sender=user_id).values("event_id")
         threads = threads.filter(Q(mine__gt=0) | Q(relates_to__in=sent_by_user))
     if from_token:
-        threads = threads.filter(latest__lte=history.parse_token(from_token))
+        threads = threads.filter(latest__lte=history.stream_position(from_token))
     found = list(threads.order_by("-latest")[: limit + 1])
     more, found = len(found) > limit, found[:limit]
     order = {thread["relates_to"]: index for index, thread in enumerate(found)}
@@ -513,7 +443,7 @@ def thread_roots(
         _timeline(room).filter(event_id__in=list(order), rel_type__isnull=True),
         key=lambda row: order[row.event_id],
     )
-    next_batch = history.make_token(found[-1]["latest"] - 1) if more else None
+    next_batch = history.make_stream_token(found[-1]["latest"] - 1) if more else None
     visible = selectors.filter_visible(roots, user_id)
     return ThreadsPage(
         roots=visible,
@@ -558,15 +488,14 @@ def event_context(
     of the later ones). The filter applies to those and to the state, not to the event.
     """
     event = selectors.get_event_for_user(room, event_id, user_id)
-    position = event.stream_ordering
-    assert position is not None
     timeline_filter = dict(room_filter or {})
     lazy_members = bool(timeline_filter.pop("lazy_load_members", False))
     before_limit = limit // 2
     reader = history.reader_of(room, user_id)
+    # Before and after in topological order, as /messages pages.
     before = history.paginate(
         reader,
-        from_token=history.make_token(position - 1),
+        from_token=history.make_token(history.just_before(event)),
         to_token=None,
         direction="b",
         limit=before_limit,
@@ -574,24 +503,21 @@ def event_context(
     )
     after = history.paginate(
         reader,
-        from_token=history.make_token(position),
+        from_token=history.make_token(storage.position_of(event, TOPOLOGICAL)),
         to_token=None,
         direction="f",
         limit=limit - before_limit,
         room_filter=timeline_filter,
     )
-    oldest = before.chunk[-1].stream_ordering if before.chunk else position
-    newest = after.chunk[-1].stream_ordering if after.chunk else position
-    assert oldest is not None
-    assert newest is not None
+    oldest = before.chunk[-1] if before.chunk else event
     last = after.chunk[-1] if after.chunk else event
     returned = [*before.chunk, event, *after.chunk]
     return Context(
         event=event,
         events_before=before.chunk,
         events_after=after.chunk,
-        start=before.end or history.make_token(oldest - 1),
-        end=after.end or history.make_token(newest),
+        start=before.end or history.make_token(history.just_before(oldest)),
+        end=after.end or history.make_token(storage.position_of(last, TOPOLOGICAL)),
         state=_state_at(last, timeline_filter, lazy_members, {row.sender for row in returned}),
     )
 

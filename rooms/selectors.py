@@ -22,7 +22,7 @@ from django.db.models import Max, Q
 from config.model_loading import load_rows, select_columns
 from protocol.errors import MatrixError, forbidden
 from protocol.event_filters import wildcard_regex
-from rooms import event_cache
+from rooms import event_cache, storage
 from rooms.models import CurrentState, Event, Membership, Room
 from rooms.state import StateKey, load_state, state_group_at_position
 
@@ -227,12 +227,9 @@ def joined_members(room: Room) -> dict[str, dict[str, Any]]:
 
 
 def get_event_for_user(room: Room, event_id: str, user_id: str) -> Event:
-    """GET /rooms/{roomId}/event/{eventId}: 404 if unknown or not visible."""
-    row = (
-        Event.objects.select_related("room")
-        .filter(room=room, event_id=event_id, outlier=False, rejected_reason__isnull=True)
-        .first()
-    )
+    """GET /rooms/{roomId}/event/{eventId}: 404 if unknown, not in the timeline (an
+    outlier, a rejected or soft-failed event) or not visible to the user."""
+    row = storage.timeline_events(room).filter(event_id=event_id).first()
     if row is None or not filter_visible([row], user_id):
         raise MatrixError("M_NOT_FOUND", "Event not found")
     return row

@@ -14,6 +14,15 @@ meanwhile, and only the ends of the writes are ordered. (Inserting the event fir
 writing its position into it afterwards would lock for even less, but on PostgreSQL
 rewrites the row and every one of its index entries on every send.)
 
+Events from other servers keep to the same rule, with more before the lock
+(rooms.services.incoming): fetching what is missing happens outside any transaction,
+state resolution and the auth checks before the room lock is taken (they read immutable
+state only), and the tips' resolution is worked out beforehand too; under the room lock
+only the soft-fail check and the writes remain, and the events stream is locked only
+for the last of those. So a slow remote or a big resolution in one room holds neither
+the events stream nor any other room: on PostgreSQL other rooms' sends never wait for
+it, and on SQLite (one writer at a time) the write transaction it needs is short.
+
 Considered and not chosen: a sequence plus "persisted up to" tracking (Synapse's
 MultiWriterIdGenerator), where positions are taken without a lock and readers are held
 back to the highest position below which every allocation has finished. It lets commits
@@ -30,6 +39,12 @@ are written by short transactions of their own.
 Streams: ``events`` (room events, rooms app), ``account_data``, ``receipts``,
 ``typing``, ``to_device``, ``presence``, ``device_lists``. A /sync token is one
 position per stream.
+
+Backfilled events (history fetched from another server, older than what the room
+already holds) take their stream ordering from a counter of their own, ``backfill``,
+which counts down from -1 (:func:`next_backfill_position`): they are never above a
+/sync token, so no /sync shows them or waits for them, and /messages places them by
+their depth (topological order). It is not a stream: no /sync token carries it.
 """
 
 from __future__ import annotations
@@ -48,6 +63,8 @@ TYPING = "typing"
 TO_DEVICE = "to_device"
 PRESENCE = "presence"
 DEVICE_LISTS = "device_lists"
+# Not a stream: the counter of backfilled events' negative stream orderings.
+BACKFILL = "backfill"
 
 
 def next_position(name: str) -> int:
@@ -63,15 +80,12 @@ def next_position(name: str) -> int:
     return int(row[0])
 
 
-# History fetched from the past (backfill) counts down from -1 on a row of its own, so
-# that it sorts before everything the room had and never shows as new to /sync, which
-# reads positions above its token (Synapse's negative stream orderings).
-BACKFILL = "backfill"
-
-
 def next_backfill_position() -> int:
-    """Allocate the next (negative) position for a backfilled event; call inside a
-    transaction. Locks the backfill counter, not the events stream."""
+    """Allocate the stream ordering of a backfilled event: -1, then -2, -3, ..., each
+    lower than any before it (history is fetched backwards, the oldest last). Call inside
+    a transaction; the counter's row is locked from here to the commit, as a stream's is
+    (backfilled events persisted together come out in the order they were given
+    positions), but no reader waits on it: positions below zero are never "new"."""
     with connection.cursor() as cursor:
         cursor.execute(_BACKFILL_SQL, [BACKFILL])
         row = cursor.fetchone()
@@ -112,9 +126,8 @@ def current_positions_with(
 
 
 _TABLE = StreamPosition._meta.db_table
-# The stored counter is the count of positions handed out, as for the other streams.
-_BACKFILL_SQL = f"UPDATE {_TABLE} SET position = position + 1 WHERE name = %s RETURNING -position"
 _ADVANCE_SQL = f"UPDATE {_TABLE} SET position = position + 1 WHERE name = %s RETURNING position"
+_BACKFILL_SQL = f"UPDATE {_TABLE} SET position = position - 1 WHERE name = %s RETURNING position"
 
 
 def current_position(name: str) -> int:

@@ -18,11 +18,12 @@ from django.utils.functional import cached_property
 
 from accounts.models import AccountData, User
 from accounts.selectors import account_data_defaults
+from config import process_caches
 from config.lru import LRU
 from protocol.event_filters import event_allowed
 from protocol.room_names import ROOM_NAMING_STATE, names_room
 from push.selectors import unread_counts
-from rooms import history, recent, relations, selectors
+from rooms import recent, relations, selectors, storage
 from rooms.models import Event, Membership, Receipt, Room
 from rooms.serialize import client_events, stripped_state
 from rooms.state import StateKey, load_state, rooms_resolved_between, state_group_at_position
@@ -148,11 +149,9 @@ def _named_rooms(rooms: Sequence[tuple[RoomPlan, Mapping[StateKey, str]]]) -> se
     if not naming:
         return set()
     return {
-        naming[event_id]
-        for event_id, event_type, pdu in Event.objects.filter(
-            event_id__in=list(naming)
-        ).values_list("event_id", "type", "pdu")
-        if names_room(event_type, pdu.get("content"))
+        naming[row.event_id]
+        for row in storage.events_by_id(naming).values()
+        if names_room(row.type, row.pdu.get("content"))
     }
 
 
@@ -160,6 +159,7 @@ def _named_rooms(rooms: Sequence[tuple[RoomPlan, Mapping[StateKey, str]]]) -> se
 _ignored_lists: LRU[str, tuple[int, frozenset[str]]] = LRU(10_000)
 
 
+@process_caches.register
 def forget_cached_ignore_lists() -> None:
     """For tests, whose rolled-back databases hand out stream positions again."""
     _ignored_lists.clear()
@@ -212,15 +212,25 @@ class SyncBuilder:
         return rooms_resolved_between(since.events, self.now.events, settled=True)
 
     def _timeline(self, room: Room, upper: int, lower: int | None) -> tuple[list[Event], bool]:
-        """The last events of a room in (lower, upper], newest ``limit``, oldest first."""
+        """The last events of a room in (lower, upper] of stream order, newest ``limit``,
+        oldest first. Never below position 0: history fetched from the past (backfill)
+        has negative positions and stays out of /sync, even of an initial one; /messages
+        finds it in topological order."""
         limit = self.request.timeline_limit
         since = self.request.since
         news = self.news if since is not None and lower == since.events else None
         if news is not None and upper == self.now.events:
             return self._timeline_from(recent.copies_in_room(news, room), limit)
         conditions = selectors.event_filter_q(self.request.section_filter("timeline"))
-        rows = history.timeline_batch(
-            room, conditions, self.ignored, lower, upper, backwards=True, count=limit + 1
+        rows = storage.timeline_batch(
+            room,
+            order=storage.STREAM,
+            conditions=conditions,
+            ignored=self.ignored,
+            after=(lower if lower is not None else 0,),
+            upto=(upper,),
+            newest_first=True,
+            count=limit + 1,
         )
         limited = len(rows) > limit
         rows = rows[:limit]
@@ -235,8 +245,7 @@ class SyncBuilder:
         kept = [
             row
             for row in rows
-            if row.rejected_reason is None
-            and not row.soft_failed
+            if storage.in_timeline(row)
             and event_allowed(timeline_filter, row.type, row.sender)
             and not (row.sender in ignored and row.state_key is None)
         ]
@@ -399,10 +408,8 @@ class SyncBuilder:
             # the user had no view of the room's state just before, so its state section
             # holds only the events history visibility lets them see (their own
             # membership at least), as the timeline does.
-            rows = Event.objects.filter(event_id__in=plan.state_ids).order_by("stream_ordering")
-            visible = {
-                e.event_id for e in selectors.filter_visible(list(rows), self.request.user_id)
-            }
+            rows = list(storage.events_by_id(plan.state_ids).values())
+            visible = {e.event_id for e in selectors.filter_visible(rows, self.request.user_id)}
             plan.state_ids = [event_id for event_id in plan.state_ids if event_id in visible]
         return plan
 
@@ -425,14 +432,8 @@ class SyncBuilder:
         if since is not None and joined and self.news is not None:
             changed_rooms = {row.room_id for row in self.news}
         elif since is not None and joined:
-            changed_rooms = set(
-                Event.objects.filter(
-                    room_id__in=[row.room_id for row in joined],
-                    stream_ordering__gt=since.events,
-                    stream_ordering__lte=self.now.events,
-                )
-                .values_list("room_id", flat=True)
-                .distinct()
+            changed_rooms = storage.rooms_with_events_between(
+                [row.room_id for row in joined], since.events, self.now.events
             )
         newly_joined = self._newly_joined(
             [row for row in joined if since is not None and row.stream_ordering > since.events]
@@ -492,15 +493,8 @@ class SyncBuilder:
         if not ahead:
             return rows
         earlier: dict[int, Membership] = {}
-        for room_pk, membership, event_id, position in (
-            Event.objects.filter(
-                room_id__in=list(ahead),
-                type=MEMBER,
-                state_key=self.request.user_id,
-                stream_ordering__lte=self.now.events,
-            )
-            .order_by("room_id", "-stream_ordering")
-            .values_list("room_id", "membership", "event_id", "stream_ordering")
+        for room_pk, membership, event_id, position, _ in storage.member_events_of(
+            self.request.user_id, list(ahead), after=None, upto=self.now.events, newest_first=True
         ):
             if room_pk not in earlier:
                 earlier[room_pk] = Membership(
@@ -527,16 +521,12 @@ class SyncBuilder:
             return set()
         newly: set[int] = set()
         first_replaced: dict[int, str | None] = {}
-        for room_pk, membership, replaces in (
-            Event.objects.filter(
-                room_id__in=[row.room_id for row in rows],
-                type=MEMBER,
-                state_key=self.request.user_id,
-                stream_ordering__gt=since.events,
-                stream_ordering__lte=self.now.events,
-            )
-            .order_by("stream_ordering")
-            .values_list("room_id", "membership", "replaces_state")
+        for room_pk, membership, _, _, replaces in storage.member_events_of(
+            self.request.user_id,
+            [row.room_id for row in rows],
+            after=since.events,
+            upto=self.now.events,
+            newest_first=False,
         ):
             if membership != "join":
                 newly.add(room_pk)
@@ -614,14 +604,7 @@ class SyncBuilder:
             self._add_hero_members(plans, summaries)
 
         state_ids = [event_id for plan in plans for event_id in plan.state_ids]
-        state_rows = (
-            {
-                row.event_id: row
-                for row in Event.objects.select_related("room").filter(event_id__in=state_ids)
-            }
-            if state_ids
-            else {}
-        )
+        state_rows = storage.events_by_id(state_ids, with_room=True)
         viewer = (request.user_id, request.device_id)
         all_timeline = [row for plan in plans for row in plan.timeline]
         bundles = (
@@ -775,7 +758,7 @@ class SyncBuilder:
         state that no incremental sync ever delivered.
         """
         member_ids = [p.membership_row.event_id for p in plans if p.membership_row is not None]
-        members = {e.event_id: e for e in Event.objects.filter(event_id__in=member_ids)}
+        members = storage.events_by_id(member_ids)
         wanted: dict[str, list[str]] = {}
         for plan in plans:
             row = plan.membership_row
@@ -785,7 +768,7 @@ class SyncBuilder:
                 state[(t, "")] for t in STRIPPED_STATE_TYPES if (t, "") in state
             ]
         all_ids = {event_id for ids in wanted.values() for event_id in ids}
-        by_id = {e.event_id: e for e in Event.objects.filter(event_id__in=all_ids)}
+        by_id = storage.events_by_id(all_ids)
         sections: dict[str, dict[str, Any]] = {}
         for plan in plans:
             room_id = plan.room.room_id

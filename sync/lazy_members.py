@@ -21,6 +21,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
+from config import process_caches
+
 # Devices (with a filter each) remembered, and members remembered per device.
 MAX_DEVICES = 1000
 MAX_MEMBERS_PER_DEVICE = 2000
@@ -68,6 +70,7 @@ def record_sent(key: _Key, members: Iterable[tuple[str, str, str]], position: in
             _devices.popitem(last=False)
 
 
+@process_caches.register
 def forget_all() -> None:
     """For tests."""
     with _lock:

@@ -19,6 +19,7 @@ from django.test import Client
 from django.test.client import ClientHandler
 
 from config.asgi import MatrixResolution
+from config.process_caches import reset_process_caches
 from tests import graph_check
 
 CLIENT_V3 = "/_matrix/client/v3"
@@ -148,27 +149,10 @@ def forget_process_caches() -> None:
     hypothesis example that rolls its own changes back) starts from none."""
     # Rate-limit buckets and nonces live in the cache.
     cache.clear()
-    # So do /sync's memories of stream positions and of member events sent: each test
-    # rolls its database back, and positions and IDs are handed out again.
-    from accounts import selectors, session_cache
-    from rooms import recent, state
-    from sync import builder, lazy_members
-
-    state.forget_cached_positions()
-    recent.forget()
-    lazy_members.forget_all()
-    selectors.forget_cached_filters()
-    session_cache.sessions.clear()
-    builder.forget_cached_ignore_lists()
-    from push import audience
-
-    audience.forget()
-    from presence import services as presence_services
-
-    presence_services.forget_seen()
-    from push import rules as push_rules
-
-    push_rules.forget_compiled_rules()
+    # So do the process's caches of database facts (stream positions, events, filters,
+    # sessions, ...): each test rolls its database back, and positions and IDs are
+    # handed out again.
+    reset_process_caches()
 
 
 @pytest.fixture(autouse=True)

@@ -270,7 +270,7 @@ class MembersView(MatrixView):
         group = selectors.check_can_read_state(room, request.user.user_id)
         at = request.query_params.get("at")
         if at:
-            row = selectors.state_group_at(room, request.user.user_id, history.parse_token(at))
+            row = selectors.state_group_at(room, request.user.user_id, history.stream_position(at))
             group = row if row is not None else group
         rows = selectors.members(room, group, membership=wanted, not_membership=unwanted)
         return ok({"chunk": client_events(rows)})

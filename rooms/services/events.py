@@ -231,6 +231,14 @@ def persist_event(
         replaces = load_state(state_before).get(key)
         group_id = create_state_group(room, state_before, {key: event.event_id}).pk
     relates_to, rel_type = relation_of(event.content)
+    on_the_tips = extremities_before is not None and set(event.prev_event_ids) == set(
+        extremities_before
+    )
+    if outlier_row is None and not on_the_tips and not verdict.backfilled:
+        # Not simply the room's next event: the tips' state may need resolving, which
+        # reads the graph from the database, so the event is there first (an outlier
+        # until this transaction gives it its position).
+        outlier_row = _insert_row(room, event, ctx, relates_to, rel_type, outlier=True)
     state_change = None
     if not verdict.backfilled:
         state_change = graph.move_room_tips(
@@ -274,24 +282,7 @@ def persist_event(
             setattr(outlier_row, name, value)
         row = outlier_row
     else:
-        row = Event.objects.create(
-            event_id=event.event_id,
-            room=room,
-            depth=event.depth,
-            type=event.type,
-            state_key=event.state_key,
-            sender=event.sender,
-            origin_server_ts=event.origin_server_ts,
-            pdu=event.pdu,
-            membership=event.membership if event.type == "m.room.member" else None,
-            redacts=event.redacts if event.type == "m.room.redaction" else None,
-            relates_to=relates_to,
-            rel_type=rel_type,
-            sender_device_id=ctx.device_id if ctx else None,
-            txn_id=ctx.txn_id if ctx else None,
-            **fields,
-        )
-        insert_edges(row, event)
+        row = _insert_row(room, event, ctx, relates_to, rel_type, **fields)
     subjects: list[str] = []
     if state_change is not None:
         subjects = state_change.write(position)
@@ -305,6 +296,37 @@ def persist_event(
     transaction.on_commit(
         lambda: notifier.notify_stream_moved(streams.EVENTS, position, room_id, subjects)
     )
+    return row
+
+
+def _insert_row(
+    room: Room,
+    event: PDUEvent,
+    ctx: SendContext | None,
+    relates_to: str | None,
+    rel_type: str | None,
+    **fields: Any,
+) -> Event:
+    """The event's row and its edges."""
+    row = Event.objects.create(
+        event_id=event.event_id,
+        room=room,
+        depth=event.depth,
+        type=event.type,
+        state_key=event.state_key,
+        sender=event.sender,
+        origin_server_ts=event.origin_server_ts,
+        pdu=event.pdu,
+        membership=event.membership if event.type == "m.room.member" else None,
+        redacts=event.redacts if event.type == "m.room.redaction" else None,
+        relates_to=relates_to,
+        rel_type=rel_type,
+        sender_device_id=ctx.device_id if ctx else None,
+        txn_id=ctx.txn_id if ctx else None,
+        **fields,
+    )
+    insert_edges(row, event)
+    event_cache.remember(event)
     return row
 
 

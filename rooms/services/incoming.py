@@ -121,20 +121,27 @@ def receive_pdu(
     if source is not None and fill_gap and not backfilled:
         _fill_gap(event, source, origin)
     prev_states = _prev_states(event, source, origin)
-    judgement = None
-    if prev_states is not None:
-        # The slow part, resolution and auth, reads only immutable state: done before the
-        # room lock (on SQLite, before the write transaction) is taken.
+    # Stored first as an outlier (known with its auth chain): so it is kept whatever
+    # comes next, and state resolution, which reads the graph from the database, sees
+    # it among the tips it resolves.
+    with transaction.atomic():
         room = _room_for(event, lock=False)
-        judgement = _judge(room, event, prev_states, backfilled=backfilled)
+        stored = _stored(event.event_id) or _insert_outlier(room, event)
+    if not stored.outlier:
+        return stored
+    if prev_states is None:
+        logger.info("%s: prev events unknown, kept as an outlier", event.event_id)
+        return stored
+    # The slow part, resolution and auth, reads only immutable state: done before the
+    # room lock (on SQLite, before the write transaction) is taken.
+    judgement = _judge(room, event, prev_states, backfilled=backfilled)
     with transaction.atomic():
         room = _room_for(event, lock=True)
         stored = _stored(event.event_id)
-        if stored is not None and not stored.outlier:
+        if stored is None:
+            raise InvalidPDU(f"{event.event_id} was deleted while it was received", "M_UNKNOWN")
+        if not stored.outlier:
             return stored
-        if judgement is None:
-            logger.info("%s: prev events unknown, kept as an outlier", event.event_id)
-            return stored or _insert_outlier(room, event)
         return _persist(room, event, judgement, stored, backfilled=backfilled)
 
 
