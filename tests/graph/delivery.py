@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from protocol.auth_rules import StateKey
-from rooms import history
+from rooms import storage
 from rooms.models import CurrentState, Event, Room
 from rooms.services.incoming import receive_pdu
 from tests.conftest import forget_process_caches
@@ -73,9 +73,27 @@ def soft_failed_event_ids(room: RemoteRoom) -> set[str]:
 
 
 def timeline_event_ids(room: RemoteRoom) -> set[str]:
-    """What /messages and /sync read a room's timeline from (rooms.history.timeline_batch,
-    without a filter or ignored users), all of it."""
-    rows = history.timeline_batch(
-        stored_room(room), Q(), frozenset(), None, None, backwards=True, count=10_000
-    )
-    return {row.event_id for row in rows}
+    """The room's events clients are shown: all of its timeline as /messages reads it
+    (topological order) and as /sync does (stream order, and rooms.storage.in_timeline for
+    the events /sync has at hand). The three must agree."""
+    stored = stored_room(room)
+    by_order = [
+        {
+            row.event_id
+            for row in storage.timeline_batch(
+                stored,
+                order=order,
+                conditions=Q(),
+                ignored=frozenset(),
+                after=None,
+                upto=None,
+                newest_first=True,
+                count=10_000,
+            )
+        }
+        for order in (storage.TOPOLOGICAL, storage.STREAM)
+    ]
+    rows = Event.objects.filter(room=stored)
+    at_hand = {row.event_id for row in rows if storage.in_timeline(row)}
+    assert by_order[0] == by_order[1] == at_hand, "/messages and /sync disagree on the timeline"
+    return at_hand
