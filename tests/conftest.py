@@ -144,14 +144,20 @@ def user_id(localpart: str) -> str:
     return f"@{localpart}:{settings.SERVER_NAME}"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    # Rate-limit buckets and nonces live in the cache; every test starts empty.
+def forget_process_caches() -> None:
+    """Empty the caches that outlive a database transaction: every test (and every
+    hypothesis example that rolls its own changes back) starts from none."""
+    # Rate-limit buckets and nonces live in the cache.
     cache.clear()
     # So do the process's caches of database facts (stream positions, events, filters,
     # sessions, ...): each test rolls its database back, and positions and IDs are
     # handed out again.
     reset_process_caches()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    forget_process_caches()
 
 
 @pytest.fixture(autouse=True)
