@@ -9,12 +9,12 @@ current state is soft-failed, stored but kept out of clients' timelines.
 from __future__ import annotations
 
 import pytest
-from rooms.services.incoming import InvalidPDU, receive_pdu
 
 from protocol.events import Event as ProtocolEvent
 from protocol.redaction import redact_event
 from rooms import state
 from rooms.models import Event
+from rooms.services.incoming import InvalidPDU, receive_pdu
 from tests.graph.delivery import (
     current_state,
     deliver,
