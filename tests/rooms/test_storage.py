@@ -47,6 +47,7 @@ def reply(parent: str, rel_type: str) -> dict[str, Any]:
 # -- "visible in a timeline" -----------------------------------------------------------
 
 
+@pytest.mark.graph_unchecked  # rows written by hand, out of any graph
 def test_the_query_the_sql_and_the_predicate_agree_on_every_combination_of_flags(
     api: MatrixTestClient, alice: Persona
 ) -> None:
@@ -100,6 +101,7 @@ def test_the_query_the_sql_and_the_predicate_agree_on_every_combination_of_flags
     ],
     ids=["outlier", "rejected", "soft-failed"],
 )
+@pytest.mark.graph_unchecked  # rows written by hand, out of any graph
 def test_get_event_does_not_answer_an_event_out_of_the_timeline(
     api: MatrixTestClient, alice: Persona, flags: dict[str, Any]
 ) -> None:
