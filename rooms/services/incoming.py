@@ -145,6 +145,73 @@ def receive_pdu(
         return _persist(room, event, judgement, stored, backfilled=backfilled)
 
 
+def receive_joined_room(
+    pdu: Mapping[str, Any],
+    state: Iterable[Mapping[str, Any]],
+    auth_chain: Iterable[Mapping[str, Any]],
+    *,
+    origin: str,
+) -> Event:
+    """A room this server joins through another (the answer to send_join): ``state`` is
+    the room's state before the join event ``pdu``, ``auth_chain`` their auth events.
+    They are stored as outliers, and the join event is persisted on that state, as the
+    room's first event here: with no current state yet, there is nothing to soft-fail it
+    against. Events that fail their checks are dropped (a state event among them too:
+    the state is what remains)."""
+    state = list(state)
+    events: dict[str, PDUEvent] = {}
+    # The create event first: it makes the room known, and with it its version.
+    for candidate in state:
+        if isinstance(candidate, Mapping) and candidate.get("type") == CREATE:
+            create = checked_event(candidate)
+            with transaction.atomic():
+                room = _room_for(create, lock=False)
+                if _stored(create.event_id) is None:
+                    _insert_outlier(room, create)
+    for candidate in [*state, *auth_chain]:
+        try:
+            checked = checked_event(candidate)
+        except InvalidPDU as exc:
+            logger.info("state from %s dropped: %s", origin, exc)
+            continue
+        events[checked.event_id] = checked
+    event = checked_event(pdu)
+    state_ids = set()
+    for candidate in state:
+        if not isinstance(candidate, Mapping):
+            continue
+        try:
+            state_ids.add(PDUEvent(candidate, event.room_version).event_id)
+        except EventFormatError:
+            continue
+    for outlier in _auth_order({e: v for e, v in events.items() if v.room_id == event.room_id}):
+        try:
+            with transaction.atomic():
+                room = _room_for(outlier, lock=False)
+                if _stored(outlier.event_id) is None:
+                    _insert_outlier(room, outlier)
+        except InvalidPDU as exc:
+            logger.info("state event %s from %s dropped: %s", outlier.event_id, origin, exc)
+    stored_state = Event.objects.filter(
+        event_id__in=state_ids, room__room_id=event.room_id, state_key__isnull=False
+    ).values_list("event_id", "type", "state_key")
+    before = {(etype, skey): event_id for event_id, etype, skey in stored_state}
+    with transaction.atomic():
+        room = _room_for(event, lock=False)
+        stored = _stored(event.event_id) or _insert_outlier(room, event)
+    if not stored.outlier:
+        return stored
+    judgement = _judge(room, event, [before], backfilled=False)
+    with transaction.atomic():
+        room = _room_for(event, lock=True)
+        stored = _stored(event.event_id)
+        if stored is None:
+            raise InvalidPDU(f"{event.event_id} was deleted while it was received", "M_UNKNOWN")
+        if not stored.outlier:
+            return stored
+        return _persist(room, event, judgement, stored, backfilled=False, first=True)
+
+
 # --- 1. format, signatures, hashes ------------------------------------------------------
 
 
@@ -558,8 +625,10 @@ def _persist(
     stored: Event | None,
     *,
     backfilled: bool,
+    first: bool = False,
 ) -> Event:
-    """Check 6 and persisting, under the room lock."""
+    """Check 6 and persisting, under the room lock. ``first``: the room's first event
+    here (a join's), with no current state yet to check it against."""
     state_before = judgement.before_group
     if state_before is None and judgement.before:
         base = judgement.bases[0] if judgement.bases else room.current_state_group_id
@@ -567,7 +636,7 @@ def _persist(
     room_version = event.room_version
     reason = judgement.reason
     soft_failed = False
-    if reason is None and not backfilled and event.type != CREATE:
+    if reason is None and not backfilled and not first and event.type != CREATE:
         current = load_state(room.current_state_group_id)
         soft_failed = _state_verdict(room_version, event, current, "current state") is not None
         if soft_failed:

@@ -20,7 +20,7 @@ from protocol.events import Event as PDUEvent
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from protocol.signing import encode_verify_key_base64, generate_signing_key, hash_and_sign_event
 from rooms.models import Event, ForwardExtremity, StateGroupEntry
-from rooms.services.incoming import receive_pdu
+from rooms.services.incoming import receive_joined_room, receive_pdu
 from tests.conftest import MatrixTestClient, Persona
 
 V11 = KNOWN_ROOM_VERSIONS["11"]
@@ -209,3 +209,77 @@ def test_state_storage_grows_with_state_changes_not_with_events(
     for event_id in topics:
         receive_pdu(remote.events[event_id].pdu, origin=REMOTE)
     assert StateGroupEntry.objects.count() <= entries + 3
+
+
+def test_backfilled_history_shows_in_messages_in_its_place_and_never_in_sync(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    remote = Remote()
+    create = remote.send(MOD, "m.room.create", {"room_version": "11"}, [], "")
+    join = remote.send(MOD, "m.room.member", {"membership": "join"}, [create.event_id], MOD)
+    power = remote.send(MOD, "m.room.power_levels", {"users": {MOD: 100}}, [join.event_id], "")
+    rules = remote.send(MOD, "m.room.join_rules", {"join_rule": "public"}, [power.event_id], "")
+    tip = rules.event_id
+    old = []
+    for n in range(3):
+        tip = remote.send(MOD, "m.room.message", {"body": f"old {n}"}, [tip]).event_id
+        old.append(tip)
+    joined = remote.send(
+        alice.user_id, "m.room.member", {"membership": "join"}, [tip], alice.user_id
+    )
+    # This server learns of the room at Alice's join, with the state before it (no
+    # history), as a join through the remote server does.
+    state_ids, chain_ids = remote.get_state_ids(ROOM, joined.event_id)
+    receive_joined_room(
+        joined.pdu,
+        remote.get_events(ROOM, state_ids),
+        remote.get_events(ROOM, chain_ids),
+        origin=REMOTE,
+    )
+    assert Event.objects.get(event_id=create.event_id).outlier
+    since = _sync(api, alice)["next_batch"]
+    new = remote.send(MOD, "m.room.message", {"body": "new"}, [joined.event_id])
+    receive_pdu(new.pdu, origin=REMOTE)
+    # Then fetches the history backwards, newest first, as /backfill gives it.
+    for event_id in reversed(old):
+        row = receive_pdu(
+            remote.events[event_id].pdu, origin=REMOTE, source=remote, backfilled=True
+        )
+        assert row.stream_ordering < 0
+
+    timeline = _sync(api, alice, since)["rooms"]["join"][ROOM]["timeline"]["events"]
+    assert [e["event_id"] for e in timeline] == [new.event_id]
+    response = api.get(
+        f"/_matrix/client/v3/rooms/{ROOM}/messages?dir=b&limit=20", token=alice.access_token
+    )
+    assert response.status == 200, response.body
+    bodies = [
+        e["content"].get("body") for e in response.body["chunk"] if e["type"] == "m.room.message"
+    ]
+    assert bodies == ["new", "old 2", "old 1", "old 0"]
+
+
+def test_a_joined_room_drops_a_forged_state_event_and_keeps_the_rest(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    remote = Remote()
+    create = remote.send(MOD, "m.room.create", {"room_version": "11"}, [], "")
+    join = remote.send(MOD, "m.room.member", {"membership": "join"}, [create.event_id], MOD)
+    power = remote.send(MOD, "m.room.power_levels", {"users": {MOD: 100}}, [join.event_id], "")
+    rules = remote.send(MOD, "m.room.join_rules", {"join_rule": "public"}, [power.event_id], "")
+    topic = remote.send(MOD, "m.room.topic", {"topic": "real"}, [rules.event_id], "")
+    joined = remote.send(
+        alice.user_id, "m.room.member", {"membership": "join"}, [topic.event_id], alice.user_id
+    )
+    state_ids, chain_ids = remote.get_state_ids(ROOM, joined.event_id)
+    state = remote.get_events(ROOM, state_ids)
+    forged = next(dict(p) for p in state if p["type"] == "m.room.topic")
+    forged["signatures"] = {REMOTE: {"ed25519:r1": "A" * 86}}
+    state = [forged if p["type"] == "m.room.topic" else p for p in state]
+    row = receive_joined_room(joined.pdu, state, remote.get_events(ROOM, chain_ids), origin=REMOTE)
+    assert row.rejected_reason is None
+    assert not row.soft_failed
+    room = _sync(api, alice)["rooms"]["join"][ROOM]
+    types = {e["type"] for e in room["state"]["events"] + room["timeline"]["events"]}
+    assert "m.room.topic" not in types
+    assert {"m.room.create", "m.room.power_levels", "m.room.join_rules"} <= types
