@@ -96,14 +96,15 @@ def certificate_options(cert: Path, key: Path) -> CertificateOptions:
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
-    from OpenSSL import crypto
 
     chain = x509.load_pem_x509_certificates(cert.read_bytes())
     private_key = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    # pyOpenSSL takes cryptography's objects (its own X509 and PKey are deprecated);
+    # Twisted passes them on untouched, whatever its annotations say.
     options = CertificateOptions(
-        privateKey=crypto.PKey.from_cryptography_key(private_key),  # type: ignore[arg-type]
-        certificate=crypto.X509.from_cryptography(chain[0]),
-        extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]],
+        privateKey=private_key,  # type: ignore[arg-type]
+        certificate=chain[0],  # type: ignore[arg-type]
+        extraCertChain=chain[1:],  # type: ignore[arg-type]
     )
     # Builds the OpenSSL context now, so a key that does not match fails at start.
     options.getContext()
