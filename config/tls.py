@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +96,15 @@ def self_signed_certificate(names: list[str]) -> tuple[bytes, bytes]:
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    # A subject of its own: OpenSSL finds trusted certificates by subject, so two servers'
+    # certificates for "localhost" in one CA file would otherwise hide each other.
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Trellis (self-signed)"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, secrets.token_hex(8)),
+            x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
+        ]
+    )
     alt_names: list[x509.GeneralName] = []
     for name in names:
         try:

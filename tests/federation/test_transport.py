@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from config.tls import ensure_tls_files
 from federation import transport
 from federation.transport import Target, TransportError, send
 from tests.federation.ca import https_server, issue_certificate
@@ -172,3 +173,20 @@ def test_verification_off_accepts_any_certificate_and_says_so_once(
     warnings = [r for r in caplog.records if r.getMessage() == transport.UNVERIFIED_TLS_WARNING]
     assert len(warnings) == 1
     assert warnings[0].levelno == logging.WARNING
+
+
+def test_generated_certificates_of_two_servers_share_one_ca_file(
+    tmp_path: Path, settings: Any
+) -> None:
+    """The README's two servers on one machine: both self-signed certificates for
+    localhost in one CA file, each server's verified (neither hides the other)."""
+    first, _ = ensure_tls_files(None, None, tmp_path / "a", ["localhost", "127.0.0.1"])
+    second, _ = ensure_tls_files(None, None, tmp_path / "b", ["localhost", "127.0.0.1"])
+    ca_file = tmp_path / "local-federation-ca.pem"
+    ca_file.write_bytes(first.cert.read_bytes() + second.cert.read_bytes())
+    settings.FEDERATION_CA_FILE = str(ca_file)
+    settings.FEDERATION_IP_ALLOWLIST = ["127.0.0.0/8"]
+    for files in (first, second):
+        with https_server(files.cert, files.key) as port:
+            target = Target("https", "127.0.0.1", port, "localhost", f"localhost:{port}")
+            assert send(target, "GET", "/", timeout_s=5, max_bytes=1000).status == 200
