@@ -21,6 +21,10 @@ four things about how it does so:
   believed ``X-Forwarded-For`` from anyone.
 - **The access log redacts secrets** in query strings (config/redact.py).
 
+Besides the plain listener (TRELLIS_BIND, behind the operator's proxy), ``serve`` can
+listen over TLS for other servers (TRELLIS_FEDERATION_BIND, config/tls.py): the same
+channel, limits and application, HTTP/1.1 only, as Synapse's default federation listener.
+
 The per-request cost is a clock read and adding to and removing from a set.
 """
 
@@ -29,7 +33,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import daphne.server
@@ -37,6 +43,8 @@ from daphne.access import AccessLogGenerator
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.http_protocol import HTTPFactory, WebRequest
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.endpoints import SSL4ServerEndpoint
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.task import LoopingCall
 from twisted.web import http
 
@@ -66,6 +74,41 @@ class EdgeSettings:
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
     trusted_proxies: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True)
+class TlsListener:
+    """An address to listen on over TLS, with the certificate (PEM, the server's first,
+    then any intermediates) and private key (PEM) to present."""
+
+    host: str
+    port: int
+    cert: Path
+    key: Path
+
+
+def certificate_options(cert: Path, key: Path) -> CertificateOptions:
+    """Twisted's TLS server settings for a PEM certificate chain and key.
+
+    Twisted's own ``ssl:`` endpoint string would serve the first certificate of a file
+    only; a certificate from a public authority usually comes with intermediates
+    (Let's Encrypt's fullchain.pem) that other servers need to verify it.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    chain = x509.load_pem_x509_certificates(cert.read_bytes())
+    private_key = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    # pyOpenSSL takes cryptography's objects (its own X509 and PKey are deprecated);
+    # Twisted passes them on untouched, whatever its annotations say.
+    options = CertificateOptions(
+        privateKey=private_key,  # type: ignore[arg-type]
+        certificate=chain[0],  # type: ignore[arg-type]
+        extraCertChain=chain[1:],  # type: ignore[arg-type]
+    )
+    # Builds the OpenSSL context now, so a key that does not match fails at start.
+    options.getContext()
+    return options
 
 
 def error_response(status: int, errcode: str, error: str) -> bytes:
@@ -228,7 +271,8 @@ class TrellisHTTPFactory(HTTPFactory):  # type: ignore[misc]
 
     def protocol(self) -> TrellisHTTPChannel:  # type: ignore[override]
         # Twisted's wrapper around the channel exists to switch to HTTP/2 after TLS
-        # negotiation; Trellis listens on plain TCP behind its proxy, so HTTP/1.1 only.
+        # negotiation (ALPN); Trellis speaks HTTP/1.1 only, on its plain listener and on
+        # the federation one (which offers no ALPN protocols).
         return TrellisHTTPChannel(self.edge, self)
 
     def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 (Twisted's name)
@@ -245,18 +289,58 @@ class RedactingAccessLog(AccessLogGenerator):  # type: ignore[misc]
 
 
 class TrellisServer(daphne.server.Server):  # type: ignore[misc]
-    def __init__(self, *args: Any, edge: EdgeSettings, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        *args: Any,
+        edge: EdgeSettings,
+        tls_listeners: Sequence[tuple[TlsListener, CertificateOptions]] = (),
+        **kwargs: Any,
+    ) -> None:
+        # Daphne calls ready_callable once its factory exists and its own endpoints
+        # listen, just before the reactor runs: the TLS listeners start there too.
+        super().__init__(*args, ready_callable=self._listen_tls, **kwargs)
         self.edge = edge
+        self.tls_listeners = tuple(tls_listeners)
 
     def run(self) -> None:
         # Daphne's run() builds its HTTP factory by this module-level name.
         daphne.server.HTTPFactory = TrellisHTTPFactory
         super().run()
 
+    def _listen_tls(self) -> None:
+        # The reactor daphne.server installed (asyncio's); imported here, after it did.
+        from twisted.internet import reactor
 
-def serve(application: Any, host: str, port: int, edge: EdgeSettings) -> int:
-    """Run Daphne on host:port until the reactor stops; the exit status.
+        for listener, options in self.tls_listeners:
+            endpoint = SSL4ServerEndpoint(reactor, listener.port, options, interface=listener.host)
+            listening = endpoint.listen(self.http_factory)
+            listening.addCallback(self.listen_success)
+            listening.addErrback(self._tls_listen_error, listener)
+
+    def _tls_listen_error(self, failure: Any, listener: TlsListener) -> None:
+        logger.critical(
+            "Cannot listen over TLS on %s:%s: %s",
+            listener.host,
+            listener.port,
+            failure.getErrorMessage(),
+        )
+        from twisted.internet import reactor
+
+        # Daphne runs the reactor right after ready_callable whatever happens in it: stop
+        # it as soon as it does, and exit with a failure.
+        self.abort_start = True
+        reactor.callWhenRunning(reactor.stop)  # type: ignore[attr-defined]
+
+
+def serve(
+    application: Any,
+    host: str,
+    port: int,
+    edge: EdgeSettings,
+    tls_listeners: Sequence[TlsListener] = (),
+) -> int:
+    """Run Daphne on host:port, and over TLS on each of ``tls_listeners``, until the
+    reactor stops; the exit status.
 
     What ``daphne`` on the command line does, with the defaults Trellis ran with before,
     minus ``--proxy-headers``: logging is Django's (LOGGING), the access log goes to
@@ -269,6 +353,8 @@ def serve(application: Any, host: str, port: int, edge: EdgeSettings) -> int:
         websocket_connect_timeout=5,
         websocket_handshake_timeout=5,
         edge=edge,
+        # Certificates are read before anything listens: a bad file stops the start.
+        tls_listeners=[(tls, certificate_options(tls.cert, tls.key)) for tls in tls_listeners],
     )
     server.run()
     return 1 if server.abort_start else 0

@@ -57,6 +57,11 @@ ENV_NAMES = {
     "federation_url_overrides": "TRELLIS_FEDERATION_URL_OVERRIDES",
     "federation_key_notaries": "TRELLIS_FEDERATION_KEY_NOTARIES",
     "federation_ip_allowlist": "TRELLIS_FEDERATION_IP_ALLOWLIST",
+    "federation_bind": "TRELLIS_FEDERATION_BIND",
+    "tls_cert": "TRELLIS_TLS_CERT",
+    "tls_key": "TRELLIS_TLS_KEY",
+    "federation_ca_file": "TRELLIS_FEDERATION_CA_FILE",
+    "federation_verify_tls": "TRELLIS_FEDERATION_VERIFY_TLS",
     "push_ip_allowlist": "TRELLIS_PUSH_IP_ALLOWLIST",
 }
 
@@ -173,3 +178,12 @@ def data_dir(values: dict[str, str]) -> Path:
 
 def signing_key_path(values: dict[str, str]) -> Path:
     return data_dir(values) / "signing.key"
+
+
+def federation_ca_file(values: dict[str, str]) -> str:
+    """TRELLIS_FEDERATION_CA_FILE: PEM certificates trusted for outbound federation as
+    well as the system's authorities (empty: the system's only)."""
+    path = values.get("federation_ca_file", "")
+    if path and not Path(path).is_file():
+        raise ConfigError(f"TRELLIS_FEDERATION_CA_FILE names {path!r}, which is not a file")
+    return str(Path(path).resolve()) if path else ""

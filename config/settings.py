@@ -54,6 +54,12 @@ FEDERATION_KEY_NOTARIES = options.as_list(_opts.get("federation_key_notaries", "
 FEDERATION_IP_ALLOWLIST = options.as_networks(
     _opts.get("federation_ip_allowlist", ""), "TRELLIS_FEDERATION_IP_ALLOWLIST"
 )
+# Outbound TLS: the system's authorities plus these (PEM); verification off is for test
+# set-ups only (federation/transport.py warns about it in every process).
+FEDERATION_CA_FILE = options.federation_ca_file(_opts)
+FEDERATION_VERIFY_TLS = options.as_bool(
+    _opts.get("federation_verify_tls", "on"), "TRELLIS_FEDERATION_VERIFY_TLS"
+)
 FEDERATION_TIMEOUT_S = 10.0
 FEDERATION_MAX_JSON_BYTES = 1024 * 1024
 # (rate per second, burst) for each rate-limited action.

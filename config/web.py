@@ -22,10 +22,11 @@ import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from config.http_server import EdgeSettings
+    from config.http_server import EdgeSettings, TlsListener
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,13 @@ def _edge_settings() -> EdgeSettings:
     )
 
 
-def run(host: str, port: int, *, worker: bool = True) -> int:
+def run(
+    host: str,
+    port: int,
+    *,
+    worker: bool = True,
+    federation_tls: TlsListener | None = None,
+) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
@@ -135,7 +142,13 @@ def run(host: str, port: int, *, worker: bool = True) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     exit_code = 0
     try:
-        exit_code = serve(application, host, port, _edge_settings())
+        exit_code = serve(
+            application,
+            host,
+            port,
+            _edge_settings(),
+            [federation_tls] if federation_tls else [],
+        )
     except SystemExit as stop:
         exit_code = stop.code if isinstance(stop.code, int) else 1
     finally:
@@ -152,8 +165,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--no-worker", action="store_true", help="the web server only")
+    federation = parser.add_argument_group(
+        "federation listener", "listen over TLS too (all four, or none)"
+    )
+    federation.add_argument("--federation-host")
+    federation.add_argument("--federation-port", type=int)
+    federation.add_argument("--tls-cert", help="PEM certificate chain")
+    federation.add_argument("--tls-key", help="PEM private key")
     args = parser.parse_args(argv)
-    return run(args.host, args.port, worker=not args.no_worker)
+    tls_args = (args.federation_host, args.federation_port, args.tls_cert, args.tls_key)
+    federation_tls = None
+    if any(value is not None for value in tls_args):
+        if any(value is None for value in tls_args):
+            parser.error("--federation-host, --federation-port, --tls-cert, --tls-key go together")
+        from config.http_server import TlsListener
+
+        federation_tls = TlsListener(
+            args.federation_host, args.federation_port, Path(args.tls_cert), Path(args.tls_key)
+        )
+    return run(args.host, args.port, worker=not args.no_worker, federation_tls=federation_tls)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@
 Connections go to a resolved target (host and port from server discovery) while TLS checks
 the certificate for the name discovery says the server must prove (spec: "Server
 discovery": the target "must present a valid certificate for <hostname>"), with the
-system's trusted authorities. Plain HTTP is used only for operator-set URL overrides.
+system's trusted authorities plus any in TRELLIS_FEDERATION_CA_FILE (a private federation's
+own authority, or another test server's self-signed certificate).
+TRELLIS_FEDERATION_VERIFY_TLS=off accepts any certificate: for test set-ups only, and
+warned about in every process that uses it. Plain HTTP is used only for operator-set URL
+overrides.
 
 Any server may make us connect somewhere by naming itself in a request (we fetch its keys),
 so, like Synapse's ``federation_ip_range_blacklist``, discovered targets must resolve to
@@ -14,7 +18,9 @@ Operator-set URL overrides are trusted as they are.
 
 from __future__ import annotations
 
+import functools
 import http.client
+import logging
 import socket
 import ssl
 import time
@@ -26,6 +32,13 @@ from django.conf import settings
 from config import outbound
 
 USER_AGENT = "Trellis (Matrix homeserver; federation)"
+
+logger = logging.getLogger(__name__)
+
+UNVERIFIED_TLS_WARNING = (
+    "TRELLIS_FEDERATION_VERIFY_TLS is off: other servers' TLS certificates are NOT "
+    "verified, so anyone on the network path can impersonate them. For test set-ups only."
+)
 
 
 class TransportError(Exception):
@@ -60,6 +73,32 @@ def checked_addresses(host: str, port: int) -> list[str]:
         return outbound.resolve_allowed(host, port, allow)
     except outbound.OutboundError as exc:
         raise TransportError(str(exc)) from exc
+
+
+def tls_context() -> ssl.SSLContext:
+    """The client context for connections to other servers, as the settings say."""
+    return _tls_context(settings.FEDERATION_CA_FILE, settings.FEDERATION_VERIFY_TLS)
+
+
+# One context per setting, built once: loading the system's authorities costs
+# milliseconds, and a context may be shared by threads.
+@functools.lru_cache(maxsize=4)
+def _tls_context(ca_file: str, verify: bool) -> ssl.SSLContext:
+    if not verify:
+        _warn_unverified_once()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+@functools.cache
+def _warn_unverified_once() -> None:
+    logger.warning(UNVERIFIED_TLS_WARNING)
 
 
 class _TargetHTTPSConnection(http.client.HTTPSConnection):
@@ -122,7 +161,7 @@ def _send_once(
         raise TransportError(str(exc)) from exc
     conn: http.client.HTTPConnection
     if target.scheme == "https":
-        conn = _TargetHTTPSConnection(target, address, timeout_s, ssl.create_default_context())
+        conn = _TargetHTTPSConnection(target, address, timeout_s, tls_context())
     else:
         conn = http.client.HTTPConnection(address, target.port, timeout=timeout_s)
     request_headers = {"User-Agent": USER_AGENT, "Host": target.host_header, **(headers or {})}
