@@ -31,3 +31,29 @@ class RemoteServerKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server_name} {self.key_id}"
+
+
+class InboundTransaction(models.Model):
+    """A transaction another server sent us (PUT /send/{txnId}), stored before it is
+    acknowledged.
+
+    Transactions are idempotent per (origin, txn_id): a retry is answered with the stored
+    ``response`` and never processed again. ``response`` is None while the transaction
+    is not yet fully processed (or its processing was cut short: it is then processed
+    again, which is safe, every step of the PDU pipeline being idempotent).
+    """
+
+    origin = models.CharField(max_length=255)
+    txn_id = models.CharField(max_length=255)
+    body = models.JSONField()
+    received_ts = models.BigIntegerField()
+    response = models.JSONField(null=True, blank=True)
+    processed_ts = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["origin", "txn_id"], name="inbound_txn_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.origin} {self.txn_id}"
