@@ -11,8 +11,9 @@ from urllib.parse import quote
 
 import pytest
 
-from federation.models import InboundTransaction
+from federation.models import InboundPdu, InboundRoomLease, InboundTransaction
 from protocol.events import Event as PDUEvent
+from rooms import tasks
 from rooms.federation import transactions
 from rooms.models import Event
 from tests.federation.helpers import FakeNetwork, json_response, network
@@ -81,6 +82,11 @@ def test_a_transaction_is_processed_and_answered_per_pdu(api: Any, scene: Scene)
     row = InboundTransaction.objects.get(origin=CAROL_SERVER, txn_id="t1")
     assert row.response == got.body
     assert row.body["pdus"] == [first, second]
+    queued = InboundPdu.objects.filter(transaction=row).order_by("pk")
+    assert [(q.event_id, q.result) for q in queued] == [
+        (event_id(room, first), {}),
+        (event_id(room, second), {}),
+    ]
 
 
 def test_a_retried_transaction_is_answered_from_the_store(api: Any, scene: Scene) -> None:
@@ -105,7 +111,7 @@ def test_a_retried_transaction_is_answered_from_the_store(api: Any, scene: Scene
     assert from_dave.body == {"pdus": {event_id(room, join): {}}}
 
 
-def test_a_transaction_is_stored_before_it_is_processed(
+def test_what_was_acknowledged_survives_a_worker_dying(
     api: Any, scene: Scene, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     room = scene.room
@@ -116,14 +122,44 @@ def test_a_transaction_is_stored_before_it_is_processed(
 
     monkeypatch.setattr(transactions, "receive_pdu", crash)
     got = fed(api, scene.carol, "PUT", f"{F}/send/t1", txn(message))
-    assert got.status == 500
-    row = InboundTransaction.objects.get(origin=CAROL_SERVER, txn_id="t1")
-    assert (row.body["pdus"], row.response) == ([message], None)
+    # Acknowledged: the PDU is stored, queued for its room.
+    assert got.body == {"pdus": {event_id(room, message): {}}}
+    queued = InboundPdu.objects.get(event_id=event_id(room, message))
+    assert (queued.pdu, queued.processed_ts) == (message, None)
+    assert not stored(event_id(room, message))
     monkeypatch.undo()
 
-    # The sender retries: what was stored is processed now.
-    got = fed(api, scene.carol, "PUT", f"{F}/send/t1", txn(message))
-    assert got.body == {"pdus": {event_id(room, message): {}}}
+    # The sender's retry is answered from the store, nothing processed twice.
+    assert fed(api, scene.carol, "PUT", f"{F}/send/t1", txn(message)).body == got.body
+    assert InboundPdu.objects.count() == 1
+    # Not yet stale: the periodic resumption leaves it alone.
+    assert tasks.resume_inbound_pdus() == 0
+    monkeypatch.setattr(transactions, "RESUME_AFTER_MS", -1)
+    assert tasks.resume_inbound_pdus() == 1
+    assert in_timeline(event_id(room, message))
+    queued.refresh_from_db()
+    assert queued.result == {}
+    assert queued.processed_ts is not None
+    assert tasks.resume_inbound_pdus() == 0
+
+
+def test_a_room_held_by_another_worker_is_left_to_it(api: Any, scene: Scene) -> None:
+    """One worker per room: while another holds the room's lease, a hand-over does
+    nothing; the holder (here, the next run after its lease is released) takes it."""
+    room = scene.room
+    InboundRoomLease.objects.create(
+        room_id=room.room_id, lease_token="other", lease_until_ts=2**62
+    )
+    message = room.send(CAROL, "m.room.message", {"body": "one"})
+
+    assert fed(api, scene.carol, "PUT", f"{F}/send/t1", txn(message)).status == 200
+    assert not stored(event_id(room, message))
+    assert transactions.process_room_queue(room.room_id) == 0
+
+    InboundRoomLease.objects.filter(room_id=room.room_id).update(
+        lease_token=None, lease_until_ts=None
+    )
+    assert transactions.process_room_queue(room.room_id) == 1
     assert in_timeline(event_id(room, message))
 
 
@@ -156,6 +192,7 @@ def test_a_forged_pdu_gets_an_error_and_nothing_is_stored(api: Any, scene: Scene
     assert "error" in results[event_id(room, forged)]
     assert results[event_id(room, good)] == {}
     assert not stored(event_id(room, forged))
+    assert not InboundPdu.objects.filter(event_id=event_id(room, forged)).exists()
     assert in_timeline(event_id(room, good))
 
 
@@ -168,6 +205,7 @@ def test_a_pdu_of_another_server_than_the_origin_is_refused(api: Any, scene: Sce
 
     assert "error" in got.body["pdus"][event_id(room, daves)]
     assert not stored(event_id(room, daves))
+    assert not InboundPdu.objects.exists()
 
 
 def test_a_pdu_from_a_server_the_acl_denies_is_refused(api: Any, scene: Scene) -> None:
@@ -181,6 +219,7 @@ def test_a_pdu_from_a_server_the_acl_denies_is_refused(api: Any, scene: Scene) -
     assert got.status == 200
     assert "ACL" in got.body["pdus"][event_id(room, daves)]["error"]
     assert not stored(event_id(room, daves))
+    assert not InboundPdu.objects.exists()
 
 
 def test_pdus_of_unknown_rooms_are_dropped(api: Any, scene: Scene) -> None:
