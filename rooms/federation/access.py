@@ -106,7 +106,8 @@ class ServerVisibility:
 
     def __init__(self, server_name: str) -> None:
         self.server_name = server_name
-        self._by_state: dict[tuple[tuple[StateKey, str], ...] | int, bool] = {}
+        # By state group (-1: no group).
+        self._by_group: dict[int, bool] = {}
 
     def _allowed_by(self, state: Mapping[StateKey, str]) -> bool:
         hv_id = state.get(HISTORY_VISIBILITY_KEY)
@@ -129,9 +130,9 @@ class ServerVisibility:
 
     def _allowed_in_group(self, group: int | None) -> bool:
         key = -1 if group is None else group
-        if key not in self._by_state:
-            self._by_state[key] = self._allowed_by(load_state(group))
-        return self._by_state[key]
+        if key not in self._by_group:
+            self._by_group[key] = self._allowed_by(load_state(group))
+        return self._by_group[key]
 
     def can_see(self, row: Event) -> bool:
         if row.state_group_id is None:
