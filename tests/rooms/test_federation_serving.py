@@ -289,3 +289,26 @@ def test_events_of_a_local_room_are_served_to_a_server_in_it(
     got = fed(api, scene.eve, "GET", f"{F}/event/{topic.event_id}")
     # Eve's server has nobody in the room.
     assert (got.status, got.body["errcode"]) == (403, "M_FORBIDDEN")
+
+
+def test_invited_history_is_visible_from_the_invite_on(api: MatrixTestClient, db: None) -> None:
+    """``invited``: a server sees events from its user's invite on, not before."""
+    carol, dave = RemoteServer("carol.test"), RemoteServer("dave.test")
+    room = carol.create_room(CAROL, history_visibility="invited")
+    room.add_server(dave)
+    room.send(CAROL, "m.room.message", {"body": "before"}, name="BEFORE")
+    room.member(CAROL, DAVE, "invite", name="INVITE")
+    room.send(CAROL, "m.room.message", {"body": "while invited"}, name="INVITED")
+    room.member(DAVE, DAVE, "join", name="DAVE_JOIN")
+    install_keys(room)
+    deliver_all(room, room.delivery_pdus())
+
+    def status(name: str) -> int:
+        return fed(api, dave, "GET", f"{F}/event/{room.id(name)}").status
+
+    assert [status(n) for n in ("BEFORE", "INVITE", "INVITED", "DAVE_JOIN")] == [
+        403,
+        200,
+        200,
+        200,
+    ]
