@@ -36,6 +36,11 @@ app.conf.beat_schedule = {
         "task": "push.tasks.resume_pushers",
         "schedule": 60.0,
     },
+    # Inbound federation PDUs whose room no worker is taking (worker died) pick up again.
+    "resume-inbound-pdus": {
+        "task": "rooms.tasks.resume_inbound_pdus",
+        "schedule": 60.0,
+    },
 }
 
 _scheduler_stop = threading.Event()

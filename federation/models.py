@@ -31,3 +31,67 @@ class RemoteServerKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server_name} {self.key_id}"
+
+
+class InboundTransaction(models.Model):
+    """A transaction another server sent us (PUT /send/{txnId}), stored before it is
+    acknowledged.
+
+    Transactions are idempotent per (origin, txn_id): a retry is answered with the stored
+    ``response`` and nothing of it is processed again. ``response`` is None only while
+    the transaction is being taken in (or was cut short then: it is taken in again).
+    """
+
+    origin = models.CharField(max_length=255)
+    txn_id = models.CharField(max_length=255)
+    body = models.JSONField()
+    received_ts = models.BigIntegerField()
+    response = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["origin", "txn_id"], name="inbound_txn_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.origin} {self.txn_id}"
+
+
+class InboundPdu(models.Model):
+    """A PDU of an inbound transaction, queued for its room's pipeline (run by a worker,
+    one room at a time). ``result`` is None until it has been through: then {} or
+    {"error": ...}."""
+
+    transaction = models.ForeignKey(
+        InboundTransaction, on_delete=models.CASCADE, related_name="pdus"
+    )
+    origin = models.CharField(max_length=255)
+    room_id = models.CharField(max_length=255)
+    event_id = models.CharField(max_length=255)
+    pdu = models.JSONField()
+    result = models.JSONField(null=True, blank=True)
+    processed_ts = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["room_id", "id"],
+                condition=models.Q(processed_ts__isnull=True),
+                name="inbound_pdu_pending",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} from {self.origin}"
+
+
+class InboundRoomLease(models.Model):
+    """Who processes a room's inbound PDUs now: one worker per room at a time, until
+    ``lease_until_ts`` (a worker that dies loses it then)."""
+
+    room_id = models.CharField(max_length=255, unique=True)
+    lease_token = models.CharField(max_length=64, null=True, blank=True)
+    lease_until_ts = models.BigIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.room_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from rooms.federation import transactions
 from rooms.services import membership
 
 
@@ -11,3 +12,19 @@ from rooms.services import membership
 def propagate_profile(self: object, user_id: str) -> int:
     """Send fresh m.room.member events carrying the user's profile to their rooms."""
     return membership.do_refresh_member_profiles(user_id)
+
+
+@shared_task
+def process_inbound_pdus(room_id: str) -> int:
+    """Run a room's queued inbound PDUs through the pipeline (one worker per room)."""
+    return transactions.process_room_queue(room_id)
+
+
+@shared_task
+def resume_inbound_pdus() -> int:
+    """Periodic: hand to a worker every room whose queued inbound PDUs nobody is taking
+    (a lost hand-over, a worker that died mid-way)."""
+    room_ids = transactions.rooms_to_resume()
+    for room_id in room_ids:
+        process_inbound_pdus.delay(room_id)
+    return len(room_ids)

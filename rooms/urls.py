@@ -1,6 +1,7 @@
 from django.urls import re_path
 
 from rooms.api import directory, ephemeral, moderation, relations, rooms, spaces
+from rooms.federation import views as federation
 
 C = r"^_matrix/client/(?:r0|v3)/"
 R = C + r"rooms/(?P<room_id>[^/]+)/"
@@ -57,4 +58,24 @@ urlpatterns = [
         spaces.RoomSummaryView.as_view(),
     ),
     re_path(R1 + r"timestamp_to_event$", relations.TimestampToEventView.as_view()),
+]
+
+# Server-Server API: what other servers may read of rooms, and their transactions
+# (rooms.federation.views; X-Matrix signed).
+F = r"^_matrix/federation/v1/"
+FR = r"(?P<room_id>[^/]+)"
+urlpatterns += [
+    re_path(F + r"event/(?P<event_id>[^/]+)$", federation.EventView.as_view()),
+    re_path(F + r"state/" + FR + "$", federation.StateView.as_view()),
+    re_path(F + r"state_ids/" + FR + "$", federation.StateIdsView.as_view()),
+    re_path(
+        F + r"event_auth/" + FR + r"/(?P<event_id>[^/]+)$", federation.EventAuthView.as_view()
+    ),
+    re_path(F + r"backfill/" + FR + "$", federation.BackfillView.as_view()),
+    re_path(F + r"get_missing_events/" + FR + "$", federation.MissingEventsView.as_view()),
+    re_path(F + r"timestamp_to_event/" + FR + "$", federation.TimestampToEventView.as_view()),
+    re_path(F + r"version$", federation.VersionView.as_view()),
+    re_path(F + r"query/directory$", federation.QueryDirectoryView.as_view()),
+    re_path(F + r"query/profile$", federation.QueryProfileView.as_view()),
+    re_path(F + r"send/(?P<txn_id>[^/]+)$", federation.SendTransactionView.as_view()),
 ]

@@ -1,0 +1,66 @@
+"""Another server as the source of events a PDU it sent is missing (the EventSource of
+rooms.services.incoming, over the signing client): GET /event and GET /state_ids.
+
+Room-agnostic: what comes back is only parsed here; the pipeline checks every PDU's
+signatures, hashes and room before it keeps any.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from federation.client import FederationError, request_json
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/_matrix/federation/v1"
+# At most this many events are asked for one by one in one call of get_events.
+MAX_EVENTS_PER_CALL = 100
+
+
+def _path_segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+class FederationEventSource:
+    """Missing events and state, asked of ``destination`` (the server that sent the PDU)."""
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+
+    def get_events(self, room_id: str, event_ids: list[str]) -> list[dict[str, Any]]:
+        """GET /event/{eventId} for each ID (at most MAX_EVENTS_PER_CALL); the PDUs the
+        server answered with. One it cannot give is left out, as the pipeline expects."""
+        found: list[dict[str, Any]] = []
+        for event_id in event_ids[:MAX_EVENTS_PER_CALL]:
+            path = f"{PREFIX}/event/{_path_segment(event_id)}"
+            try:
+                answer = request_json(self.destination, "GET", path)
+            except FederationError as exc:
+                logger.info("event %s from %s: %s", event_id, self.destination, exc)
+                continue
+            pdus = answer.get("pdus") if isinstance(answer, dict) else None
+            if not isinstance(pdus, list):
+                logger.info("event %s from %s: no pdus in the answer", event_id, self.destination)
+                continue
+            found.extend(pdu for pdu in pdus[:1] if isinstance(pdu, dict))
+        return found
+
+    def get_state_ids(self, room_id: str, event_id: str) -> tuple[list[str], list[str]]:
+        """GET /state_ids/{roomId}?event_id=: the state before the event and its auth
+        chain, as event IDs. Raises FederationError when there is no usable answer."""
+        query = urlencode({"event_id": event_id})
+        path = f"{PREFIX}/state_ids/{_path_segment(room_id)}?{query}"
+        answer = request_json(self.destination, "GET", path)
+        if not isinstance(answer, dict):
+            raise FederationError(f"{self.destination} answered /state_ids with no object")
+        pdu_ids = answer.get("pdu_ids")
+        chain_ids = answer.get("auth_chain_ids")
+        if not isinstance(pdu_ids, list) or not isinstance(chain_ids, list):
+            raise FederationError(f"{self.destination} answered /state_ids without its lists")
+        return (
+            [e for e in pdu_ids if isinstance(e, str)],
+            [e for e in chain_ids if isinstance(e, str)],
+        )

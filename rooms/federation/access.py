@@ -1,0 +1,172 @@
+"""What another server may see of a room: its ACL standing, whether it is in the room,
+and which events it may see (history visibility for servers).
+
+Server-Server API, "Server Access Control Lists (ACLs)": every request naming a room
+from a server the room's m.room.server_acl denies is refused with 403 M_FORBIDDEN.
+
+History visibility for servers (Client-Server API, "History visibility", applied to a
+server the way Synapse's filter_events_for_server does): a server may see an event if
+one of its users could, using the state at that event:
+
+1. ``world_readable`` or ``shared``: visible (any server in the room may be sent it, as
+   a user who joins later may read it).
+2. ``invited``: visible if one of the server's users was invited or joined.
+3. ``joined``: visible if one of the server's users was joined.
+
+As for users, an m.room.history_visibility event is judged by the visibility before
+*or* after it, and a server's own users' m.room.member events by their membership
+before *or* after them: for every state event both states count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from protocol.errors import MatrixError, forbidden, not_found
+from protocol.redaction import redact_event
+from protocol.room_versions import KNOWN_ROOM_VERSIONS
+from protocol.server_acl import server_allowed
+from rooms import event_cache
+from rooms.models import Event, Membership, Room
+from rooms.state import StateKey, load_state
+
+SERVER_ACL_KEY: StateKey = ("m.room.server_acl", "")
+HISTORY_VISIBILITY_KEY: StateKey = ("m.room.history_visibility", "")
+# History visibilities that any server in the room may see.
+_OPEN = ("world_readable", "shared")
+
+
+def _users_of(server_name: str) -> str:
+    """The suffix every user ID of ``server_name`` ends with."""
+    return ":" + server_name
+
+
+def is_server_allowed(room: Room, server_name: str) -> bool:
+    """The room's current m.room.server_acl lets ``server_name`` in (or there is none)."""
+    acl_id = load_state(room.current_state_group_id).get(SERVER_ACL_KEY)
+    if acl_id is None:
+        return True
+    acl = event_cache.get_events([acl_id]).get(acl_id)
+    return server_allowed(acl.content if acl is not None else None, server_name)
+
+
+def check_server_allowed(room: Room, server_name: str) -> None:
+    if not is_server_allowed(room, server_name):
+        raise forbidden("Server is banned from this room by its ACL")
+
+
+def access_room(room_id: str, server_name: str) -> Room:
+    """The room, for a request of ``server_name`` naming it: 404 M_NOT_FOUND if it is
+    unknown here, 403 M_FORBIDDEN if its ACL denies the server."""
+    room = Room.objects.filter(room_id=room_id).first()
+    if room is None:
+        raise not_found(f"Unknown room {room_id}")
+    check_server_allowed(room, server_name)
+    return room
+
+
+def is_server_in_room(room: Room, server_name: str) -> bool:
+    """One of the server's users is joined to the room now."""
+    return Membership.objects.filter(
+        room=room, membership="join", user_id__endswith=_users_of(server_name)
+    ).exists()
+
+
+def access_room_as_member(room_id: str, server_name: str) -> Room:
+    """:func:`access_room`, and 403 M_FORBIDDEN unless the server is in the room."""
+    room = access_room(room_id, server_name)
+    if not is_server_in_room(room, server_name):
+        raise forbidden("Server is not in this room")
+    return room
+
+
+def room_id_of_event(event_id: str) -> str:
+    """The room of a known event; 404 M_NOT_FOUND for an unknown one."""
+    room_id = Event.objects.filter(event_id=event_id).values_list("room__room_id", flat=True)
+    if not room_id:
+        raise not_found(f"Could not find event {event_id}")
+    return room_id[0]
+
+
+def state_before(row: Event) -> dict[StateKey, str]:
+    """The room's state before the event (its group holds the state after it)."""
+    state = dict(load_state(row.state_group_id))
+    if row.state_key is not None and row.rejected_reason is None and not row.outlier:
+        key = (row.type, row.state_key)
+        if row.replaces_state is None:
+            state.pop(key, None)
+        else:
+            state[key] = row.replaces_state
+    return state
+
+
+class ServerVisibility:
+    """Which events one server may see, the state of each group looked at once."""
+
+    def __init__(self, server_name: str) -> None:
+        self.server_name = server_name
+        # By state group (-1: no group).
+        self._by_group: dict[int, bool] = {}
+
+    def _allowed_by(self, state: Mapping[StateKey, str]) -> bool:
+        hv_id = state.get(HISTORY_VISIBILITY_KEY)
+        suffix = _users_of(self.server_name)
+        member_ids = [
+            event_id
+            for (etype, skey), event_id in state.items()
+            if etype == "m.room.member" and skey.endswith(suffix)
+        ]
+        events = event_cache.get_events([*member_ids, *([hv_id] if hv_id else [])])
+        visibility = "shared"
+        hv = events.get(hv_id) if hv_id else None
+        if hv is not None and isinstance(hv.content.get("history_visibility"), str):
+            visibility = hv.content["history_visibility"]
+        if visibility not in ("invited", "joined"):
+            # Unknown values count as shared ("History visibility", server behaviour).
+            return True
+        memberships = {events[e].membership for e in member_ids if e in events}
+        return "join" in memberships or (visibility == "invited" and "invite" in memberships)
+
+    def _allowed_in_group(self, group: int | None) -> bool:
+        key = -1 if group is None else group
+        if key not in self._by_group:
+            self._by_group[key] = self._allowed_by(load_state(group))
+        return self._by_group[key]
+
+    def can_see(self, row: Event) -> bool:
+        if row.state_group_id is None:
+            # Known only with its auth chain (an outlier): a state event is material of
+            # auth chains any server in the room may ask for; anything else is not shown.
+            return row.state_key is not None
+        if self._allowed_in_group(row.state_group_id):
+            return True
+        if row.state_key is not None:
+            return self._allowed_by(state_before(row))
+        return False
+
+    def filter(self, rows: Sequence[Event]) -> list[Event]:
+        return [row for row in rows if self.can_see(row)]
+
+    def pdus(self, rows: Sequence[Event]) -> list[dict[str, Any]]:
+        """The rows' PDUs, those the server may not see redacted (it still needs them to
+        follow the room's graph, as Synapse serves backfill and missing events)."""
+        served = []
+        for row in rows:
+            if self.can_see(row):
+                served.append(row.pdu)
+            else:
+                room_version = KNOWN_ROOM_VERSIONS[row.room.room_version]
+                served.append(redact_event(row.pdu, room_version))
+        return served
+
+
+def access_event(room: Room, event_id: str, server_name: str) -> Event:
+    """An event of the room the server may see: 404 M_NOT_FOUND if it is unknown here,
+    403 M_FORBIDDEN if the server may not see it."""
+    row = Event.objects.filter(room=room, event_id=event_id).first()
+    if row is None:
+        raise not_found(f"Could not find event {event_id}")
+    if not ServerVisibility(server_name).can_see(row):
+        raise MatrixError("M_FORBIDDEN", "You do not have permission to access this event")
+    return row
