@@ -36,6 +36,11 @@ app.conf.beat_schedule = {
         "task": "push.tasks.resume_pushers",
         "schedule": 60.0,
     },
+    # Destinations whose retry is due, or whose run was lost, are sent their queue.
+    "resume-federation-destinations": {
+        "task": "federation.tasks.resume_destinations",
+        "schedule": 30.0,
+    },
 }
 
 _scheduler_stop = threading.Event()
