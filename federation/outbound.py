@@ -292,7 +292,7 @@ def _catch_up_if_behind(destination: Destination) -> None:
     )
     if not failing_long and not waiting[CATCH_UP_BACKLOG : CATCH_UP_BACKLOG + 1].exists():
         return
-    newest = waiting.values("room_id").annotate(newest=Max("id")).values("newest")
+    newest = waiting.values("room_id").annotate(newest=Max("id")).values_list("newest", flat=True)
     dropped, _ = waiting.exclude(id__in=list(newest)).delete()
     stale, _ = OutboundEDU.objects.filter(
         destination=destination, txn_id__isnull=True, edu_type__in=STALE_EDU_TYPES
