@@ -1,3 +1,4 @@
+import datetime
 from typing import Any
 
 from django.contrib import admin
@@ -24,6 +25,10 @@ class RemoteServerKeyAdmin(admin.ModelAdmin):
         return False
 
 
+def _when(ts: int) -> str:
+    return datetime.datetime.fromtimestamp(ts / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 @admin.register(Destination)
 class DestinationAdmin(admin.ModelAdmin):
     """The servers Trellis sends transactions to: how much waits for each, how sending
@@ -34,8 +39,8 @@ class DestinationAdmin(admin.ModelAdmin):
         "queued_pdus",
         "queued_edus",
         "failures",
-        "retry_at_ts",
-        "last_success_ts",
+        "backoff",
+        "last_success",
         "last_error",
     ]
     search_fields = ["server_name"]
@@ -66,6 +71,16 @@ class DestinationAdmin(admin.ModelAdmin):
     @admin.display(description="queued EDUs", ordering="edu_depth")
     def queued_edus(self, obj: Any) -> int:
         return int(obj.edu_depth)
+
+    @admin.display(description="backoff")
+    def backoff(self, obj: Destination) -> str:
+        if obj.retry_at_ts is None:
+            return ""
+        return f"{obj.retry_delay_ms // 1000} s, next attempt {_when(obj.retry_at_ts)}"
+
+    @admin.display(description="last success", ordering="last_success_ts")
+    def last_success(self, obj: Destination) -> str:
+        return _when(obj.last_success_ts) if obj.last_success_ts is not None else ""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

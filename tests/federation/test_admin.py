@@ -78,6 +78,7 @@ def test_the_admin_lists_destinations_and_retries_one_now(
     assert listing.status_code == 200
     assert CAROL in html
     assert "connection refused" in html
+    assert "5 s, next attempt" in html
     assert '<td class="field-queued_pdus">1</td>' in html
     assert '<td class="field-queued_edus">1</td>' in html
 
