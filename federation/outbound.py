@@ -170,23 +170,34 @@ def send_pending(server_name: str) -> RunResult:
     transaction fails, or RUN_LIMIT transactions went (``more``)."""
     token = secrets.token_hex(16)
     result = RunResult()
-    destination = _acquire(server_name, token)
-    if destination is None:
-        return result
-    try:
-        while True:
-            if result.sent >= RUN_LIMIT:
-                result.more = _has_items(destination)
-                return result
-            outcome = _send_one(destination, token)
-            if outcome is None:
-                return result
-            if outcome is False:
-                result.retry_in_ms = destination.retry_delay_ms
-                return result
-            result.sent += 1
-    finally:
-        _release(destination, token)
+    while True:
+        destination = _acquire(server_name, token)
+        if destination is None:
+            return result
+        try:
+            _send_transactions(destination, token, result)
+        finally:
+            _release(destination, token)
+        if result.retry_in_ms is not None or result.more:
+            return result
+        # Items may have been queued after the run found none, their kick finding the
+        # lease taken: look again now that it is released.
+        if not _has_items(destination):
+            return result
+
+
+def _send_transactions(destination: Destination, token: str, result: RunResult) -> None:
+    while True:
+        if result.sent >= RUN_LIMIT:
+            result.more = _has_items(destination)
+            return
+        outcome = _send_one(destination, token)
+        if outcome is None:
+            return
+        if outcome is False:
+            result.retry_in_ms = destination.retry_delay_ms
+            return
+        result.sent += 1
 
 
 def _has_items(destination: Destination) -> bool:

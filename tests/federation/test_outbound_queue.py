@@ -312,3 +312,27 @@ def test_a_huge_backlog_is_caught_up_even_without_failures(
     outbound.send_pending(CAROL)
 
     assert inbox.received() == [events[-2].event_id, events[-1].event_id]
+
+
+def test_an_item_queued_as_a_run_ends_is_sent_by_that_run(
+    db: None, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, late = message(), message()
+    queue(first)
+    release = outbound._release
+    kicked: list[outbound.RunResult] = []
+
+    def release_after_a_late_send(destination: Destination, token: str) -> None:
+        if not kicked:
+            # Queued and kicked after the run found the queue empty, before it let go:
+            # the kick's run finds the lease taken.
+            queue(late)
+            kicked.append(outbound.send_pending(CAROL))
+        release(destination, token)
+
+    monkeypatch.setattr(outbound, "_release", release_after_a_late_send)
+    result = outbound.send_pending(CAROL)
+
+    assert kicked == [outbound.RunResult()]
+    assert result.sent == 2
+    assert inbox.received() == [first.event_id, late.event_id]
