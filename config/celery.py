@@ -41,6 +41,11 @@ app.conf.beat_schedule = {
         "task": "rooms.tasks.resume_inbound_pdus",
         "schedule": 60.0,
     },
+    # Destinations whose retry is due, or whose run was lost, are sent their queue.
+    "resume-federation-destinations": {
+        "task": "federation.tasks.resume_destinations",
+        "schedule": 30.0,
+    },
 }
 
 _scheduler_stop = threading.Event()

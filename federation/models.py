@@ -95,3 +95,69 @@ class InboundRoomLease(models.Model):
 
     def __str__(self) -> str:
         return self.room_id
+
+
+class Destination(models.Model):
+    """Another server we send transactions to, and how sending to it goes.
+
+    Its queue is the ``OutboundPDU`` and ``OutboundEDU`` rows that point at it. One run
+    at a time sends to it: the one that holds the lease (``lease_token`` until
+    ``lease_until_ts``); every write a run makes is conditional on still holding it.
+    ``txn_id`` is the transaction in flight, whose items carry the same ID: it is sent
+    again, unchanged, until the server answers 200 (spec: "The sending server must wait
+    and retry for a 200 OK response before sending a transaction with a different
+    txnId"). While it fails, ``retry_at_ts`` holds runs back (exponential backoff).
+    """
+
+    server_name = models.CharField(max_length=255, unique=True)
+    # Failures in a row, since ``failing_since_ts``; both cleared by a success.
+    failures = models.IntegerField(default=0)
+    failing_since_ts = models.BigIntegerField(null=True, blank=True)
+    retry_delay_ms = models.BigIntegerField(default=0)
+    retry_at_ts = models.BigIntegerField(null=True, blank=True)
+    last_success_ts = models.BigIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    lease_token = models.CharField(max_length=32, null=True, blank=True)
+    lease_until_ts = models.BigIntegerField(null=True, blank=True)
+    txn_id = models.CharField(max_length=64, null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.server_name
+
+
+class OutboundPDU(models.Model):
+    """A PDU queued for a destination, in queue order (``id``), until the destination
+    acknowledged the transaction that carried it."""
+
+    id = models.BigAutoField(primary_key=True)
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="pdus")
+    room_id = models.CharField(max_length=255)
+    event_id = models.CharField(max_length=255)
+    pdu = models.JSONField()
+    # The transaction it is in flight in (Destination.txn_id), or None while it waits.
+    txn_id = models.CharField(max_length=64, null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "event_id"], name="outbound_pdu_once")
+        ]
+        indexes = [models.Index(fields=["destination", "txn_id"], name="outbound_pdu_txn")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} to {self.destination_id}"
+
+
+class OutboundEDU(models.Model):
+    """An EDU queued for a destination, in queue order (``id``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="edus")
+    edu_type = models.CharField(max_length=255)
+    content = models.JSONField()
+    txn_id = models.CharField(max_length=64, null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["destination", "txn_id"], name="outbound_edu_txn")]
+
+    def __str__(self) -> str:
+        return f"{self.edu_type} to {self.destination_id}"

@@ -8,7 +8,7 @@ class RoomsConfig(AppConfig):
     def ready(self) -> None:
         from accounts.signals import profile_changed, user_deactivated
         from config import process_caches
-        from rooms import signals, state, sync_providers
+        from rooms import federation_out, hooks, signals, state, sync_providers
         from rooms.services.typing import do_expire_typing
         from sync import hub, providers
 
@@ -17,5 +17,7 @@ class RoomsConfig(AppConfig):
         providers.register_ephemeral(sync_providers.typing_events)
         providers.register_ephemeral(sync_providers.receipt_events)
         hub.register_poll_hook(do_expire_typing)
+        # Events made here go to the other servers in their rooms.
+        hooks.register_event_persisting(federation_out.queue_local_event)
         # rooms.state keeps the state group at each settled stream position.
         process_caches.register(state.forget_cached_positions)

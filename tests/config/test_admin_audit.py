@@ -30,6 +30,7 @@ AUDITED = {
         "media_localmedia_owner",
     },
     "rooms.eventreport": {"resolve"},
+    "federation.destination": {"retry_now"},
 }
 DJANGO_VIEWS = {"changelist", "add", "history", "delete", "change"}
 

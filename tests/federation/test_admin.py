@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.conf import settings
+from django.contrib.admin.models import LogEntry
 from django.test import Client, RequestFactory
 
 from accounts.models import User
+from federation import outbound
 from federation.auth import authenticate_request
-from federation.models import RemoteServerKey
+from federation.models import Destination, RemoteServerKey
+from protocol.events import Event
+from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from tests.federation.helpers import CAROL, FakeServer
+from tests.federation.inbox import Inbox, inbox
+
+__all__ = ["inbox"]
 
 CHANGELIST = "/admin/federation/remoteserverkey/"
 
@@ -35,3 +45,58 @@ def test_the_admin_lists_fetched_keys(operator: Client, carol: FakeServer) -> No
     assert CAROL in listing.content.decode()
     assert "ed25519:carol1" in listing.content.decode()
     assert detail.status_code == 200
+
+
+DESTINATIONS = "/admin/federation/destination/"
+
+
+def test_the_admin_lists_destinations_and_retries_one_now(
+    operator: Client, inbox: Inbox, django_capture_on_commit_callbacks: Any
+) -> None:
+    inbox.status[CAROL] = None
+    event = Event(
+        {
+            "type": "m.room.message",
+            "room_id": "!room:example.org",
+            "sender": f"@alice:{settings.SERVER_NAME}",
+            "content": {"body": "hi"},
+            "origin_server_ts": 1,
+            "depth": 1,
+            "prev_events": [],
+            "auth_events": [],
+        },
+        KNOWN_ROOM_VERSIONS["11"],
+    )
+    outbound.enqueue_pdu(event, [CAROL])
+    outbound.enqueue_edu("m.receipt", {}, CAROL)
+    outbound.send_pending(CAROL)
+    destination = Destination.objects.get(server_name=CAROL)
+    assert destination.retry_at_ts is not None
+
+    listing = operator.get(DESTINATIONS)
+    html = listing.content.decode()
+    assert listing.status_code == 200
+    assert CAROL in html
+    assert "connection refused" in html
+    assert "5 s, next attempt" in html
+    assert '<td class="field-queued_pdus">1</td>' in html
+    assert '<td class="field-queued_edus">1</td>' in html
+
+    inbox.status[CAROL] = 200
+    with django_capture_on_commit_callbacks(execute=True):
+        retried = operator.post(
+            DESTINATIONS, {"action": "retry_now", "_selected_action": [destination.pk]}
+        )
+
+    assert retried.status_code == 302
+    # Its backoff ended, and the run it started found carol back.
+    destination.refresh_from_db()
+    assert destination.retry_at_ts is None
+    assert destination.last_success_ts is not None
+    assert inbox.received(CAROL) == [event.event_id]
+    assert not Destination.objects.filter(pdus__isnull=False).exists()
+    entry = LogEntry.objects.get()
+    assert (entry.object_id, entry.change_message) == (
+        str(destination.pk),
+        "Retried now (backoff ended).",
+    )
