@@ -399,3 +399,22 @@ def test_post_is_not_supported_on_state_paths(
 
     assert response.status == 405
     assert response.errcode == "M_UNRECOGNIZED"
+
+
+def test_state_group_entries_by_sql_and_by_orm_agree(
+    api: MatrixTestClient, alice: Persona, room: str
+) -> None:
+    from rooms.models import StateGroup
+    from rooms.state import entries_of, entries_of_orm
+
+    for n in range(3):
+        response = api.put(
+            f"/_matrix/client/v3/rooms/{room}/state/m.room.topic/",
+            {"topic": str(n)},
+            token=alice.access_token,
+        )
+        assert response.status == 200, response.body
+    groups = list(StateGroup.objects.values_list("pk", flat=True))
+    by_sql = sorted(entries_of(groups))
+    assert by_sql == sorted(entries_of_orm(groups))
+    assert {row[0] for row in by_sql} == set(groups)
