@@ -238,7 +238,7 @@ def persist_event(
         # Not simply the room's next event: the tips' state may need resolving, which
         # reads the graph from the database, so the event is there first (an outlier
         # until this transaction gives it its position).
-        outlier_row = _insert_row(room, event, ctx, relates_to, rel_type, outlier=True)
+        outlier_row = insert_row(room, event, ctx, outlier=True)
     state_change = None
     if not verdict.backfilled:
         state_change = graph.move_room_tips(
@@ -282,7 +282,7 @@ def persist_event(
             setattr(outlier_row, name, value)
         row = outlier_row
     else:
-        row = _insert_row(room, event, ctx, relates_to, rel_type, **fields)
+        row = insert_row(room, event, ctx, **fields)
     subjects: list[str] = []
     if state_change is not None:
         subjects = state_change.write(position)
@@ -299,15 +299,11 @@ def persist_event(
     return row
 
 
-def _insert_row(
-    room: Room,
-    event: PDUEvent,
-    ctx: SendContext | None,
-    relates_to: str | None,
-    rel_type: str | None,
-    **fields: Any,
+def insert_row(
+    room: Room, event: PDUEvent, ctx: SendContext | None = None, **fields: Any
 ) -> Event:
-    """The event's row and its edges."""
+    """The event's row and its edges; ``fields`` set the rest (position, flags, state)."""
+    relates_to, rel_type = relation_of(event.content)
     row = Event.objects.create(
         event_id=event.event_id,
         room=room,
@@ -325,12 +321,12 @@ def _insert_row(
         txn_id=ctx.txn_id if ctx else None,
         **fields,
     )
-    insert_edges(row, event)
+    _insert_edges(row, event)
     event_cache.remember(event)
     return row
 
 
-def insert_edges(row: Event, event: PDUEvent) -> None:
+def _insert_edges(row: Event, event: PDUEvent) -> None:
     """The event's prev_events and auth_events edges."""
     EventEdge.objects.bulk_create(
         EventEdge(event=row, prev_event_id=prev) for prev in event.prev_event_ids

@@ -57,11 +57,11 @@ from rooms.services.events import (
     Verdict,
     auth_state_for,
     check_size_and_values,
-    insert_edges,
+    insert_row,
     persist_event,
-    relation_of,
 )
 from rooms.state import StateKey, load_state
+from rooms.storage import in_timeline_q
 
 logger = logging.getLogger(__name__)
 
@@ -399,34 +399,21 @@ def _auth_order(events: Mapping[str, PDUEvent]) -> list[PDUEvent]:
 def _insert_outlier(room: Room, event: PDUEvent) -> Event:
     """Store an event known only with its auth chain: authorised against its auth events
     (rejected if it fails), no state, no stream position."""
-    relates_to, rel_type = relation_of(event.content)
     try:
         with transaction.atomic():
-            row = Event.objects.create(
-                event_id=event.event_id,
-                room=room,
+            row = insert_row(
+                room,
+                event,
                 stream_ordering=None,
-                depth=event.depth,
-                type=event.type,
-                state_key=event.state_key,
-                sender=event.sender,
-                origin_server_ts=event.origin_server_ts,
-                pdu=event.pdu,
-                membership=event.membership if event.type == "m.room.member" else None,
-                redacts=event.redacts if event.type == "m.room.redaction" else None,
-                relates_to=relates_to,
-                rel_type=rel_type,
                 outlier=True,
                 rejected_reason=_auth_events_verdict(event),
             )
-            insert_edges(row, event)
     except IntegrityError:
         # Stored meanwhile by another worker.
         stored = _stored(event.event_id)
         if stored is None:
             raise
         return stored
-    event_cache.remember(event)
     return row
 
 
@@ -663,9 +650,7 @@ def _apply_redactions(room: Room, row: Event, event: PDUEvent) -> None:
     of it is marked at once, if the redaction's sender may redact it: the target's sender
     is on the same server, or has the ``redact`` level in the state before the redaction
     (room versions 3 and up check this when the redaction is applied, not in auth)."""
-    shown = Event.objects.filter(
-        room=room, outlier=False, rejected_reason__isnull=True, soft_failed=False
-    )
+    shown = Event.objects.filter(in_timeline_q(), room=room)
     if event.type == "m.room.redaction" and event.redacts:
         target = shown.filter(event_id=event.redacts, redacted_by__isnull=True).first()
         pairs = [(row, target)] if target is not None else []
