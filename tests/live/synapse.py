@@ -95,6 +95,8 @@ class SynapsePeer:
     server_name: str
     data: Path
     process: subprocess.Popen[bytes] | None = None
+    # The certificate of its TLS federation listener, if it has one.
+    federation_cert: Path | None = None
 
     def log(self) -> str:
         path = self.data / "homeserver.log"
@@ -105,7 +107,19 @@ class SynapsePeer:
         return loaded
 
 
-def _configure(peer: SynapsePeer, port: int, extra: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class FederationTls:
+    """A TLS listener for federation: its port (the server is named ``localhost:<port>``)
+    and the PEM certificate and key it presents."""
+
+    port: int
+    cert: Path
+    key: Path
+
+
+def _configure(
+    peer: SynapsePeer, port: int, extra: dict[str, Any], tls: FederationTls | None
+) -> None:
     config = peer.config()
     config["listeners"] = [
         {
@@ -117,6 +131,19 @@ def _configure(peer: SynapsePeer, port: int, extra: dict[str, Any]) -> None:
             "resources": [{"names": ["client", "federation"], "compress": False}],
         }
     ]
+    if tls is not None:
+        config["listeners"].append(
+            {
+                "port": tls.port,
+                "bind_addresses": ["127.0.0.1"],
+                "type": "http",
+                "tls": True,
+                "x_forwarded": False,
+                "resources": [{"names": ["federation"], "compress": False}],
+            }
+        )
+        config["tls_certificate_path"] = str(tls.cert)
+        config["tls_private_key_path"] = str(tls.key)
     config["database"] = {
         "name": "sqlite3",
         "args": {"database": str(peer.data / "homeserver.db")},
@@ -152,12 +179,18 @@ def _configure(peer: SynapsePeer, port: int, extra: dict[str, Any]) -> None:
 
 
 def start_synapse(
-    data: Path, port: int, extra_config: dict[str, Any] | None = None
+    data: Path,
+    port: int,
+    extra_config: dict[str, Any] | None = None,
+    *,
+    federation_tls: FederationTls | None = None,
 ) -> SynapsePeer:
     """A Synapse on http://127.0.0.1:``port`` named ``localhost:<port>``, from fresh data in
-    ``data``, answering /versions."""
+    ``data``, answering /versions. With ``federation_tls`` it also listens for other
+    servers over TLS on that port and is named ``localhost:<that port>``, so other servers
+    find it by the spec's discovery."""
     python = synapse_python()
-    server_name = f"localhost:{port}"
+    server_name = f"localhost:{federation_tls.port if federation_tls else port}"
     data.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
@@ -184,8 +217,13 @@ def start_synapse(
             "filename: homeserver.log", f"filename: {data / 'homeserver.log'}"
         )
     )
-    peer = SynapsePeer(url=f"http://127.0.0.1:{port}", server_name=server_name, data=data)
-    _configure(peer, port, extra_config or {})
+    peer = SynapsePeer(
+        url=f"http://127.0.0.1:{port}",
+        server_name=server_name,
+        data=data,
+        federation_cert=federation_tls.cert if federation_tls else None,
+    )
+    _configure(peer, port, extra_config or {}, federation_tls)
     with open(data / "stdout.log", "wb") as stdout:
         peer.process = subprocess.Popen(
             [str(python), "-m", "synapse.app.homeserver", "--config-path", "homeserver.yaml"],
