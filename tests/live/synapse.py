@@ -144,6 +144,19 @@ def _configure(
         )
         config["tls_certificate_path"] = str(tls.cert)
         config["tls_private_key_path"] = str(tls.key)
+        config.update(
+            {
+                # No backoff from a peer that failed once: a test that stops a server
+                # expects its backlog as soon as it is back.
+                "federation": {
+                    "destination_min_retry_interval": 0,
+                    "destination_retry_multiplier": 2,
+                    "destination_max_retry_interval": 0,
+                },
+                "allow_public_rooms_over_federation": True,
+                "room_list_publication_rules": [{"action": "allow"}],
+            }
+        )
     config["database"] = {
         "name": "sqlite3",
         "args": {"database": str(peer.data / "homeserver.db")},
