@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -47,6 +47,8 @@ class LiveServer:
     server_name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    # The settings it runs with, for a worker of its own (start_worker).
+    environ: dict[str, str] = field(default_factory=dict)
 
     def user_id(self, localpart: str) -> str:
         return f"@{localpart}:{self.server_name}"
@@ -152,6 +154,7 @@ def start_homeserver(
     web_only_for: LiveServer | None = None,
     server_name: str | None = None,
     environ: dict[str, str] | None = None,
+    worker: bool = True,
 ) -> LiveServer:
     """Migrate, then start runhomeserver in its own process group; return once it answers.
 
@@ -159,6 +162,8 @@ def start_homeserver(
     instead, on its database and Redis, under its server name, without migrating.
     ``server_name`` (default ``localhost:<port>``) and ``environ`` (more settings) are for
     servers that others reach some other way than at their port, e.g. through TLS.
+    ``worker=False``: no worker thread; start_worker runs the worker as a process of its
+    own, which a test may kill on its own.
     """
     port = free_port()
     if web_only_for:
@@ -187,6 +192,8 @@ def start_homeserver(
         if migrate.returncode != 0:
             pytest.fail(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
     extra = ["--no-worker", "--bind", f"127.0.0.1:{port}"] if web_only_for else []
+    if not worker and not web_only_for:
+        extra.append("--no-worker")
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [*manage, "runhomeserver", *extra],
@@ -197,7 +204,7 @@ def start_homeserver(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = LiveServer(f"http://127.0.0.1:{port}", server_name, process, log_path)
+    server = LiveServer(f"http://127.0.0.1:{port}", server_name, process, log_path, env)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not _answers(server.url):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -210,6 +217,30 @@ def start_homeserver(
             pytest.fail(f"the homeserver {state}; its log:\n{server.log()}")
         time.sleep(0.25)
     return server
+
+
+def start_worker(server: LiveServer, log_path: Path) -> subprocess.Popen[bytes]:
+    """A Celery worker process for ``server`` (started with ``worker=False``), sending the
+    periodic tasks itself as the embedded worker does, in its own process group."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "celery"),
+                "-A",
+                "config.celery",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "4",
+            ],
+            cwd=PROJECT_ROOT,
+            env={**server.environ, "TRELLIS_EMBEDDED_SCHEDULER": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop_homeserver(server: LiveServer, signum: int = signal.SIGTERM) -> int:

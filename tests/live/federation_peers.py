@@ -58,6 +58,7 @@ def start_federating_trellis(
     cert: tuple[Path, Path],
     trusted: Iterable[Path] = (),
     environ: dict[str, str] | None = None,
+    worker: bool = True,
 ) -> Trellis:
     """Trellis named ``localhost:<federation_port>``, listening there over TLS with
     ``cert``, trusting the PEM certificates ``trusted`` for its outbound requests."""
@@ -72,7 +73,11 @@ def start_federating_trellis(
         **(environ or {}),
     }
     server = start_homeserver(
-        data_dir, backend, server_name=f"localhost:{federation_port}", environ=settings
+        data_dir,
+        backend,
+        server_name=f"localhost:{federation_port}",
+        environ=settings,
+        worker=worker,
     )
     return Trellis(server=server, federation_port=federation_port, cert=cert[0])
 
