@@ -148,12 +148,18 @@ class OutboundPDU(models.Model):
 
 
 class OutboundEDU(models.Model):
-    """An EDU queued for a destination, in queue order (``id``)."""
+    """An EDU queued for a destination, in queue order (``id``).
+
+    A keyed EDU (``key`` not empty: a typing state per room and user, a receipt per room,
+    user and thread) stands for the latest state of what its key names, so queuing
+    another of the same type and key replaces it while it waits (not once in flight).
+    """
 
     id = models.BigAutoField(primary_key=True)
     destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="edus")
     edu_type = models.CharField(max_length=255)
     content = models.JSONField()
+    key = models.CharField(max_length=1024, blank=True, default="")
     txn_id = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:

@@ -7,6 +7,10 @@ what a client was told is sent is stored with it; a run for each destination is 
 commit. The rows are the truth: a lost task, a worker that dies mid-send, a server that is
 down only delay delivery.
 
+A keyed EDU (``enqueue_edus(..., key=...)``: the latest typing state of a typist, the
+latest receipt of a reader) replaces the one of the same type and key still waiting, as
+Synapse's keyed EDUs do, so a destination that is behind gets the latest state once.
+
 A run (``send_pending``) holds the destination's lease, so one transaction at a time is in
 flight per destination. It takes at most 50 PDUs and 100 EDUs in queue order, marks them
 with a new transaction ID (``Destination.txn_id``) and PUTs them; the rows are deleted only
@@ -105,12 +109,34 @@ def enqueue_pdu(pdu: Event, destinations: Iterable[str]) -> list[str]:
 def enqueue_edu(edu_type: str, content: dict[str, Any], destination: str) -> bool:
     """Queue an EDU for ``destination`` in the current transaction, and start sending
     once it commits. False (nothing queued) for this server itself."""
-    targets = _destinations([destination])
-    if not targets:
-        return False
-    OutboundEDU.objects.create(destination=targets[0], edu_type=edu_type, content=content)
-    transaction.on_commit(lambda: kick([destination]))
-    return True
+    return bool(enqueue_edus(edu_type, content, [destination]))
+
+
+def enqueue_edus(
+    edu_type: str, content: dict[str, Any], destinations: Iterable[str], *, key: str = ""
+) -> list[str]:
+    """Queue an EDU for each of ``destinations`` (this server is skipped) in the current
+    transaction, and start sending to them once it commits; the destinations queued for.
+
+    With a ``key``, the EDU replaces any of the same type and key still waiting for a
+    destination (Synapse's keyed EDUs): a server that is slow or backing off gets the
+    latest typing state or receipt once, not every step in between. One that is in
+    flight stays, and goes before the new one."""
+    with transaction.atomic():
+        targets = _destinations(destinations)
+        if not targets:
+            return []
+        if key:
+            OutboundEDU.objects.filter(
+                destination__in=targets, edu_type=edu_type, key=key, txn_id__isnull=True
+            ).delete()
+        OutboundEDU.objects.bulk_create(
+            OutboundEDU(destination=d, edu_type=edu_type, content=content, key=key)
+            for d in targets
+        )
+    names = [d.server_name for d in targets]
+    transaction.on_commit(lambda: kick(names))
+    return names
 
 
 def kick(server_names: Iterable[str]) -> None:

@@ -8,7 +8,9 @@ class RoomsConfig(AppConfig):
     def ready(self) -> None:
         from accounts.signals import profile_changed, user_deactivated
         from config import process_caches
+        from federation.edus import register_edu_handler
         from rooms import federation_out, hooks, signals, state, sync_providers
+        from rooms.federation import edus
         from rooms.services.typing import do_expire_typing
         from sync import hub, providers
 
@@ -19,5 +21,8 @@ class RoomsConfig(AppConfig):
         hub.register_poll_hook(do_expire_typing)
         # Events made here go to the other servers in their rooms.
         hooks.register_event_persisting(federation_out.queue_local_event)
+        # Other servers' typing notifications and receipts (PUT /send).
+        register_edu_handler(edus.TYPING, edus.receive_typing)
+        register_edu_handler(edus.RECEIPT, edus.receive_receipts)
         # rooms.state keeps the state group at each settled stream position.
         process_caches.register(state.forget_cached_positions)

@@ -14,21 +14,47 @@ server's part of a remote user's send_join) call ``queue_event``.
 The destinations are the servers of the room's joined members (Membership rows: the
 current state before the event, which for a kick or a ban still has the target joined),
 plus, for a membership event about a user of another server (an invite, a kick, a ban, a
-rescinded invite), that user's server.
+rescinded invite), that user's server; less any server the room's m.room.server_acl
+denies (Server-Server API, "Server Access Control Lists": a denied server takes no part
+in the room, so nothing of it is sent there; an ACL event itself is judged by the ACL it
+sets, so a server it denies does not get it).
+
+Local users' typing notifications and read receipts go as EDUs to the same servers
+(the current state's, ACL applied): ``queue_typing`` and ``queue_receipt``, called by the
+services in the transaction of the change. Both are keyed (federation.outbound), so a
+server that is slow or backing off gets the latest typing state of each typist and the
+latest receipt of each reader, not every step. Typing is sent when a typist's state
+changes (starts, stops, times out: rooms.services.typing), plus a keep-alive while they
+go on typing, at most every TYPING_KEEPALIVE_MS: receivers forget a remote typist on
+their own after a while (Synapse after 60 s), and a client re-sends PUT /typing every
+20-30 s while its user types, so the next one after the interval carries it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from django.conf import settings
+from django.core.cache import cache
 
 from config import process_caches
 from config.lru import LRU
-from federation.outbound import enqueue_pdu
+from federation.outbound import enqueue_edus, enqueue_pdu
 from protocol.events import Event
 from protocol.identifiers import parse_user_id
+from protocol.server_acl import server_allowed
+from rooms.federation.access import server_acl_in
 from rooms.hooks import Finish, PersistingEvent
 from rooms.models import Membership, Room
 from rooms.state import is_pending
+
+TYPING = "m.typing"
+RECEIPT = "m.receipt"
+# A local typist's keep-alive goes out at most this often (see the module's docstring).
+TYPING_KEEPALIVE_MS = 20_000
 
 
 def server_of(user_id: str) -> str | None:
@@ -79,6 +105,13 @@ def _servers_with_joined_members(room: Room, state_group: int | None) -> frozens
     return servers
 
 
+def allowed_by_acl(servers: Iterable[str], acl_content: Mapping[str, Any] | None) -> set[str]:
+    """The servers an m.room.server_acl of ``acl_content`` lets in (all without one)."""
+    if acl_content is None:
+        return set(servers)
+    return {server for server in servers if server_allowed(acl_content, server)}
+
+
 def destinations_of(room: Room, event: Event, state_group: int | None = None) -> set[str]:
     """The other servers the event goes to (see the module's docstring). ``state_group``:
     the room's current state group, which the Membership rows reflect (when known, the
@@ -89,7 +122,76 @@ def destinations_of(room: Room, event: Event, state_group: int | None = None) ->
         if target:
             servers.add(target)
     servers.discard(settings.SERVER_NAME)
-    return servers
+    if not servers:
+        return servers
+    if event.type == "m.room.server_acl" and event.state_key == "":
+        acl = event.content
+    else:
+        acl = server_acl_in(
+            state_group if state_group is not None else room.current_state_group_id
+        )
+    return allowed_by_acl(servers, acl)
+
+
+def edu_destinations(room: Room) -> set[str]:
+    """The other servers a local user's typing or receipt in ``room`` goes to: those with
+    a joined member now, less those the room's ACL denies."""
+    group = room.current_state_group_id
+    servers = _servers_with_joined_members(room, group)
+    if not servers:
+        return set()
+    return allowed_by_acl(servers, server_acl_in(group))
+
+
+def _is_local(user_id: str) -> bool:
+    return server_of(user_id) == settings.SERVER_NAME
+
+
+def _keepalive_key(edu_key: str) -> str:
+    return "federation-typing-keepalive:" + hashlib.sha256(edu_key.encode()).hexdigest()
+
+
+def queue_typing(room: Room, user_id: str, typing: bool, *, keep_alive: bool = False) -> list[str]:
+    """Queue an m.typing EDU (Server-Server API, "Typing Notifications") about a local
+    user for the other servers in ``room``, in the current transaction: a change of the
+    user's typing state, or with ``keep_alive`` a typist still typing, sent only if the
+    last one went TYPING_KEEPALIVE_MS ago or more. The servers it was queued for."""
+    if not _is_local(user_id):
+        return []
+    servers = edu_destinations(room)
+    if not servers:
+        return []
+    key = json.dumps([room.room_id, user_id])
+    pace = _keepalive_key(key)
+    if keep_alive:
+        if not cache.add(pace, True, TYPING_KEEPALIVE_MS // 1000):
+            return []
+    elif typing:
+        cache.set(pace, True, TYPING_KEEPALIVE_MS // 1000)
+    else:
+        cache.delete(pace)
+    content = {"room_id": room.room_id, "user_id": user_id, "typing": typing}
+    return enqueue_edus(TYPING, content, servers, key=key)
+
+
+def queue_receipt(
+    room: Room, user_id: str, event_id: str, *, ts: int, thread_id: str = ""
+) -> list[str]:
+    """Queue an m.receipt EDU (Server-Server API, "Receipts") with a local user's m.read
+    receipt for the other servers in ``room``, in the current transaction; the servers
+    it was queued for. Private receipts (m.read.private) are never given here: they
+    are their owner's alone."""
+    if not _is_local(user_id):
+        return []
+    servers = edu_destinations(room)
+    if not servers:
+        return []
+    data: dict[str, Any] = {"ts": ts}
+    if thread_id:
+        data["thread_id"] = thread_id
+    content = {room.room_id: {"m.read": {user_id: {"event_ids": [event_id], "data": data}}}}
+    key = json.dumps([room.room_id, user_id, thread_id])
+    return enqueue_edus(RECEIPT, content, servers, key=key)
 
 
 def queue_event(room: Room, event: Event, state_group: int | None = None) -> list[str]:

@@ -42,13 +42,18 @@ def _users_of(server_name: str) -> str:
     return ":" + server_name
 
 
+def server_acl_in(state_group: int | None) -> Mapping[str, Any] | None:
+    """The content of the m.room.server_acl in a state group; None if it has none."""
+    acl_id = load_state(state_group).get(SERVER_ACL_KEY)
+    if acl_id is None:
+        return None
+    acl = event_cache.get_events([acl_id]).get(acl_id)
+    return acl.content if acl is not None else None
+
+
 def is_server_allowed(room: Room, server_name: str) -> bool:
     """The room's current m.room.server_acl lets ``server_name`` in (or there is none)."""
-    acl_id = load_state(room.current_state_group_id).get(SERVER_ACL_KEY)
-    if acl_id is None:
-        return True
-    acl = event_cache.get_events([acl_id]).get(acl_id)
-    return server_allowed(acl.content if acl is not None else None, server_name)
+    return server_allowed(server_acl_in(room.current_state_group_id), server_name)
 
 
 def check_server_allowed(room: Room, server_name: str) -> None:

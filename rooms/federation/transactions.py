@@ -12,15 +12,16 @@ and transaction ID. In order:
    failing these gets {"error": ...} and nothing of it is stored.
 3. The others are queued (federation.models.InboundPdu, with the answer, in one
    transaction) and the answer, {} for each of them, stored: the sender has its
-   acknowledgement once what it sent is durable.
+   acknowledgement once what it sent is durable. The EDUs are applied in that same
+   database transaction, each by its type's handler (federation.edus: typing and
+   receipts here, rooms.federation.edus): they are ephemeral and cheap, so they take
+   effect before the answer, and exactly once, as the answer is stored with them.
 4. A worker takes each room's queue in arrival order, one worker per room at a time (a
    lease on the room, rooms.tasks.process_inbound_pdus), and runs each PDU through
    rooms.services.incoming.receive_pdu with the origin as the source of what it is
    missing (federation.event_source). A worker that dies mid-way loses its lease when
    it expires, and the periodic rooms.tasks.resume_inbound_pdus picks the queue up
    again; every step of the pipeline is safe to run twice.
-
-EDUs are stored with the transaction, not processed here.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from accounts.clock import now_ms
+from federation.edus import receive_edus
 from federation.event_source import FederationEventSource
 from federation.models import InboundPdu, InboundRoomLease, InboundTransaction
 from protocol.errors import MatrixError, bad_json
@@ -120,6 +122,7 @@ def do_receive_transaction(origin: str, txn_id: str, body: Mapping[str, Any]) ->
             )
             for item in accepted
         )
+        receive_edus(origin, stored.body.get("edus", []))
         InboundTransaction.objects.filter(pk=stored.pk).update(response=response)
     _hand_to_workers({item.room_id for item in accepted})
     return response

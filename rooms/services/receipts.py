@@ -5,6 +5,12 @@ in place. Like Synapse, a receipt for an event older (in stream order) than the 
 already points at is ignored, so a receipt only moves forwards; the same holds for the
 fully read marker, kept as ``m.fully_read`` room account data.
 
+Other servers: a local user's m.read receipt that moved is queued as an m.receipt EDU
+for the other servers in the room, in the same transaction
+(rooms.federation_out.queue_receipt); m.read.private receipts never leave this server.
+Remote users' receipts come from their servers' EDUs (rooms.federation.edus) through
+:func:`do_receive_remote_receipt`, into the same table and stream, and are not sent on.
+
 Locks: ``do_send_receipt`` takes the ``receipts`` stream position first (the stream row
 lock serialises receipt writers), then reads and moves the row; an ignored receipt
 rolls the position back.
@@ -18,6 +24,7 @@ from accounts.clock import now_ms
 from accounts.models import AccountData, User
 from accounts.services.account_data import write_account_data
 from protocol.errors import MatrixError
+from rooms import federation_out
 from rooms.models import Event, Receipt, Room
 from rooms.relations import MAIN_THREAD, thread_root
 from streams import notifier
@@ -65,24 +72,64 @@ def check_thread_id(receipt_type: str, thread_id: object, event: Event) -> str:
 def do_send_receipt(
     room: Room, user_id: str, receipt_type: str, event: Event, thread_id: str = ""
 ) -> bool:
-    """Move ``user_id``'s receipt of ``receipt_type`` (m.read or m.read.private) in
-    ``thread_id`` to ``event``; False if it already points at a later event."""
-    event_order = event.stream_ordering or 0
+    """Move the local user ``user_id``'s receipt of ``receipt_type`` (m.read or
+    m.read.private) in ``thread_id`` to ``event``, and send an m.read one to the other
+    servers in the room; False if it already points at a later event."""
+    ts = now_ms()
+    with transaction.atomic():
+        moved = _move_receipt(
+            room, user_id, receipt_type, event.event_id, event.stream_ordering or 0, thread_id, ts
+        )
+        if moved and receipt_type == READ:
+            federation_out.queue_receipt(room, user_id, event.event_id, ts=ts, thread_id=thread_id)
+    return moved
+
+
+def do_receive_remote_receipt(
+    room: Room, user_id: str, event_id: str, event_order: int | None, thread_id: str, ts: int
+) -> bool:
+    """A remote user's m.read receipt, as their server sent it (rooms.federation.edus has
+    checked the user is of that server and joined): moved like a local one, except that
+    an event not (yet) stored here (``event_order`` None: most often one in the same
+    transaction, still queued for its room's worker) is taken as Synapse takes it, as
+    the newest; False if the receipt already points at a later event."""
+    return _move_receipt(room, user_id, READ, event_id, event_order, thread_id, ts)
+
+
+def _move_receipt(
+    room: Room,
+    user_id: str,
+    receipt_type: str,
+    event_id: str,
+    event_order: int | None,
+    thread_id: str,
+    ts: int,
+) -> bool:
     with transaction.atomic():
         position = streams.next_position(streams.RECEIPTS)
         row = Receipt.objects.filter(
             room=room, user_id=user_id, receipt_type=receipt_type, thread_id=thread_id
         ).first()
-        if row is not None and row.event_stream_ordering >= event_order:
+        if row is not None and not row.event_stream_ordering:
+            # A remote receipt taken for an event not stored then: where is it now?
+            row.event_stream_ordering = (
+                Event.objects.filter(room=room, event_id=row.event_id)
+                .values_list("stream_ordering", flat=True)
+                .first()
+            ) or 0
+        if row is not None and (
+            row.event_id == event_id
+            or (event_order is not None and row.event_stream_ordering >= event_order)
+        ):
             transaction.set_rollback(True)
             return False
         if row is None:
             row = Receipt(
                 room=room, user_id=user_id, receipt_type=receipt_type, thread_id=thread_id
             )
-        row.event_id = event.event_id
-        row.event_stream_ordering = event_order
-        row.ts = now_ms()
+        row.event_id = event_id
+        row.event_stream_ordering = event_order or 0
+        row.ts = ts
         row.stream_id = position
         row.save()
         room_id = room.room_id
