@@ -11,7 +11,11 @@ empty list means the room is sound. The rules:
   history is never a forward extremity);
 - the current state, both the CurrentState rows and the map of
   ``Room.current_state_group``, is the resolution of the extremities' states;
-- the Membership rows are the ``m.room.member`` entries of the current state.
+- the Membership rows are the ``m.room.member`` entries of the current state, except a
+  row that points at an out-of-band membership of its user (rooms.storage: an invite
+  received over federation, a knock through another server, their rejection or
+  rescinding; the room's graph and state need not be here at all, and the auth events
+  such an event cites need not be stored).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from rooms.graph_store import resolve_groups
 from rooms.models import CurrentState, Event, EventAuthEdge, EventEdge, ForwardExtremity, Room
 from rooms.state import load_state
+from rooms.storage import out_of_band_q
 
 # Events read at a time when comparing auth edges with the PDUs.
 _BATCH = 500
@@ -43,6 +48,7 @@ def check_auth_events(room: Room) -> list[str]:
     stored = Event.objects.filter(room=room)
     missing = (
         EventAuthEdge.objects.filter(event__room=room)
+        .exclude(event__outlier=True, event__stream_ordering__isnull=False)
         .exclude(auth_event_id__in=stored.values("event_id"))
         .values_list("event__event_id", "auth_event_id")
         .order_by("event__event_id", "auth_event_id")
@@ -50,7 +56,7 @@ def check_auth_events(room: Room) -> list[str]:
     for event_id, auth_event_id in missing:
         problems.append(f"event {event_id}: auth event {auth_event_id} is not stored")
     room_version = KNOWN_ROOM_VERSIONS[room.room_version]
-    if room_version.room_id_is_create_event_hash:
+    if room_version.room_id_is_create_event_hash and _has_graph(room):
         create_event_id = "$" + room.room_id[1:]
         if not stored.filter(event_id=create_event_id).exists():
             problems.append(f"the create event {create_event_id} the room ID names is not stored")
@@ -79,6 +85,12 @@ def check_auth_events(room: Room) -> list[str]:
         for event_id in unauthorised:
             problems.append(f"event {event_id} cites no auth events")
     return problems
+
+
+def _has_graph(room: Room) -> bool:
+    """Some of the room's graph is stored here: an event that is not an out-of-band
+    membership."""
+    return Event.objects.filter(room=room).exclude(out_of_band_q()).exists()
 
 
 def expected_forward_extremities(room: Room) -> set[str]:
@@ -141,7 +153,7 @@ def check_forward_extremities(room: Room) -> list[str]:
         # (Those not stored, outliers, rejected or soft-failed are reported above.)
         if rows.get(event_id) == (False, None, False):
             problems.append(f"forward extremity {event_id} is cited as a prev event")
-    if not recorded and Event.objects.filter(room=room).exists():
+    if not recorded and _has_graph(room):
         problems.append("the room has events but no forward extremities")
     return problems
 
@@ -207,7 +219,22 @@ def check_memberships(room: Room) -> list[str]:
             "user_id", "membership", "event_id"
         )
     }
+    out_of_band = {
+        event_id: (state_key, membership)
+        for event_id, state_key, membership in Event.objects.filter(
+            out_of_band_q(), room=room, event_id__in=[e for _, e in rows.values()]
+        ).values_list("event_id", "state_key", "membership")
+    }
     for user_id in sorted(members.keys() | rows.keys()):
+        row = rows.get(user_id)
+        if row is not None and row[1] in out_of_band:
+            state_key, membership = out_of_band[row[1]]
+            if (state_key, membership or "leave") != (user_id, row[0]):
+                problems.append(
+                    f"membership of {user_id}: the row says {row[0]} ({row[1]}), "
+                    f"that out-of-band event is the {membership} of {state_key}"
+                )
+            continue
         event_id = members.get(user_id)
         if event_id is None:
             problems.append(f"membership of {user_id}: a row, but no member event in the state")

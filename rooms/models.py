@@ -231,6 +231,28 @@ class Membership(FastLoadModel):
         return f"{self.user_id} {self.membership} {self.room_id}"
 
 
+class OutOfBandMembership(models.Model):
+    """A local user's membership in a room this server is not in: an invite received over
+    federation (PUT /invite), its rejection, a knock sent through another server, its
+    rescinding. The event is stored as an outlier with a stream position (rooms.storage,
+    "out-of-band memberships") and the user's ``Membership`` row points at it; this row
+    keeps what the other server told about the room, which the room's state here cannot.
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    event_id = models.CharField(max_length=255, unique=True)
+    user_id = models.CharField(max_length=255)
+    # The invite_room_state / knock_room_state the other server gave, as stripped state
+    # events (type, state_key, sender, content): /sync's invite_state and knock_state.
+    stripped_state = models.JSONField(default=list)
+    # Servers in the room, in the order they are asked to make_leave (rejecting an
+    # invite, rescinding a knock): the inviter's, those the knock went through, ...
+    servers = models.JSONField(default=list)
+
+    def __str__(self) -> str:
+        return f"{self.user_id} out of band in {self.room_id}"
+
+
 class RoomAlias(models.Model):
     alias = models.CharField(max_length=255, unique=True)
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="aliases")

@@ -93,6 +93,18 @@ def _client_event(
     return event
 
 
+# Stripped state given with invites and knocks (Client-Server API, "Stripped state").
+STRIPPED_STATE_TYPES = (
+    "m.room.create",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.topic",
+    "m.room.join_rules",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+)
+
+
 def stripped_state(rows: Iterable[Event]) -> list[dict[str, Any]]:
     """Stripped state events (for invites and knocks): type, state_key, sender, content."""
     return [

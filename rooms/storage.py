@@ -33,7 +33,7 @@ from django.db.models.expressions import RawSQL
 from accounts.models import AccountData
 from accounts.services.account_data import IGNORED_USER_LIST
 from config.model_loading import load_rows, select_columns, table_name
-from rooms.models import Event, Membership, Room
+from rooms.models import Event, Membership, OutOfBandMembership, Room
 
 # Relationship types whose children are bundled with their parent (rooms.relations).
 BUNDLED_REL_TYPES = ("m.replace", "m.reference", "m.thread")
@@ -74,6 +74,25 @@ def in_timeline(row: Event) -> bool:
         and row.rejected_reason is None
         and not row.soft_failed
     )
+
+
+# --- Out-of-band memberships --------------------------------------------------------
+#
+# A local user's membership in a room this server is not in (an invite received over
+# federation, its rejection, a knock sent through another server, its rescinding;
+# rooms.services.out_of_band): an outlier, known without the room's state and never in
+# its timeline, that has a stream position all the same, so /sync sees it. No other
+# outlier has one.
+
+
+def out_of_band_q() -> Q:
+    """The condition, for a query on Event."""
+    return Q(outlier=True, stream_ordering__isnull=False)
+
+
+def is_out_of_band(row: Event) -> bool:
+    """The condition, on a row at hand."""
+    return row.outlier and row.stream_ordering is not None
 
 
 def timeline_events(room: Room | None = None) -> QuerySet[Event]:
@@ -456,6 +475,19 @@ def events_by_id(event_ids: Iterable[str], *, with_room: bool = False) -> dict[s
     if with_room:
         query = query.select_related("room")
     return {row.event_id: row for row in query}
+
+
+def out_of_band_stripped_state(event_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """The stripped state kept with each out-of-band membership among ``event_ids`` (what
+    the inviting server or the knocked-on one sent), by event ID."""
+    wanted = list(event_ids)
+    if not wanted:
+        return {}
+    return dict(
+        OutOfBandMembership.objects.filter(event_id__in=wanted).values_list(
+            "event_id", "stripped_state"
+        )
+    )
 
 
 def rooms_with_events_between(room_pks: Sequence[int], after: int, upto: int) -> set[int]:

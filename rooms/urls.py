@@ -1,6 +1,7 @@
 from django.urls import re_path
 
 from rooms.api import directory, ephemeral, moderation, relations, rooms, spaces
+from rooms.federation import invite_knock_views as handshakes
 from rooms.federation import views as federation
 
 C = r"^_matrix/client/(?:r0|v3)/"
@@ -78,4 +79,14 @@ urlpatterns += [
     re_path(F + r"query/directory$", federation.QueryDirectoryView.as_view()),
     re_path(F + r"query/profile$", federation.QueryProfileView.as_view()),
     re_path(F + r"send/(?P<txn_id>[^/]+)$", federation.SendTransactionView.as_view()),
+]
+
+# Invites and knocks from other servers (rooms.federation.invites, rooms.federation.knocks).
+F2 = r"^_matrix/federation/v2/"
+FE = FR + r"/(?P<event_id>[^/]+)$"
+urlpatterns += [
+    re_path(F2 + r"invite/" + FE, handshakes.InviteV2View.as_view()),
+    re_path(F + r"invite/" + FE, handshakes.InviteV1View.as_view()),
+    re_path(F + r"make_knock/" + FR + r"/(?P<user_id>[^/]+)$", handshakes.MakeKnockView.as_view()),
+    re_path(F + r"send_knock/" + FE, handshakes.SendKnockView.as_view()),
 ]

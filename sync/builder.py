@@ -25,7 +25,7 @@ from protocol.room_names import ROOM_NAMING_STATE, names_room
 from push.selectors import unread_counts
 from rooms import recent, relations, selectors, storage
 from rooms.models import Event, Membership, Receipt, Room
-from rooms.serialize import client_events, stripped_state
+from rooms.serialize import STRIPPED_STATE_TYPES, client_events, stripped_state
 from rooms.state import StateKey, load_state, rooms_resolved_between, state_group_at_position
 from rooms.sync_providers import RECEIPT, wants_ephemeral
 from sync import lazy_members, providers
@@ -34,16 +34,6 @@ from sync.tokens import SyncToken
 DEFAULT_TIMELINE_LIMIT = 10
 MAX_TIMELINE_LIMIT = 500
 MEMBER = "m.room.member"
-# Stripped state given with invites and knocks (Client-Server API, "Stripped state").
-STRIPPED_STATE_TYPES = (
-    "m.room.create",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.topic",
-    "m.room.join_rules",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-)
 
 
 @dataclass
@@ -391,6 +381,14 @@ class SyncBuilder:
         """A room the user left or was banned from: history up to the membership change."""
         since = self.request.since
         room = row.room
+        leave = storage.events_by_id([row.event_id]).get(row.event_id)
+        if leave is not None and storage.is_out_of_band(leave):
+            # A rejected remote invite, a rescinded knock: none of the room's history is
+            # here, and the leave, which is not in a timeline, is the one event to give
+            # (as Synapse does).
+            plan = RoomPlan(room, "leave", timeline=[leave], membership_row=row)
+            plan.prev_batch = f"s{row.stream_ordering - 1}"
+            return plan
         lower = since.events if since is not None else None
         timeline, limited = self._timeline(room, row.stream_ordering, lower)
         plan = RoomPlan(room, "leave", timeline=timeline, limited=limited, membership_row=row)
@@ -759,10 +757,18 @@ class SyncBuilder:
         """
         member_ids = [p.membership_row.event_id for p in plans if p.membership_row is not None]
         members = storage.events_by_id(member_ids)
+        # An invite or knock of a room this server is not in: the stripped state the
+        # other server sent is all there is.
+        out_of_band = storage.out_of_band_stripped_state(
+            e for e, member in members.items() if storage.is_out_of_band(member)
+        )
         wanted: dict[str, list[str]] = {}
         for plan in plans:
             row = plan.membership_row
             member = members.get(row.event_id) if row is not None else None
+            if member is not None and member.event_id in out_of_band:
+                wanted[plan.room.room_id] = []
+                continue
             state = load_state(member.state_group_id if member is not None else None)
             wanted[plan.room.room_id] = [
                 state[(t, "")] for t in STRIPPED_STATE_TYPES if (t, "") in state
@@ -776,8 +782,13 @@ class SyncBuilder:
             row = plan.membership_row
             if row is not None and row.event_id in members:
                 rows.append(members[row.event_id])
+            events = stripped_state(rows)
+            if row is not None and row.event_id in out_of_band:
+                own = (MEMBER, self.request.user_id)
+                given = out_of_band[row.event_id]
+                events = [e for e in given if (e.get("type"), e.get("state_key")) != own] + events
             key = "invite_state" if plan.section == "invite" else "knock_state"
-            sections[room_id] = {key: {"events": stripped_state(rows)}}
+            sections[room_id] = {key: {"events": events}}
         return sections
 
     def _add_hero_members(

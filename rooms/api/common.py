@@ -10,6 +10,7 @@ from protocol.identifiers import parse_room_alias
 from protocol.identifiers import require_room_id as check_room_id
 from rooms.models import RoomAlias
 from rooms.services.events import SendContext
+from rooms.services.out_of_band import query_remote_alias
 
 
 def send_context(request: Request, txn_id: str | None = None) -> SendContext:
@@ -33,3 +34,16 @@ def resolve_room_id_or_alias(value: str) -> str:
             raise MatrixError("M_NOT_FOUND", f"Room alias not found{where}")
         return row.room.room_id
     raise MatrixError("M_INVALID_PARAM", "Expected a room ID or a room alias")
+
+
+def resolve_room_and_servers(value: str) -> tuple[str, list[str]]:
+    """A room ID as is, or the room an alias points at, with servers in the room: a local
+    alias from this server's directory, another server's asked of that server."""
+    if value.startswith("#"):
+        try:
+            alias = parse_room_alias(value)
+        except ValueError:
+            raise MatrixError("M_INVALID_PARAM", "Invalid room alias") from None
+        if alias.domain != settings.SERVER_NAME:
+            return query_remote_alias(str(alias))
+    return resolve_room_id_or_alias(value), []

@@ -13,9 +13,14 @@ from config.matrix_api import Body, MatrixView, ok, parse_json
 from protocol.errors import MatrixError, invalid_param, not_found
 from protocol.identifiers import check_bounded, is_valid_user_id, parse_room_alias
 from rooms import history, relations, selectors
-from rooms.api.common import check_room_id, resolve_room_id_or_alias, send_context
+from rooms.api.common import (
+    check_room_id,
+    resolve_room_and_servers,
+    resolve_room_id_or_alias,
+    send_context,
+)
 from rooms.serialize import client_events
-from rooms.services import aliases, creation, membership, redaction
+from rooms.services import aliases, creation, membership, redaction, remote_invites
 from rooms.services.events import content_size_ok, do_send_event
 
 PRESET_NAMES = tuple(creation.PRESETS)
@@ -122,10 +127,21 @@ class RoomJoinView(JoinView):
         return super().post(request, check_room_id(room_id))
 
 
-class KnockView(JoinView):
-    """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
+class KnockView(MatrixView):
+    requires_auth = True
 
-    membership_value = membership.KNOCK
+    def post(self, request: Request, room_id_or_alias: str) -> Response:
+        """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
+        body = self.body(request, allow_empty=True)
+        room_id, servers = resolve_room_and_servers(room_id_or_alias)
+        # ``server_name`` is the deprecated name of ``via``.
+        servers = [
+            *request.query_params.getlist("via"),
+            *request.query_params.getlist("server_name"),
+            *servers,
+        ]
+        membership.do_knock(room_id, send_context(request), servers=servers, reason=_reason(body))
+        return ok({"room_id": room_id})
 
 
 class LeaveView(MatrixView):
@@ -237,7 +253,12 @@ class StateView(MatrixView):
         content_size_ok(body.data)
         aliases.check_canonical_alias_event(room_id, event_type, state_key, body.data)
         membership.check_member_event(event_type, state_key, body.data)
-        event = do_send_event(room_id, send_context(request), event_type, body.data, state_key)
+        if membership.is_remote_invite(event_type, state_key, body.data):
+            event = remote_invites.do_invite_remote_user(
+                room_id, send_context(request), state_key, body.data
+            )
+        else:
+            event = do_send_event(room_id, send_context(request), event_type, body.data, state_key)
         return ok({"event_id": event.event_id})
 
 

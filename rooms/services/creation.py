@@ -16,6 +16,7 @@ room, as on every server.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from protocol.hashing import generate_opaque_room_id
 from protocol.identifiers import is_valid_user_id
 from protocol.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, RoomVersion
 from rooms.models import Room, RoomAlias
+from rooms.services import remote_invites
 from rooms.services.events import (
     SendContext,
     build_event,
@@ -34,7 +36,9 @@ from rooms.services.events import (
     persist_event,
     send_in_locked_room,
 )
-from rooms.services.membership import INVITE, JOIN, profile_content
+from rooms.services.membership import INVITE, JOIN, is_local_user, profile_content
+
+logger = logging.getLogger(__name__)
 
 PRESETS: dict[str, dict[str, str]] = {
     # preset: join_rule, history_visibility, guest_access (createRoom's preset table)
@@ -156,10 +160,27 @@ def do_create_room(spec: RoomSpec) -> Room:
     then each further invite in its own (see the module docstring)."""
     check_invites(spec.invite)
     invitees = list(dict.fromkeys(spec.invite))
-    room = _create_with_initial_state(spec, invitees[:1])
-    for invitee in invitees[1:]:
+    local = [invitee for invitee in invitees if is_local_user(invitee)]
+    room = _create_with_initial_state(spec, local[:1])
+    for invitee in local[1:]:
         _send_invite(room.room_id, spec, invitee)
+    for invitee in invitees:
+        if not is_local_user(invitee):
+            _send_remote_invite(room.room_id, spec, invitee)
     return room
+
+
+def _send_remote_invite(room_id: str, spec: RoomSpec, invitee: str) -> None:
+    """An invite of a user of another server, countersigned by it (no transaction of
+    ours is held while it is asked). The room exists by now: a refusal or an unreachable
+    server is logged, not the client's error; the client may invite again."""
+    _, content, _ = _invite(spec, invitee)
+    try:
+        remote_invites.do_invite_remote_user(
+            room_id, SendContext(sender=spec.creator), invitee, content
+        )
+    except MatrixError as exc:
+        logger.warning("createRoom %s: invite of %s failed: %s", room_id, invitee, exc)
 
 
 def _send_invite(room_id: str, spec: RoomSpec, invitee: str) -> None:

@@ -345,6 +345,16 @@ def auth_state_for(
     return {key: events[event_id] for key, event_id in wanted.items() if event_id in events}
 
 
+@dataclass(frozen=True)
+class PreparedEvent:
+    """An event built and authorised on the room's state, not persisted yet: the state
+    group before it, and the forward extremities read when it was built."""
+
+    event: PDUEvent
+    state_before: int | None
+    extremity_ids: list[str]
+
+
 def send_in_locked_room(
     room: Room,
     ctx: SendContext,
@@ -355,6 +365,28 @@ def send_in_locked_room(
     extra: dict[str, Any] | None = None,
 ) -> Event:
     """Build, authorise and persist an event; the caller holds the room lock."""
+    prepared = prepare_in_locked_room(room, ctx, event_type, content, state_key, extra=extra)
+    return persist_event(
+        room,
+        prepared.event,
+        state_before=prepared.state_before,
+        ctx=ctx,
+        extremities_before=prepared.extremity_ids,
+    )
+
+
+def prepare_in_locked_room(
+    room: Room,
+    ctx: SendContext,
+    event_type: str,
+    content: dict[str, Any],
+    state_key: str | None = None,
+    *,
+    extra: dict[str, Any] | None = None,
+) -> PreparedEvent:
+    """Build and authorise an event on the room's tips; the caller holds the room lock.
+    (An invite of a user of another server is countersigned by that server before it is
+    persisted: rooms.services.remote_invites.)"""
     room_version = room_version_of(room)
     state = load_state(room.current_state_group_id)
     keys = auth_rules.auth_types_for_event(
@@ -397,13 +429,7 @@ def send_in_locked_room(
         auth_rules.check_auth_rules(room_version, event, auth_state)
     except auth_rules.AuthError as exc:
         raise MatrixError("M_FORBIDDEN", exc.reason) from None
-    return persist_event(
-        room,
-        event,
-        state_before=state_before,
-        ctx=ctx,
-        extremities_before=extremity_ids,
-    )
+    return PreparedEvent(event, state_before, extremity_ids)
 
 
 def do_send_event(

@@ -215,12 +215,14 @@ def receive_joined_room(
 # --- 1. format, signatures, hashes ------------------------------------------------------
 
 
-def checked_event(pdu: Mapping[str, Any]) -> PDUEvent:
+def checked_event(pdu: Mapping[str, Any], room_version: RoomVersion | None = None) -> PDUEvent:
     """The PDU as an event of its room's version, if its format, size, signatures and
-    hashes pass (redacted when only the content hash does not)."""
+    hashes pass (redacted when only the content hash does not). ``room_version``: the
+    version another server says the room has, for a room not known here (an invite)."""
     if not isinstance(pdu, Mapping):
         raise InvalidPDU("a PDU must be an object")
-    room_version = _room_version_for(pdu)
+    if room_version is None:
+        room_version = _room_version_for(pdu)
     pdu = {key: value for key, value in pdu.items() if key != "unsigned"}
     _check_format(pdu, room_version)
     event = PDUEvent(pdu, room_version)

@@ -13,6 +13,7 @@ from protocol.errors import MatrixError
 from protocol.identifiers import is_valid_user_id, parse_user_id
 from rooms import event_cache
 from rooms.models import Event, Membership, Room
+from rooms.services import out_of_band, remote_invites
 from rooms.services.events import (
     SendContext,
     auth_state_for,
@@ -108,8 +109,15 @@ def do_update_membership(
 ) -> Event:
     """Send the m.room.member event for ``target`` in a room hosted here.
 
-    The auth rules decide whether the change is allowed (M_FORBIDDEN otherwise).
+    The auth rules decide whether the change is allowed (M_FORBIDDEN otherwise). An
+    invite of a user of another server is countersigned by their server first
+    (rooms.services.remote_invites); a user leaving a room whose membership is out of
+    band (a remote invite, a knock through another server) leaves through a server in
+    the room (rooms.services.out_of_band).
     """
+    out_of_band_leave = membership == LEAVE and target == ctx.sender
+    if out_of_band_leave and out_of_band.current_out_of_band(room_id, target) is not None:
+        return out_of_band.do_remote_leave(room_id, target, reason=reason)
     content: dict[str, Any] = {"membership": membership}
     if membership in (JOIN, INVITE) and is_local_user(target):
         content.update(profile_content(target))
@@ -117,6 +125,8 @@ def do_update_membership(
         content.update(extra_content)
     if reason is not None:
         content["reason"] = reason
+    if membership == INVITE and not is_local_user(target):
+        return remote_invites.do_invite_remote_user(room_id, ctx, target, content)
     with transaction.atomic():
         room = lock_room(room_id)
         if membership == JOIN and room_version_of(room).restricted_join_rule:
@@ -195,3 +205,26 @@ def do_refresh_member_profiles(user_id: str) -> int:
             )
             changed += 1
     return changed
+
+
+def is_remote_invite(event_type: str, state_key: str | None, content: dict[str, Any]) -> bool:
+    """An m.room.member state event inviting a user of another server (PUT /state), which
+    takes that server's countersignature (rooms.services.remote_invites)."""
+    return (
+        event_type == "m.room.member"
+        and state_key is not None
+        and content.get("membership") == INVITE
+        and is_valid_user_id(state_key)
+        and not is_local_user(state_key)
+    )
+
+
+def do_knock(
+    room_id: str, ctx: SendContext, *, servers: list[str], reason: str | None = None
+) -> Event:
+    """Knock on a room: sent here if this server is in the room, else through one of
+    ``servers`` (or the room ID's server) that is (rooms.services.out_of_band)."""
+    room = Room.objects.filter(room_id=room_id).first()
+    if out_of_band.is_resident(room):
+        return do_update_membership(room_id, ctx, ctx.sender, KNOCK, reason=reason)
+    return out_of_band.do_remote_knock(room_id, ctx.sender, servers, reason=reason)

@@ -21,9 +21,10 @@ from tests.conftest import MatrixTestClient, Persona
 from tests.federation.helpers import CAROL, network
 from tests.federation.inbox import DAVE, Inbox, inbox
 from tests.graph.remote import RemoteServer
+from tests.rooms.federation_peers import Peers, peers
 from tests.rooms.helpers import create_room, join, room_path, send
 
-__all__ = ["inbox", "network"]
+__all__ = ["inbox", "network", "peers"]
 
 
 def remote_join(room_id: str, server: RemoteServer, user_id: str) -> str:
@@ -96,9 +97,12 @@ def test_a_local_event_is_queued_for_the_servers_of_joined_members(
     assert row.room_id == room_id
 
 
-def test_an_invite_goes_to_the_invitees_server_too(api: MatrixTestClient, alice: Persona) -> None:
+def test_an_invite_goes_to_the_invitees_server_too(
+    api: MatrixTestClient, alice: Persona, peers: Peers
+) -> None:
     room_id = room_with_carol(api, alice)
     dan = f"@dan:{DAVE}"
+    peers.add(RemoteServer(DAVE))
 
     response = api.post(room_path(room_id, "invite"), {"user_id": dan}, token=alice.access_token)
 

@@ -9,6 +9,9 @@ import pytest
 from django.conf import settings
 
 from tests.conftest import MatrixTestClient, Persona, Response
+from tests.federation.helpers import network
+from tests.graph.remote import RemoteServer
+from tests.rooms.federation_peers import Peers, peers
 from tests.rooms.helpers import (
     create_room,
     invite,
@@ -21,6 +24,8 @@ from tests.rooms.helpers import (
     set_state,
     state_map,
 )
+
+__all__ = ["network", "peers"]
 
 
 def membership_of(api: MatrixTestClient, viewer: Persona, room: str, user: Persona) -> str | None:
@@ -859,10 +864,11 @@ def test_create_room_refuses_an_initial_member_event_for_a_non_user(
 
 
 def test_a_member_event_for_a_remote_user_id_is_still_accepted(
-    api: MatrixTestClient, alice: Persona
+    api: MatrixTestClient, alice: Persona, peers: Peers
 ) -> None:
     """Only the shape is checked: an invite of a well-formed user ID on another server
-    is up to the auth rules, as before."""
+    is up to the auth rules, as before (once that server has countersigned it)."""
+    peers.add(RemoteServer("elsewhere.example"))
     room = create_room(api, alice)
     remote = "@carol:elsewhere.example"
     set_state(api, alice, room, "m.room.member", {"membership": "invite"}, remote)
