@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -12,7 +13,7 @@ from config.matrix_api import Body, MatrixView, ok
 from protocol.errors import MatrixError, bad_json, invalid_param
 from rooms.api.common import check_room_id
 from rooms.federation import remote
-from rooms.services import aliases, directory
+from rooms.services import aliases, directory, remote_directory
 
 
 def is_server_admin(user: Any) -> bool:
@@ -22,7 +23,10 @@ def is_server_admin(user: Any) -> bool:
 class RoomAliasView(MatrixView):
     def get(self, request: Request, room_alias: str) -> Response:
         """GET /_matrix/client/v3/directory/room/{roomAlias}"""
-        room_id, servers = aliases.resolve_alias(room_alias)
+        if aliases.parse_alias(room_alias).domain != settings.SERVER_NAME:
+            room_id, servers = remote_directory.query_remote_alias(room_alias)
+        else:
+            room_id, servers = aliases.resolve_alias(room_alias)
         return ok({"room_id": room_id, "servers": servers})
 
     def put(self, request: Request, room_alias: str) -> Response:

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from django.conf import settings
@@ -284,4 +284,75 @@ def test_our_own_name_stays_local(
     response = api.post(f"publicRooms?server={settings.SERVER_NAME}", {}, token=alice.access_token)
 
     assert ids(response.body) == [room]
+    assert network.sent == []
+
+
+# --- Client: GET /directory/room/{roomAlias} of another server -------------------------
+
+CAROL_ALIAS = f"#lobby:{CAROL}"
+
+
+def alias_path(alias: str) -> str:
+    return "directory/room/" + quote(alias, safe="")
+
+
+def test_an_alias_of_another_server_is_asked_of_it(
+    api: MatrixTestClient, carol: FakeServer, network: FakeNetwork
+) -> None:
+    query = f"{F}/query/directory?room_alias={quote(CAROL_ALIAS, safe='')}"
+    carol.routes[query] = json_response(
+        {"room_id": "!lobby:carol.example", "servers": [CAROL, "not a server", 5, "x.example"]}
+    )
+
+    response = api.get(alias_path(CAROL_ALIAS))
+
+    assert response.status == 200, response.body
+    assert response.body == {"room_id": "!lobby:carol.example", "servers": [CAROL, "x.example"]}
+    assert [r.path for r in network.sent if r.path.startswith(F)] == [query]
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "errcode"),
+    [
+        (json_response({"errcode": "M_NOT_FOUND", "error": "no"}, 404), 404, "M_NOT_FOUND"),
+        (json_response({"errcode": "M_FORBIDDEN", "error": "no"}, 403), 502, "M_UNKNOWN"),
+        (json_response({"errcode": "M_UNKNOWN", "error": "boom"}, 500), 502, "M_UNKNOWN"),
+        (json_response({"room_id": "lobby", "servers": []}), 502, "M_UNKNOWN"),
+        (json_response({"room_id": "!lobby:carol.example", "servers": "x"}), 502, "M_UNKNOWN"),
+        (json_response([1]), 502, "M_UNKNOWN"),
+    ],
+)
+def test_remote_alias_failures_are_mapped(
+    api: MatrixTestClient,
+    carol: FakeServer,
+    network: FakeNetwork,
+    answer: Any,
+    status: int,
+    errcode: str,
+) -> None:
+    carol.handler = lambda method, path, body: answer if path.startswith(F) else None
+
+    response = api.get(alias_path(CAROL_ALIAS))
+
+    assert (response.status, response.errcode) == (status, errcode)
+
+
+def test_an_alias_of_a_server_that_cannot_be_reached_is_a_bad_gateway(
+    api: MatrixTestClient, network: FakeNetwork
+) -> None:
+    response = api.get(alias_path("#lobby:nowhere.example:8448"))
+
+    assert (response.status, response.errcode) == (502, "M_UNKNOWN")
+
+
+def test_local_aliases_stay_local(
+    api: MatrixTestClient, alice: Persona, network: FakeNetwork
+) -> None:
+    room = create_room(api, alice, room_alias_name="here")
+
+    response = api.get(alias_path(f"#here:{settings.SERVER_NAME}"))
+    missing = api.get(alias_path(f"#nowhere:{settings.SERVER_NAME}"))
+
+    assert response.body["room_id"] == room
+    assert (missing.status, missing.errcode) == (404, "M_NOT_FOUND")
     assert network.sent == []
