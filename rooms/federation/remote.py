@@ -9,9 +9,14 @@ left out, and a server that cannot be reached or answers with an error is our cl
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
+
+from django.core.cache import cache
 
 from federation import client
 from protocol.errors import MatrixError
@@ -145,3 +150,106 @@ def public_rooms(query: PublicRoomsQuery) -> dict[str, Any]:
     except client.FederationError as exc:
         logger.info("publicRooms of %s: %s", server, exc)
         raise _room_list_failed() from None
+
+
+# --- The space hierarchy ---------------------------------------------------------------
+
+HIERARCHY = "/_matrix/federation/v1/hierarchy/"
+# How long an answer (or a failure to get one) is kept: "Responses to this endpoint
+# should be cached for a period of time" (space_hierarchy.yaml).
+HIERARCHY_CACHE_S = 60
+
+
+@dataclass(frozen=True)
+class RemoteSpace:
+    """A checked answer of GET /hierarchy/{roomId}: the room's summary with its
+    ``children_state``, the summaries of its children the server gave (by room ID, each
+    with its own ``children_state``, possibly empty) and the children it says we cannot
+    reach."""
+
+    room: dict[str, Any]
+    children: dict[str, dict[str, Any]]
+    inaccessible_children: frozenset[str]
+
+
+def _checked_stripped_child(event: object) -> dict[str, Any] | None:
+    if not isinstance(event, dict) or event.get("type") != "m.space.child":
+        return None
+    fields = {
+        "state_key": str,
+        "sender": str,
+        "content": dict,
+        "origin_server_ts": int,
+    }
+    if not all(_is(event.get(key), kind) for key, kind in fields.items()):
+        return None
+    return {"type": "m.space.child", **{key: event[key] for key in fields}}
+
+
+def _checked_summary(entry: object) -> dict[str, Any] | None:
+    """A room summary (room_summary.yaml) with its ``children_state``, checked."""
+    chunk = checked_chunk(entry)
+    if chunk is None:
+        return None
+    assert isinstance(entry, dict)
+    for key in ("room_version", "encryption"):
+        if isinstance(entry.get(key), str):
+            chunk[key] = entry[key]
+    allowed = entry.get("allowed_room_ids")
+    if isinstance(allowed, list):
+        chunk["allowed_room_ids"] = [r for r in allowed if isinstance(r, str)]
+    state = entry.get("children_state")
+    events = state if isinstance(state, list) else []
+    chunk["children_state"] = [e for e in map(_checked_stripped_child, events) if e is not None]
+    return chunk
+
+
+def _checked_space(answer: object, room_id: str) -> RemoteSpace | None:
+    if not isinstance(answer, dict):
+        return None
+    room = _checked_summary(answer.get("room"))
+    if room is None or room["room_id"] != room_id:
+        return None
+    children: dict[str, dict[str, Any]] = {}
+    listed = answer.get("children")
+    for entry in listed if isinstance(listed, list) else []:
+        child = _checked_summary(entry)
+        if child is not None and child["room_id"] != room_id:
+            children.setdefault(child["room_id"], child)
+    inaccessible = answer.get("inaccessible_children")
+    return RemoteSpace(
+        room,
+        children,
+        frozenset(r for r in inaccessible if isinstance(r, str))
+        if isinstance(inaccessible, list)
+        else frozenset(),
+    )
+
+
+def _hierarchy_cache_key(room_id: str, suggested_only: bool) -> str:
+    digest = hashlib.sha256(room_id.encode("utf-8")).hexdigest()
+    return f"rooms:remote-hierarchy:{digest}:{int(suggested_only)}"
+
+
+def space_hierarchy(room_id: str, via: Iterable[str], suggested_only: bool) -> RemoteSpace | None:
+    """The room's summary and children as one of the ``via`` servers (tried in turn)
+    answers GET /hierarchy/{roomId}; None if none of them does. Kept for
+    HIERARCHY_CACHE_S seconds, failures too."""
+    key = _hierarchy_cache_key(room_id, suggested_only)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached.get("space")
+    found: RemoteSpace | None = None
+    flag = "true" if suggested_only else "false"
+    path = f"{HIERARCHY}{quote(room_id, safe='')}?suggested_only={flag}"
+    for server in via:
+        try:
+            found = _checked_space(client.request_json(server, "GET", path), room_id)
+        except client.FederationError as exc:
+            logger.info("hierarchy of %s from %s: %s", room_id, server, exc)
+            continue
+        if found is not None:
+            break
+        logger.info("hierarchy of %s from %s: a malformed answer", room_id, server)
+    cache.set(key, {"space": found}, HIERARCHY_CACHE_S)
+    return found

@@ -18,6 +18,7 @@ from config.matrix_api import MatrixView, ok
 from federation.auth import XMatrixAuthentication
 from protocol.errors import MatrixError, bad_json, missing_param, not_found
 from protocol.identifiers import parse_user_id
+from rooms import hierarchy
 from rooms.api.directory import limit_param, query_from_body
 from rooms.federation import access, serving, transactions
 from rooms.services import aliases, directory
@@ -186,6 +187,13 @@ class PublicRoomsView(FederationView):
         """POST /_matrix/federation/v1/publicRooms"""
         body = self.body(request, allow_empty=True)
         return ok(directory.public_rooms(query_from_body(body, federated_only=True)))
+
+
+class HierarchyView(FederationView):
+    def get(self, request: Request, room_id: str) -> Response:
+        """GET /_matrix/federation/v1/hierarchy/{roomId}"""
+        suggested_only = _bool_param(request, "suggested_only")
+        return ok(hierarchy.federation_hierarchy(room_id, self.origin(request), suggested_only))
 
 
 class SendTransactionView(FederationView):
