@@ -62,11 +62,34 @@ def is_localpart_taken(localpart: str) -> bool:
 
 
 def get_profile(user_id: str) -> dict[str, Any]:
-    """A local user's profile, or M_NOT_FOUND (remote profiles come with federation)."""
+    """A local user's profile, or M_NOT_FOUND."""
     user = local_user(user_id)
     if user is None:
         raise not_found("Profile not found")
     return dict(user.profile)
+
+
+# Asks another server for one of its users' profiles (all of it, or one field): the
+# federation app registers it from its AppConfig.ready(), as accounts sits below it.
+RemoteProfileLookup = Callable[[str, str | None], dict[str, Any]]
+_remote_profile_lookup: RemoteProfileLookup | None = None
+
+
+def register_remote_profile_lookup(lookup: RemoteProfileLookup) -> None:
+    global _remote_profile_lookup
+    _remote_profile_lookup = lookup
+
+
+def get_any_profile(user_id: str, field: str | None = None) -> dict[str, Any]:
+    """GET /profile/{userId}[/{keyName}]: a local user's profile, or a remote user's as
+    their server answers it (with ``field``, only that field is asked for)."""
+    try:
+        domain = parse_user_id(user_id).domain
+    except ValueError:
+        raise not_found("Profile not found") from None
+    if domain == settings.SERVER_NAME or _remote_profile_lookup is None:
+        return get_profile(user_id)
+    return _remote_profile_lookup(user_id, field)
 
 
 def list_devices(user: User) -> list[Device]:

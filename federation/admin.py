@@ -3,13 +3,20 @@ from typing import Any
 
 from django.contrib import admin
 from django.db import transaction
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
 from config.admin import log_operator_action
 from federation import outbound
-from federation.models import Destination, OutboundEDU, OutboundPDU, RemoteServerKey
+from federation.models import (
+    Destination,
+    InboundPdu,
+    InboundTransaction,
+    OutboundEDU,
+    OutboundPDU,
+    RemoteServerKey,
+)
 
 
 @admin.register(RemoteServerKey)
@@ -92,3 +99,94 @@ class DestinationAdmin(admin.ModelAdmin):
             count = outbound.do_retry_now([d.server_name for d in targets])
             log_operator_action(request, targets, "Retried now (backoff ended).")
         self.message_user(request, f"{count} destination(s) retried.")
+
+
+class InboundPduInline(admin.TabularInline):
+    """Each PDU of a transaction and what became of it."""
+
+    model = InboundPdu
+    fields = ("event_id", "room_id", "outcome", "processed")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    @admin.display(description="result")
+    def outcome(self, obj: InboundPdu) -> str:
+        if obj.result is None:
+            return "pending"
+        error = obj.result.get("error") if isinstance(obj.result, dict) else None
+        return f"error: {error}" if error else "accepted"
+
+    @admin.display(description="processed")
+    def processed(self, obj: InboundPdu) -> str:
+        return _when(obj.processed_ts) if obj.processed_ts is not None else ""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class PduOutcomeFilter(admin.SimpleListFilter):
+    title = "PDU results"
+    parameter_name = "pdus"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("failed", "with failed PDUs"), ("pending", "with pending PDUs")]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[InboundTransaction]
+    ) -> QuerySet[InboundTransaction]:
+        if self.value() == "failed":
+            return queryset.filter(pdus__result__has_key="error").distinct()
+        if self.value() == "pending":
+            return queryset.filter(pdus__processed_ts__isnull=True).distinct()
+        return queryset
+
+
+@admin.register(InboundTransaction)
+class InboundTransactionAdmin(admin.ModelAdmin):
+    """Transactions other servers sent (PUT /send): who, when, how many PDUs and EDUs,
+    and each PDU's result. Read-only: they are the record of what was received."""
+
+    list_display = ["origin", "txn_id", "received", "pdu_count", "failed_pdus", "edu_count"]
+    list_filter = [PduOutcomeFilter]
+    search_fields = ["origin", "txn_id", "pdus__event_id", "pdus__room_id"]
+    readonly_fields = ["origin", "txn_id", "received", "body", "response"]
+    fields = readonly_fields
+    inlines = [InboundPduInline]
+    ordering = ["-received_ts"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[InboundTransaction]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_pdus=Count("pdus"),
+                n_failed=Count("pdus", filter=Q(pdus__result__has_key="error")),
+            )
+        )
+
+    @admin.display(description="received", ordering="received_ts")
+    def received(self, obj: InboundTransaction) -> str:
+        return _when(obj.received_ts)
+
+    @admin.display(description="PDUs", ordering="n_pdus")
+    def pdu_count(self, obj: Any) -> int:
+        return int(obj.n_pdus)
+
+    @admin.display(description="failed PDUs", ordering="n_failed")
+    def failed_pdus(self, obj: Any) -> int:
+        return int(obj.n_failed)
+
+    @admin.display(description="EDUs")
+    def edu_count(self, obj: InboundTransaction) -> int:
+        edus = obj.body.get("edus") if isinstance(obj.body, dict) else None
+        return len(edus) if isinstance(edus, list) else 0
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -112,6 +112,21 @@ def refresh_server_keys(server_name: str, *, use_notaries: bool = True) -> None:
     raise error
 
 
+def refresh_unless_failing(server_name: str) -> bool:
+    """Fetch the server's keys from the server itself, unless that failed within the
+    last FAILURE_TTL_S seconds; a failure is remembered the same way. True if fresh
+    keys were stored. (For the notary, which asks no other notaries.)"""
+    if cache.get(_failure_key(server_name)):
+        return False
+    try:
+        refresh_server_keys(server_name, use_notaries=False)
+    except KeyUnavailable as exc:
+        logger.info("%s", exc)
+        cache.set(_failure_key(server_name), True, FAILURE_TTL_S)
+        return False
+    return True
+
+
 def get_verify_key(
     server_name: str,
     key_id: str,

@@ -23,6 +23,9 @@ class RemoteServerKey(models.Model):
     fetched_ts = models.BigIntegerField()
     # The server the response came from: the key's owner, or the notary that vouched for it.
     fetched_from = models.CharField(max_length=255)
+    # The key response this key was last read from, signatures and all, which this
+    # server serves as a notary (federation.notary); None for keys stored without one.
+    key_json = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [

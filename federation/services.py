@@ -32,5 +32,6 @@ def do_store_server_keys(keys: ServerKeys, *, fetched_ts: int, fetched_from: str
                     "expired_ts": expired_ts,
                     "fetched_ts": fetched_ts,
                     "fetched_from": fetched_from,
+                    "key_json": dict(keys.key_json) if keys.key_json is not None else None,
                 },
             )

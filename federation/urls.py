@@ -4,4 +4,9 @@ from federation.api import views
 
 urlpatterns = [
     re_path(r"^_matrix/key/v2/server$", views.ServerKeysView.as_view()),
+    re_path(
+        r"^_matrix/key/v2/query/(?P<server_name>[^/]+)(?:/(?P<key_id>[^/]+))?$",
+        views.KeyQueryView.as_view(),
+    ),
+    re_path(r"^_matrix/key/v2/query$", views.BatchKeyQueryView.as_view()),
 ]

@@ -10,7 +10,7 @@ the server itself.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.identifiers import is_valid_server_name
@@ -49,6 +49,9 @@ class ServerKeys:
     verify_keys: Mapping[str, VerifyKey]
     old_verify_keys: Mapping[str, OldVerifyKey]
     valid_until_ts: int
+    # The response as the server signed it (None when the keys were not read from one),
+    # kept so that a notary can hand it on with its signatures intact.
+    key_json: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 def server_keys_json(
@@ -149,6 +152,7 @@ def parse_server_keys(obj: object, server_name: str, now_ms: int) -> ServerKeys:
         verify_keys,
         old_verify_keys,
         min(valid_until_ts, now_ms + MAX_VALIDITY_MS),
+        key_json=obj,
     )
 
 

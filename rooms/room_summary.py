@@ -82,3 +82,50 @@ def may_preview(room: Room, summary: dict[str, Any], user_id: str | None) -> boo
         user_id=user_id,
         membership="join",
     ).exists()
+
+
+def _is_open(summary: dict[str, Any]) -> bool:
+    return bool(summary["world_readable"]) or summary.get("join_rule", "public") in (
+        _OPEN_JOIN_RULES
+    )
+
+
+def may_preview_remote(room_id: str, summary: dict[str, Any], user_id: str) -> bool:
+    """Whether ``user_id`` may be shown a summary another server gave of a room (as
+    Synapse's ``_is_remote_room_accessible``): an open room, a restricted room whose
+    allow-list names a room the user is in, or a room the user is in, invited to or
+    knocking on as far as this server knows."""
+    if _is_open(summary):
+        return True
+    allowed = summary.get("allowed_room_ids") or []
+    if (
+        summary.get("join_rule") in ("restricted", "knock_restricted")
+        and Membership.objects.filter(
+            room__room_id__in=allowed, user_id=user_id, membership="join"
+        ).exists()
+    ):
+        return True
+    return Membership.objects.filter(
+        room__room_id=room_id, user_id=user_id, membership__in=("join", "invite", "knock")
+    ).exists()
+
+
+def server_may_preview(room: Room, summary: dict[str, Any], server_name: str) -> bool:
+    """Whether another server may be given the room's summary (GET
+    /_matrix/federation/v1/hierarchy): an open room, one where a user of the server is
+    joined or invited, or a restricted room whose allow-list names a room a user of the
+    server is joined to (what the server could peek or join)."""
+    if _is_open(summary):
+        return True
+    suffix = ":" + server_name
+    if Membership.objects.filter(
+        room=room, membership__in=("join", "invite"), user_id__endswith=suffix
+    ).exists():
+        return True
+    if summary.get("join_rule") not in ("restricted", "knock_restricted"):
+        return False
+    return Membership.objects.filter(
+        room__room_id__in=summary.get("allowed_room_ids", []),
+        membership="join",
+        user_id__endswith=suffix,
+    ).exists()

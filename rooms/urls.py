@@ -78,6 +78,8 @@ urlpatterns += [
     re_path(F + r"version$", federation.VersionView.as_view()),
     re_path(F + r"query/directory$", federation.QueryDirectoryView.as_view()),
     re_path(F + r"query/profile$", federation.QueryProfileView.as_view()),
+    re_path(F + r"publicRooms$", federation.PublicRoomsView.as_view()),
+    re_path(F + r"hierarchy/" + FR + "$", federation.HierarchyView.as_view()),
     re_path(F + r"send/(?P<txn_id>[^/]+)$", federation.SendTransactionView.as_view()),
 ]
 

@@ -80,7 +80,7 @@ class DeactivateView(MatrixView):
 class ProfileView(MatrixView):
     def get(self, request: Request, user_id: str) -> Response:
         """GET /_matrix/client/v3/profile/{userId}"""
-        return ok(selectors.get_profile(user_id))
+        return ok(selectors.get_any_profile(user_id))
 
 
 class ProfileFieldView(MatrixView):
@@ -89,7 +89,7 @@ class ProfileFieldView(MatrixView):
 
     def get(self, request: Request, user_id: str, key: str) -> Response:
         """GET /_matrix/client/v3/profile/{userId}/{keyName}"""
-        fields = selectors.get_profile(user_id)
+        fields = selectors.get_any_profile(user_id, key)
         if key not in fields:
             raise not_found("Profile field not set")
         return ok({key: fields[key]})

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.matrix_api import Body, MatrixView, ok
 from protocol.errors import MatrixError, bad_json, invalid_param
 from rooms.api.common import check_room_id
-from rooms.services import aliases, directory
+from rooms.federation import remote
+from rooms.services import aliases, directory, remote_directory
 
 
 def is_server_admin(user: Any) -> bool:
@@ -20,7 +23,10 @@ def is_server_admin(user: Any) -> bool:
 class RoomAliasView(MatrixView):
     def get(self, request: Request, room_alias: str) -> Response:
         """GET /_matrix/client/v3/directory/room/{roomAlias}"""
-        room_id, servers = aliases.resolve_alias(room_alias)
+        if aliases.parse_alias(room_alias).domain != settings.SERVER_NAME:
+            room_id, servers = remote_directory.query_remote_alias(room_alias)
+        else:
+            room_id, servers = aliases.resolve_alias(room_alias)
         return ok({"room_id": room_id, "servers": servers})
 
     def put(self, request: Request, room_alias: str) -> Response:
@@ -94,44 +100,56 @@ def _room_types(value: Any) -> list[str | None] | None:
     return value
 
 
+def _check_limit(limit: int | None) -> int | None:
+    if limit is not None and limit < 0:
+        raise invalid_param("'limit' must not be negative")
+    return limit
+
+
+def limit_param(request: Request) -> int | None:
+    """The ``limit`` query parameter of GET /publicRooms (either API)."""
+    raw_limit = request.query_params.get("limit")
+    if raw_limit is None:
+        return None
+    if not re.fullmatch(r"-?[0-9]{1,18}", raw_limit):
+        raise invalid_param("'limit' must be an integer")
+    return _check_limit(int(raw_limit))
+
+
+def query_from_body(body: Body, **extra: Any) -> directory.PublicRoomsQuery:
+    """The query of a POST /publicRooms body (either API)."""
+    search_filter = Body(body.dict("filter") or {})
+    return directory.PublicRoomsQuery(
+        limit=_check_limit(body.int("limit")),
+        since=body.str("since"),
+        generic_search_term=search_filter.str("generic_search_term"),
+        room_types=_room_types(search_filter.data.get("room_types")),
+        include_all_networks=body.bool("include_all_networks"),
+        third_party_instance_id=body.str("third_party_instance_id"),
+        **extra,
+    )
+
+
+def _public_rooms(query: directory.PublicRoomsQuery) -> Response:
+    directory.check_server(query.server)
+    if query.is_remote:
+        return ok(remote.public_rooms(query))
+    return ok(directory.public_rooms(query))
+
+
 class PublicRoomsView(MatrixView):
     def get(self, request: Request) -> Response:
         """GET /_matrix/client/v3/publicRooms"""
-        raw_limit = request.query_params.get("limit")
-        limit = None
-        if raw_limit is not None:
-            try:
-                limit = int(raw_limit)
-            except ValueError:
-                raise invalid_param("'limit' must be an integer") from None
         query = directory.PublicRoomsQuery(
-            limit=_check_limit(limit),
+            limit=limit_param(request),
             since=request.query_params.get("since"),
             server=request.query_params.get("server"),
         )
-        return ok(directory.public_rooms(query))
+        return _public_rooms(query)
 
     def post(self, request: Request) -> Response:
         """POST /_matrix/client/v3/publicRooms"""
         if request.user is None:
             raise MatrixError("M_MISSING_TOKEN", "Missing access token")
         body = self.body(request, allow_empty=True)
-        search_filter = Body(body.dict("filter") or {})
-        # include_all_networks and third_party_instance_id are accepted: with no
-        # application services there is only this server's own network to list.
-        body.bool("include_all_networks")
-        body.str("third_party_instance_id")
-        query = directory.PublicRoomsQuery(
-            limit=_check_limit(body.int("limit")),
-            since=body.str("since"),
-            server=request.query_params.get("server"),
-            generic_search_term=search_filter.str("generic_search_term"),
-            room_types=_room_types(search_filter.data.get("room_types")),
-        )
-        return ok(directory.public_rooms(query))
-
-
-def _check_limit(limit: int | None) -> int | None:
-    if limit is not None and limit < 0:
-        raise invalid_param("'limit' must not be negative")
-    return limit
+        return _public_rooms(query_from_body(body, server=request.query_params.get("server")))

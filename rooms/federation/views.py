@@ -18,8 +18,10 @@ from config.matrix_api import MatrixView, ok
 from federation.auth import XMatrixAuthentication
 from protocol.errors import MatrixError, bad_json, missing_param, not_found
 from protocol.identifiers import parse_user_id
+from rooms import hierarchy
+from rooms.api.directory import limit_param, query_from_body
 from rooms.federation import access, serving, transactions
-from rooms.services import aliases
+from rooms.services import aliases, directory
 
 
 def _int_param(request: Request, name: str, *, default: int | None = None) -> int:
@@ -160,6 +162,38 @@ class QueryProfileView(FederationView):
         if field not in profile:
             raise not_found("Profile field not set")
         return ok({field: profile[field]})
+
+
+def _bool_param(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "false")
+    if raw not in ("true", "false"):
+        raise MatrixError("M_INVALID_PARAM", f"'{name}' must be 'true' or 'false'")
+    return raw == "true"
+
+
+class PublicRoomsView(FederationView):
+    def get(self, request: Request) -> Response:
+        """GET /_matrix/federation/v1/publicRooms"""
+        query = directory.PublicRoomsQuery(
+            limit=limit_param(request),
+            since=request.query_params.get("since"),
+            include_all_networks=_bool_param(request, "include_all_networks"),
+            third_party_instance_id=request.query_params.get("third_party_instance_id"),
+            federated_only=True,
+        )
+        return ok(directory.public_rooms(query))
+
+    def post(self, request: Request) -> Response:
+        """POST /_matrix/federation/v1/publicRooms"""
+        body = self.body(request, allow_empty=True)
+        return ok(directory.public_rooms(query_from_body(body, federated_only=True)))
+
+
+class HierarchyView(FederationView):
+    def get(self, request: Request, room_id: str) -> Response:
+        """GET /_matrix/federation/v1/hierarchy/{roomId}"""
+        suggested_only = _bool_param(request, "suggested_only")
+        return ok(hierarchy.federation_hierarchy(room_id, self.origin(request), suggested_only))
 
 
 class SendTransactionView(FederationView):

@@ -1,8 +1,8 @@
 """Room aliases (Client-Server API, "Room aliases") and the m.room.canonical_alias checks.
 
 Aliases are scoped to a server: this server maintains only ``#localpart:SERVER_NAME``.
-Resolving another server's alias needs the federation query API, which Trellis does
-not speak yet, so such an alias is answered as unknown here.
+Another server's alias is resolved by asking it (rooms.services.remote_directory, for
+GET /directory/room/{roomAlias}); here it is unknown.
 """
 
 from __future__ import annotations
@@ -91,10 +91,9 @@ def resolve_alias(value: str) -> tuple[str, list[str]]:
     alias = parse_alias(value)
     row = RoomAlias.objects.select_related("room").filter(alias=str(alias)).first()
     if row is None:
-        # A remote alias would be resolved over federation (GET /query/directory), which
-        # this server cannot do yet: to the client it is as unknown as a missing one.
-        where = "" if alias.domain == settings.SERVER_NAME else " (remote aliases unsupported)"
-        raise not_found(f"Room alias {alias} not found{where}")
+        # Another server's alias is not kept here (remote_directory.query_remote_alias
+        # asks its server).
+        raise not_found(f"Room alias {alias} not found")
     return row.room.room_id, _servers_in_room(row.room)
 
 

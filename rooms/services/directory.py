@@ -3,7 +3,10 @@
 A room is listed when ``Room.is_public`` is set (createRoom ``visibility`` or PUT
 /directory/list/room). /publicRooms builds every entry from current state in a fixed
 number of queries: the published rooms with their joined counts, the current state rows
-of the directory's event types, and the events not yet in the event cache.
+of the directory's event types, and the events not yet in the event cache. Other servers
+read the same list (GET and POST /_matrix/federation/v1/publicRooms), without the rooms
+created with ``m.federate: false``; another server's list is read over federation
+(rooms.federation.remote).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Q
 
-from protocol.errors import MatrixError, forbidden, invalid_param
+from protocol.errors import forbidden, invalid_param
 from protocol.identifiers import is_valid_server_name
 from rooms import event_cache, selectors
 from rooms.models import CurrentState, Room
@@ -72,6 +75,21 @@ class PublicRoomsQuery:
     generic_search_term: str | None = None
     # None: no filter. Otherwise the room types to list; None inside means "no type".
     room_types: Sequence[str | None] | None = None
+    # Accepted and passed on to other servers: with no application services there is
+    # only this server's own network to list here.
+    include_all_networks: bool = False
+    third_party_instance_id: str | None = None
+    # For another server: only the rooms it could take part in (m.federate not false).
+    federated_only: bool = False
+
+    @property
+    def is_filtered(self) -> bool:
+        return self.room_types is not None or bool(self.generic_search_term)
+
+    @property
+    def is_remote(self) -> bool:
+        """The query names another server's directory."""
+        return self.server is not None and self.server != settings.SERVER_NAME
 
 
 @dataclass
@@ -79,17 +97,13 @@ class _Entry:
     chunk: dict[str, Any]
     # Text that generic_search_term is matched against, lower-cased.
     search_text: list[str] = field(default_factory=list)
+    # Other servers may join (m.room.create's m.federate is not false).
+    federate: bool = True
 
 
-def _check_server(server: str | None) -> None:
-    if server is None or server == settings.SERVER_NAME:
-        return
-    if not is_valid_server_name(server):
+def check_server(server: str | None) -> None:
+    if server is not None and not is_valid_server_name(server):
         raise invalid_param(f"Invalid server name {server!r}")
-    # Another server's directory needs federation (GET /_matrix/federation/v1/publicRooms),
-    # which this server cannot do yet: answered as Synapse answers for a server it cannot
-    # reach.
-    raise MatrixError("M_UNKNOWN", "Failed to fetch room list", status=502)
 
 
 def _parse_since(since: str | None) -> int:
@@ -146,7 +160,8 @@ def _entries(rooms: list[tuple[int, str, int]]) -> list[_Entry]:
         alt_aliases = state.get("m.room.canonical_alias", {}).get("alt_aliases")
         if isinstance(alt_aliases, list):
             search_text.extend(a.lower() for a in alt_aliases if isinstance(a, str))
-        entries.append(_Entry(chunk, search_text))
+        federate = state.get("m.room.create", {}).get("m.federate", True) is not False
+        entries.append(_Entry(chunk, search_text, federate))
     return entries
 
 
@@ -157,6 +172,8 @@ def room_chunks(rooms: list[tuple[int, str, int]]) -> list[dict[str, Any]]:
 
 
 def _matches(entry: _Entry, query: PublicRoomsQuery) -> bool:
+    if query.federated_only and not entry.federate:
+        return False
     if query.room_types is not None and entry.chunk.get("room_type") not in query.room_types:
         return False
     term = (query.generic_search_term or "").strip().lower()
@@ -164,12 +181,13 @@ def _matches(entry: _Entry, query: PublicRoomsQuery) -> bool:
 
 
 def public_rooms(query: PublicRoomsQuery) -> dict[str, Any]:
-    """GET and POST /publicRooms: this server's published rooms, largest first.
+    """GET and POST /publicRooms: this server's published rooms, largest first
+    (``query.server`` is not looked at: another server's list is
+    rooms.federation.remote.public_rooms).
 
     Tokens are offsets into that order (``o<N>``); which token the client passes back
     (``next_batch`` or ``prev_batch``) sets the direction.
     """
-    _check_server(query.server)
     offset = _parse_since(query.since)
     limit = MAX_LIMIT if not query.limit else min(query.limit, MAX_LIMIT)
     published = list(
@@ -178,8 +196,7 @@ def public_rooms(query: PublicRoomsQuery) -> dict[str, Any]:
         .order_by("-joined", "room_id")
         .values_list("pk", "room_id", "joined")
     )
-    filtered = query.room_types is not None or bool(query.generic_search_term)
-    if filtered:
+    if query.is_filtered or query.federated_only:
         entries = [e for e in _entries(published) if _matches(e, query)]
         total = len(entries)
         page = entries[offset : offset + limit]

@@ -8,6 +8,9 @@ import pytest
 
 from accounts.models import User
 from tests.conftest import MatrixTestClient, Persona, user_id
+from tests.federation.helpers import CAROL, FakeServer, carol, network
+
+__all__ = ["carol", "network"]
 
 
 def put_field(api: MatrixTestClient, persona: Persona, key: str, value: Any) -> Any:
@@ -238,10 +241,12 @@ def test_deleting_a_field_needs_a_token(api: MatrixTestClient, alice: Persona) -
 # --- Unknown users and fields ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "who", [user_id("nobody"), "@alice:elsewhere.example", "not-a-user-id", "@:x"]
-)
-def test_an_unknown_user_has_no_profile(api: MatrixTestClient, alice: Persona, who: str) -> None:
+@pytest.mark.parametrize("who", [user_id("nobody"), f"@alice:{CAROL}", "not-a-user-id", "@:x"])
+def test_an_unknown_user_has_no_profile(
+    api: MatrixTestClient, alice: Persona, carol: FakeServer, who: str
+) -> None:
+    # Carol answers 404 to the profile query (tests/federation/test_remote_profile.py
+    # has the rest of remote profiles).
     whole = api.get(f"profile/{who}")
     field = api.get(f"profile/{who}/displayname")
 

@@ -44,6 +44,8 @@ class FakeServer:
     reachable: bool = True
     # path -> response, for anything other than the key response.
     routes: dict[str, HttpResponse] = field(default_factory=dict)
+    # Answers any request first (method, path, JSON body or None), unless it returns None.
+    handler: Callable[[str, str, Any], HttpResponse | None] | None = None
 
     def key_response(self) -> dict[str, Any]:
         from accounts.clock import now_ms
@@ -105,6 +107,10 @@ class FakeNetwork:
         server = self.servers.get(target.host_header)
         if server is None or not server.reachable:
             raise TransportError(f"{target.connect_host}: connection refused")
+        if server.handler is not None:
+            answer = server.handler(method, path, json.loads(body) if body else None)
+            if answer is not None:
+                return answer
         if path in server.routes:
             return server.routes[path]
         if method == "GET" and path == "/_matrix/key/v2/server":

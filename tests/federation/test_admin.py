@@ -12,7 +12,7 @@ from django.test import Client, RequestFactory
 from accounts.models import User
 from federation import outbound
 from federation.auth import authenticate_request
-from federation.models import Destination, RemoteServerKey
+from federation.models import Destination, InboundPdu, InboundTransaction, RemoteServerKey
 from protocol.events import Event
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from tests.federation.helpers import CAROL, FakeServer
@@ -100,3 +100,64 @@ def test_the_admin_lists_destinations_and_retries_one_now(
         str(destination.pk),
         "Retried now (backoff ended).",
     )
+
+
+TRANSACTIONS = "/admin/federation/inboundtransaction/"
+
+
+def test_inbound_transactions_are_shown_with_each_pdus_result(operator: Client) -> None:
+    txn = InboundTransaction.objects.create(
+        origin=CAROL,
+        txn_id="t1",
+        body={"pdus": [{}, {}], "edus": [{"edu_type": "m.typing", "content": {}}]},
+        received_ts=1_700_000_000_000,
+        response={"pdus": {}},
+    )
+    InboundPdu.objects.create(
+        transaction=txn,
+        origin=CAROL,
+        room_id="!r:carol",
+        event_id="$good",
+        pdu={},
+        result={},
+        processed_ts=1_700_000_000_500,
+    )
+    InboundPdu.objects.create(
+        transaction=txn,
+        origin=CAROL,
+        room_id="!r:carol",
+        event_id="$bad",
+        pdu={},
+        result={"error": "auth events refuse it"},
+        processed_ts=1_700_000_000_500,
+    )
+    other = InboundTransaction.objects.create(
+        origin="dave.example", txn_id="t9", body={"pdus": []}, received_ts=1, response={}
+    )
+    InboundPdu.objects.create(
+        transaction=other, origin="dave.example", room_id="!r:carol", event_id="$waiting", pdu={}
+    )
+
+    listing = operator.get(TRANSACTIONS).content.decode()
+    failed = operator.get(TRANSACTIONS, {"pdus": "failed"}).content.decode()
+    pending = operator.get(TRANSACTIONS, {"pdus": "pending"}).content.decode()
+    searched = operator.get(TRANSACTIONS, {"q": "$waiting"}).content.decode()
+    detail = operator.get(f"{TRANSACTIONS}{txn.pk}/change/").content.decode()
+
+    assert CAROL in listing
+    assert "2023-11-14 22:13:20" in listing
+    assert '<td class="field-pdu_count">2</td>' in listing
+    assert '<td class="field-failed_pdus">1</td>' in listing
+    assert '<td class="field-edu_count">1</td>' in listing
+    assert CAROL in failed
+    assert "dave.example" not in failed
+    assert "dave.example" in pending
+    assert CAROL not in pending
+    assert "dave.example" in searched
+    assert CAROL not in searched
+    assert "error: auth events refuse it" in detail
+    assert "accepted" in detail
+    # Read-only: nothing to save, add or delete.
+    assert 'name="_save"' not in detail
+    assert operator.get(f"{TRANSACTIONS}add/").status_code == 403
+    assert operator.get(f"{TRANSACTIONS}{txn.pk}/delete/").status_code == 403

@@ -10,7 +10,10 @@ from django.conf import settings
 
 from accounts.models import User
 from tests.conftest import MatrixTestClient, Persona, Response
+from tests.federation.helpers import CAROL, FakeServer, carol, network
 from tests.rooms.helpers import create_room, get_state, join, room_path, set_state
+
+__all__ = ["carol", "network"]
 
 
 def local(localpart: str) -> str:
@@ -54,8 +57,12 @@ def test_an_unknown_alias_is_not_found(api: MatrixTestClient, alice: Persona) ->
     assert (response.status, response.errcode) == (404, "M_NOT_FOUND")
 
 
-def test_a_remote_alias_cannot_be_resolved_without_federation(api: MatrixTestClient) -> None:
-    response = api.get(alias_path("#somewhere:elsewhere.example"))
+def test_a_remote_alias_its_server_does_not_know_is_not_found(
+    api: MatrixTestClient, carol: FakeServer
+) -> None:
+    # Carol answers 404 to the directory query (tests/rooms/test_federation_directory.py
+    # has the rest of remote aliases).
+    response = api.get(alias_path(f"#somewhere:{CAROL}"))
 
     assert (response.status, response.errcode) == (404, "M_NOT_FOUND")
 

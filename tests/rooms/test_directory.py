@@ -11,7 +11,10 @@ from django.conf import settings
 
 from accounts.models import User
 from tests.conftest import MatrixTestClient, Persona, Response
+from tests.federation.helpers import FakeNetwork, network
 from tests.rooms.helpers import create_room, join, set_state
+
+__all__ = ["network"]
 
 
 def list_path(room_id: str) -> str:
@@ -237,9 +240,10 @@ def test_our_own_server_name_lists_our_rooms(api: MatrixTestClient, alice: Perso
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
-def test_a_remote_server_cannot_be_reached_yet(
-    api: MatrixTestClient, alice: Persona, method: str
+def test_a_remote_server_that_cannot_be_reached_is_a_bad_gateway(
+    api: MatrixTestClient, alice: Persona, network: FakeNetwork, method: str
 ) -> None:
+    network.add("elsewhere.example", reachable=False)
     response = api.request(
         method, "publicRooms?server=elsewhere.example", {}, token=alice.access_token
     )
