@@ -79,3 +79,16 @@ urlpatterns += [
     re_path(F + r"query/profile$", federation.QueryProfileView.as_view()),
     re_path(F + r"send/(?P<txn_id>[^/]+)$", federation.SendTransactionView.as_view()),
 ]
+
+# Joining and leaving through this server (rooms.federation.membership).
+F2 = r"^_matrix/federation/v2/"
+EV = r"/(?P<event_id>[^/]+)$"
+UID = r"/(?P<user_id>[^/]+)$"
+urlpatterns += [
+    re_path(F + r"make_join/" + FR + UID, federation.MakeJoinView.as_view()),
+    re_path(F + r"send_join/" + FR + EV, federation.SendJoinV1View.as_view()),
+    re_path(F2 + r"send_join/" + FR + EV, federation.SendJoinView.as_view()),
+    re_path(F + r"make_leave/" + FR + UID, federation.MakeLeaveView.as_view()),
+    re_path(F + r"send_leave/" + FR + EV, federation.SendLeaveV1View.as_view()),
+    re_path(F2 + r"send_leave/" + FR + EV, federation.SendLeaveView.as_view()),
+]
