@@ -21,7 +21,8 @@ from federation.models import OutboundPDU
 from federation.transport import HttpResponse
 from protocol.events import Event as PDUEvent
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
-from rooms.models import CurrentState, Event, Membership
+from rooms.models import CurrentState, Event, Membership, Room
+from rooms.services.events import insert_row
 from tests.conftest import MatrixTestClient, Persona, Response
 from tests.federation.helpers import FakeNetwork, json_response, network
 from tests.graph.remote import RemoteRoom, RemoteServer
@@ -277,3 +278,28 @@ def _forbidden() -> HttpResponse:
 
 def _unrecognized() -> HttpResponse:
     return json_response({"errcode": "M_UNRECOGNIZED", "error": "Unrecognized"}, 404)
+
+
+def test_an_invited_user_joins_through_the_inviters_server(
+    api: MatrixTestClient, alice: Persona, carol: Resident
+) -> None:
+    # Room version 12: the room ID names no server, and the client names none either.
+    room = carols_room(carol, "12", join_rule="invite")
+    invite = room.member(CAROL, alice.user_id, "invite")
+    # The invite as this server keeps one that came over federation: the event stored
+    # as an outlier, the invitee's membership pointing at it.
+    stored = Room.objects.create(room_id=room.room_id, room_version="12", creator=CAROL)
+    insert_row(stored, PDUEvent(invite, room.room_version), stream_ordering=None, outlier=True)
+    Membership.objects.create(
+        room=stored,
+        user_id=alice.user_id,
+        membership="invite",
+        event_id=event_id(room, invite),
+        stream_ordering=0,
+    )
+
+    got = join(api, alice, room.room_id)
+
+    assert got.status == 200, got.body
+    assert carol.made_joins() == 1
+    assert membership_of(room.room_id, alice.user_id) == "join"
