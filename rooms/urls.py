@@ -83,12 +83,20 @@ urlpatterns += [
     re_path(F + r"send/(?P<txn_id>[^/]+)$", federation.SendTransactionView.as_view()),
 ]
 
-# Invites and knocks from other servers (rooms.federation.invites, rooms.federation.knocks).
+# Joining, leaving, invites and knocks through this server (rooms.federation.membership,
+# rooms.federation.invites, rooms.federation.knocks).
 F2 = r"^_matrix/federation/v2/"
-FE = FR + r"/(?P<event_id>[^/]+)$"
+EV = r"/(?P<event_id>[^/]+)$"
+UID = r"/(?P<user_id>[^/]+)$"
 urlpatterns += [
-    re_path(F2 + r"invite/" + FE, handshakes.InviteV2View.as_view()),
-    re_path(F + r"invite/" + FE, handshakes.InviteV1View.as_view()),
-    re_path(F + r"make_knock/" + FR + r"/(?P<user_id>[^/]+)$", handshakes.MakeKnockView.as_view()),
-    re_path(F + r"send_knock/" + FE, handshakes.SendKnockView.as_view()),
+    re_path(F + r"make_join/" + FR + UID, federation.MakeJoinView.as_view()),
+    re_path(F + r"send_join/" + FR + EV, federation.SendJoinV1View.as_view()),
+    re_path(F2 + r"send_join/" + FR + EV, federation.SendJoinView.as_view()),
+    re_path(F + r"make_leave/" + FR + UID, federation.MakeLeaveView.as_view()),
+    re_path(F + r"send_leave/" + FR + EV, federation.SendLeaveV1View.as_view()),
+    re_path(F2 + r"send_leave/" + FR + EV, federation.SendLeaveView.as_view()),
+    re_path(F2 + r"invite/" + FR + EV, handshakes.InviteV2View.as_view()),
+    re_path(F + r"invite/" + FR + EV, handshakes.InviteV1View.as_view()),
+    re_path(F + r"make_knock/" + FR + UID, handshakes.MakeKnockView.as_view()),
+    re_path(F + r"send_knock/" + FR + EV, handshakes.SendKnockView.as_view()),
 ]

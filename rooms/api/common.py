@@ -10,7 +10,7 @@ from protocol.identifiers import parse_room_alias
 from protocol.identifiers import require_room_id as check_room_id
 from rooms.models import RoomAlias
 from rooms.services.events import SendContext
-from rooms.services.out_of_band import query_remote_alias
+from rooms.services.remote_directory import query_remote_alias
 
 
 def send_context(request: Request, txn_id: str | None = None) -> SendContext:

@@ -11,16 +11,27 @@ from rest_framework.response import Response
 from accounts.services.filters import check_room_event_filter
 from config.matrix_api import Body, MatrixView, ok, parse_json
 from protocol.errors import MatrixError, invalid_param, not_found
-from protocol.identifiers import check_bounded, is_valid_user_id, parse_room_alias
+from protocol.identifiers import (
+    check_bounded,
+    is_valid_server_name,
+    is_valid_user_id,
+    parse_room_alias,
+)
 from rooms import history, relations, selectors
 from rooms.api.common import (
     check_room_id,
     resolve_room_and_servers,
-    resolve_room_id_or_alias,
     send_context,
 )
 from rooms.serialize import client_events
-from rooms.services import aliases, creation, membership, redaction, remote_invites
+from rooms.services import (
+    aliases,
+    creation,
+    membership,
+    redaction,
+    remote_invites,
+    remote_membership,
+)
 from rooms.services.events import content_size_ok, do_send_event
 
 PRESET_NAMES = tuple(creation.PRESETS)
@@ -106,17 +117,27 @@ def _reason(body: Body) -> str | None:
     return body.str("reason")
 
 
+def _servers_named(request: Request) -> list[str]:
+    """The servers a client names to join through: ``via`` (Matrix 1.12) and the
+    deprecated ``server_name``, each possibly repeated."""
+    servers = request.query_params.getlist("via") + request.query_params.getlist("server_name")
+    for server in servers:
+        if not is_valid_server_name(server):
+            raise MatrixError("M_INVALID_PARAM", f"Invalid server name {server!r}")
+    return servers
+
+
 class JoinView(MatrixView):
     requires_auth = True
-    membership_value = membership.JOIN
 
     def post(self, request: Request, room_id_or_alias: str) -> Response:
         """POST /_matrix/client/v3/join/{roomIdOrAlias} (and /rooms/{roomId}/join)"""
         body = self.body(request, allow_empty=True)
-        room_id = resolve_room_id_or_alias(room_id_or_alias)
-        user_id = request.user.user_id
-        membership.do_update_membership(
-            room_id, send_context(request), user_id, self.membership_value, reason=_reason(body)
+        room_id = remote_membership.do_join(
+            room_id_or_alias,
+            send_context(request),
+            via=_servers_named(request),
+            reason=_reason(body),
         )
         return ok({"room_id": room_id})
 
@@ -134,12 +155,7 @@ class KnockView(MatrixView):
         """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
         body = self.body(request, allow_empty=True)
         room_id, servers = resolve_room_and_servers(room_id_or_alias)
-        # ``server_name`` is the deprecated name of ``via``.
-        servers = [
-            *request.query_params.getlist("via"),
-            *request.query_params.getlist("server_name"),
-            *servers,
-        ]
+        servers = [*_servers_named(request), *servers]
         membership.do_knock(room_id, send_context(request), servers=servers, reason=_reason(body))
         return ok({"room_id": room_id})
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.conf import settings
+
 from protocol.errors import MatrixError, forbidden, not_found
 from protocol.redaction import redact_event
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
@@ -76,6 +78,19 @@ def is_server_in_room(room: Room, server_name: str) -> bool:
     return Membership.objects.filter(
         room=room, membership="join", user_id__endswith=_users_of(server_name)
     ).exists()
+
+
+def every_local_user_left(room: Room) -> bool:
+    """Local users were in the room, and none of them is joined now (they left, were
+    kicked or banned, or are only invited): this server is out of the room, takes no
+    more of its events and sends it none, until a local user joins again (through
+    another server, rooms.services.remote_membership)."""
+    memberships = set(
+        Membership.objects.filter(room=room, user_id__endswith=_users_of(settings.SERVER_NAME))
+        .values_list("membership", flat=True)
+        .distinct()
+    )
+    return bool(memberships) and "join" not in memberships
 
 
 def access_room_as_member(room_id: str, server_name: str) -> Room:

@@ -22,6 +22,9 @@ and transaction ID. In order:
    missing (federation.event_source). A worker that dies mid-way loses its lease when
    it expires, and the periodic rooms.tasks.resume_inbound_pdus picks the queue up
    again; every step of the pipeline is safe to run twice.
+
+A room every local user has left takes no more PDUs: each gets an error
+(rooms.federation.access.every_local_user_left), at step 2 or when its worker takes it.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from protocol.errors import MatrixError, bad_json
 from protocol.events import Event as PDUEvent
 from protocol.events import EventFormatError
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
-from rooms.federation.access import is_server_allowed
+from rooms.federation.access import every_local_user_left, is_server_allowed
 from rooms.models import Room
 from rooms.services.incoming import EventSource, checked_event, receive_pdu
 
@@ -55,6 +58,9 @@ MAX_EDUS = 100
 LEASE_MS = 10 * 60 * 1000
 # PDUs queued for longer than this with no worker on their room are resumed.
 RESUME_AFTER_MS = 60 * 1000
+# The error of a PDU for a room every local user has left: this server no longer takes
+# the room's events (a local user joining again goes through make_join).
+NOT_IN_ROOM = "This server is no longer in the room"
 
 
 def check_transaction(body: Mapping[str, Any]) -> None:
@@ -155,6 +161,8 @@ def _check(pdu: Any, origin: str) -> _Accepted | tuple[str, str] | None:
         return event_id, f"The sender is not a user of {origin}"
     if not is_server_allowed(room, origin):
         return event_id, f"{origin} is denied by the room's server ACL"
+    if every_local_user_left(room):
+        return event_id, NOT_IN_ROOM
     try:
         checked_event(pdu)
     except MatrixError as exc:
@@ -234,7 +242,11 @@ def process_room_queue(room_id: str, *, source: EventSource | None = None) -> in
 
 def _process(row: InboundPdu, source: EventSource | None) -> None:
     result: dict[str, Any] = {}
+    room = Room.objects.filter(room_id=row.room_id).first()
     try:
+        if room is not None and every_local_user_left(room):
+            # The last local user left after the PDU was queued.
+            raise MatrixError("M_FORBIDDEN", NOT_IN_ROOM)
         receive_pdu(row.pdu, origin=row.origin, source=source or FederationEventSource(row.origin))
     except MatrixError as exc:
         logger.info("%s from %s dropped: %s", row.event_id, row.origin, exc.error)

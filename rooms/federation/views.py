@@ -20,7 +20,7 @@ from protocol.errors import MatrixError, bad_json, missing_param, not_found
 from protocol.identifiers import parse_user_id
 from rooms import hierarchy
 from rooms.api.directory import limit_param, query_from_body
-from rooms.federation import access, serving, transactions
+from rooms.federation import access, membership, serving, transactions
 from rooms.services import aliases, directory
 
 
@@ -201,3 +201,65 @@ class SendTransactionView(FederationView):
         """PUT /_matrix/federation/v1/send/{txnId}"""
         body = self.body(request)
         return ok(transactions.do_receive_transaction(self.origin(request), txn_id, body.data))
+
+
+def _bool_param(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise MatrixError("M_INVALID_PARAM", f"'{name}' must be 'true' or 'false'")
+
+
+class MakeJoinView(FederationView):
+    def get(self, request: Request, room_id: str, user_id: str) -> Response:
+        """GET /_matrix/federation/v1/make_join/{roomId}/{userId}"""
+        # ``ver`` may be repeated; without it the joining server supports version 1 only.
+        versions = request.query_params.getlist("ver") or ["1"]
+        return ok(membership.make_join(room_id, user_id, self.origin(request), versions))
+
+
+class SendJoinView(FederationView):
+    # v1 (superseded, still spoken by old servers) answers [200, {...}].
+    api_version = 2
+
+    def put(self, request: Request, room_id: str, event_id: str) -> Response:
+        """PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}"""
+        body = self.body(request)
+        omit_members = self.api_version == 2 and _bool_param(request, "omit_members")
+        answer = membership.do_send_join(
+            room_id, event_id, body.data, self.origin(request), omit_members=omit_members
+        )
+        if self.api_version == 1:
+            answer.pop("members_omitted", None)
+            return ok([200, answer])
+        return ok(answer)
+
+
+class SendJoinV1View(SendJoinView):
+    """PUT /_matrix/federation/v1/send_join/{roomId}/{eventId}"""
+
+    api_version = 1
+
+
+class MakeLeaveView(FederationView):
+    def get(self, request: Request, room_id: str, user_id: str) -> Response:
+        """GET /_matrix/federation/v1/make_leave/{roomId}/{userId}"""
+        return ok(membership.make_leave(room_id, user_id, self.origin(request)))
+
+
+class SendLeaveView(FederationView):
+    api_version = 2
+
+    def put(self, request: Request, room_id: str, event_id: str) -> Response:
+        """PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}"""
+        body = self.body(request)
+        answer = membership.do_send_leave(room_id, event_id, body.data, self.origin(request))
+        return ok([200, answer] if self.api_version == 1 else answer)
+
+
+class SendLeaveV1View(SendLeaveView):
+    """PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId}"""
+
+    api_version = 1

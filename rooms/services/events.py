@@ -111,7 +111,7 @@ def check_size_and_values(pdu: dict[str, Any], room_version: RoomVersion) -> Non
         raise MatrixError("M_TOO_LARGE", "Event is larger than 65536 bytes")
 
 
-def build_event(
+def new_pdu(
     room_version: RoomVersion,
     *,
     room_id: str | None,
@@ -123,8 +123,9 @@ def build_event(
     auth_events: list[PDUEvent],
     depth: int,
     extra: dict[str, Any] | None = None,
-) -> PDUEvent:
-    """Assemble, hash and sign a new PDU in the room version's format."""
+) -> dict[str, Any]:
+    """A new PDU in the room version's format, not yet hashed or signed (what
+    ``build_event`` signs, and the template a resident server answers make_join with)."""
     pdu: dict[str, Any] = {
         "type": event_type,
         "sender": sender,
@@ -145,6 +146,35 @@ def build_event(
         pdu["event_id"] = generate_opaque_event_id(settings.SERVER_NAME)
     if extra:
         pdu.update(extra)
+    return pdu
+
+
+def build_event(
+    room_version: RoomVersion,
+    *,
+    room_id: str | None,
+    sender: str,
+    event_type: str,
+    content: dict[str, Any],
+    state_key: str | None,
+    prev_events: list[PDUEvent],
+    auth_events: list[PDUEvent],
+    depth: int,
+    extra: dict[str, Any] | None = None,
+) -> PDUEvent:
+    """Assemble, hash and sign a new PDU in the room version's format."""
+    pdu = new_pdu(
+        room_version,
+        room_id=room_id,
+        sender=sender,
+        event_type=event_type,
+        content=content,
+        state_key=state_key,
+        prev_events=prev_events,
+        auth_events=auth_events,
+        depth=depth,
+        extra=extra,
+    )
     check_size_and_values(pdu, room_version)
     signed = hash_and_sign_event(pdu, settings.SERVER_NAME, server_signing_key(), room_version)
     return PDUEvent(signed, room_version)
@@ -346,6 +376,63 @@ def auth_state_for(
 
 
 @dataclass(frozen=True)
+class Draft:
+    """Where a new event goes in a room: the tips it follows, the auth events it cites,
+    its depth, and the state before it (``draft_in_locked_room``)."""
+
+    prev_events: list[PDUEvent]
+    auth_events: list[PDUEvent]
+    # The state the auth rules check it against (its auth types' current events).
+    auth_state: dict[StateKey, PDUEvent]
+    depth: int
+    state_before: int | None
+    extremity_ids: list[str]
+
+
+def draft_in_locked_room(
+    room: Room,
+    sender: str,
+    event_type: str,
+    content: dict[str, Any],
+    state_key: str | None = None,
+) -> Draft:
+    """The prev events (the room's forward extremities, at most MAX_PREV_EVENTS of the
+    deepest), the auth events (auth events selection, on the state before it) and the
+    depth of a new event; the caller holds the room lock."""
+    room_version = room_version_of(room)
+    state = load_state(room.current_state_group_id)
+    keys = auth_rules.auth_types_for_event(room_version, event_type, sender, state_key, content)
+    auth_state = auth_state_for(room_version, state, keys)
+    extremity_ids = list(
+        ForwardExtremity.objects.filter(room=room).values_list("event_id", flat=True)
+    )
+    prev = sorted(
+        event_cache.get_events(extremity_ids).values(), key=lambda e: e.depth, reverse=True
+    )[:MAX_PREV_EVENTS]
+    depth = max((e.depth for e in prev), default=0) + 1
+    state_before = room.current_state_group_id
+    if len(prev) < len(extremity_ids):
+        # Built on some of the tips only: the state before it is theirs, resolved.
+        state_before = graph.state_group_of_tips(
+            room,
+            Event.objects.filter(
+                room=room, event_id__in=[e.event_id for e in prev], state_group__isnull=False
+            ).values_list("state_group_id", flat=True),
+        )
+        state = load_state(state_before)
+        auth_state = auth_state_for(room_version, state, keys)
+    cited = [event for key, event in auth_state.items() if key in keys]
+    return Draft(
+        prev_events=prev,
+        auth_events=sorted(cited, key=lambda e: e.event_id),
+        auth_state=auth_state,
+        depth=depth,
+        state_before=state_before,
+        extremity_ids=extremity_ids,
+    )
+
+
+@dataclass(frozen=True)
 class PreparedEvent:
     """An event built and authorised on the room's state, not persisted yet: the state
     group before it, and the forward extremities read when it was built."""
@@ -388,31 +475,7 @@ def prepare_in_locked_room(
     (An invite of a user of another server is countersigned by that server before it is
     persisted: rooms.services.remote_invites.)"""
     room_version = room_version_of(room)
-    state = load_state(room.current_state_group_id)
-    keys = auth_rules.auth_types_for_event(
-        room_version, event_type, ctx.sender, state_key, content
-    )
-    auth_state = auth_state_for(room_version, state, keys)
-    cited = [event for key, event in auth_state.items() if key in keys]
-    extremity_ids = list(
-        ForwardExtremity.objects.filter(room=room).values_list("event_id", flat=True)
-    )
-    prev = sorted(
-        event_cache.get_events(extremity_ids).values(), key=lambda e: e.depth, reverse=True
-    )[:MAX_PREV_EVENTS]
-    depth = max((e.depth for e in prev), default=0) + 1
-    state_before = room.current_state_group_id
-    if len(prev) < len(extremity_ids):
-        # Built on some of the tips only: the state before it is theirs, resolved.
-        state_before = graph.state_group_of_tips(
-            room,
-            Event.objects.filter(
-                room=room, event_id__in=[e.event_id for e in prev], state_group__isnull=False
-            ).values_list("state_group_id", flat=True),
-        )
-        state = load_state(state_before)
-        auth_state = auth_state_for(room_version, state, keys)
-        cited = [event for key, event in auth_state.items() if key in keys]
+    draft = draft_in_locked_room(room, ctx.sender, event_type, content, state_key)
     event = build_event(
         room_version,
         room_id=room.room_id,
@@ -420,16 +483,16 @@ def prepare_in_locked_room(
         event_type=event_type,
         content=content,
         state_key=state_key,
-        prev_events=prev,
-        auth_events=sorted(cited, key=lambda e: e.event_id),
-        depth=depth,
+        prev_events=draft.prev_events,
+        auth_events=draft.auth_events,
+        depth=draft.depth,
         extra=extra,
     )
     try:
-        auth_rules.check_auth_rules(room_version, event, auth_state)
+        auth_rules.check_auth_rules(room_version, event, draft.auth_state)
     except auth_rules.AuthError as exc:
         raise MatrixError("M_FORBIDDEN", exc.reason) from None
-    return PreparedEvent(event, state_before, extremity_ids)
+    return PreparedEvent(event, draft.state_before, draft.extremity_ids)
 
 
 def do_send_event(

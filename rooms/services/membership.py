@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from rooms.services.events import (
     room_version_of,
     send_in_locked_room,
 )
-from rooms.state import load_state
+from rooms.state import StateKey, load_state
 
 JOIN, INVITE, LEAVE, BAN, KNOCK = "join", "invite", "leave", "ban", "knock"
 MEMBERSHIPS = (JOIN, INVITE, LEAVE, BAN, KNOCK)
@@ -60,42 +61,84 @@ def profile_content(user_id: str) -> dict[str, Any]:
     return content
 
 
-def _authorising_user(room: Room, user_id: str) -> str | None:
-    """For a restricted join (room v8+): a local member who may invite, if the user is
-    joined to one of the rooms the join rules allow."""
+def restricted_join_authoriser(
+    room: Room, state: Mapping[StateKey, str], user_id: str
+) -> str | None:
+    """For a join to a room whose join rule is restricted or knock_restricted (room v8+)
+    of a user neither invited nor joined: the local member who authorises it (one who
+    may invite, for ``join_authorised_via_users_server``); None when the join rule is
+    another. Server-Server API, "Restricted rooms":
+
+    - 403 M_FORBIDDEN: the user is in none of the rooms the join rules allow;
+    - 400 M_UNABLE_TO_AUTHORISE_JOIN: a user of another server is in none of them as far
+      as this server knows, and this server is not in all of them (it cannot tell);
+    - 400 M_UNABLE_TO_GRANT_JOIN: no local member may invite (another server may).
+    """
     room_version = room_version_of(room)
-    state = load_state(room.current_state_group_id)
+    if not room_version.restricted_join_rule:
+        return None
     join_rules_id = state.get(("m.room.join_rules", ""))
     if join_rules_id is None:
         return None
     join_rules = event_cache.get_events([join_rules_id])[join_rules_id].content
-    if join_rules.get("join_rule") not in ("restricted", "knock_restricted"):
+    restricted = ("restricted", "knock_restricted")
+    if join_rules.get("join_rule") not in restricted:
         return None
-    allowed_rooms = [
-        rule.get("room_id")
-        for rule in join_rules.get("allow", [])
-        if isinstance(rule, dict) and rule.get("type") == "m.room_membership"
-    ]
+    allow = join_rules.get("allow")
+    allowed_rooms = {
+        rule["room_id"]
+        for rule in (allow if isinstance(allow, list) else [])
+        if isinstance(rule, dict)
+        and rule.get("type") == "m.room_membership"
+        and isinstance(rule.get("room_id"), str)
+    }
     if not Membership.objects.filter(
-        room__room_id__in=[r for r in allowed_rooms if isinstance(r, str)],
-        user_id=user_id,
-        membership=JOIN,
+        room__room_id__in=allowed_rooms, user_id=user_id, membership=JOIN
     ).exists():
-        return None
+        if not is_local_user(user_id) and _rooms_joined_here(allowed_rooms) != allowed_rooms:
+            raise MatrixError(
+                "M_UNABLE_TO_AUTHORISE_JOIN",
+                f"Unable to check whether {user_id} is in the rooms the join rules allow",
+                status=400,
+            )
+        raise MatrixError(
+            "M_FORBIDDEN", "You are not in any of the rooms the room's join rules allow"
+        )
     auth_state = auth_state_for(
         room_version, dict(state), {("m.room.power_levels", ""), ("m.room.create", "")}
     )
+    invite_level = auth_rules.get_named_level(room_version, auth_state, "invite")
     members = Membership.objects.filter(room=room, membership=JOIN).values_list(
         "user_id", flat=True
     )
     for candidate in members:
         if not is_local_user(candidate):
             continue
-        level = auth_rules.get_user_power_level(room_version, candidate, auth_state)
-        invite_level = auth_rules.get_named_level(room_version, auth_state, "invite")
-        if level >= invite_level:
+        if auth_rules.get_user_power_level(room_version, candidate, auth_state) >= invite_level:
             return candidate
-    return None
+    raise MatrixError(
+        "M_UNABLE_TO_GRANT_JOIN", "No user of this server may invite you to the room", status=400
+    )
+
+
+def _rooms_joined_here(room_ids: set[str]) -> set[str]:
+    """Those of the rooms a local user is joined to."""
+    suffix = ":" + settings.SERVER_NAME
+    return set(
+        Membership.objects.filter(
+            room__room_id__in=room_ids, membership=JOIN, user_id__endswith=suffix
+        ).values_list("room__room_id", flat=True)
+    )
+
+
+def _authorising_user(room: Room, user_id: str) -> str | None:
+    """For a local restricted join (room v8+): a local member who may invite, if the user
+    is joined to one of the rooms the join rules allow; otherwise None, and the auth
+    rules refuse the join."""
+    try:
+        return restricted_join_authoriser(room, load_state(room.current_state_group_id), user_id)
+    except MatrixError:
+        return None
 
 
 def do_update_membership(

@@ -39,7 +39,6 @@ from protocol.errors import MatrixError
 from protocol.events import Event as PDUEvent
 from protocol.events import EventFormatError
 from protocol.hashing import generate_opaque_event_id
-from protocol.identifiers import is_valid_room_id
 from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.signing import hash_and_sign_event
 from rooms import event_cache, hooks
@@ -455,28 +454,6 @@ def _local_leave(
 
 
 # --- knocking through another server --------------------------------------------------------
-
-
-def query_remote_alias(alias: str) -> tuple[str, list[str]]:
-    """The room an alias of another server names, and servers in it, asked of the alias's
-    server (GET /query/directory). 404 M_NOT_FOUND when it does not know the alias or
-    cannot be asked. (A minimal call for knocks by alias; joins have their own in
-    rooms.services.remote_directory.)"""
-    server = server_of(alias)
-    if not server:
-        raise MatrixError("M_INVALID_PARAM", "Invalid room alias")
-    path = f"{V1}/query/directory?{urlencode({'room_alias': alias})}"
-    try:
-        answer = _json_answer(server, "GET", path)
-    except (FederationError, Refusal) as exc:
-        logger.info("alias %s: %s", alias, exc)
-        raise MatrixError("M_NOT_FOUND", "Room alias not found") from None
-    room_id = answer.get("room_id") if isinstance(answer, dict) else None
-    servers = answer.get("servers") if isinstance(answer, dict) else None
-    if not isinstance(room_id, str) or not is_valid_room_id(room_id):
-        raise MatrixError("M_NOT_FOUND", "Room alias not found")
-    names = [s for s in servers if isinstance(s, str)] if isinstance(servers, list) else []
-    return room_id, names
 
 
 def knock_versions() -> list[str]:
