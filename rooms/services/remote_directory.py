@@ -40,10 +40,10 @@ def query_remote_alias(alias: str) -> tuple[str, list[str]]:
     if not isinstance(room_id, str) or not is_valid_room_id(room_id):
         raise _unresolved(alias, "answered without a room ID")
     servers = answer.get("servers")
+    if not isinstance(servers, list):
+        raise _unresolved(alias, "answered without a list of servers")
     named = [
-        server
-        for server in (servers if isinstance(servers, list) else [])
-        if isinstance(server, str) and is_valid_server_name(server)
+        server for server in servers if isinstance(server, str) and is_valid_server_name(server)
     ]
     return room_id, list(dict.fromkeys(named))[:MAX_SERVERS]
 

@@ -23,18 +23,24 @@ from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.signing import compute_signature
 from rooms.models import CurrentState, Event, ForwardExtremity, Membership
 from tests.conftest import MatrixTestClient, Persona, Response
+from tests.federation.helpers import network
 from tests.graph.remote import RemoteServer
 from tests.rooms.federation_helpers import F, fed
+from tests.rooms.federation_peers import Peers, peers
 from tests.rooms.helpers import create_room, join, leave, set_state
+
+__all__ = ["network", "peers"]
 
 F2 = "/_matrix/federation/v2"
 ALL_VERSIONS = "&".join(f"ver={v}" for v in KNOWN_ROOM_VERSIONS)
 
 
 @pytest.fixture
-def dave(db: None) -> RemoteServer:
+def dave(db: None, peers: Peers) -> RemoteServer:
+    """dave.test, which also countersigns the invites of its users (an invite of a user of
+    another server needs it)."""
     server = RemoteServer("dave.test")
-    server.install_keys()
+    peers.add(server)
     return server
 
 
