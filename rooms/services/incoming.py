@@ -640,6 +640,7 @@ def _persist(
         apply_redaction=False,
         presolved=judgement.presolved,
     )
+    graph.record_backward_extremities(room, event, rejected=reason is not None)
     if verdict.visible:
         _apply_redactions(room, row, event)
     return row
