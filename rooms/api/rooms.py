@@ -15,7 +15,7 @@ from protocol.identifiers import check_bounded, is_valid_user_id, parse_room_ali
 from rooms import history, relations, selectors
 from rooms.api.common import check_room_id, resolve_room_id_or_alias, send_context
 from rooms.serialize import client_events
-from rooms.services import aliases, creation, membership, redaction
+from rooms.services import aliases, backfill, creation, membership, redaction
 from rooms.services.events import content_size_ok, do_send_event
 
 PRESET_NAMES = tuple(creation.PRESETS)
@@ -368,7 +368,7 @@ class MessagesView(MatrixView):
         limit = parse_limit(request, 10)
         if room_filter and isinstance(room_filter.get("limit"), int):
             limit = min(limit, room_filter["limit"])
-        page = history.paginate(
+        page = backfill.paginate(
             reader,
             from_token=request.query_params.get("from"),
             to_token=request.query_params.get("to"),
