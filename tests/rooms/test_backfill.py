@@ -6,9 +6,11 @@ indexed query (rooms.models.BackwardExtremity)."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import pytest
+from django.apps import apps as django_apps
 
 from protocol.events import Event as PDUEvent
 from rooms.models import BackwardExtremity, Event, Room
@@ -239,3 +241,17 @@ def test_an_answer_keeps_only_the_history_before_the_asked_events(
     )
 
     assert [event_id(room, pdu) for pdu in kept] == [order[-4], gap]
+
+
+def test_the_migration_records_the_gaps_of_rooms_stored_before_it(
+    alice: Persona, serving: ServingNetwork
+) -> None:
+    remote_room(serving, alice)
+    recorded = list(BackwardExtremity.objects.values_list("room_id", "event_id", "depth"))
+    BackwardExtremity.objects.all().delete()
+    migration = importlib.import_module("rooms.migrations.0008_backward_extremities")
+
+    migration.record_existing_gaps(django_apps, None)
+
+    assert list(BackwardExtremity.objects.values_list("room_id", "event_id", "depth")) == recorded
+    assert len(recorded) == 1
