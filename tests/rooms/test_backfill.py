@@ -255,3 +255,29 @@ def test_the_migration_records_the_gaps_of_rooms_stored_before_it(
 
     assert list(BackwardExtremity.objects.values_list("room_id", "event_id", "depth")) == recorded
     assert len(recorded) == 1
+
+
+def test_a_forged_event_in_the_history_is_left_out_and_the_rest_shown(
+    api: MatrixTestClient, alice: Persona, serving: ServingNetwork
+) -> None:
+    _carol, room = remote_room(serving, alice)
+    by_body = {p["content"].get("body"): e for e, p in room.pdus.items()}
+    forged, after = by_body["old 5"], by_body["old 6"]
+    # Carol's server serves it with a signature that does not verify.
+    room.pdus[forged] = room.forge_bad_signature(room.pdus[forged])
+
+    events = page_back(api, alice, room.room_id)
+
+    # Left out with it: the event after it, whose state (after the forged event) cannot
+    # be known; it stays an outlier.
+    shown = [f"old {n}" for n in reversed(range(OLD)) if n not in (5, 6)]
+    assert bodies(events) == ["new", *shown]
+    assert events[-1]["type"] == "m.room.create"
+    assert not Event.objects.filter(event_id=forged).exists()
+    assert Event.objects.get(event_id=after).outlier
+    # The gap it leaves is asked for again only after its backoff.
+    gap = BackwardExtremity.objects.get(room__room_id=room.room_id)
+    assert (gap.event_id, gap.failed_attempts) == (after, 1)
+    asked = len(serving.asked("backfill"))
+    page_back(api, alice, room.room_id)
+    assert len(serving.asked("backfill")) == asked
