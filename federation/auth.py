@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -45,17 +46,29 @@ class RemoteServer:
 
 
 def request_target(request: HttpRequest) -> str:
-    """The request target as the sender wrote it: path and query, still percent-encoded.
+    """The request target as the sender wrote it, path and query still percent-encoded:
+    what X-Matrix signs (server-server-api.md, "Request Authentication": "uri: The full
+    request URI"), so ``/event/%24abc`` is checked as ``%24``, not as ``$``.
 
-    Under ASGI the server hands over the raw path; elsewhere Django's re-encoding of the
-    decoded path is the best there is (it is the same for every path a sender encodes
-    canonically).
+    Under ASGI it is the scope's ``raw_path`` and ``query_string`` (Daphne); under WSGI the
+    ``RAW_URI`` or ``REQUEST_URI`` the server passes on (gunicorn, uWSGI, mod_wsgi, and
+    the test client, config/paths.py). Only a server that gives neither leaves Django's
+    re-encoding of the decoded path, which differs from what a sender that escapes more
+    than it must (as Synapse does) signed.
     """
     scope: dict[str, Any] | None = getattr(request, "scope", None)
     if scope is not None and scope.get("raw_path"):
         path = scope["raw_path"].decode("latin-1")
         query = scope.get("query_string", b"").decode("latin-1")
         return f"{path}?{query}" if query else path
+    raw_uri = request.META.get("RAW_URI") or request.META.get("REQUEST_URI")
+    if raw_uri:
+        target = str(raw_uri)
+        if not target.startswith("/"):
+            # The absolute form (``https://host/path?query``), as a proxy may send it.
+            parts = urlsplit(target)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return target
     return request.get_full_path()
 
 

@@ -87,10 +87,13 @@ def request_json(
     *,
     content: Any = None,
     signed: bool = True,
+    timeout_s: float | None = None,
 ) -> Any:
     """Send a request and return its parsed JSON answer; FederationError unless the answer
     is a 200 with a JSON body."""
-    response = send_request(destination, method, path, content=content, signed=signed)
+    response = send_request(
+        destination, method, path, content=content, signed=signed, timeout_s=timeout_s
+    )
     if response.status != 200:
         raise FederationError(
             f"{destination} answered {method} {path} with {response.status}",

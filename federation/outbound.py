@@ -235,8 +235,8 @@ def _has_items(destination: Destination) -> bool:
 
 def _send_one(destination: Destination, token: str) -> bool | None:
     """Send one transaction: the one in flight, or the next from the queue. True when
-    acknowledged, False when it failed (the backoff is set), None when nothing is left
-    to send or the lease was lost."""
+    done with it (acknowledged, or refused for good and dropped), False when it failed
+    (the backoff is set), None when nothing is left to send or the lease was lost."""
     txn = _transaction_to_send(destination, token)
     if txn is None:
         return None
@@ -253,22 +253,53 @@ def _send_one(destination: Destination, token: str) -> bool | None:
         response = client.send_request(destination.server_name, "PUT", path, content=body)
     except client.FederationError as exc:
         return _failed(destination, token, str(exc))
+    if is_refused_for_good(response.status):
+        reason = f"refused transaction {txn_id} with {response.status}; dropped it"
+        logger.warning(
+            "%s %s (%d PDUs, %d EDUs): %s",
+            destination.server_name,
+            reason,
+            len(pdus),
+            len(edus),
+            response.body[:500].decode("utf-8", "replace"),
+        )
+        return _done_with(destination, token, txn_id, error=reason)
     if response.status != 200:
         return _failed(destination, token, f"answered {response.status}")
     _log_pdu_errors(destination, response.body)
+    return _done_with(destination, token, txn_id)
+
+
+def is_refused_for_good(status: int) -> bool:
+    """The destination refused the transaction itself: a 4xx (Server-Server API, PUT
+    /send: the transaction is bad, and sending it again gets the same answer), so it is
+    dropped rather than blocking the destination's queue. Not a 429 (rate limited), a
+    408 (it gave up waiting for the request), nor a 401: the signature was refused, which
+    says nothing of the transaction, and usually means the server cannot fetch or has
+    not yet fetched this server's key; they are retried with backoff."""
+    return 400 <= status < 500 and status not in (401, 408, 429)
+
+
+def _done_with(
+    destination: Destination, token: str, txn_id: str, *, error: str = ""
+) -> bool | None:
+    """The destination answered the transaction (``error``: refusing it for good): its
+    rows are deleted, the backoff ends, and the next transaction can go."""
     with transaction.atomic():
         now = now_ms()
-        held = Destination.objects.filter(pk=destination.pk, lease_token=token).update(
-            txn_id=None,
-            failures=0,
-            failing_since_ts=None,
-            retry_delay_ms=0,
-            retry_at_ts=None,
-            last_success_ts=now,
-            last_error="",
-            lease_until_ts=now + LEASE_MS,
-        )
-        # Acknowledged, so delivered, whoever holds the lease now.
+        changes: dict[str, Any] = {
+            "txn_id": None,
+            "failures": 0,
+            "failing_since_ts": None,
+            "retry_delay_ms": 0,
+            "retry_at_ts": None,
+            "last_error": error[:1000],
+            "lease_until_ts": now + LEASE_MS,
+        }
+        if not error:
+            changes["last_success_ts"] = now
+        held = Destination.objects.filter(pk=destination.pk, lease_token=token).update(**changes)
+        # Answered, so done with, whoever holds the lease now.
         OutboundPDU.objects.filter(destination=destination, txn_id=txn_id).delete()
         OutboundEDU.objects.filter(destination=destination, txn_id=txn_id).delete()
     destination.txn_id = None

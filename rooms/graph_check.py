@@ -16,6 +16,9 @@ empty list means the room is sound. The rules:
   received over federation, a knock through another server, their rejection or
   rescinding; the room's graph and state need not be here at all, and the auth events
   such an event cites need not be stored).
+- the backward extremities are exactly the prev events that events in the graph (not
+  outliers, not rejected) cite and the graph does not hold, each at the depth of its
+  deepest citing event.
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ from protocol.auth_rules import CREATE, MEMBER, StateKey
 from protocol.events import Event as PDUEvent
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from rooms.graph_store import resolve_groups
-from rooms.models import CurrentState, Event, EventAuthEdge, EventEdge, ForwardExtremity, Room
+from rooms.models import (
+    BackwardExtremity,
+    CurrentState,
+    Event,
+    EventAuthEdge,
+    EventEdge,
+    ForwardExtremity,
+    Room,
+)
 from rooms.state import load_state
 from rooms.storage import out_of_band_q
 
@@ -40,6 +51,7 @@ def check_room(room: Room) -> list[str]:
     problems += check_forward_extremities(room)
     problems += check_current_state(room)
     problems += check_memberships(room)
+    problems += check_backward_extremities(room)
     return problems
 
 
@@ -155,6 +167,36 @@ def check_forward_extremities(room: Room) -> list[str]:
             problems.append(f"forward extremity {event_id} is cited as a prev event")
     if not recorded and _has_graph(room):
         problems.append("the room has events but no forward extremities")
+    return problems
+
+
+def expected_backward_extremities(room: Room) -> dict[str, int]:
+    """The prev events the graph cites and does not hold, to the depth of the deepest
+    event citing each (rooms.services.graph.record_backward_extremities)."""
+    held = set(Event.objects.filter(room=room, outlier=False).values_list("event_id", flat=True))
+    expected: dict[str, int] = {}
+    for prev_event_id, depth in EventEdge.objects.filter(
+        event__room=room, event__outlier=False, event__rejected_reason__isnull=True
+    ).values_list("prev_event_id", "event__depth"):
+        if prev_event_id not in held:
+            expected[prev_event_id] = max(depth, expected.get(prev_event_id, depth))
+    return expected
+
+
+def check_backward_extremities(room: Room) -> list[str]:
+    recorded = dict(BackwardExtremity.objects.filter(room=room).values_list("event_id", "depth"))
+    expected = expected_backward_extremities(room)
+    problems = []
+    for event_id in sorted(recorded.keys() | expected.keys()):
+        have, want = recorded.get(event_id), expected.get(event_id)
+        if want is None:
+            problems.append(f"backward extremity {event_id} is not a missing prev event")
+        elif have is None:
+            problems.append(f"missing prev event {event_id} is not a backward extremity")
+        elif have != want:
+            problems.append(
+                f"backward extremity {event_id} is at depth {have}, its deepest citer at {want}"
+            )
     return problems
 
 

@@ -129,6 +129,10 @@ class Page:
     state: list[Event]
     # The viewer's ignored users, read once per request (bundled aggregations use them).
     ignored: frozenset[str]
+    # Where the scan stopped: the position just before the last event it read, or the
+    # ``to`` bound it reached; None when it reached the start (``b``) or end (``f``) of
+    # the history stored here. Backfill (rooms.services.backfill) looks for gaps above it.
+    reached: Position | None = None
 
 
 def paginate(
@@ -198,6 +202,7 @@ def paginate(
     # Everything up to the edge was returned (or nothing was there): a further request
     # would be empty.
     end = None if exhausted or cursor is None else make_token(cursor)
+    reached = bound if exhausted else cursor
     state: list[Event] = []
     if room_filter and room_filter.get("lazy_load_members") and chunk:
         senders = {row.sender for row in chunk}
@@ -205,4 +210,4 @@ def paginate(
         state = selectors.state_events(
             oldest.state_group_id, [("m.room.member", s) for s in senders]
         )
-    return Page(chunk, start, end, state, ignored)
+    return Page(chunk, start, end, state, ignored, reached)

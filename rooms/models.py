@@ -190,6 +190,36 @@ class ForwardExtremity(models.Model):
         return self.event_id
 
 
+class BackwardExtremity(models.Model):
+    """A prev event that the room's graph here cites but does not hold: where its
+    known history stops (Synapse's backward extremities). Backfill (GET /backfill)
+    asks another server to go on from it (rooms.services.backfill); it is gone once the
+    event is in the graph here.
+
+    The rows are kept as events are persisted (rooms.services.graph), so that /messages
+    finds the gaps near the page it reads with one indexed query, never a walk of the
+    room's graph.
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    event_id = models.CharField(max_length=255)
+    # The depth of the deepest event here citing it: paging backwards below that depth
+    # passes the gap.
+    depth = models.BigIntegerField()
+    # Backfill asked for it and it is still missing: how often, and when to ask again.
+    failed_attempts = models.PositiveIntegerField(default=0)
+    retry_at_ts = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "event_id"], name="backward_extremity_unique")
+        ]
+        indexes = [models.Index(fields=["room", "depth"], name="backward_extremity_depth")]
+
+    def __str__(self) -> str:
+        return self.event_id
+
+
 class CurrentState(models.Model):
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="current_state")
     type = models.CharField(max_length=255)

@@ -26,6 +26,7 @@ from rooms.api.common import (
 from rooms.serialize import client_events
 from rooms.services import (
     aliases,
+    backfill,
     creation,
     membership,
     redaction,
@@ -405,7 +406,7 @@ class MessagesView(MatrixView):
         limit = parse_limit(request, 10)
         if room_filter and isinstance(room_filter.get("limit"), int):
             limit = min(limit, room_filter["limit"])
-        page = history.paginate(
+        page = backfill.paginate(
             reader,
             from_token=request.query_params.get("from"),
             to_token=request.query_params.get("to"),

@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q
 
+from protocol.events import Event as PDUEvent
 from rooms import event_cache
 from rooms.graph_store import resolve_groups, resolve_maps
 from rooms.models import (
+    BackwardExtremity,
     CurrentState,
     Event,
     EventEdge,
@@ -259,6 +261,38 @@ def _replace_extremities(room: Room, prev_ids: list[str], event_id: str) -> None
         return
     ForwardExtremity.objects.filter(room=room, event_id__in=prev_ids).delete()
     ForwardExtremity.objects.create(room=room, event_id=event_id)
+
+
+def record_backward_extremities(room: Room, event: PDUEvent, *, rejected: bool) -> None:
+    """The event is in the graph here now (persisted, not an outlier): it is no gap any
+    more, and the prev events it cites that the graph does not hold are, each at the
+    depth of its deepest citing event (rooms.models.BackwardExtremity). A rejected event
+    is no history anyone needs: its prev events are not looked for. Caller holds the room
+    lock."""
+    BackwardExtremity.objects.filter(room=room, event_id=event.event_id).delete()
+    prev_ids = set(event.prev_event_ids)
+    if rejected or not prev_ids:
+        return
+    held = Event.objects.filter(room=room, event_id__in=prev_ids, outlier=False)
+    missing = prev_ids - set(held.values_list("event_id", flat=True))
+    if not missing:
+        return
+    known = dict(
+        BackwardExtremity.objects.filter(room=room, event_id__in=missing).values_list(
+            "event_id", "depth"
+        )
+    )
+    BackwardExtremity.objects.bulk_create(
+        [
+            BackwardExtremity(room=room, event_id=event_id, depth=event.depth)
+            for event_id in sorted(missing - known.keys())
+        ]
+    )
+    shallower = [event_id for event_id, depth in known.items() if depth < event.depth]
+    if shallower:
+        BackwardExtremity.objects.filter(room=room, event_id__in=shallower).update(
+            depth=event.depth
+        )
 
 
 def _hidden_timeline_events(room: Room, event_ids: Iterable[str]) -> Q:

@@ -426,6 +426,12 @@ def _auth_events_verdict(event: PDUEvent) -> str | None:
     missing = [aid for aid in ids if aid not in auth_map]
     if missing:
         raise InvalidPDU(f"auth events {missing} are not available", "M_FORBIDDEN")
+    # Event IDs are unique across rooms: an auth event stored in another room is one this
+    # room cannot have. Dropped as if missing, rather than stored rejected with auth
+    # edges into another room's graph (whose auth chain walks would then cross rooms).
+    elsewhere = [aid for aid in ids if auth_map[aid].room_id != event.room_id]
+    if elsewhere:
+        raise InvalidPDU(f"auth events {elsewhere} are of another room", "M_FORBIDDEN")
     rejected = set(
         Event.objects.filter(event_id__in=ids, rejected_reason__isnull=False).values_list(
             "event_id", flat=True
@@ -642,6 +648,7 @@ def _persist(
         apply_redaction=False,
         presolved=judgement.presolved,
     )
+    graph.record_backward_extremities(room, event, rejected=reason is not None)
     if verdict.visible:
         _apply_redactions(room, row, event)
     return row

@@ -336,3 +336,54 @@ def test_an_item_queued_as_a_run_ends_is_sent_by_that_run(
     assert kicked == [outbound.RunResult()]
     assert result.sent == 2
     assert inbox.received() == [first.event_id, late.event_id]
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 413])
+def test_a_transaction_refused_for_good_is_dropped_and_the_next_one_goes(
+    db: None, inbox: Inbox, clock: list[int], status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 4xx says the transaction itself is bad (Server-Server API, PUT /send): sending it
+    again would get the same answer, so it is dropped, not retried hourly forever in
+    front of everything queued after it."""
+    events = [message() for _ in range(outbound.MAX_PDUS + 10)]
+    queue(*events)
+    inbox.status[CAROL] = status
+    answers = iter([status, 200])
+
+    def answer_then_accept() -> None:
+        inbox.status[CAROL] = next(answers, 200)
+
+    inbox.on_request = answer_then_accept
+
+    result = outbound.send_pending(CAROL)
+
+    assert result.retry_in_ms is None
+    assert len(inbox.requests) == 2
+    refused_id, accepted_id = (txn_id for _, txn_id, _ in inbox.requests)
+    assert refused_id != accepted_id
+    # The first 50 were in the refused transaction; the rest went in the next.
+    assert inbox.received()[-10:] == [e.event_id for e in events[outbound.MAX_PDUS :]]
+    assert depth() == 0
+    destination = Destination.objects.get(server_name=CAROL)
+    assert (destination.txn_id, destination.failures, destination.retry_at_ts) == (None, 0, None)
+    # Said in the log (the next success clears the destination's last error).
+    assert f"refused transaction {refused_id} with {status}; dropped it" in caplog.text
+
+
+@pytest.mark.parametrize("status", [401, 408, 429, 500])
+def test_a_transaction_refused_for_now_is_sent_again_after_the_backoff(
+    db: None, inbox: Inbox, clock: list[int], status: int
+) -> None:
+    queue(message())
+    inbox.status[CAROL] = status
+
+    first = outbound.send_pending(CAROL)
+    inbox.status[CAROL] = 200
+    clock[0] += first.retry_in_ms or 0
+    second = outbound.send_pending(CAROL)
+
+    assert first.retry_in_ms == outbound.INITIAL_BACKOFF_MS
+    assert second.sent == 1
+    # The same transaction, delivered once the server takes it.
+    assert len({txn_id for _, txn_id, _ in inbox.requests}) == 1
+    assert depth() == 0

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import copy
 import json
+from io import BytesIO
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest
 from django.test import RequestFactory
 
@@ -354,3 +357,48 @@ class TestNotaries:
 
         assert error.status == 401
         assert not RemoteServerKey.objects.filter(server_name=CAROL).exists()
+
+
+# --- the signed target is the raw one -----------------------------------------------------
+
+# An event ID as Synapse sends it in a path: every reserved character escaped ($ as %24).
+ENCODED = "/_matrix/federation/v1/event/%24abc%3Adef?x=%40carol%3Acarol.example"
+DECODED = "/_matrix/federation/v1/event/$abc:def?x=%40carol%3Acarol.example"
+
+
+def _wsgi(uri: str, authorization: str) -> HttpRequest:
+    """A request as a WSGI server hands it over: PATH_INFO decoded, RAW_URI as sent."""
+    return factory.get(uri, headers={"Authorization": authorization}, RAW_URI=uri)
+
+
+def _asgi(uri: str, authorization: str) -> HttpRequest:
+    """A request as Daphne hands it over: ``path`` decoded, ``raw_path`` as sent."""
+    raw_path, _, query = uri.partition("?")
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": unquote(raw_path),
+        "raw_path": raw_path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"localhost"), (b"authorization", authorization.encode())],
+    }
+    return ASGIRequest(scope, BytesIO(b""))
+
+
+@pytest.mark.parametrize("make", [_wsgi, _asgi], ids=["wsgi", "asgi"])
+def test_a_percent_encoded_target_is_verified_as_sent(carol: FakeServer, make: Any) -> None:
+    assert authenticate_request(make(ENCODED, carol.authorization("GET", ENCODED))).origin == CAROL
+    # Signed over the decoded path, which was not what was sent: refused.
+    assert _refused(make(ENCODED, carol.authorization("GET", DECODED))).errcode == (
+        "M_UNAUTHORIZED"
+    )
+
+
+def test_an_absolute_form_raw_uri_is_verified_by_its_path_and_query(carol: FakeServer) -> None:
+    request = factory.get(
+        ENCODED,
+        headers={"Authorization": carol.authorization("GET", ENCODED)},
+        RAW_URI="https://localhost:8448" + ENCODED,
+    )
+    assert authenticate_request(request).origin == CAROL

@@ -91,13 +91,18 @@ def start_federating_synapse(data: Path, *, federation_port: int | None = None) 
 
 
 def eventually(probe: Callable[[], T | None], *, timeout: float = 60, what: str = "") -> T:
-    """Poll ``probe`` until it returns something other than None (or False)."""
+    """Poll ``probe`` until it returns something other than None (or False); a client
+    error (e.g. a 404 for a state event that has not arrived yet) counts as not yet."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
+        try:
+            last = probe()
+        except ClientError as error:
+            last = error
+        else:
+            if last:
+                return last
         time.sleep(0.25)
     raise AssertionError(f"timed out waiting for {what or probe}: last {last!r}")
 

@@ -22,6 +22,9 @@ from protocol.signing import encode_verify_key_base64, generate_signing_key, has
 from rooms.models import Event, ForwardExtremity, StateGroupEntry
 from rooms.services.incoming import receive_joined_room, receive_pdu
 from tests.conftest import MatrixTestClient, Persona
+from tests.federation.helpers import FakeNetwork, network
+
+__all__ = ["network"]
 
 V11 = KNOWN_ROOM_VERSIONS["11"]
 REMOTE = "remote.test"
@@ -212,8 +215,10 @@ def test_state_storage_grows_with_state_changes_not_with_events(
 
 
 def test_backfilled_history_shows_in_messages_in_its_place_and_never_in_sync(
-    api: MatrixTestClient, alice: Persona
+    api: MatrixTestClient, alice: Persona, network: FakeNetwork
 ) -> None:
+    """(``network``: the gap left before the room's first events makes /messages ask
+    the remote server, which here is unreachable.)"""
     remote = Remote()
     create = remote.send(MOD, "m.room.create", {"room_version": "11"}, [], "")
     join = remote.send(MOD, "m.room.member", {"membership": "join"}, [create.event_id], MOD)

@@ -9,7 +9,15 @@ import pytest
 from django.core.management import call_command
 
 from rooms.graph_check import check_room
-from rooms.models import CurrentState, Event, EventAuthEdge, ForwardExtremity, Membership, Room
+from rooms.models import (
+    BackwardExtremity,
+    CurrentState,
+    Event,
+    EventAuthEdge,
+    ForwardExtremity,
+    Membership,
+    Room,
+)
 from tests.conftest import MatrixTestClient, Persona
 from tests.graph_check import assert_room_graphs_sound, room_graph_problems, room_graphs_sound
 from tests.rooms.helpers import create_room, join, leave, membership_action, send, set_state
@@ -92,6 +100,26 @@ def test_an_outlier_extremity_is_reported(
     Event.objects.filter(event_id=tip).update(soft_failed=True)
     problems = check_room(room)
     assert f"forward extremity {tip} was soft-failed" in problems
+
+
+@pytest.mark.graph_unchecked
+def test_wrong_backward_extremities_are_reported(
+    api: MatrixTestClient, alice: Persona, bob: Persona, carol: Persona
+) -> None:
+    room = busy_room(api, alice, bob, carol, "11")
+    hello = send(api, alice, room.room_id, "hello")
+    after = Event.objects.get(event_id=send(api, alice, room.room_id, "after"))
+    # Known only as an outlier now: the event after it cites an event the graph lacks.
+    Event.objects.filter(event_id=hello).update(outlier=True)
+    BackwardExtremity.objects.create(room=room, event_id="$nowhere", depth=1)
+    problems = check_room(room)
+    assert f"missing prev event {hello} is not a backward extremity" in problems
+    assert "backward extremity $nowhere is not a missing prev event" in problems
+    BackwardExtremity.objects.create(room=room, event_id=hello, depth=after.depth - 1)
+    assert (
+        f"backward extremity {hello} is at depth {after.depth - 1}, its deepest citer at "
+        f"{after.depth}"
+    ) in check_room(room)
 
 
 @pytest.mark.graph_unchecked
