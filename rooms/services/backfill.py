@@ -164,14 +164,16 @@ def history_before(
     room_version = room_version_of(room)
     by_id: dict[str, tuple[int, dict[str, Any], list[str]]] = {}
     for pdu in pdus:
-        if pdu.get("room_id") != room.room_id:
-            continue
         try:
             event = PDUEvent(pdu, room_version)
+            # From room version 12 the create event has no room_id: its ID is the room's.
+            in_room = event.room_id == room.room_id
             event_id, prev_ids = event.event_id, list(event.prev_event_ids)
             depth = pdu.get("depth")
         except (EventFormatError, ValueError, TypeError, KeyError) as exc:
             logger.info("backfilled PDU of %s dropped: %s", room.room_id, exc)
+            continue
+        if not in_room:
             continue
         if isinstance(depth, int) and not isinstance(depth, bool):
             by_id[event_id] = (depth, dict(pdu), prev_ids)
