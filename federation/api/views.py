@@ -31,8 +31,8 @@ class ServerKeysView(MatrixView):
     # Public: anyone may fetch a server's public keys, unauthenticated.
     authentication_classes: list[type] = []
 
-    def get(self, request: Request) -> Response:
-        """GET /_matrix/key/v2/server"""
+    def get(self, request: Request, key_id: str = "") -> Response:
+        """GET /_matrix/key/v2/server (and the deprecated /_matrix/key/v2/server/{keyId})"""
         return ok(
             server_keys_json(
                 settings.SERVER_NAME, [server_signing_key()], now_ms() + KEYS_VALID_FOR_MS

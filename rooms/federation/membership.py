@@ -36,7 +36,7 @@ from rooms.federation_out import destinations_of, server_of
 from rooms.graph_store import OrmStateResStore
 from rooms.models import Event, Membership, Room
 from rooms.services.events import draft_in_locked_room, lock_room, new_pdu, room_version_of
-from rooms.services.incoming import receive_pdu
+from rooms.services.incoming import InvalidPDU, check_signed_by, receive_pdu
 from rooms.services.membership import INVITE, JOIN, LEAVE, restricted_join_authoriser
 from rooms.state import StateKey, load_state
 
@@ -225,8 +225,10 @@ def _accept(room: Room, event_id: str, pdu: Any, origin: str, membership: str) -
     try:
         row = receive_pdu(signed_pdu or event.pdu, origin=origin)
     except MatrixError as exc:
-        # InvalidPDU: its signatures, hashes or auth events do not hold.
-        raise invalid_param(f"The {membership} event is invalid: {exc.error}") from None
+        # InvalidPDU: its format, signatures, hashes or auth events do not hold (a
+        # malformed event is M_BAD_JSON, as sytest and Synapse have it).
+        errcode = "M_BAD_JSON" if exc.errcode == "M_BAD_JSON" else "M_INVALID_PARAM"
+        raise MatrixError(errcode, f"The {membership} event is invalid: {exc.error}") from None
     if row.outlier:
         raise invalid_param(f"The {membership} event's prev events are unknown here")
     if row.rejected_reason is not None or row.soft_failed:
@@ -244,7 +246,21 @@ def _checked_membership_event(
     in this room under this event ID."""
     if not isinstance(pdu, dict):
         raise invalid_param("The event must be an object")
-    event = PDUEvent({k: v for k, v in pdu.items() if k != "unsigned"}, room_version)
+    bare = {k: v for k, v in pdu.items() if k != "unsigned"}
+    # Its signature first, as Synapse checks it (403 when the origin did not sign it).
+    sender = bare.get("sender")
+    if not isinstance(sender, str) or server_of(sender) != origin:
+        raise invalid_param(f"The sender is not a user of {origin}")
+    try:
+        check_signed_by(bare, origin, room_version)
+    except InvalidPDU as exc:
+        if exc.errcode == "M_FORBIDDEN":
+            error = f"The {membership} event's signature does not hold: {exc.error}"
+            raise forbidden(error) from None
+        raise MatrixError(
+            "M_BAD_JSON", f"The {membership} event is invalid: {exc.error}"
+        ) from None
+    event = PDUEvent(bare, room_version)
     try:
         if event.event_id != event_id:
             raise invalid_param(f"The event's ID is {event.event_id}, not {event_id}")

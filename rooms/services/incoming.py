@@ -295,6 +295,18 @@ def _check_format(pdu: dict[str, Any], room_version: RoomVersion) -> None:
         raise InvalidPDU(exc.error, exc.errcode) from None
 
 
+def check_signed_by(pdu: Mapping[str, Any], server_name: str, room_version: RoomVersion) -> None:
+    """InvalidPDU (M_FORBIDDEN) unless ``server_name`` signed the PDU with a key it has,
+    checked before anything else of it (as Synapse checks a send_join's signatures
+    first)."""
+    if not isinstance(pdu.get("signatures"), dict):
+        raise InvalidPDU(f"not signed by {server_name}", "M_FORBIDDEN")
+    ts = pdu.get("origin_server_ts")
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise InvalidPDU("'origin_server_ts' must be an integer")
+    _check_signed_by(pdu, server_name, room_version, ts)
+
+
 def _check_signed_by(
     pdu: Mapping[str, Any], server_name: str, room_version: RoomVersion, ts: int
 ) -> None:

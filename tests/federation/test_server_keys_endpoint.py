@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from django.conf import settings
 
 from accounts.clock import now_ms
@@ -36,3 +38,13 @@ def test_it_needs_no_authentication_and_ignores_tokens(api: MatrixTestClient) ->
 def test_other_methods_are_unrecognized(api: MatrixTestClient) -> None:
     response = api.post(KEYS, {})
     assert (response.status, response.errcode) == (405, "M_UNRECOGNIZED")
+
+
+def test_the_deprecated_form_naming_a_key_answers_with_every_key(api: MatrixTestClient) -> None:
+    key = server_signing_key()
+
+    for key_id in (key.key_id, "ed25519:unknown"):
+        response = api.get(f"{KEYS}/{quote(key_id)}")
+
+        assert response.status == 200, response.body
+        assert list(response.body["verify_keys"]) == [key.key_id]
