@@ -15,14 +15,21 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.federation.helpers import self_signed_certificate
-from tests.live.conftest import LiveServer, free_port, start_homeserver
-from tests.live.synapse import FederationTls, SynapsePeer, start_synapse
+from tests.live.conftest import (
+    LiveServer,
+    backend_environ,
+    free_port,
+    start_homeserver,
+    stop_homeserver,
+)
+from tests.live.synapse import FederationTls, SynapsePeer, start_synapse, stop_synapse
 
 T = TypeVar("T")
 
@@ -271,3 +278,74 @@ class Client:
 
     def profile(self, user_id: str) -> dict[str, Any]:
         return self.request("GET", f"/_matrix/client/v3/profile/{quote(user_id)}")
+
+
+class Network:
+    """Trellis (``home``) with Synapse and a second Trellis as the other servers."""
+
+    def __init__(self, home: Trellis, synapse: SynapsePeer, other: Trellis) -> None:
+        self.home = home
+        self.synapse = synapse
+        self.other = other
+
+    def peer(self, kind: str) -> tuple[str, str]:
+        """(client URL, server name) of the other server of that kind."""
+        if kind == "synapse":
+            return self.synapse.url, self.synapse.server_name
+        return self.other.url, self.other.server_name
+
+
+@contextmanager
+def federation_network(root: Path) -> Iterator[Network]:
+    """Trellis (``home``), Synapse and a second Trellis, federating; stopped after."""
+    synapse = start_federating_synapse(root / "synapse")
+    home_cert = certificate_for(root / "home-tls")
+    other_cert = certificate_for(root / "other-tls")
+    assert synapse.federation_cert is not None
+    try:
+        with (
+            backend_environ(root / "home", slot=2) as home_backend,
+            backend_environ(root / "other", slot=3) as other_backend,
+        ):
+            (root / "home").mkdir(exist_ok=True)
+            (root / "other").mkdir(exist_ok=True)
+            home_port, other_port = free_port(), free_port()
+            home = start_federating_trellis(
+                root / "home",
+                home_backend,
+                federation_port=home_port,
+                cert=home_cert,
+                trusted=[synapse.federation_cert, other_cert[0]],
+            )
+            try:
+                other = start_federating_trellis(
+                    root / "other",
+                    other_backend,
+                    federation_port=other_port,
+                    cert=other_cert,
+                    trusted=[home_cert[0]],
+                )
+                try:
+                    yield Network(home, synapse, other)
+                finally:
+                    stop_homeserver(other.server)
+            finally:
+                stop_homeserver(home.server)
+    finally:
+        stop_synapse(synapse)
+
+
+class SyncStream:
+    """A client's /sync, followed incrementally."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.since: str | None = client.sync()["next_batch"]
+
+    def wait_for(self, what: str, found: Any, timeout: float = 60) -> Any:
+        def probe() -> Any:
+            answer = self.client.sync(self.since, timeout_ms=2000)
+            self.since = answer["next_batch"]
+            return found(answer)
+
+        return eventually(probe, timeout=timeout, what=what)

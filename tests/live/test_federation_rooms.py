@@ -14,96 +14,27 @@ Each scenario runs once with Synapse as the other server and once with a second 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.live.conftest import backend_environ, free_port, stop_homeserver
 from tests.live.federation_peers import (
     Client,
-    Trellis,
-    certificate_for,
+    Network,
+    SyncStream,
     eventually,
-    start_federating_synapse,
-    start_federating_trellis,
+    federation_network,
 )
-from tests.live.synapse import SynapsePeer, stop_synapse
 
 pytestmark = pytest.mark.live
 
 MESSAGES = 50
 
 
-class Network:
-    """Trellis (``home``) with Synapse and a second Trellis as the other servers."""
-
-    def __init__(self, home: Trellis, synapse: SynapsePeer, other: Trellis) -> None:
-        self.home = home
-        self.synapse = synapse
-        self.other = other
-
-    def peer(self, kind: str) -> tuple[str, str]:
-        """(client URL, server name) of the other server of that kind."""
-        if kind == "synapse":
-            return self.synapse.url, self.synapse.server_name
-        return self.other.url, self.other.server_name
-
-
 @pytest.fixture(scope="module")
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    root: Path = tmp_path_factory.mktemp("federation-rooms")
-    synapse = start_federating_synapse(root / "synapse")
-    home_cert = certificate_for(root / "home-tls")
-    other_cert = certificate_for(root / "other-tls")
-    assert synapse.federation_cert is not None
-    try:
-        with (
-            backend_environ(root / "home", slot=2) as home_backend,
-            backend_environ(root / "other", slot=3) as other_backend,
-        ):
-            (root / "home").mkdir(exist_ok=True)
-            (root / "other").mkdir(exist_ok=True)
-            home_port, other_port = free_port(), free_port()
-            home = start_federating_trellis(
-                root / "home",
-                home_backend,
-                federation_port=home_port,
-                cert=home_cert,
-                trusted=[synapse.federation_cert, other_cert[0]],
-            )
-            try:
-                other = start_federating_trellis(
-                    root / "other",
-                    other_backend,
-                    federation_port=other_port,
-                    cert=other_cert,
-                    trusted=[home_cert[0]],
-                )
-                try:
-                    yield Network(home, synapse, other)
-                finally:
-                    stop_homeserver(other.server)
-            finally:
-                stop_homeserver(home.server)
-    finally:
-        stop_synapse(synapse)
-
-
-class SyncStream:
-    """A client's /sync, followed incrementally."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.since: str | None = client.sync()["next_batch"]
-
-    def wait_for(self, what: str, found: Any, timeout: float = 60) -> Any:
-        def probe() -> Any:
-            answer = self.client.sync(self.since, timeout_ms=2000)
-            self.since = answer["next_batch"]
-            return found(answer)
-
-        return eventually(probe, timeout=timeout, what=what)
+    with federation_network(tmp_path_factory.mktemp("federation-rooms")) as started:
+        yield started
 
 
 def ephemeral(answer: dict[str, Any], room_id: str, event_type: str) -> list[dict[str, Any]]:
