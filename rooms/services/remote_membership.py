@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,8 @@ TEMPLATE_FIELDS = ("type", "room_id", "sender", "state_key", "content", "depth")
 REFERENCE_FIELDS = ("prev_events", "auth_events")
 # At most this many servers are asked, in order.
 MAX_CANDIDATES = 20
+# An error code another server may pass on to our clients.
+ERRCODE = re.compile(r"M_[A-Z_]{1,64}")
 
 
 # --- where the join goes ------------------------------------------------------------------
@@ -163,6 +166,8 @@ class _Refused(Exception):
     status: int | None
     errcode: str
     error: str
+    # The room's version, when the server says this server cannot join it.
+    room_version: str | None = None
 
 
 def do_remote_join(
@@ -185,14 +190,16 @@ def do_remote_join(
 
 
 def _client_error(room_id: str, refusals: list[_Refused]) -> MatrixError:
-    """What the client is told when no server let the user join (a remote server's
-    error is reworded, never passed through)."""
+    """What the client is told when no server let the user join: a remote server's
+    errcode and status (and the room version it names), never its text."""
     for refusal in refusals:
         if refusal.errcode == "M_INCOMPATIBLE_ROOM_VERSION":
+            extra = {"room_version": refusal.room_version} if refusal.room_version else {}
             return MatrixError(
                 "M_INCOMPATIBLE_ROOM_VERSION",
                 f"{refusal.server} says this server does not support the room's version",
                 status=400,
+                **extra,
             )
     for refusal in refusals:
         if refusal.status == 403 or refusal.errcode in (
@@ -201,6 +208,20 @@ def _client_error(room_id: str, refusals: list[_Refused]) -> MatrixError:
             "M_UNABLE_TO_GRANT_JOIN",
         ):
             return forbidden(f"{refusal.server} refused the join: {refusal.error}"[:500])
+    for refusal in refusals:
+        # Another refusal of the request (a 4xx of the server's own): its status and
+        # errcode reach the client, as Synapse passes them through; the text does not.
+        if (
+            refusal.status is not None
+            and 400 <= refusal.status < 500
+            and refusal.status not in (401, 404, 408, 429)
+            and ERRCODE.fullmatch(refusal.errcode)
+        ):
+            return MatrixError(
+                refusal.errcode,
+                f"{refusal.server} refused the join ({refusal.errcode})",
+                status=refusal.status,
+            )
     tried = ", ".join(refusal.server for refusal in refusals) or "no server"
     return not_found(f"No server could be found to join {room_id} through (tried {tried})")
 
@@ -351,11 +372,13 @@ def _call(server: str, method: str, path: str, content: Any = None) -> Any:
         if not isinstance(errcode, str):
             # An endpoint the server does not have, behind a proxy that says so plainly.
             errcode = "M_UNRECOGNIZED" if response.status in (404, 405) else "M_UNKNOWN"
+        version = answer.get("room_version") if isinstance(answer, dict) else None
         raise _Refused(
             server,
             response.status,
             errcode,
             error if isinstance(error, str) else f"answered {response.status}",
+            version if isinstance(version, str) and len(version) <= 64 else None,
         )
     if answer is None:
         raise _malformed(server, "answered with something that is not JSON")

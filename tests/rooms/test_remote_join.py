@@ -192,6 +192,40 @@ def test_a_refused_join_is_forbidden(
     assert not Event.objects.filter(room__room_id=room.room_id).exists()
 
 
+@pytest.mark.parametrize(
+    ("answer", "status", "errcode", "extra"),
+    [
+        (
+            {"errcode": "M_INCOMPATIBLE_ROOM_VERSION", "error": "no", "room_version": "x-1"},
+            400,
+            "M_INCOMPATIBLE_ROOM_VERSION",
+            {"room_version": "x-1"},
+        ),
+        ({"errcode": "M_TEST_ERROR_CODE", "error": "denied!"}, 400, "M_TEST_ERROR_CODE", {}),
+    ],
+)
+def test_a_make_join_refusal_reaches_the_client_with_its_errcode(
+    api: MatrixTestClient,
+    alice: Persona,
+    carol: Resident,
+    answer: dict[str, str],
+    status: int,
+    errcode: str,
+    extra: dict[str, str],
+) -> None:
+    """As Synapse passes them through (sytest: "Outbound federation passes make_join
+    failures through to the client"), with the room version the other server named; the
+    other server's text is not passed on."""
+    carols_room(carol)
+    carol.refuse["make_join"] = json_response(answer, 400)
+
+    got = join(api, alice, ALIAS)
+
+    assert (got.status, got.body["errcode"]) == (status, errcode)
+    assert {key: got.body[key] for key in extra} == extra
+    assert "denied!" not in got.body["error"]
+
+
 def test_a_join_the_residents_state_rejects_is_forbidden(
     api: MatrixTestClient, alice: Persona, carol: Resident
 ) -> None:
