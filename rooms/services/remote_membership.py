@@ -69,6 +69,9 @@ TEMPLATE_FIELDS = ("type", "room_id", "sender", "state_key", "content", "depth")
 REFERENCE_FIELDS = ("prev_events", "auth_events")
 # At most this many servers are asked, in order.
 MAX_CANDIDATES = 20
+# A send_join answer carries the room's whole state and auth chain: a big room's is tens
+# of megabytes and takes the resident a while (Synapse allows it as much).
+SEND_JOIN: dict[str, Any] = {"timeout_s": 300.0, "max_bytes": 512 * 1024 * 1024}
 # An error code another server may pass on to our clients.
 ERRCODE = re.compile(r"M_[A-Z_]{1,64}")
 
@@ -316,11 +319,13 @@ def _send_join(server: str, room_id: str, join: PDUEvent) -> dict[str, Any]:
     ``state`` and ``auth_chain`` lists."""
     where = f"{_segment(room_id)}/{_segment(join.event_id)}"
     try:
-        answer = _call(server, "PUT", f"{V2}/send_join/{where}?omit_members=false", join.pdu)
+        answer = _call(
+            server, "PUT", f"{V2}/send_join/{where}?omit_members=false", join.pdu, **SEND_JOIN
+        )
     except _Refused as refusal:
         if refusal.errcode != "M_UNRECOGNIZED":
             raise
-        old = _call(server, "PUT", f"{V1}/send_join/{where}", join.pdu)
+        old = _call(server, "PUT", f"{V1}/send_join/{where}", join.pdu, **SEND_JOIN)
         # v1 answers [200, {...}].
         if not isinstance(old, list) or len(old) != 2 or not isinstance(old[1], dict):
             raise _malformed(server, "send_join v1 answered with something else") from None
@@ -356,10 +361,20 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def _call(server: str, method: str, path: str, content: Any = None) -> Any:
+def _call(
+    server: str,
+    method: str,
+    path: str,
+    content: Any = None,
+    *,
+    timeout_s: float | None = None,
+    max_bytes: int | None = None,
+) -> Any:
     """A signed request to ``server``; its JSON answer, or _Refused."""
     try:
-        response = send_request(server, method, path, content=content)
+        response = send_request(
+            server, method, path, content=content, timeout_s=timeout_s, max_bytes=max_bytes
+        )
     except FederationError as exc:
         raise _Refused(server, None, "M_UNKNOWN", f"cannot be reached: {exc}") from None
     try:
