@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -49,6 +50,7 @@ from tests.live.federation_peers import (  # noqa: E402
 from tests.live.synapse import FederationTls, start_synapse, stop_synapse  # noqa: E402
 
 SENDERS = 10
+WHOLE_TIMELINE = json.dumps({"room": {"timeline": {"limit": 1000}}})
 
 
 @contextmanager
@@ -144,7 +146,8 @@ def measure(kind: str, pair: Pair, members: int, state: int, messages: int) -> d
         seen: set[str] = set()
         deadline = time.monotonic() + 600
         while seen < sent and time.monotonic() < deadline:
-            answer = visitor.sync(since, timeout_ms=5000)
+            # Every event, not the last few of a limited timeline.
+            answer = visitor.sync(since, timeout_ms=5000, filter=WHOLE_TIMELINE)
             since = answer["next_batch"]
             room = answer.get("rooms", {}).get("join", {}).get(room_id, {})
             seen.update(e["event_id"] for e in room.get("timeline", {}).get("events", []))

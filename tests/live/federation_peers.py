@@ -265,10 +265,14 @@ class Client:
             {},
         )
 
-    def sync(self, since: str | None = None, timeout_ms: int = 0) -> dict[str, Any]:
+    def sync(
+        self, since: str | None = None, timeout_ms: int = 0, filter: str | None = None
+    ) -> dict[str, Any]:
         query: dict[str, Any] = {"timeout": timeout_ms}
         if since:
             query["since"] = since
+        if filter:
+            query["filter"] = filter
         return self.request("GET", "/_matrix/client/v3/sync", query=query)
 
     def set_alias(self, alias: str, room_id: str) -> None:
