@@ -31,6 +31,11 @@ app.conf.beat_schedule = {
         "task": "media.tasks.purge_expired_media_state",
         "schedule": 3600.0,
     },
+    # Message IDs of other servers' to-device EDUs past their retention.
+    "purge-federated-to-device-ids": {
+        "task": "e2ee.tasks.purge_federated_to_device_ids",
+        "schedule": 3600.0,
+    },
     # Pushers whose delivery was interrupted (worker died, retry lost) pick up again.
     "resume-pushers": {
         "task": "push.tasks.resume_pushers",
