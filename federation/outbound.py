@@ -67,6 +67,9 @@ CATCH_UP_AFTER_MS = 3600 * 1000
 CATCH_UP_BACKLOG = 1000
 # EDUs dropped on catch-up: stale long before the server is back.
 STALE_EDU_TYPES = frozenset({"m.typing"})
+# EDU types whose content is a list of updates, under this key, that one EDU carries
+# together (Server-Server API, "Presence": m.presence's ``push``).
+BATCHED_EDU_LISTS = {"m.presence": "push"}
 
 
 # --- Enqueuing ---------------------------------------------------------------------------
@@ -247,7 +250,7 @@ def _send_one(destination: Destination, token: str) -> bool | None:
         "pdus": [row.pdu for row in pdus],
     }
     if edus:
-        body["edus"] = [{"edu_type": row.edu_type, "content": row.content} for row in edus]
+        body["edus"] = batched_edus(edus)
     path = f"/_matrix/federation/v1/send/{txn_id}"
     try:
         response = client.send_request(destination.server_name, "PUT", path, content=body)
@@ -268,6 +271,30 @@ def _send_one(destination: Destination, token: str) -> bool | None:
         return _failed(destination, token, f"answered {response.status}")
     _log_pdu_errors(destination, response.body)
     return _done_with(destination, token, txn_id)
+
+
+def batched_edus(rows: Iterable[OutboundEDU]) -> list[dict[str, Any]]:
+    """The EDUs of a transaction, in queue order, those of a type that carries a list of
+    updates (BATCHED_EDU_LISTS: m.presence's ``push``) merged into the first of their
+    type: queued one per user (keyed, so coalesced while they wait), sent as one."""
+    out: list[dict[str, Any]] = []
+    merged: dict[str, list[Any]] = {}
+    for row in rows:
+        list_key = BATCHED_EDU_LISTS.get(row.edu_type)
+        items = row.content.get(list_key) if list_key else None
+        if list_key is None or not isinstance(items, list):
+            out.append({"edu_type": row.edu_type, "content": row.content})
+        elif row.edu_type in merged:
+            merged[row.edu_type].extend(items)
+        else:
+            merged[row.edu_type] = list(items)
+            out.append(
+                {
+                    "edu_type": row.edu_type,
+                    "content": {**row.content, list_key: merged[row.edu_type]},
+                }
+            )
+    return out
 
 
 def is_refused_for_good(status: int) -> bool:
