@@ -36,6 +36,12 @@ app.conf.beat_schedule = {
         "task": "e2ee.tasks.purge_federated_to_device_ids",
         "schedule": 3600.0,
     },
+    # Local users' presence sent again to the servers sharing a room with them
+    # (presence.federation_out.PING_INTERVAL_S).
+    "send-presence-pings": {
+        "task": "presence.tasks.send_presence_pings",
+        "schedule": 1500.0,
+    },
     # Pushers whose delivery was interrupted (worker died, retry lost) pick up again.
     "resume-pushers": {
         "task": "push.tasks.resume_pushers",

@@ -9,6 +9,11 @@ member joined to one of the user's rooms, less those the room's ACL denies
 keyed by the user, so a server that is slow or backing off gets the user's latest
 presence once, not every step; the outbound queue sends all the presence EDUs of one
 transaction as one m.presence EDU (federation.outbound), so presence travels in batches.
+
+Synapse forgets a remote user's presence (reads them offline) when it has heard nothing
+of them for 30 minutes, and re-sends its own users' every 25 (its FEDERATION_TIMEOUT and
+FEDERATION_PING_INTERVAL); so does this server (:func:`do_send_presence_pings`, run
+periodically), for local users not offline and active within PING_ACTIVE_WITHIN_MS.
 """
 
 from __future__ import annotations
@@ -18,11 +23,18 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts.clock import now_ms
 from federation.outbound import enqueue_edus
+from presence import selectors
+from presence.models import OFFLINE, Presence
 from rooms.federation_out import edu_destinations
 from rooms.models import Membership, Room
 
 PRESENCE = "m.presence"
+# How often the presence of local users who are about is sent again (see above).
+PING_INTERVAL_S = 25 * 60
+# Users last active longer ago than this are not pinged: others have their last word.
+PING_ACTIVE_WITHIN_MS = 24 * 3600 * 1000
 
 
 def servers_sharing_a_room(user_id: str) -> set[str]:
@@ -46,3 +58,24 @@ def queue_presence(user_id: str, content: Mapping[str, Any]) -> list[str]:
         return []
     item = {"user_id": user_id, **content}
     return enqueue_edus(PRESENCE, {"push": [item]}, servers, key=user_id)
+
+
+def do_send_presence_pings() -> int:
+    """Queue the presence of every local user who is not offline and was active within
+    PING_ACTIVE_WITHIN_MS for the servers sharing a room with them; how many users."""
+    if not settings.PRESENCE_ENABLED:
+        return 0
+    now = now_ms()
+    rows = (
+        Presence.objects.filter(
+            user_id__endswith=":" + settings.SERVER_NAME,
+            last_active_ts__gte=now - PING_ACTIVE_WITHIN_MS,
+        )
+        .exclude(state=OFFLINE)
+        .order_by("user_id")
+    )
+    pinged = 0
+    for row in rows.iterator():
+        if queue_presence(row.user_id, selectors.presence_content(row, now)):
+            pinged += 1
+    return pinged

@@ -164,6 +164,30 @@ def test_updates_of_several_users_travel_in_one_edu(
     ]
 
 
+def test_local_users_who_are_about_are_pinged_periodically(
+    api: MatrixTestClient, alice: Persona, bob: Persona, scene: Scene
+) -> None:
+    from config.celery import app
+    from presence import federation_out
+
+    put_presence(api, alice, presence="online", status_msg="still here")
+    put_presence(api, bob, presence="offline")
+    OutboundEDU.objects.all().delete()
+
+    assert federation_out.do_send_presence_pings() == 1
+
+    [ping] = queued_presence(CAROL)
+    assert (ping["user_id"], ping["status_msg"]) == (alice.user_id, "still here")
+    # Bob is offline: nothing to keep alive.
+    assert queued_presence(DAVE) == []
+    # Long inactive: left alone too.
+    Presence.objects.filter(user_id=alice.user_id).update(last_active_ts=1)
+    OutboundEDU.objects.all().delete()
+    assert federation_out.do_send_presence_pings() == 0
+    schedule = app.conf.beat_schedule["send-presence-pings"]["schedule"]
+    assert schedule == federation_out.PING_INTERVAL_S
+
+
 # --- Inbound -----------------------------------------------------------------------------
 
 
