@@ -10,6 +10,8 @@ down only delay delivery.
 A keyed EDU (``enqueue_edus(..., key=...)``: the latest typing state of a typist, the
 latest receipt of a reader) replaces the one of the same type and key still waiting, as
 Synapse's keyed EDUs do, so a destination that is behind gets the latest state once.
+EDUs of a type that carries a list of updates (m.presence, queued one per user) go as
+one EDU per transaction (``batched_edus``).
 
 A run (``send_pending``) holds the destination's lease, so one transaction at a time is in
 flight per destination. It takes at most 50 PDUs and 100 EDUs in queue order, marks them
