@@ -31,6 +31,17 @@ app.conf.beat_schedule = {
         "task": "media.tasks.purge_expired_media_state",
         "schedule": 3600.0,
     },
+    # Message IDs of other servers' to-device EDUs past their retention.
+    "purge-federated-to-device-ids": {
+        "task": "e2ee.tasks.purge_federated_to_device_ids",
+        "schedule": 3600.0,
+    },
+    # Local users' presence sent again to the servers sharing a room with them
+    # (presence.federation_out.PING_INTERVAL_S).
+    "send-presence-pings": {
+        "task": "presence.tasks.send_presence_pings",
+        "schedule": 1500.0,
+    },
     # Pushers whose delivery was interrupted (worker died, retry lost) pick up again.
     "resume-pushers": {
         "task": "push.tasks.resume_pushers",

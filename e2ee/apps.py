@@ -11,6 +11,7 @@ class E2eeConfig(AppConfig):
         from accounts.models import Device
         from accounts.signals import device_renamed, user_deactivated
         from e2ee import signals
+        from e2ee.services import to_device
         from e2ee.sync_section import (
             KEY_COUNTS,
             device_lists_section,
@@ -18,6 +19,7 @@ class E2eeConfig(AppConfig):
             one_time_keys_section,
             to_device_section,
         )
+        from federation.edus import register_edu_handler
         from sync import providers
 
         providers.register_top_level(to_device_section)
@@ -29,3 +31,5 @@ class E2eeConfig(AppConfig):
         post_delete.connect(signals.device_deleted, sender=Device)
         device_renamed.connect(signals.device_renamed)
         user_deactivated.connect(signals.user_deactivated)
+        # Other servers' to-device messages (PUT /send).
+        register_edu_handler(to_device.DIRECT_TO_DEVICE, to_device.receive_direct_to_device)

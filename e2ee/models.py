@@ -56,6 +56,28 @@ class ToDeviceTransaction(models.Model):
         return f"{self.event_type} txn {self.txn_id}"
 
 
+class FederatedToDeviceMessage(models.Model):
+    """An m.direct_to_device EDU another server sent, remembered by its ``message_id``
+    so that the same EDU sent again (a retried transaction under a new ID, a resent
+    EDU) is delivered once (Server-Server API, "Send-to-device messaging": the message
+    ID is unique per sending server). Kept for FEDERATED_TO_DEVICE_RETENTION_MS
+    (e2ee.services.to_device), then purged."""
+
+    origin = models.CharField(max_length=255)
+    message_id = models.CharField(max_length=255)
+    received_ts = models.BigIntegerField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["origin", "message_id"], name="federated_to_device_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} from {self.origin}"
+
+
 # --- Keys (Client-Server API, "End-to-End Encryption", "Key Distribution") ----------------
 #
 # The server holds public keys only. ``owner`` (the device or user) makes the keys go

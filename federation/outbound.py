@@ -10,6 +10,8 @@ down only delay delivery.
 A keyed EDU (``enqueue_edus(..., key=...)``: the latest typing state of a typist, the
 latest receipt of a reader) replaces the one of the same type and key still waiting, as
 Synapse's keyed EDUs do, so a destination that is behind gets the latest state once.
+EDUs of a type that carries a list of updates (m.presence, queued one per user) go as
+one EDU per transaction (``batched_edus``).
 
 A run (``send_pending``) holds the destination's lease, so one transaction at a time is in
 flight per destination. It takes at most 50 PDUs and 100 EDUs in queue order, marks them
@@ -67,6 +69,9 @@ CATCH_UP_AFTER_MS = 3600 * 1000
 CATCH_UP_BACKLOG = 1000
 # EDUs dropped on catch-up: stale long before the server is back.
 STALE_EDU_TYPES = frozenset({"m.typing"})
+# EDU types whose content is a list of updates, under this key, that one EDU carries
+# together (Server-Server API, "Presence": m.presence's ``push``).
+BATCHED_EDU_LISTS = {"m.presence": "push"}
 
 
 # --- Enqueuing ---------------------------------------------------------------------------
@@ -247,7 +252,7 @@ def _send_one(destination: Destination, token: str) -> bool | None:
         "pdus": [row.pdu for row in pdus],
     }
     if edus:
-        body["edus"] = [{"edu_type": row.edu_type, "content": row.content} for row in edus]
+        body["edus"] = batched_edus(edus)
     path = f"/_matrix/federation/v1/send/{txn_id}"
     try:
         response = client.send_request(destination.server_name, "PUT", path, content=body)
@@ -268,6 +273,30 @@ def _send_one(destination: Destination, token: str) -> bool | None:
         return _failed(destination, token, f"answered {response.status}")
     _log_pdu_errors(destination, response.body)
     return _done_with(destination, token, txn_id)
+
+
+def batched_edus(rows: Iterable[OutboundEDU]) -> list[dict[str, Any]]:
+    """The EDUs of a transaction, in queue order, those of a type that carries a list of
+    updates (BATCHED_EDU_LISTS: m.presence's ``push``) merged into the first of their
+    type: queued one per user (keyed, so coalesced while they wait), sent as one."""
+    out: list[dict[str, Any]] = []
+    merged: dict[str, list[Any]] = {}
+    for row in rows:
+        list_key = BATCHED_EDU_LISTS.get(row.edu_type)
+        items = row.content.get(list_key) if list_key else None
+        if list_key is None or not isinstance(items, list):
+            out.append({"edu_type": row.edu_type, "content": row.content})
+        elif row.edu_type in merged:
+            merged[row.edu_type].extend(items)
+        else:
+            merged[row.edu_type] = list(items)
+            out.append(
+                {
+                    "edu_type": row.edu_type,
+                    "content": {**row.content, list_key: merged[row.edu_type]},
+                }
+            )
+    return out
 
 
 def is_refused_for_good(status: int) -> bool:

@@ -15,7 +15,8 @@ class Presence(models.Model):
 
     ``last_active_ago`` and ``currently_active`` are derived from ``last_active_ts``
     when read (presence.selectors), so the row changes only when something a client can
-    see changes, or at most once a minute while a client keeps syncing.
+    see changes, or at most once a minute while a client keeps syncing. Users of other
+    servers have rows too, written from the m.presence EDUs their servers send.
     """
 
     user_id = models.CharField(max_length=255, unique=True)
@@ -25,6 +26,10 @@ class Presence(models.Model):
     last_active_ts = models.BigIntegerField(default=0)
     # Position on the presence stream of the last change others should hear about.
     stream_id = models.BigIntegerField(default=0, db_index=True)
+    # A user of another server: ``currently_active`` as their server said (their
+    # server judges their idleness, and sends a change); None for local users, whose
+    # is derived from ``last_active_ts``.
+    currently_active = models.BooleanField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.state}"

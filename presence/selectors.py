@@ -23,14 +23,19 @@ def presence_content(row: Presence | None, now: int | None = None) -> dict[str, 
     now = now_ms() if now is None else now
     state = row.state
     last_active_ago = max(0, now - row.last_active_ts)
-    if state == ONLINE and last_active_ago > IDLE_AFTER_MS:
-        state = UNAVAILABLE
+    if row.currently_active is not None:
+        # A user of another server: their server judges idleness and says so.
+        currently_active = row.currently_active
+    else:
+        if state == ONLINE and last_active_ago > IDLE_AFTER_MS:
+            state = UNAVAILABLE
+        # Online means active within the idle timeout; while it holds, last_active_ago
+        # is not news (the spec's currently_active mechanism).
+        currently_active = state == ONLINE
     content: dict[str, Any] = {
         "presence": state,
         "last_active_ago": last_active_ago,
-        # Online means active within the idle timeout; while it holds, last_active_ago
-        # is not news (the spec's currently_active mechanism).
-        "currently_active": state == ONLINE,
+        "currently_active": currently_active,
     }
     if row.status_msg is not None:
         content["status_msg"] = row.status_msg

@@ -1,4 +1,6 @@
-"""The write path of presence."""
+"""The write path of presence: local users' (PUT /presence, /sync's ``set_presence``),
+sent on to the servers sharing a room with them (presence.federation_out), and other
+servers' users' (the m.presence EDU, presence.edus)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from django.db import transaction
 from accounts.clock import now_ms
 from config import process_caches
 from config.lru import LRU
-from presence import selectors
+from presence import federation_out, selectors
 from presence.models import OFFLINE, STATES, Presence
 from protocol.errors import bad_json
 from protocol.identifiers import check_bounded
@@ -68,18 +70,23 @@ def _write(user_id: str, state: str, status_msg: str | None, *, keep_status: boo
         if not keep_status:
             row.status_msg = status_msg
         row.last_active_ts = now
-        if _visible(selectors.presence_content(row, now)) != before:
-            row.stream_id = streams.next_position(streams.PRESENCE)
-            position = row.stream_id
-            transaction.on_commit(
-                lambda: notifier.notify_stream_moved(
-                    streams.PRESENCE,
-                    position,
-                    user_ids=selectors.users_sharing_a_room(user_id),
-                )
-            )
+        content = selectors.presence_content(row, now)
+        if _visible(content) != before:
+            _move_stream(row)
+            federation_out.queue_presence(user_id, content)
         row.save()
     _seen.put(user_id, (state, now, time.monotonic()))
+
+
+def _move_stream(row: Presence) -> None:
+    """Give the row's change a new position, and wake those who see it once committed."""
+    row.stream_id = streams.next_position(streams.PRESENCE)
+    position, user_id = row.stream_id, row.user_id
+    transaction.on_commit(
+        lambda: notifier.notify_stream_moved(
+            streams.PRESENCE, position, user_ids=selectors.users_sharing_a_room(user_id)
+        )
+    )
 
 
 def do_set_presence(user_id: str, state: str, status_msg: str | None) -> None:
@@ -113,3 +120,28 @@ def do_record_sync(user_id: str, set_presence: str) -> None:
         _seen.put(user_id, (row.state, row.last_active_ts, time.monotonic()))
         return
     _write(user_id, set_presence, None, keep_status=True)
+
+
+def do_set_remote_presence(
+    user_id: str,
+    state: str,
+    status_msg: str | None,
+    last_active_ago: int,
+    currently_active: bool,
+) -> None:
+    """The presence of a user of another server, as their server sent it (an m.presence
+    EDU, checked by presence.edus): stored like a local user's, ``last_active_ago``
+    turned into a time here, and shown to local users sharing a room with them when
+    what they see changed. Locks the user's presence row."""
+    now = now_ms()
+    with transaction.atomic():
+        Presence.objects.get_or_create(user_id=user_id)
+        row = Presence.objects.select_for_update().get(user_id=user_id)
+        before = _visible(selectors.presence_content(row, now)) if row.stream_id else None
+        row.state = state
+        row.status_msg = status_msg
+        row.last_active_ts = now - last_active_ago
+        row.currently_active = currently_active
+        if _visible(selectors.presence_content(row, now)) != before:
+            _move_stream(row)
+        row.save()

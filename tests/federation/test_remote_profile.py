@@ -133,3 +133,44 @@ def test_local_profiles_stay_local(
     assert (nobody.status, nobody.errcode) == (404, "M_NOT_FOUND")
     assert (invalid.status, invalid.errcode) == (404, "M_NOT_FOUND")
     assert network.sent == []
+
+
+def test_an_answer_is_kept_briefly(
+    api: MatrixTestClient, carol: FakeServer, network: FakeNetwork
+) -> None:
+    queries = serve_profile(carol, {"displayname": "Carol"})
+
+    first = api.get(profile_path(CAROL_USER))
+    again = api.get(profile_path(CAROL_USER))
+    name = api.get(profile_path(CAROL_USER, "displayname"))
+    name_again = api.get(profile_path(CAROL_USER, "displayname"))
+    missing = api.get(profile_path(CAROL_USER, "avatar_url"))
+    missing_again = api.get(profile_path(CAROL_USER, "avatar_url"))
+
+    assert first.body == again.body == {"displayname": "Carol"}
+    assert name.body == name_again.body == {"displayname": "Carol"}
+    assert (missing.status, missing_again.status) == (404, 404)
+    # Asked once per user and field while the answer is kept (a 404 too).
+    assert queries == [
+        {"user_id": [CAROL_USER]},
+        {"user_id": [CAROL_USER], "field": ["displayname"]},
+        {"user_id": [CAROL_USER], "field": ["avatar_url"]},
+    ]
+
+
+def test_a_failure_is_not_kept(
+    api: MatrixTestClient, carol: FakeServer, network: FakeNetwork
+) -> None:
+    asked = []
+
+    def handler(method: str, path: str, body: Any) -> Any:
+        asked.append(path)
+        if len(asked) == 1:
+            return json_response({"errcode": "M_UNKNOWN", "error": "boom"}, 500)
+        return json_response({"displayname": "Carol"})
+
+    carol.handler = handler
+
+    assert api.get(profile_path(CAROL_USER)).status == 502
+    assert api.get(profile_path(CAROL_USER)).body == {"displayname": "Carol"}
+    assert len(asked) == 2
