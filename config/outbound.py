@@ -31,6 +31,10 @@ class AddressRefused(OutboundError):
     """The host resolves to an address we must not connect to."""
 
 
+class ResponseTooLarge(OutboundError):
+    """The answer is longer than the caller's limit."""
+
+
 def parse_networks(items: Sequence[str]) -> list[IPNetwork]:
     return [ipaddress.ip_network(item, strict=False) for item in items]
 
@@ -116,4 +120,4 @@ def read_bounded(
             return bytes(data)
         data += chunk
         if len(data) > max_bytes:
-            raise OutboundError("response too large")
+            raise ResponseTooLarge("response too large")

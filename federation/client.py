@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
-from federation import discovery
+from federation import discovery, transport
 from federation.keys import server_signing_key
 from federation.transport import HttpResponse, TransportError, send
 from protocol.canonical_json import encode_canonical_json
@@ -26,6 +26,10 @@ class FederationError(Exception):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ResponseTooLarge(FederationError):
+    """The server answered with more than the caller's ``max_bytes``."""
 
 
 def authorization_header(destination: str, method: str, path: str, content: Any = None) -> str:
@@ -50,7 +54,8 @@ def send_request(
     status. ``path`` is the already-encoded target (``/_matrix/...?query``); ``content`` is
     the JSON body for PUT/POST. Each discovered target is tried in turn.
 
-    Raises FederationError when the name cannot be resolved or no target answered.
+    Raises FederationError when the name cannot be resolved or no target answered,
+    ResponseTooLarge when the answer is longer than ``max_bytes``.
     """
     body = None
     headers = {}
@@ -75,6 +80,8 @@ def send_request(
                 timeout_s=timeout_s or settings.FEDERATION_TIMEOUT_S,
                 max_bytes=max_bytes or settings.FEDERATION_MAX_JSON_BYTES,
             )
+        except transport.ResponseTooLarge as exc:
+            raise ResponseTooLarge(f"{destination} answered with too much: {exc}") from exc
         except TransportError as exc:
             last_error = exc
     raise FederationError(f"cannot reach {destination}: {last_error}")

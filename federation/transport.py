@@ -45,6 +45,10 @@ class TransportError(Exception):
     """The request could not be made or its answer not read (network, TLS, size, time)."""
 
 
+class ResponseTooLarge(TransportError):
+    """The answer is longer than the caller's ``max_bytes``."""
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where to connect for a server, and how to talk to it there."""
@@ -139,6 +143,8 @@ def send(
     for address in addresses:
         try:
             return _send_once(target, address, method, path, headers, body, deadline, max_bytes)
+        except ResponseTooLarge:
+            raise  # Another address would send the same answer.
         except TransportError as exc:
             last_error = exc
     assert last_error is not None
@@ -170,12 +176,14 @@ def _send_once(
         response = conn.getresponse()
         declared = response.getheader("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            raise TransportError("response too large")
+            raise ResponseTooLarge("response too large")
         return HttpResponse(
             response.status,
             {name.lower(): value for name, value in response.getheaders()},
             outbound.read_bounded(conn, response, deadline, max_bytes),
         )
+    except outbound.ResponseTooLarge as exc:
+        raise ResponseTooLarge(f"{address}:{target.port}: {exc}") from exc
     except (OSError, http.client.HTTPException, ValueError, outbound.OutboundError) as exc:
         raise TransportError(f"{address}:{target.port}: {exc}") from exc
     finally:

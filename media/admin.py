@@ -4,6 +4,10 @@ Quarantined media is served to nobody (not even its uploader); deleting removes 
 rows and the files. Both act on chosen items, on everything their uploaders stored, or
 (from "All media of a user or a room") on everything a user uploaded or a room's messages
 point at.
+
+Other servers' media cached here is listed apart ("Remote media cache": origin, size,
+the cache's total), with quarantine, release and purge (delete the cached files; purged
+media is fetched again when asked for, unless quarantined, which stays refused).
 """
 
 from __future__ import annotations
@@ -15,14 +19,15 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from config.admin import log_operator_action
-from media import ids
-from media.models import LocalMedia
-from media.services import moderation
+from media import ids, selectors
+from media.models import LocalMedia, RemoteMedia
+from media.services import moderation, remote_media
 
 
 def _admin_name(request: HttpRequest) -> str:
@@ -32,6 +37,11 @@ def _admin_name(request: HttpRequest) -> str:
 def _loaded(media: QuerySet[LocalMedia]) -> list[LocalMedia]:
     # What the audit log needs of each item: its key and its name (the media ID).
     return list(media.only("pk", "media_id"))
+
+
+def _loaded_remote(media: QuerySet[RemoteMedia]) -> list[RemoteMedia]:
+    # Named by their mxc URI in the audit log.
+    return list(media.only("pk", "origin", "media_id"))
 
 
 def quarantine_and_log(request: HttpRequest, media: QuerySet[LocalMedia], why: str) -> int:
@@ -271,3 +281,135 @@ class LocalMediaAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/media/owner_media.html", context)
+
+
+class RemoteCacheStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("cached", "Cached"),
+            ("quarantined", "Quarantined"),
+            ("failed", "Fetch failed"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[RemoteMedia]) -> Any:
+        if self.value() == "cached":
+            return queryset.filter(fetched_ts__isnull=False)
+        if self.value() == "quarantined":
+            return queryset.filter(quarantined_by__isnull=False)
+        if self.value() == "failed":
+            return queryset.filter(failed_ts__isnull=False)
+        return queryset
+
+
+@admin.register(RemoteMedia)
+class RemoteMediaAdmin(admin.ModelAdmin):
+    """Other servers' media cached here: what, from where, how large."""
+
+    list_display = (
+        "media_id",
+        "origin",
+        "content_type",
+        "size",
+        "upload_name",
+        "fetched_ts",
+        "state",
+        "quarantined_by",
+    )
+    list_filter = (RemoteCacheStateFilter, "content_type")
+    search_fields = ("origin", "media_id", "upload_name")
+    fields = (
+        "mxc",
+        "origin",
+        "content_type",
+        "upload_name",
+        "size",
+        "sha256",
+        "width",
+        "height",
+        "created_ts",
+        "fetched_ts",
+        "failed_ts",
+        "failure",
+        "authenticated_only",
+        "quarantined_by",
+    )
+    readonly_fields = fields
+    ordering = ("-created_ts",)
+    actions = ["quarantine", "unquarantine", "purge"]
+
+    @admin.display(description="mxc URI")
+    def mxc(self, obj: RemoteMedia) -> str:
+        return str(obj)
+
+    @admin.display(description="State")
+    def state(self, obj: RemoteMedia) -> str:
+        if obj.is_cached:
+            return "cached"
+        if obj.failed_ts is not None:
+            return f"fetch failed ({obj.failure})"
+        if obj.is_quarantined:
+            return "purged"
+        return "fetching"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Django's bulk delete would leave the files behind: purge does it properly.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_model(self, request: HttpRequest, obj: RemoteMedia) -> None:
+        remote_media.do_purge_remote_media(RemoteMedia.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RemoteMedia]) -> None:
+        remote_media.do_purge_remote_media(queryset)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        count, size = selectors.remote_cache_size()
+        summary = f"{count} item(s) cached, {filesizeformat(size)} in all (thumbnails included)."
+        extra = {"cache_summary": summary, **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
+    @admin.action(description="Quarantine selected media (nobody can download it)")
+    def quarantine(self, request: HttpRequest, queryset: QuerySet[RemoteMedia]) -> None:
+        with transaction.atomic():
+            targets = _loaded_remote(queryset.filter(quarantined_by__isnull=True))
+            count = moderation.do_quarantine(
+                queryset.filter(pk__in=[m.pk for m in targets]), _admin_name(request)
+            )
+            log_operator_action(request, targets, "Quarantined (selected in the list).")
+        self.message_user(request, f"Quarantined {count} item(s).", messages.SUCCESS)
+
+    @admin.action(description="Release selected media from quarantine")
+    def unquarantine(self, request: HttpRequest, queryset: QuerySet[RemoteMedia]) -> None:
+        with transaction.atomic():
+            targets = _loaded_remote(queryset.filter(quarantined_by__isnull=False))
+            count = moderation.do_unquarantine(queryset.filter(pk__in=[m.pk for m in targets]))
+            log_operator_action(request, targets, "Released from quarantine.")
+        self.message_user(request, f"Released {count} item(s).", messages.SUCCESS)
+
+    @admin.action(description="Purge selected from the cache (delete the cached files)")
+    def purge(self, request: HttpRequest, queryset: QuerySet[RemoteMedia]) -> None:
+        with transaction.atomic():
+            targets = _loaded_remote(queryset)
+            count = remote_media.do_purge_remote_media(
+                queryset.filter(pk__in=[m.pk for m in targets])
+            )
+            log_operator_action(
+                request,
+                targets,
+                "Purged from the remote media cache (quarantined items stay refused).",
+                deletion=True,
+            )
+        self.message_user(
+            request,
+            f"Purged {count} item(s); quarantined ones stay refused.",
+            messages.SUCCESS,
+        )

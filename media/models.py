@@ -1,4 +1,5 @@
-"""The media repository's records: local media, their thumbnails, cached URL previews.
+"""The media repository's records: local media, their thumbnails, cached URL previews,
+and the cache of other servers' media.
 
 The bytes live in the "media" storage (``settings.STORAGES["media"]``: a directory under
 TRELLIS_DATA_DIR by default, S3 or any Django storage by setting); rows here name them.
@@ -79,6 +80,93 @@ class Thumbnail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.media.media_id}: {self.width}x{self.height} {self.method}"
+
+
+class RemoteMedia(models.Model):
+    """Another server's media (``mxc://<origin>/<media_id>``), fetched over federation and
+    kept here.
+
+    The row is made when a fetch starts, by the one request that fetches: others asking
+    for the same media meanwhile wait for it (``claimed_ts`` says since when; a claim
+    older than a fetch can take is taken over). A failed fetch is remembered briefly
+    (``failed_ts``, ``failure``) so that those waiting, and requests just after, get the
+    same answer instead of asking again. Purging the cache deletes the files; a
+    quarantined item keeps its row (without a file) so that it stays refused.
+    """
+
+    FAILURE_NOT_FOUND = "not_found"
+    FAILURE_TOO_LARGE = "too_large"
+    FAILURE_UNAVAILABLE = "unavailable"
+
+    origin = models.CharField(max_length=255)
+    media_id = models.CharField(max_length=64)
+    # Random, names the files here: nothing the other server chose is used in a path.
+    file_id = models.CharField(max_length=64, unique=True)
+    content_type = models.CharField(max_length=255, default="application/octet-stream")
+    # The file name the other server gave (Content-Disposition), if any.
+    upload_name = models.TextField(null=True, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    # The file's name in the media storage ("" until fetched, and after a purge).
+    storage_name = models.CharField(max_length=255, blank=True)
+    created_ts = models.BigIntegerField()
+    claimed_ts = models.BigIntegerField()
+    # None until the content is here.
+    fetched_ts = models.BigIntegerField(null=True, blank=True)
+    failed_ts = models.BigIntegerField(null=True, blank=True)
+    failure = models.CharField(max_length=16, blank=True)
+    # As for local media: fetched while the deprecated unauthenticated endpoints were
+    # frozen (TRELLIS_MEDIA_LEGACY_UNAUTHENTICATED off), so not served by them.
+    authenticated_only = models.BooleanField(default=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    quarantined_by = models.CharField(max_length=255, null=True, blank=True)
+
+    class Meta:
+        verbose_name = "remote media"
+        verbose_name_plural = "remote media cache"
+        constraints = [
+            models.UniqueConstraint(fields=["origin", "media_id"], name="remote_media_unique")
+        ]
+        indexes = [models.Index(fields=["fetched_ts"], name="remote_media_fetched")]
+
+    def __str__(self) -> str:
+        return f"mxc://{self.origin}/{self.media_id}"
+
+    @property
+    def is_cached(self) -> bool:
+        return self.fetched_ts is not None and bool(self.storage_name)
+
+    @property
+    def is_quarantined(self) -> bool:
+        return self.quarantined_by is not None
+
+
+class RemoteThumbnail(models.Model):
+    """A thumbnail of remote media as asked for (size, method, animation): the other
+    server's answer to that request, or one made here from the cached original when it
+    had none."""
+
+    media = models.ForeignKey(RemoteMedia, on_delete=models.CASCADE, related_name="thumbnails")
+    # The request's parameters, not the thumbnail's own dimensions.
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    method = models.CharField(max_length=8)
+    animated = models.BooleanField(default=False)
+    content_type = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    storage_name = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["media", "width", "height", "method", "animated"],
+                name="remote_thumbnail_unique_request",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.media}: {self.width}x{self.height} {self.method}"
 
 
 class UrlPreview(models.Model):

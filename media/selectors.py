@@ -1,8 +1,9 @@
 """Reads of the media repository, with the serving rules applied here, once.
 
-Served only: local media (fetching remote media comes with federation), uploaded,
-not quarantined, and on the deprecated unauthenticated endpoints only media uploaded
-before the freeze (``authenticated_only`` unset).
+Served only: local media (other servers' media is fetched and cached by
+services/remote_media.py), uploaded, not quarantined, and on the deprecated
+unauthenticated endpoints only media uploaded before the freeze (``authenticated_only``
+unset).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from django.db.models import Sum
 
 from accounts.clock import now_ms
 from media import ids
-from media.models import LocalMedia
+from media.models import LocalMedia, RemoteMedia, RemoteThumbnail
 from protocol.errors import MatrixError
 
 # The spec's default wait for content that is not uploaded yet, and our maximum.
@@ -33,7 +34,7 @@ def _lookup(media_id: str) -> LocalMedia | None:
     return LocalMedia.objects.filter(media_id=media_id).first()
 
 
-def _release_connections() -> None:
+def release_connections() -> None:
     """Give the database connection back while waiting, so that waiting downloads do not
     hold PostgreSQL pool slots (as /sync does between long-poll builds)."""
     for connection in db.connections.all(initialized_only=True):
@@ -49,8 +50,7 @@ def servable_media(
     for a pending upload, then raises 504 M_NOT_YET_UPLOADED."""
     ids.check_media_id(media_id)
     if not ids.is_local(server_name):
-        # Remote media needs the federation client, which Trellis does not have yet.
-        raise MatrixError("M_NOT_FOUND", "Remote media is not available from this server")
+        raise _not_found()
     deadline = _monotonic() + min(max(timeout_ms, 0), MAX_TIMEOUT_MS) / 1000
     while True:
         media = _lookup(media_id)
@@ -67,10 +67,18 @@ def servable_media(
             raise MatrixError(
                 "M_NOT_YET_UPLOADED", "Content has not yet been uploaded", status=504
             )
-        _release_connections()
+        release_connections()
         _sleep(_POLL_S)
 
 
 def bytes_used_by(user_id: str) -> int:
     total = LocalMedia.objects.filter(user_id=user_id).aggregate(total=Sum("size"))["total"]
     return int(total or 0)
+
+
+def remote_cache_size() -> tuple[int, int]:
+    """(items of other servers' media cached here, bytes they take with their thumbnails)."""
+    cached = RemoteMedia.objects.filter(fetched_ts__isnull=False)
+    originals = cached.aggregate(total=Sum("size"))["total"] or 0
+    thumbs = RemoteThumbnail.objects.aggregate(total=Sum("size"))["total"] or 0
+    return cached.count(), int(originals) + int(thumbs)

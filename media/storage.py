@@ -24,3 +24,13 @@ def content_name(media_id: str) -> str:
 
 def thumbnail_name(media_id: str, width: int, height: int, method: str, extension: str) -> str:
     return f"local_thumbnails/{_shard(media_id)}/{width}-{height}-{method}.{extension}"
+
+
+def remote_content_name(file_id: str) -> str:
+    return f"remote_content/{_shard(file_id)}"
+
+
+def remote_thumbnail_name(
+    file_id: str, width: int, height: int, method: str, extension: str
+) -> str:
+    return f"remote_thumbnails/{_shard(file_id)}/{width}-{height}-{method}.{extension}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from media.models import LocalMedia
-from media.services import moderation, previews, thumbnails
+from media.services import moderation, previews, remote_media, thumbnails
 
 
 @shared_task
@@ -19,9 +19,11 @@ def pregenerate_thumbnails(media_pk: int) -> int:
 
 @shared_task
 def purge_expired_media_state() -> dict[str, int]:
-    """Forget media IDs from POST /media/v1/create that expired without an upload, and
-    URL previews past their cache lifetime."""
+    """Forget media IDs from POST /media/v1/create that expired without an upload, URL
+    previews past their cache lifetime, and failed or abandoned fetches of other
+    servers' media."""
     return {
         "unused_media_ids": moderation.do_purge_unused_media_ids(),
         "url_previews": previews.do_purge_expired_previews(),
+        "failed_remote_fetches": remote_media.do_forget_failed_fetches(),
     }

@@ -13,7 +13,8 @@ from rest_framework.response import Response
 from config.matrix_api import MatrixView, ok
 from federation.auth import XMatrixAuthentication
 from media import federation, ids, selectors, serving
-from media.services import previews, thumbnails, uploads
+from media.models import LocalMedia, RemoteMedia
+from media.services import previews, remote_media, thumbnails, uploads
 from protocol.errors import MatrixError, invalid_param, missing_param
 
 _DIGITS = re.compile(r"^[0-9]{1,9}$")
@@ -41,10 +42,10 @@ def _int_param(request: Request, name: str, *, required: bool, default: int = 0)
     return int(value)
 
 
-def _bool_param(request: Request, name: str) -> bool:
+def _bool_param(request: Request, name: str, *, default: bool = False) -> bool:
     value = request.query_params.get(name)
     if value is None:
-        return False
+        return default
     if value not in ("true", "false"):
         raise invalid_param(f"{name} must be true or false")
     return value == "true"
@@ -52,6 +53,23 @@ def _bool_param(request: Request, name: str) -> bool:
 
 def _timeout_ms(request: Request) -> int:
     return _int_param(request, "timeout_ms", required=False, default=selectors.DEFAULT_TIMEOUT_MS)
+
+
+def _servable(
+    request: Request, server_name: str, media_id: str, *, legacy: bool
+) -> LocalMedia | RemoteMedia:
+    """Local media, or another server's, fetched over federation unless cached."""
+    timeout_ms = _timeout_ms(request)
+    if ids.is_local(server_name):
+        return selectors.servable_media(
+            server_name, media_id, timeout_ms=timeout_ms, legacy=legacy
+        )
+    # allow_remote is a parameter of the deprecated endpoints only ("to prevent routing
+    # loops where the server contacts itself").
+    allow_fetch = _bool_param(request, "allow_remote", default=True) if legacy else True
+    return remote_media.do_get_remote_media(
+        server_name, media_id, timeout_ms=timeout_ms, legacy=legacy, allow_fetch=allow_fetch
+    )
 
 
 class UploadView(MatrixView):
@@ -118,9 +136,7 @@ class DownloadView(MatrixView):
         self, request: Request, server_name: str, media_id: str, file_name: str | None = None
     ) -> HttpResponseBase:
         """GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]"""
-        media = selectors.servable_media(
-            server_name, media_id, timeout_ms=_timeout_ms(request), legacy=self.legacy
-        )
+        media = _servable(request, server_name, media_id, legacy=self.legacy)
         name = file_name or media.upload_name
         return serving.file_response(
             media.storage_name,
@@ -156,9 +172,11 @@ class ThumbnailView(MatrixView):
         if method not in thumbnails.METHODS:
             raise invalid_param("method must be crop or scale")
         animated = _bool_param(request, "animated")
-        media = selectors.servable_media(
-            server_name, media_id, timeout_ms=_timeout_ms(request), legacy=self.legacy
-        )
+        media = _servable(request, server_name, media_id, legacy=self.legacy)
+        if isinstance(media, RemoteMedia):
+            return remote_media.do_get_remote_thumbnail(
+                media, width, height, method, animated=animated, timeout_ms=_timeout_ms(request)
+            )
         return thumbnails.do_get_thumbnail(media, width, height, method, animated=animated)
 
     def get(self, request: Request, server_name: str, media_id: str) -> HttpResponseBase:

@@ -1,4 +1,5 @@
-"""Fetching other people's URLs for previews without becoming a proxy into our network.
+"""Fetching other people's URLs (previews, and the redirects of other servers' media)
+without becoming a proxy into our network.
 
 The address checks, deadlines and size limits are config/outbound.py's (federation uses
 the same): every address the host resolves to must be allowed and the connection goes
@@ -16,7 +17,15 @@ from urllib.parse import urljoin, urlsplit
 from config import outbound
 from config.outbound import IPAddress, IPNetwork, parse_networks
 
-__all__ = ["FetchFailed", "FetchRefused", "Fetched", "Policy", "fetch", "parse_networks"]
+__all__ = [
+    "FetchFailed",
+    "FetchRefused",
+    "FetchTooLarge",
+    "Fetched",
+    "Policy",
+    "fetch",
+    "parse_networks",
+]
 
 MAX_REDIRECTS = 5
 USER_AGENT = "Trellis (Matrix homeserver; URL previews)"
@@ -30,11 +39,16 @@ class FetchFailed(Exception):
     """The URL could not be fetched (network error, bad status, too large, too slow)."""
 
 
+class FetchTooLarge(FetchFailed):
+    """The answer is longer than the policy's ``max_bytes``."""
+
+
 @dataclass(frozen=True)
 class Fetched:
     url: str
     content_type: str
     body: bytes
+    content_disposition: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,9 +73,9 @@ def _resolve(host: str, port: int, policy: Policy) -> list[str]:
 
 
 def _get_once(
-    url: str, policy: Policy, deadline: float, accept: str
-) -> tuple[int, str, str, bytes]:
-    """One GET: (status, Location, Content-Type, body)."""
+    url: str, policy: Policy, deadline: float, accept: str, user_agent: str
+) -> tuple[int, str, dict[str, str], bytes]:
+    """One GET: (status, Location, the Content-Type and Content-Disposition, body)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchRefused("only http and https URLs can be previewed")
@@ -80,14 +94,22 @@ def _get_once(
         except outbound.OutboundError as exc:
             raise FetchFailed(str(exc)) from exc
         try:
-            conn.request("GET", path, headers={"User-Agent": USER_AGENT, "Accept": accept})
+            conn.request("GET", path, headers={"User-Agent": user_agent, "Accept": accept})
             response = conn.getresponse()
             location = response.getheader("Location", "")
-            content_type = response.getheader("Content-Type", "")
+            described = {
+                "content-type": response.getheader("Content-Type", ""),
+                "content-disposition": response.getheader("Content-Disposition", ""),
+            }
             body = b""
             if response.status == 200:
+                declared = response.getheader("Content-Length", "")
+                if declared.isdigit() and int(declared) > policy.max_bytes:
+                    raise FetchTooLarge("response too large")
                 body = outbound.read_bounded(conn, response, deadline, policy.max_bytes)
-            return response.status, location, content_type, body
+            return response.status, location, described, body
+        except outbound.ResponseTooLarge as exc:
+            raise FetchTooLarge(str(exc)) from exc
         except outbound.OutboundError as exc:
             raise FetchFailed(str(exc)) from exc
         except (OSError, http.client.HTTPException) as exc:
@@ -97,15 +119,22 @@ def _get_once(
     raise FetchFailed(f"cannot fetch {parts.hostname}: {last_error}")
 
 
-def fetch(url: str, policy: Policy, *, accept: str = "*/*") -> Fetched:
-    """GET ``url`` under ``policy``, following up to MAX_REDIRECTS checked redirects."""
+def fetch(
+    url: str, policy: Policy, *, accept: str = "*/*", user_agent: str = USER_AGENT
+) -> Fetched:
+    """GET ``url`` under ``policy``, following up to MAX_REDIRECTS checked redirects (a
+    redirect back to a URL already visited is a loop, and fails at once)."""
     deadline = time.monotonic() + policy.timeout_s
+    seen: set[str] = set()
     for _ in range(MAX_REDIRECTS + 1):
-        status, location, content_type, body = _get_once(url, policy, deadline, accept)
+        seen.add(url)
+        status, location, described, body = _get_once(url, policy, deadline, accept, user_agent)
         if status in (301, 302, 303, 307, 308) and location:
             url = urljoin(url, location)
+            if url in seen:
+                raise FetchFailed("redirect loop")
             continue
         if status != 200:
             raise FetchFailed(f"status {status}")
-        return Fetched(url, content_type, body)
+        return Fetched(url, described["content-type"], body, described["content-disposition"])
     raise FetchFailed("too many redirects")

@@ -17,7 +17,7 @@ from django.db.models import QuerySet
 
 from accounts.clock import now_ms
 from media import ids
-from media.models import LocalMedia, Thumbnail
+from media.models import LocalMedia, RemoteMedia, Thumbnail
 from media.storage import media_storage
 from rooms.models import Event
 
@@ -69,16 +69,17 @@ def media_in_room(room_id: str) -> QuerySet[LocalMedia]:
     return LocalMedia.objects.filter(media_id__in=media_ids_in_room(room_id))
 
 
-def do_quarantine(media: QuerySet[LocalMedia], by: str) -> int:
-    """Stop serving these media to anyone; return how many were newly quarantined."""
+def do_quarantine(media: QuerySet[LocalMedia] | QuerySet[RemoteMedia], by: str) -> int:
+    """Stop serving these media (local, or other servers' cached here) to anyone; return
+    how many were newly quarantined."""
     return media.filter(quarantined_by__isnull=True).update(quarantined_by=by or "admin")
 
 
-def do_unquarantine(media: QuerySet[LocalMedia]) -> int:
+def do_unquarantine(media: QuerySet[LocalMedia] | QuerySet[RemoteMedia]) -> int:
     return media.filter(quarantined_by__isnull=False).update(quarantined_by=None)
 
 
-def _delete_files(names: Iterable[str]) -> None:
+def delete_files(names: Iterable[str]) -> None:
     storage = media_storage()
     for name in names:
         with contextlib.suppress(FileNotFoundError):
@@ -101,7 +102,7 @@ def do_delete(media: QuerySet[LocalMedia]) -> int:
             Thumbnail.objects.filter(media__pk__in=pks).values_list("storage_name", flat=True)
         )
         count, _ = LocalMedia.objects.filter(pk__in=pks).delete()
-        transaction.on_commit(lambda: _delete_files(names))
+        transaction.on_commit(lambda: delete_files(names))
     return len(pks) if count else 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
@@ -42,6 +43,23 @@ class ThumbnailFile:
     data: bytes | None = None
 
 
+class ThumbnailSource(Protocol):
+    """What thumbnailing needs of an original: local media, or cached remote media."""
+
+    @property
+    def media_id(self) -> str: ...
+    @property
+    def storage_name(self) -> str: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def size(self) -> int | None: ...
+    @property
+    def width(self) -> int | None: ...
+    @property
+    def height(self) -> int | None: ...
+
+
 def cannot_thumbnail() -> MatrixError:
     return MatrixError("M_UNKNOWN", "Cannot generate thumbnails for the requested content")
 
@@ -50,7 +68,7 @@ def _base_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def _source_is_animated(media: LocalMedia) -> bool:
+def _source_is_animated(media: ThumbnailSource) -> bool:
     with media_storage().open(media.storage_name, "rb") as fp:
         info = images.probe(fp)
     return bool(info and info.animated)
@@ -68,7 +86,7 @@ def _existing(media: LocalMedia, size: tuple[int, int], method: str, animated: b
 
 
 def _render(
-    media: LocalMedia, size: tuple[int, int], method: str, animated: bool
+    media: ThumbnailSource, size: tuple[int, int], method: str, animated: bool
 ) -> images.Rendered:
     with media_storage().open(media.storage_name, "rb") as fp:
         try:
@@ -109,17 +127,18 @@ def _generate(media: LocalMedia, size: tuple[int, int], method: str, animated: b
         )
 
 
-def check_thumbnailable(media: LocalMedia) -> None:
+def check_thumbnailable(media: ThumbnailSource) -> None:
     if media.width is None or media.height is None:
         raise cannot_thumbnail()
     if media.width * media.height > images.MAX_SOURCE_PIXELS:
         raise MatrixError("M_TOO_LARGE", "Content is too large to thumbnail", status=413)
 
 
-def do_get_thumbnail(
-    media: LocalMedia, width: int, height: int, method: str, *, animated: bool
-) -> ThumbnailFile:
-    """The thumbnail to serve for a request, generating and storing it if needed."""
+def _plan(
+    media: ThumbnailSource, width: int, height: int, method: str, animated: bool
+) -> tuple[ThumbnailFile | None, tuple[int, int], bool]:
+    """How to answer a request: (the original, when it stands in for its thumbnail, else
+    None; the size to render; whether to animate)."""
     check_thumbnailable(media)
     assert media.width is not None
     assert media.height is not None
@@ -131,12 +150,35 @@ def do_get_thumbnail(
             _base_type(media.content_type) in THUMBNAIL_CONTENT_TYPES
             and not _source_is_animated(media)
         ):
-            return ThumbnailFile(
+            original = ThumbnailFile(
                 media.storage_name, _base_type(media.content_type), media.size or 0
             )
+            return original, (media.width, media.height), animated
         # A static rendering of the whole image (an animated GIF when no animation is
         # wanted, or a type thumbnails do not come in, like BMP).
         size = (media.width, media.height)
+    return None, size, animated
+
+
+def render_for_request(
+    media: ThumbnailSource, width: int, height: int, method: str, *, animated: bool
+) -> ThumbnailFile:
+    """A thumbnail for a request, made now and not stored (or the original, when it
+    stands in for its thumbnail); the caller decides whether to keep it."""
+    original, size, animated = _plan(media, width, height, method, animated)
+    if original is not None:
+        return original
+    rendered = _render(media, size, method, animated)
+    return ThumbnailFile("", rendered.content_type, len(rendered.data), rendered.data)
+
+
+def do_get_thumbnail(
+    media: LocalMedia, width: int, height: int, method: str, *, animated: bool
+) -> ThumbnailFile:
+    """The thumbnail to serve for a request, generating and storing it if needed."""
+    original, size, animated = _plan(media, width, height, method, animated)
+    if original is not None:
+        return original
     thumb = _existing(media, size, method, animated)
     if thumb is None:
         if Thumbnail.objects.filter(media=media).count() >= MAX_KEPT_PER_MEDIA:

@@ -198,13 +198,6 @@ def test_media_ids_outside_the_spec_alphabet_are_not_found(
     assert got.errcode in ("M_NOT_FOUND", "M_INVALID_PARAM", "M_UNRECOGNIZED")
 
 
-def test_remote_media_is_not_found_for_now(api: MatrixTestClient, alice: Persona) -> None:
-    got = api.get(f"{MEDIA_V1}/download/other.example/abcdef", token=alice.access_token)
-
-    assert got.status == 404
-    assert got.errcode == "M_NOT_FOUND"
-
-
 def test_a_file_name_with_dot_dots_is_only_a_name(
     api: MatrixTestClient, alice: Persona, media_root: Path, tmp_path: Path
 ) -> None:
