@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,9 @@ MAX_PDUS = 50
 MAX_EDUS = 100
 # A room's lease outlives one PDU's fetching with room to spare; renewed at each PDU.
 LEASE_MS = 10 * 60 * 1000
+# The lease is renewed while a room's queue is worked through, this often (far less than
+# LEASE_MS: a worker that dies loses it soon enough; one that lives keeps it).
+RENEW_AFTER_S = 60.0
 # PDUs queued for longer than this with no worker on their room are resumed.
 RESUME_AFTER_MS = 60 * 1000
 # The error of a PDU for a room every local user has left: this server no longer takes
@@ -225,12 +229,18 @@ def process_room_queue(room_id: str, *, source: EventSource | None = None) -> in
         if not _acquire(room_id, token):
             return processed
         try:
+            renewed = time.monotonic()
             while batch := _pending(room_id):
+                # Whether local users are still in the room, once a batch.
+                room = Room.objects.filter(room_id=room_id).first()
+                left = room is not None and every_local_user_left(room)
                 for row in batch:
-                    if not _renew(room_id, token):
-                        logger.warning("lost the lease on %s", room_id)
-                        return processed
-                    _process(row, source)
+                    if time.monotonic() - renewed > RENEW_AFTER_S:
+                        if not _renew(room_id, token):
+                            logger.warning("lost the lease on %s", room_id)
+                            return processed
+                        renewed = time.monotonic()
+                    _process(row, source, left=left)
                     processed += 1
         finally:
             _release(room_id, token)
@@ -240,11 +250,10 @@ def process_room_queue(room_id: str, *, source: EventSource | None = None) -> in
             return processed
 
 
-def _process(row: InboundPdu, source: EventSource | None) -> None:
+def _process(row: InboundPdu, source: EventSource | None, *, left: bool) -> None:
     result: dict[str, Any] = {}
-    room = Room.objects.filter(room_id=row.room_id).first()
     try:
-        if room is not None and every_local_user_left(room):
+        if left:
             # The last local user left after the PDU was queued.
             raise MatrixError("M_FORBIDDEN", NOT_IN_ROOM)
         receive_pdu(row.pdu, origin=row.origin, source=source or FederationEventSource(row.origin))
