@@ -61,8 +61,9 @@ class StateView(FederationView):
     def get(self, request: Request, room_id: str) -> Response:
         """GET /_matrix/federation/v1/state/{roomId}"""
         origin = self.origin(request)
-        room = access.access_room_as_member(room_id, origin)
+        # The parameter first: a request without it is malformed whatever the room.
         event_id = self.query_str(request, "event_id", required=True) or ""
+        room = access.access_room_as_member(room_id, origin)
         state_ids, chain_ids = serving.state_ids_at(room, event_id, origin)
         return ok({"pdus": serving.pdus_of(state_ids), "auth_chain": serving.pdus_of(chain_ids)})
 
@@ -71,8 +72,9 @@ class StateIdsView(FederationView):
     def get(self, request: Request, room_id: str) -> Response:
         """GET /_matrix/federation/v1/state_ids/{roomId}"""
         origin = self.origin(request)
-        room = access.access_room_as_member(room_id, origin)
+        # The parameter first: a request without it is malformed whatever the room.
         event_id = self.query_str(request, "event_id", required=True) or ""
+        room = access.access_room_as_member(room_id, origin)
         state_ids, chain_ids = serving.state_ids_at(room, event_id, origin)
         return ok({"pdu_ids": state_ids, "auth_chain_ids": chain_ids})
 

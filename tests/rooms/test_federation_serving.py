@@ -121,6 +121,17 @@ def test_unsigned_requests_are_unauthorized(api: MatrixTestClient, scene: Scene)
         assert (got.status, got.body["errcode"]) == (401, "M_UNAUTHORIZED"), path
 
 
+def test_state_without_an_event_id_is_malformed_whatever_the_room(
+    api: MatrixTestClient, scene: Scene
+) -> None:
+    """The missing parameter is found before the room is looked up (sytest: "Inbound
+    federation of state requires event_id as a mandatory paramater")."""
+    for endpoint in ("state", "state_ids"):
+        for room_id in (scene.room.room_id, "notaroombutitdoesntmatter"):
+            got = fed(api, scene.dave, "GET", f"{F}/{endpoint}/{room_id}")
+            assert (got.status, got.body["errcode"]) == (400, "M_MISSING_PARAM"), endpoint
+
+
 def test_unknown_rooms_and_events_are_not_found(api: MatrixTestClient, scene: Scene) -> None:
     event_id = scene.room.id("BEFORE")
     got = fed(api, scene.dave, "GET", f"{F}/state_ids/!nowhere:carol.test?event_id={event_id}")
