@@ -31,6 +31,7 @@ AUDITED = {
     },
     "rooms.eventreport": {"resolve"},
     "federation.destination": {"retry_now"},
+    "media.remotemedia": {"quarantine", "unquarantine", "purge"},
 }
 DJANGO_VIEWS = {"changelist", "add", "history", "delete", "change"}
 

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.db import connection
 from django.test import Client
 from PIL import Image
@@ -610,6 +611,9 @@ def test_quarantined_remote_media_is_refused_and_not_fetched_again(
     select(operator, "unquarantine", "abc")
     assert download(api, alice, "abc").body == PNG
     assert len(repo.downloads()) == 2
+    # Each action is in the operators' audit log.
+    messages = [entry.change_message for entry in LogEntry.objects.order_by("pk")]
+    assert [m.split(" ")[0] for m in messages] == ["Quarantined", "Purged", "Released"]
 
 
 def test_purged_media_is_fetched_again_when_asked_for(
