@@ -341,6 +341,9 @@ def _apply(row: RemoteDeviceList, update: DeviceListUpdate) -> None:
     if entry is None:
         held.delete()
         return
+    if not held.exists() and (RemoteDevice.objects.filter(device_list=row).count() >= MAX_DEVICES):
+        logger.warning("ignored a new device of %s: it has %d already", row.user_id, MAX_DEVICES)
+        return
     RemoteDevice.objects.update_or_create(
         user_id=row.user_id,
         device_id=update.device_id,

@@ -451,6 +451,29 @@ def test_forged_updates_are_ignored(
     assert dave.user_id not in sync(api, alice, token)["device_lists"]["changed"]
 
 
+def test_a_server_cannot_grow_a_users_list_without_bound(
+    api: MatrixTestClient,
+    alice: Persona,
+    carol_server: KeyServer,
+    room: str,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from e2ee.services import remote_device_lists
+
+    carol = carol_server.user("carol")
+    query(api, alice, carol.user_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        carol_server.put_edus(api, carol_server.device_update(carol, "CAROLPHONE"))
+    monkeypatch.setattr(remote_device_lists, "MAX_DEVICES", 2)
+
+    carol.add_device("ONEMORE")
+    carol_server.put_edus(api, carol_server.device_update(carol, "ONEMORE"))
+
+    held = RemoteDevice.objects.filter(user_id=carol.user_id).values_list("device_id", flat=True)
+    assert set(held) == {"CAROLPHONE", "CAROLLAPTOP"}
+
+
 def test_signing_key_updates_are_kept_only_if_they_check(
     api: MatrixTestClient,
     alice: Persona,
