@@ -57,6 +57,11 @@ app.conf.beat_schedule = {
         "task": "federation.tasks.resume_destinations",
         "schedule": 30.0,
     },
+    # Remote users' device lists that were missed updates and whose resync failed.
+    "resync-stale-device-lists": {
+        "task": "e2ee.tasks.resync_stale_device_lists",
+        "schedule": 60.0,
+    },
 }
 
 _scheduler_stop = threading.Event()

@@ -1,8 +1,9 @@
 """The operator's view of end-to-end encryption: pending send-to-device messages
 (read-only: they are the devices' business; deleting one only means it is never
-delivered), and the public keys devices and users published (device keys, counts of
-one-time keys, fallback keys, cross-signing keys, signatures), read-only. The server
-holds no private key or secret to show.
+delivered), the public keys devices and users published (device keys, counts of
+one-time keys, fallback keys, cross-signing keys, signatures), read-only, and the cached
+device lists of other servers' users (their devices' public keys and display names, and
+whether the list is current). The server holds no private key or secret to show.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from e2ee.models import (
     FallbackKey,
     KeySignature,
     OneTimeKey,
+    RemoteDevice,
+    RemoteDeviceList,
     ToDeviceMessage,
 )
 
@@ -175,3 +178,67 @@ class KeySignatureAdmin(ReadOnlyAdmin):
     search_fields = ("target_user_id", "signer_user_id", "target_key_id")
     fields = list_display
     readonly_fields = fields
+
+
+class RemoteDeviceInline(admin.TabularInline):
+    model = RemoteDevice
+    fields = ("device_id", "display_name", "ed25519", "curve25519", "algorithm_list")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def _key(self, obj: RemoteDevice, algorithm: str) -> str:
+        keys = (obj.key_json or {}).get("keys") or {}
+        return str(keys.get(f"{algorithm}:{obj.device_id}", "-"))
+
+    @admin.display(description="ed25519 key (fingerprint)")
+    def ed25519(self, obj: RemoteDevice) -> str:
+        return self._key(obj, "ed25519")
+
+    @admin.display(description="curve25519 key")
+    def curve25519(self, obj: RemoteDevice) -> str:
+        return self._key(obj, "curve25519")
+
+    @admin.display(description="algorithms")
+    def algorithm_list(self, obj: RemoteDevice) -> str:
+        return ", ".join((obj.key_json or {}).get("algorithms") or []) or "-"
+
+
+@admin.register(RemoteDeviceList)
+class RemoteDeviceListAdmin(ReadOnlyAdmin):
+    """Other servers' users' devices, as their servers described them (cached while
+    they share a room with a local user). Stale: an update was missed or the user no
+    longer shares a room; the list is fetched again before it is used."""
+
+    list_display = ("user_id", "server_name", "device_count", "stream_id", "stale")
+    list_filter = ("stale",)
+    search_fields = ("user_id", "server_name")
+    fields = ("user_id", "server_name", "stream_id", "stale", "cross_signing")
+    readonly_fields = fields
+    inlines = [RemoteDeviceInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RemoteDeviceList]:
+        return super().get_queryset(request).annotate(n_devices=Count("devices"))
+
+    @admin.display(description="devices", ordering="n_devices")
+    def device_count(self, obj: RemoteDeviceList) -> int:
+        return int(getattr(obj, "n_devices", 0))
+
+    @admin.display(description="cross-signing keys (usage: public key)")
+    def cross_signing(self, obj: RemoteDeviceList) -> str:
+        lines = [
+            f"{usage}: {key}"
+            for usage, value in (
+                ("master", obj.master_key),
+                ("self-signing", obj.self_signing_key),
+            )
+            if value
+            for key in (value.get("keys") or {}).values()
+        ]
+        return format_html("<pre>{}</pre>", "\n".join(lines) or "-")

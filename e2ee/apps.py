@@ -11,6 +11,7 @@ class E2eeConfig(AppConfig):
         from accounts.models import Device
         from accounts.signals import device_renamed, user_deactivated
         from e2ee import signals
+        from e2ee.federation import edus
         from e2ee.services import to_device
         from e2ee.sync_section import (
             KEY_COUNTS,
@@ -20,6 +21,7 @@ class E2eeConfig(AppConfig):
             to_device_section,
         )
         from federation.edus import register_edu_handler
+        from rooms.hooks import register_event_persisting
         from sync import providers
 
         providers.register_top_level(to_device_section)
@@ -33,3 +35,7 @@ class E2eeConfig(AppConfig):
         user_deactivated.connect(signals.user_deactivated)
         # Other servers' to-device messages (PUT /send).
         register_edu_handler(to_device.DIRECT_TO_DEVICE, to_device.receive_direct_to_device)
+        register_event_persisting(signals.membership_persisting)
+        # Other servers' device list and cross-signing updates (PUT /send).
+        register_edu_handler(edus.DEVICE_LIST_UPDATE, edus.receive_device_list_update)
+        register_edu_handler(edus.SIGNING_KEY_UPDATE, edus.receive_signing_key_update)

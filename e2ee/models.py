@@ -218,3 +218,76 @@ class DeviceListChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} at {self.stream_id}"
+
+
+# --- Other servers' users (Server-Server API, "Device Management", "End-to-End Encryption")
+#
+# A cache of remote users' device lists, kept only for users sharing a room with a local
+# user: filled from their server (/user/keys/query, /user/devices) and kept current by the
+# m.device_list_update and m.signing_key_update EDUs it sends. Keys are stored as their
+# server sent them, and only if they check: a device's keys signed by the device's own
+# ed25519 key, a self-signing key signed by the master key.
+
+
+class RemoteDeviceList(models.Model):
+    """What this server holds of one remote user's devices and cross-signing keys."""
+
+    user_id = models.CharField(max_length=255, unique=True)
+    server_name = models.CharField(max_length=255)
+    # The stream_id of the user's m.device_list_update sequence this copy is at (of the
+    # last update applied, or of the /user/devices snapshot); None when filled from
+    # /user/keys/query, which has no stream_id (the next update then resyncs).
+    stream_id = models.BigIntegerField(null=True, blank=True)
+    # The stream_ids applied recently: an update whose prev_id are all here follows on.
+    recent_stream_ids = models.JSONField(default=list)
+    # Not to be trusted: an update was missed (an unknown prev_id), or the user stopped
+    # sharing a room with local users (their server stopped sending updates). A stale
+    # list is fetched again before it is used.
+    stale = models.BooleanField(default=False)
+    # A failed resync is retried from then on (backoff).
+    retry_at_ts = models.BigIntegerField(null=True, blank=True)
+    master_key = models.JSONField(null=True, blank=True)
+    self_signing_key = models.JSONField(null=True, blank=True)
+    updated_ts = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["server_name"], name="remote_device_list_server"),
+            models.Index(fields=["stale", "retry_at_ts"], name="remote_device_list_stale"),
+        ]
+
+    def __str__(self) -> str:
+        return f"devices of {self.user_id}"
+
+
+class RemoteDevice(models.Model):
+    """One device of a remote user, as its server described it."""
+
+    device_list = models.ForeignKey(
+        RemoteDeviceList, on_delete=models.CASCADE, related_name="devices"
+    )
+    user_id = models.CharField(max_length=255)
+    device_id = models.CharField(max_length=255)
+    display_name = models.CharField(max_length=512, null=True, blank=True)
+    # The device keys (less ``unsigned``), checked; None while the device has published none.
+    key_json = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "device_id"], name="remote_device_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}/{self.device_id}"
+
+
+class LocalDeviceListStream(models.Model):
+    """The head of a local user's m.device_list_update sequence: the stream_id of the
+    last update sent about them (the next has it as prev_id), which GET /user/devices
+    gives with its snapshot."""
+
+    user_id = models.CharField(max_length=255, unique=True)
+    stream_id = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.user_id} at {self.stream_id}"

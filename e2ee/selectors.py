@@ -4,7 +4,7 @@ keys, and device list changes."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,13 +12,17 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import F, Q, QuerySet
 
+from accounts.models import Device
 from e2ee.models import (
     CrossSigningKey,
     DeviceKeys,
     DeviceListChange,
     FallbackKey,
     KeySignature,
+    LocalDeviceListStream,
     OneTimeKey,
+    RemoteDevice,
+    RemoteDeviceList,
     ToDeviceMessage,
 )
 from protocol.identifiers import parse_user_id
@@ -292,25 +296,19 @@ def _with_signatures(
     return {**key_json, "signatures": signatures}
 
 
-# Federation will reach other servers; until then they are reported unreachable.
-REMOTE_FAILURE = {"status": 503, "message": "Federation is not available yet"}
+def query_local_keys(requester: str, wanted: Mapping[str, list[str]]) -> dict[str, Any]:
+    """The keys of local users in ``wanted`` (user ID -> device IDs, empty: all), as
+    POST /keys/query and /user/keys/query give them: ``device_keys``, ``master_keys``,
+    ``self_signing_keys`` and ``user_signing_keys``. Other servers' users are left out.
 
-
-def query_keys(requester: str, wanted: dict[str, list[str]]) -> dict[str, Any]:
-    """POST /keys/query: ``wanted`` maps user ID -> device IDs (empty: all).
-
-    Local users only: other servers are listed in ``failures``. Devices without keys
-    are left out; a user's user-signing key is only shown to the user.
+    Devices without keys are left out; a user's user-signing key is only shown to the
+    user (``requester``; for another server, its name: nobody's key).
     """
-    failures: dict[str, Any] = {}
-    local: dict[str, list[str]] = {}
-    for user_id, devices in wanted.items():
-        domain = parse_user_id(user_id).domain
-        if domain == settings.SERVER_NAME:
-            local[user_id] = devices
-        else:
-            failures[domain] = REMOTE_FAILURE
-    wanted = local
+    wanted = {
+        user_id: devices
+        for user_id, devices in wanted.items()
+        if parse_user_id(user_id).domain == settings.SERVER_NAME
+    }
     device_keys: dict[str, dict[str, Any]] = {user_id: {} for user_id in wanted}
     master: dict[str, Any] = {}
     self_signing: dict[str, Any] = {}
@@ -339,9 +337,159 @@ def query_keys(requester: str, wanted: dict[str, list[str]]) -> dict[str, Any]:
             elif usage == CrossSigningKey.USER_SIGNING and user_id == requester:
                 user_signing[user_id] = key_json
     return {
-        "failures": failures,
         "device_keys": device_keys,
         "master_keys": master,
         "self_signing_keys": self_signing,
         "user_signing_keys": user_signing,
     }
+
+
+@dataclass
+class LocalDevice:
+    """A local device as other servers are told of it (GET /user/devices,
+    m.device_list_update): its display name and its keys with the owner's signatures."""
+
+    device_id: str
+    display_name: str | None
+    keys: dict[str, Any] | None
+
+
+def local_devices(user_id: str, device_ids: Iterable[str] | None = None) -> dict[str, LocalDevice]:
+    """Device ID -> :class:`LocalDevice` of a local user's devices (only ``device_ids``,
+    if given), with keys or not."""
+    localpart = parse_user_id(user_id).localpart
+    rows = Device.objects.filter(user__localpart=localpart)
+    if device_ids is not None:
+        rows = rows.filter(device_id__in=list(device_ids))
+    found = list(rows.values_list("device_id", "display_name", "e2e_keys__key_json"))
+    signatures = _visible_signatures(user_id, [user_id]) if any(k for _, _, k in found) else {}
+    return {
+        device_id: LocalDevice(
+            device_id,
+            display_name,
+            _with_signatures(key_json, signatures.get((user_id, device_id), []))
+            if key_json is not None
+            else None,
+        )
+        for device_id, display_name, key_json in found
+    }
+
+
+def published_cross_signing_keys(user_id: str) -> dict[str, dict[str, Any]]:
+    """The master and self-signing keys of a local user as other servers see them (the
+    master key with the signatures the user made of it): usage -> key object."""
+    keys = cross_signing_keys(user_id)
+    published: dict[str, dict[str, Any]] = {}
+    master = keys.get(CrossSigningKey.MASTER)
+    if master is not None:
+        own = _visible_signatures(user_id, [user_id]).get((user_id, master.public_key), [])
+        published[CrossSigningKey.MASTER] = _with_signatures(master.key_json, own)
+    self_signing = keys.get(CrossSigningKey.SELF_SIGNING)
+    if self_signing is not None:
+        published[CrossSigningKey.SELF_SIGNING] = self_signing.key_json
+    return published
+
+
+def device_list_stream_id(user_id: str) -> int:
+    """The head of a local user's m.device_list_update sequence (0: none sent yet)."""
+    head = (
+        LocalDeviceListStream.objects.filter(user_id=user_id)
+        .values_list("stream_id", flat=True)
+        .first()
+    )
+    return head or 0
+
+
+# --- Other servers' users -----------------------------------------------------------------
+
+
+def _local_suffix() -> str:
+    return ":" + settings.SERVER_NAME
+
+
+def servers_sharing_a_room_with(user_id: str) -> set[str]:
+    """The other servers with a user joined to a room ``user_id`` is joined to."""
+    members = (
+        Membership.objects.filter(membership=JOIN, room_id__in=_joined_rooms([user_id]))
+        .exclude(user_id__endswith=_local_suffix())
+        .values_list("user_id", flat=True)
+        .distinct()
+    )
+    servers = set()
+    for member in members:
+        try:
+            servers.add(parse_user_id(member).domain)
+        except ValueError:
+            continue
+    servers.discard(settings.SERVER_NAME)
+    return servers
+
+
+def sharing_a_room_with_local_users(user_ids: Sequence[str]) -> set[str]:
+    """Those of ``user_ids`` (other servers' users) joined to a room a local user is
+    joined to: the users whose servers send this server their device list updates."""
+    if not user_ids:
+        return set()
+    rooms: dict[int, set[str]] = defaultdict(set)
+    for users in _chunks(sorted(set(user_ids))):
+        for room_pk, user_id in Membership.objects.filter(
+            user_id__in=users, membership=JOIN
+        ).values_list("room_id", "user_id"):
+            rooms[room_pk].add(user_id)
+    if not rooms:
+        return set()
+    with_local = Membership.objects.filter(
+        room_id__in=sorted(rooms), membership=JOIN, user_id__endswith=_local_suffix()
+    ).values_list("room_id", flat=True)
+    return {user_id for room_pk in set(with_local) for user_id in rooms[room_pk]}
+
+
+def fresh_device_lists(user_ids: Sequence[str]) -> set[str]:
+    """Those of ``user_ids`` (other servers' users) whose cached device list can answer
+    for their server: held, not stale, and the user shares a room with a local user (so
+    their server has been sending the updates)."""
+    held = set(
+        RemoteDeviceList.objects.filter(user_id__in=list(user_ids), stale=False).values_list(
+            "user_id", flat=True
+        )
+    )
+    return sharing_a_room_with_local_users(sorted(held)) if held else set()
+
+
+def cached_keys(user_ids: Sequence[str], wanted: Mapping[str, list[str]]) -> dict[str, Any]:
+    """The cached keys of remote ``user_ids``, as /keys/query gives them; ``wanted``: user
+    ID -> device IDs (empty: all)."""
+    device_keys: dict[str, dict[str, Any]] = {user_id: {} for user_id in user_ids}
+    master: dict[str, Any] = {}
+    self_signing: dict[str, Any] = {}
+    for user_id, device_id, display_name, key_json in RemoteDevice.objects.filter(
+        user_id__in=list(user_ids), key_json__isnull=False
+    ).values_list("user_id", "device_id", "display_name", "key_json"):
+        devices = wanted.get(user_id) or []
+        if devices and device_id not in devices:
+            continue
+        entry = dict(key_json)
+        if display_name is not None:
+            entry["unsigned"] = {"device_display_name": display_name}
+        device_keys[user_id][device_id] = entry
+    for user_id, master_key, self_signing_key in RemoteDeviceList.objects.filter(
+        user_id__in=list(user_ids)
+    ).values_list("user_id", "master_key", "self_signing_key"):
+        if master_key is not None:
+            master[user_id] = master_key
+            if self_signing_key is not None:
+                self_signing[user_id] = self_signing_key
+    return {"device_keys": device_keys, "master_keys": master, "self_signing_keys": self_signing}
+
+
+def remote_device_ed25519_keys(user_ids: Sequence[str]) -> dict[tuple[str, str], str]:
+    """(user ID, device ID) -> the ed25519 key of the cached remote devices of
+    ``user_ids`` that have keys."""
+    found: dict[tuple[str, str], str] = {}
+    for user_id, device_id, key_json in RemoteDevice.objects.filter(
+        user_id__in=list(user_ids), key_json__isnull=False
+    ).values_list("user_id", "device_id", "key_json"):
+        key = (key_json.get("keys") or {}).get(f"ed25519:{device_id}")
+        if isinstance(key, str):
+            found[(user_id, device_id)] = key
+    return found

@@ -1,6 +1,7 @@
 from django.urls import re_path
 
 from e2ee.api import keys, views
+from e2ee.federation import views as federation
 
 C = r"^_matrix/client/(?:r0|v3)/"
 
@@ -21,4 +22,12 @@ urlpatterns = [
         r"^_matrix/client/(?:v3|unstable)/keys/signatures/upload$",
         keys.SignaturesUploadView.as_view(),
     ),
+]
+
+# Server-Server API: local users' keys and devices for other servers (X-Matrix signed).
+F = r"^_matrix/federation/v1/"
+urlpatterns += [
+    re_path(F + r"user/keys/query$", federation.UserKeysQueryView.as_view()),
+    re_path(F + r"user/keys/claim$", federation.UserKeysClaimView.as_view()),
+    re_path(F + r"user/devices/(?P<user_id>[^/]+)$", federation.UserDevicesView.as_view()),
 ]

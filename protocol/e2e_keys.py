@@ -274,3 +274,52 @@ def check_cross_signing_key(obj: Any, user_id: str, usage: str) -> CrossSigningK
     return CrossSigningKey(
         usage, {k: v for k, v in obj.items() if k != "unsigned"}, str(public_key)
     )
+
+
+# --- Other servers' users' keys ------------------------------------------------------------
+#
+# Server-Server API, "Device Management" and "End-to-End Encryption": what another server
+# says of its users' keys is kept only as far as the keys' own signatures vouch for it.
+
+
+def remote_device_keys(obj: Any, user_id: str, device_id: str) -> dict[str, Any] | None:
+    """A remote device's keys (less ``unsigned``) if they are well formed, name the user
+    and device they are given for, and are signed by the device's own ed25519 key; None
+    otherwise."""
+    try:
+        return check_device_keys(obj, user_id, device_id).json
+    except MatrixError:
+        return None
+
+
+def remote_cross_signing_keys(
+    user_id: str,
+    master: Any,
+    self_signing: Any,
+    stored_master: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """A remote user's (master key, self-signing key), each None when absent or not
+    valid: the master key must be one; the self-signing key must be signed by the master
+    key given, or without one by ``stored_master``."""
+    checked_master: CrossSigningKey | None = None
+    if master is not None:
+        try:
+            checked_master = check_cross_signing_key(master, user_id, MASTER)
+        except MatrixError:
+            return None, None
+    elif stored_master is not None:
+        try:
+            checked_master = check_cross_signing_key(stored_master, user_id, MASTER)
+        except MatrixError:
+            checked_master = None
+    checked_self_signing: dict[str, Any] | None = None
+    if self_signing is not None and checked_master is not None:
+        try:
+            key = check_cross_signing_key(self_signing, user_id, SELF_SIGNING)
+        except MatrixError:
+            key = None
+        if key is not None and is_signed_by(key.json, user_id, checked_master.verify_key):
+            checked_self_signing = key.json
+    return (checked_master.json if master is not None and checked_master else None), (
+        checked_self_signing
+    )

@@ -10,8 +10,7 @@ from rest_framework.response import Response
 from accounts.api.devices import reauth_flows
 from accounts.services import uia
 from config.matrix_api import MatrixView, ok
-from e2ee import selectors
-from e2ee.services import cross_signing, keys
+from e2ee.services import cross_signing, keys, remote_keys
 
 
 class KeysUploadView(MatrixView):
@@ -35,9 +34,9 @@ class KeysQueryView(MatrixView):
     def post(self, request: Request) -> Response:
         """POST /_matrix/client/v3/keys/query"""
         body = self.body(request)
-        body.int("timeout")
+        timeout = body.int("timeout")
         wanted = keys.check_query(body.dict("device_keys", required=True))
-        return ok(selectors.query_keys(request.user.user_id, wanted))
+        return ok(remote_keys.do_query_keys(request.user.user_id, wanted, timeout))
 
 
 class KeysClaimView(MatrixView):
@@ -46,9 +45,9 @@ class KeysClaimView(MatrixView):
     def post(self, request: Request) -> Response:
         """POST /_matrix/client/v3/keys/claim"""
         body = self.body(request)
-        body.int("timeout")
+        timeout = body.int("timeout")
         claims = keys.check_claims(body.dict("one_time_keys", required=True))
-        claimed = keys.do_claim_keys(claims)
+        claimed = remote_keys.do_claim_keys(claims, timeout)
         return ok({"one_time_keys": claimed.one_time_keys, "failures": claimed.failures})
 
 

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import Device, User
-from e2ee import selectors
+from e2ee import federation_out, selectors
 from e2ee.models import CrossSigningKey, DeviceKeys, KeySignature
 from e2ee.services import device_lists
 from protocol import e2e_keys
@@ -110,6 +110,9 @@ def do_upload_cross_signing_keys(user: User, given: dict[str, Any]) -> None:
             changed = True
         if changed:
             device_lists.do_mark_changed([user_id])
+            # The user-signing key is the user's alone: other servers never see it.
+            if set(checked) - {e2e_keys.USER_SIGNING}:
+                federation_out.queue_signing_key_update(user_id)
 
 
 def _check_device_signatures_of_master(user_id: str, master: e2e_keys.CrossSigningKey) -> None:
@@ -214,7 +217,20 @@ def do_upload_signatures(user: User, body: dict[str, dict[str, dict[str, Any]]])
                     defaults={"signature": sig.signature},
                 )
             device_lists.do_mark_changed(targets)
+            _announce(signer)
     return failures
+
+
+def _announce(signer: _Signer) -> None:
+    """Tell the other servers of the user's own keys that gained signatures: devices
+    signed by the self-signing key, the master key signed by a device. (A signature of
+    another user's master key is the signer's alone.)"""
+    own = [sig for sig in signer.found if sig.target_user_id == signer.user_id]
+    master = signer.cross_signing.get(e2e_keys.MASTER)
+    if master is not None and any(sig.target_key_id == master.public_key for sig in own):
+        federation_out.queue_signing_key_update(signer.user_id)
+    devices = {sig.target_key_id for sig in own} - {master.public_key if master else ""}
+    federation_out.queue_device_list_update(signer.user_id, devices)
 
 
 def _signatures_of(

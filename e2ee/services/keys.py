@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from accounts.models import Device
-from e2ee import selectors
+from e2ee import federation_out, selectors
 from e2ee.models import DeviceKeys, FallbackKey, KeySignature, OneTimeKey
 from e2ee.services import device_lists
 from protocol import e2e_keys
@@ -174,6 +174,7 @@ def _store_identity(
         stored.key_json = new.json
         stored.save(update_fields=["ed25519_key", "key_json"])
     device_lists.do_mark_changed([user_id])
+    federation_out.queue_device_list_update(user_id, [device.device_id])
 
 
 def _store_fallback(device: Device, user_id: str, key: e2e_keys.OneTimeKey) -> None:
@@ -234,16 +235,15 @@ def check_claims(claims: Any) -> dict[str, dict[str, str]]:
     return claims
 
 
-def do_claim_keys(claims: Mapping[str, Mapping[str, str]]) -> Claimed:
-    """POST /keys/claim: one key per device asked for, a one-time key while any is left,
-    else the device's fallback key (which is then marked used). Claimed in batches of
+def do_claim_local_keys(claims: Mapping[str, Mapping[str, str]]) -> Claimed:
+    """POST /keys/claim and /user/keys/claim, for the local users of ``claims`` (others
+    are left out): one key per device asked for, a one-time key while any is left, else
+    the device's fallback key (which is then marked used). Claimed in batches of
     ``CLAIM_BATCH`` devices, a short transaction each."""
     result = Claimed({}, {})
     local: list[tuple[str, str, str]] = []
     for user_id, by_device in claims.items():
-        domain = parse_user_id(user_id).domain
-        if domain != settings.SERVER_NAME:
-            result.failures[domain] = selectors.REMOTE_FAILURE
+        if parse_user_id(user_id).domain != settings.SERVER_NAME:
             continue
         local.extend((user_id, device_id, algorithm) for device_id, algorithm in by_device.items())
     for start in range(0, len(local), CLAIM_BATCH):

@@ -4,7 +4,9 @@
   middle of a conversation, then started again: nothing acknowledged is lost and nothing
   is shown twice, on either side;
 - the other server is stopped for a minute while messages are sent to it: when it is back
-  it gets the backlog, in order.
+  it gets the backlog, in order;
+- the other server is stopped while a user's device list changes: when it is back its
+  users' clients are told, and it answers /keys/query with the new device.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 from tests.live.conftest import backend_environ, free_port, start_worker, stop_homeserver
 from tests.live.federation_peers import (
     Client,
+    SyncStream,
     Trellis,
     certificate_for,
     eventually,
@@ -174,4 +177,63 @@ def test_a_server_stopped_for_a_minute_gets_its_backlog_when_it_returns(
         lambda: messages_with(bob, room_id, "while away") == backlog,
         timeout=240,
         what="the backlog on the server that came back",
+    )
+
+
+def _publish_keys(client: Client) -> str:
+    """Upload identity keys for the client's device, as a real device would sign them;
+    its device ID."""
+    from tests.conftest import Persona
+    from tests.e2ee.helpers import Device
+
+    device_id: str = client.request("GET", "/_matrix/client/v3/account/whoami")["device_id"]
+    device = Device(Persona("", "", client.user_id, client.token, device_id))
+    client.request("POST", "/_matrix/client/v3/keys/upload", {"device_keys": device.device_keys()})
+    return device_id
+
+
+def _devices_seen(client: Client, user_id: str) -> set[str]:
+    answer = client.request(
+        "POST", "/_matrix/client/v3/keys/query", {"device_keys": {user_id: []}}
+    )
+    return set(answer["device_keys"].get(user_id, {}))
+
+
+def test_a_device_list_change_while_a_server_is_down_reaches_it_when_it_returns(
+    pair: tuple[Side, Side],
+) -> None:
+    a, b = pair
+    alice, bob, _room_id = shared_room(a, b, "devices")
+    first = _publish_keys(alice)
+    # Bob's server learns Alice's devices (and keeps them: they share a room).
+    eventually(lambda: _devices_seen(bob, alice.user_id) == {first}, what="alice's device")
+    bob_sync = SyncStream(bob)
+
+    b.stop()
+    phone = Client(a.trellis.url)
+    login = phone.request(
+        "POST",
+        "/_matrix/client/v3/login",
+        {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": alice.user_id},
+            "password": "correct horse battery staple",
+        },
+    )
+    phone.user_id, phone.token = login["user_id"], login["access_token"]
+    second = _publish_keys(phone)
+    time.sleep(10)
+    b.restart()
+    bob.base_url = b.trellis.url
+
+    # Bob's client is told, and his server answers with the new device.
+    bob_sync.wait_for(
+        "alice in device_lists.changed",
+        lambda s: alice.user_id in s.get("device_lists", {}).get("changed", []),
+        timeout=240,
+    )
+    eventually(
+        lambda: _devices_seen(bob, alice.user_id) == {first, second},
+        timeout=60,
+        what="alice's new device on the server that came back",
     )
