@@ -13,8 +13,9 @@ server's part of a remote user's send_join) call ``queue_event``.
 
 The destinations are the servers of the room's joined members (Membership rows: the
 current state before the event, which for a kick or a ban still has the target joined),
-plus, for a membership event about a user of another server (an invite, a kick, a ban, a
-rescinded invite), that user's server; less any server the room's m.room.server_acl
+plus, for a leave or ban rescinding the invite of a user of another server, that user's
+server (an invite itself reaches the invitee's server by PUT /invite, countersigned, and
+is not sent again); less any server the room's m.room.server_acl
 denies (Server-Server API, "Server Access Control Lists": a denied server takes no part
 in the room, so nothing of it is sent there; an ACL event itself is judged by the ACL it
 sets, so a server it denies does not get it).
@@ -46,6 +47,7 @@ from federation.outbound import enqueue_edus, enqueue_pdu
 from protocol.events import Event
 from protocol.identifiers import parse_user_id
 from protocol.server_acl import server_allowed
+from rooms import event_cache
 from rooms.federation.access import server_acl_in
 from rooms.hooks import Finish, PersistingEvent
 from rooms.models import Membership, Room
@@ -117,10 +119,9 @@ def destinations_of(room: Room, event: Event, state_group: int | None = None) ->
     the room's current state group, which the Membership rows reflect (when known, the
     answer is cached under it)."""
     servers = set(_servers_with_joined_members(room, state_group))
-    if event.type == "m.room.member" and event.state_key:
-        target = server_of(event.state_key)
-        if target:
-            servers.add(target)
+    target = _uninvited_server(event)
+    if target:
+        servers.add(target)
     servers.discard(settings.SERVER_NAME)
     if not servers:
         return servers
@@ -131,6 +132,25 @@ def destinations_of(room: Room, event: Event, state_group: int | None = None) ->
             state_group if state_group is not None else room.current_state_group_id
         )
     return allowed_by_acl(servers, acl)
+
+
+def _uninvited_server(event: Event) -> str | None:
+    """The server of a user whose invite the event rescinds (a leave or ban of an invited
+    user by someone else): that server is told, as Synapse tells it, though none of its
+    users is in the room. An invite itself went to the invitee's server by PUT /invite
+    (rooms.services.remote_invites), and is not sent again."""
+    if event.type != "m.room.member" or not event.state_key or event.state_key == event.sender:
+        return None
+    if event.content.get("membership") not in ("leave", "ban"):
+        return None
+    cited = event_cache.get_events(event.auth_event_ids)
+    was_invited = any(
+        e.type == "m.room.member"
+        and e.state_key == event.state_key
+        and e.content.get("membership") == "invite"
+        for e in cited.values()
+    )
+    return server_of(event.state_key) if was_invited else None
 
 
 def edu_destinations(room: Room) -> set[str]:

@@ -97,9 +97,12 @@ def test_a_local_event_is_queued_for_the_servers_of_joined_members(
     assert row.room_id == room_id
 
 
-def test_an_invite_goes_to_the_invitees_server_too(
+def test_an_invite_reaches_the_invitees_server_by_invite_and_a_rescinding_leave_too(
     api: MatrixTestClient, alice: Persona, peers: Peers
 ) -> None:
+    """The invitee's server has the invite from PUT /invite (it countersigned it); it
+    is not sent again in a transaction, for a server with nobody in the room. Rescinding
+    the invite is sent to it, as Synapse does."""
     room_id = room_with_carol(api, alice)
     dan = f"@dan:{DAVE}"
     peers.add(RemoteServer(DAVE))
@@ -108,8 +111,16 @@ def test_an_invite_goes_to_the_invitees_server_too(
 
     assert response.status == 200
     invite = member_event_id(room_id, dan)
-    assert queued(DAVE) == [invite]
+    assert peers.peers[DAVE].paths("/_matrix/federation/v2/invite/")
+    assert queued(DAVE) == []
     assert queued(CAROL) == [invite]
+
+    response = api.post(room_path(room_id, "kick"), {"user_id": dan}, token=alice.access_token)
+
+    assert response.status == 200
+    rescinded = member_event_id(room_id, dan)
+    assert queued(DAVE) == [rescinded]
+    assert queued(CAROL) == [invite, rescinded]
 
 
 def test_a_room_without_other_servers_queues_nothing(
