@@ -107,12 +107,15 @@ def _released(function: Callable[P, T]) -> Callable[P, Awaitable[T]]:
     return in_request_thread(run)
 
 
+Prepare = Callable[[HttpRequest, int], tuple[SyncRequest, bool]]
+
+
 def _first_look(
-    request: HttpRequest, timeout_ms: int
+    request: HttpRequest, timeout_ms: int, prepare: Prepare = _prepare
 ) -> tuple[SyncRequest, SyncResult | None, list[str] | None]:
     """Parse the request and build its answer, unless it is a long-poll whose token no
     stream has passed; with the joined rooms to wait on if it is a long-poll."""
-    sync_request, long_poll = _prepare(request, timeout_ms)
+    sync_request, long_poll = prepare(request, timeout_ms)
     now = SyncToken.current_for(sync_request)
     if long_poll and sync_request.since == now:
         # No stream has moved since the token: no build can find news, so the long-poll
@@ -132,31 +135,109 @@ async def sync(request: HttpRequest, **kwargs: Any) -> HttpResponse:
     try:
         if request.method != "GET":
             raise MatrixError("M_UNRECOGNIZED", "Method not allowed", status=405)
-        timeout_ms = _timeout_ms(request)
-        wakeups = hub.hub.start()
-        sync_request, result, room_ids = await _look(request, timeout_ms)
-        # Answered at once (room_ids None: not a long-poll, and always built) or news found.
-        if result is not None and (room_ids is None or result.has_updates):
-            return _json(result.body)
-        deadline = time.monotonic() + timeout_ms / 1000
-        # A wake-up received since ``wakeups`` wakes this waiter at once: it may concern
-        # news the first look missed. A client that hangs up ends the wait.
-        async with (
-            hangup.cancelled_on_hangup(request),
-            hub.hub.waiting(sync_request.user_id, room_ids, wakeups) as waiter,
-        ):
-            while result is None or not result.has_updates:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not await hub.wait(waiter, remaining):
-                    break
-                result = await _build(sync_request)
-                waiter.room_ids = set(result.joined_room_ids) | waiter.room_ids
-            if result is None:
-                # Timed out with nothing new: the empty response for this token.
-                result = await _build(sync_request)
+        result = await _answer(request, _timeout_ms(request), _prepare)
         return _json(result.body)
     except MatrixError as error:
         return matrix_error_response(error)
+
+
+# GET /events: every new timeline event, not the last few of each room.
+_EVENTS_FILTER = {"room": {"timeline": {"limit": 1000}}}
+
+
+def _prepare_events(request: HttpRequest, timeout_ms: int) -> tuple[SyncRequest, bool]:
+    session = authenticate_request(request.META, request.GET)
+    if session is None:
+        raise MatrixError("M_MISSING_TOKEN", "Missing access token")
+    try:
+        since = SyncToken.parse(request.GET.get("from", ""))
+    except MatrixError:
+        raise MatrixError("M_INVALID_PARAM", "'from' is not a token of this server") from None
+    sync_request = SyncRequest(
+        user=session.user,
+        device_id=session.device.device_id,
+        since=since,
+        filter=_EVENTS_FILTER,
+        full_state=False,
+        use_state_after=False,
+    )
+    sync_request.set_presence = "online"
+    return sync_request, timeout_ms > 0
+
+
+def _current_token(request: HttpRequest) -> str:
+    session = authenticate_request(request.META, request.GET)
+    if session is None:
+        raise MatrixError("M_MISSING_TOKEN", "Missing access token")
+    sync_request = SyncRequest(
+        user=session.user,
+        device_id=session.device.device_id,
+        since=None,
+        filter=_EVENTS_FILTER,
+        full_state=False,
+        use_state_after=False,
+    )
+    return str(SyncToken.current_for(sync_request))
+
+
+_current = _released(_current_token)
+
+
+async def events(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+    """GET /_matrix/client/v3/events (deprecated, Client-Server API "Legacy"): the events
+    of the user's rooms since ``from`` (a /sync token), waiting up to ``timeout`` ms for
+    some; without ``from``, none and the token of now. Built from the same /sync as
+    ever: each joined room's new timeline events and the user's new invites, flattened
+    into one chunk with their room IDs."""
+    try:
+        if request.method != "GET":
+            raise MatrixError("M_UNRECOGNIZED", "Method not allowed", status=405)
+        timeout_ms = _timeout_ms(request)
+        if not request.GET.get("from"):
+            now = await _current(request)
+            return _json({"chunk": [], "start": now, "end": now})
+        result = await _answer(request, timeout_ms, _prepare_events)
+        chunk: list[dict[str, Any]] = []
+        rooms = result.body.get("rooms", {})
+        for room_id, room in rooms.get("join", {}).items():
+            for event in room.get("timeline", {}).get("events", []):
+                chunk.append({**event, "room_id": room_id})
+        for room_id, room in rooms.get("invite", {}).items():
+            for event in room.get("invite_state", {}).get("events", []):
+                if event.get("type") == "m.room.member":
+                    chunk.append({**event, "room_id": room_id})
+        return _json(
+            {"chunk": chunk, "start": request.GET["from"], "end": result.body["next_batch"]}
+        )
+    except MatrixError as error:
+        return matrix_error_response(error)
+
+
+async def _answer(request: HttpRequest, timeout_ms: int, prepare: Prepare) -> SyncResult:
+    """The sync the request asks for, waiting for news up to ``timeout_ms`` if it is a
+    long-poll."""
+    wakeups = hub.hub.start()
+    sync_request, result, room_ids = await _look(request, timeout_ms, prepare)
+    # Answered at once (room_ids None: not a long-poll, and always built) or news found.
+    if result is not None and (room_ids is None or result.has_updates):
+        return result
+    deadline = time.monotonic() + timeout_ms / 1000
+    # A wake-up received since ``wakeups`` wakes this waiter at once: it may concern
+    # news the first look missed. A client that hangs up ends the wait.
+    async with (
+        hangup.cancelled_on_hangup(request),
+        hub.hub.waiting(sync_request.user_id, room_ids, wakeups) as waiter,
+    ):
+        while result is None or not result.has_updates:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not await hub.wait(waiter, remaining):
+                break
+            result = await _build(sync_request)
+            waiter.room_ids = set(result.joined_room_ids) | waiter.room_ids
+        if result is None:
+            # Timed out with nothing new: the empty response for this token.
+            result = await _build(sync_request)
+    return result
 
 
 def _json(body: dict[str, Any]) -> HttpResponse:
