@@ -66,8 +66,10 @@ def check_invite_shape(pdu: Mapping[str, Any], origin: str) -> str:
     if not isinstance(invitee, str) or out_of_band.server_of(invitee) != settings.SERVER_NAME:
         raise _invalid("The invitee is not a user of this server")
     user = local_user(invitee)
-    if user is None or not user.is_active:
-        raise _invalid("The invitee is not a user of this server")
+    # A user ID of this server nobody has registered yet may be invited, as Synapse
+    # allows (the invite waits for them); a deactivated account may not.
+    if user is not None and not user.is_active:
+        raise MatrixError("M_FORBIDDEN", "The invitee's account is deactivated", status=403)
     return invitee
 
 
@@ -83,6 +85,10 @@ def do_receive_invite(
     this server's signature added, every other field as it came."""
     if not isinstance(pdu, Mapping):
         raise MatrixError("M_BAD_JSON", "'event' must be an object")
+    known = Room.objects.filter(room_id=room_id).first()
+    if known is not None:
+        # A server the room's ACL denies is refused before anything else is looked at.
+        access.check_server_allowed(known, origin)
     check_invite_shape(pdu, origin)
     try:
         event = checked_event(pdu, room_version)
