@@ -28,9 +28,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.live.federation_peers import Network
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60
@@ -279,3 +283,13 @@ def homeserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]
     """A running Trellis (web server and worker) shared by the live tests of a session."""
     with running_homeserver(tmp_path_factory.mktemp("homeserver"), slot=0) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    """Trellis, Synapse and a second Trellis federating over TLS (federation_peers), started
+    once for every interop test module (each uses users and rooms of its own)."""
+    from tests.live.federation_peers import federation_network
+
+    with federation_network(tmp_path_factory.mktemp("federation")) as started:
+        yield started

@@ -14,7 +14,7 @@ after it arrived.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from nio import (
     RoomCreateResponse,
 )
 
-from tests.live.federation_peers import Network, federation_network
+from tests.live.federation_peers import Network
 from tests.live.test_nio_accounts import PASSWORD, new_localpart, run_async
 from tests.live.test_nio_e2ee import (
     MEGOLM,
@@ -41,12 +41,6 @@ from tests.live.test_nio_e2ee import (
 )
 
 pytestmark = pytest.mark.live
-
-
-@pytest.fixture(scope="module")
-def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    with federation_network(tmp_path_factory.mktemp("federation-e2ee")) as started:
-        yield started
 
 
 @asynccontextmanager

@@ -11,7 +11,6 @@ and Trellis resolves Bob's profile and an alias Bob made on his server.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,17 +21,10 @@ from tests.live.federation_peers import (
     Network,
     SyncStream,
     eventually,
-    federation_network,
     quote,
 )
 
 pytestmark = pytest.mark.live
-
-
-@pytest.fixture(scope="module")
-def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    with federation_network(tmp_path_factory.mktemp("federation-edus")) as started:
-        yield started
 
 
 @dataclass

@@ -10,22 +10,15 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
-from tests.live.federation_peers import Client, Network, federation_network
+from tests.live.federation_peers import Client, Network
 from tests.media.conftest import image_bytes
 
 pytestmark = pytest.mark.live
 
 THUMBNAIL = "width=96&height=96&method=crop"
-
-
-@pytest.fixture(scope="module")
-def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    with federation_network(tmp_path_factory.mktemp("federation-media")) as started:
-        yield started
 
 
 def fetch(client: Client, path: str) -> tuple[int, bytes, dict[str, str]]:

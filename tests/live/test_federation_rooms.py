@@ -13,7 +13,6 @@ Each scenario runs once with Synapse as the other server and once with a second 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,18 +22,11 @@ from tests.live.federation_peers import (
     Network,
     SyncStream,
     eventually,
-    federation_network,
 )
 
 pytestmark = pytest.mark.live
 
 MESSAGES = 50
-
-
-@pytest.fixture(scope="module")
-def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    with federation_network(tmp_path_factory.mktemp("federation-rooms")) as started:
-        yield started
 
 
 def ephemeral(answer: dict[str, Any], room_id: str, event_type: str) -> list[dict[str, Any]]:
