@@ -70,6 +70,26 @@ class FederationEventSource:
             found.extend(pdu for pdu in pdus[:1] if isinstance(pdu, dict))
         return found
 
+    def get_missing_events(
+        self, room_id: str, earliest: list[str], latest: list[str], limit: int
+    ) -> list[dict[str, Any]]:
+        """POST /get_missing_events/{roomId}: the events before ``latest`` back to
+        ``earliest`` (at most ``limit``), as the server answers; none when it cannot
+        (the caller then asks for events one by one)."""
+        path = f"{PREFIX}/get_missing_events/{_path_segment(room_id)}"
+        body = {"earliest_events": earliest, "latest_events": latest, "limit": limit}
+        try:
+            answer = request_json(
+                self.destination, "POST", path, content=body, timeout_s=self._timeout_s()
+            )
+        except FederationError as exc:
+            logger.info("missing events of %s from %s: %s", room_id, self.destination, exc)
+            return []
+        events = answer.get("events") if isinstance(answer, dict) else None
+        if not isinstance(events, list):
+            return []
+        return [pdu for pdu in events[:limit] if isinstance(pdu, dict)]
+
     def get_state_ids(self, room_id: str, event_id: str) -> tuple[list[str], list[str]]:
         """GET /state_ids/{roomId}?event_id=: the state before the event and its auth
         chain, as event IDs. Raises FederationError when there is no usable answer."""

@@ -50,7 +50,7 @@ from protocol.signing import (
 )
 from rooms import event_cache
 from rooms.graph_store import resolve_maps
-from rooms.models import Event, Room
+from rooms.models import Event, ForwardExtremity, Room
 from rooms.services import graph
 from rooms.services.events import (
     CREATE_KEY,
@@ -496,6 +496,22 @@ def _fill_gap(event: PDUEvent, source: EventSource, origin: str) -> None:
     room_id = event.room_id
     gap: dict[str, PDUEvent] = {}
     frontier = _missing_prevs(room_id, event.prev_event_ids)
+    ask_missing = getattr(source, "get_missing_events", None)
+    if frontier and ask_missing is not None:
+        # One POST /get_missing_events first: the events between our tips and this one.
+        tips = ForwardExtremity.objects.filter(room__room_id=room_id).values_list(
+            "event_id", flat=True
+        )
+        for pdu in ask_missing(room_id, sorted(tips), [event.event_id], MAX_GAP):
+            try:
+                fetched = checked_event(pdu)
+            except InvalidPDU as exc:
+                logger.info("missing event from %s dropped: %s", origin, exc)
+                continue
+            if fetched.room_id == room_id and fetched.event_id != event.event_id:
+                gap[fetched.event_id] = fetched
+        cited = {prev for fetched in gap.values() for prev in fetched.prev_event_ids}
+        frontier = _missing_prevs(room_id, (frontier | cited) - gap.keys())
     while frontier and len(gap) < MAX_GAP:
         found = []
         for pdu in source.get_events(room_id, sorted(frontier)[: MAX_GAP - len(gap)]):

@@ -117,9 +117,18 @@ class ServingNetwork:
         if server is None or name in self.down:
             raise TransportError(f"{target.connect_host}: connection refused")
         segments = [unquote(s) for s in split.path.removeprefix(F + "/").split("/")]
-        if method != "GET" or len(segments) != 2:
+        if len(segments) != 2:
             return _not_found()
         endpoint, argument = segments
+        if method == "POST" and endpoint == "get_missing_events":
+            room = server.rooms.get(argument)
+            if room is None:
+                return _not_found()
+            asked = json.loads(body or b"{}")
+            events = _missing(room, asked["earliest_events"], asked["latest_events"])
+            return _json({"events": events[-int(asked.get("limit", 10)) :]})
+        if method != "GET":
+            return _not_found()
         if endpoint == "event":
             room = next((r for r in server.rooms.values() if argument in r.pdus), None)
             if room is None:
@@ -139,6 +148,25 @@ class ServingNetwork:
             pdus = list(_backfill(room, request.query["v"], limit))
             return _json({"origin": name, "origin_server_ts": 1, "pdus": pdus})
         return _not_found()
+
+
+def _missing(room: RemoteRoom, earliest: list[str], latest: list[str]) -> list[dict[str, Any]]:
+    """The events before ``latest`` back to (not including) ``earliest``, oldest first
+    (as rooms.federation.serving.missing_events answers)."""
+    found: dict[str, dict[str, Any]] = {}
+    todo = [
+        prev
+        for event_id in latest
+        if event_id in room.pdus
+        for prev in room.pdus[event_id]["prev_events"]
+    ]
+    while todo:
+        event_id = todo.pop()
+        if event_id in found or event_id in earliest or event_id not in room.pdus:
+            continue
+        found[event_id] = copy.deepcopy(room.pdus[event_id])
+        todo.extend(found[event_id]["prev_events"])
+    return sorted(found.values(), key=lambda pdu: pdu["depth"])
 
 
 def _backfill(room: RemoteRoom, start_ids: list[str], limit: int) -> Iterator[dict[str, Any]]:

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from django.apps import apps as django_apps
 
+from federation.event_source import FederationEventSource
 from protocol.events import Event as PDUEvent
 from rooms.models import BackwardExtremity, Event, Room
 from rooms.services import backfill
+from rooms.services.incoming import receive_pdu
 from tests.conftest import MatrixTestClient, Persona
 from tests.graph.delivery import deliver, install_keys
 from tests.graph.remote import RemoteRoom, RemoteServer
@@ -285,3 +287,21 @@ def test_a_forged_event_in_the_history_is_left_out_and_the_rest_shown(
     asked = len(serving.asked("backfill"))
     page_back(api, alice, room.room_id)
     assert len(serving.asked("backfill")) == asked
+
+
+def test_a_gap_in_what_arrives_is_filled_with_get_missing_events(
+    api: MatrixTestClient, alice: Persona, serving: ServingNetwork
+) -> None:
+    """A PDU whose prev events are not here: the sending server is asked once for the
+    events between this server's tips and it (POST /get_missing_events, as Synapse asks
+    and sytest expects), not for each event by GET /event."""
+    _carol, room = remote_room(serving, alice, old=2)
+    pdus = [room.send(CAROL, "m.room.message", {"body": f"while away {n}"}) for n in range(3)]
+
+    receive_pdu(pdus[-1], origin=CAROL_SERVER, source=FederationEventSource(CAROL_SERVER))
+
+    (asked,) = serving.asked("get_missing_events")
+    assert asked.method == "POST"
+    assert not serving.asked("event")
+    shown = bodies(page_back(api, alice, room.room_id, limit=3))
+    assert shown[:3] == ["while away 2", "while away 1", "while away 0"]
