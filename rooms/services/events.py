@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from accounts.clock import now_ms
 from federation.keys import server_signing_key
@@ -341,11 +341,34 @@ def insert_row(
 
 
 def insert_rows(room: Room, events: list[tuple[PDUEvent, dict[str, Any]]]) -> list[Event]:
-    """``insert_row`` for many events at once (each with its ``fields``): their rows and
-    edges in three statements (more only for batches past the database's limits)."""
-    rows = Event.objects.bulk_create(
-        [_event_row(room, event, None, fields) for event, fields in events]
+    """``insert_row`` for many events at once (each with its ``fields``): their rows as
+    one executemany of the values Django would insert (bulk_create spent longer compiling
+    the SQL of a send_join answer's thousands of rows than the database took to store
+    them), then their keys read back and their edges inserted."""
+    rows = [_event_row(room, event, None, fields) for event, fields in events]
+    if not rows:
+        return rows
+    columns = [field for field in Event._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(Event._meta.db_table)} "
+        f"({', '.join(quote(field.column) for field in columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
     )
+    values = [
+        [field.get_db_prep_save(field.pre_save(row, True), connection) for field in columns]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, values)
+    keys = dict(
+        Event.objects.filter(event_id__in=[row.event_id for row in rows]).values_list(
+            "event_id", "pk"
+        )
+    )
+    for row in rows:
+        row.pk = keys[row.event_id]
+        row._state.adding = False
     _insert_edges([(row, event) for row, (event, _fields) in zip(rows, events, strict=True)])
     for event, _fields in events:
         event_cache.remember(event)
@@ -378,17 +401,23 @@ def _event_row(
 
 def _insert_edges(rows: list[tuple[Event, PDUEvent]]) -> None:
     """The events' prev_events and auth_events edges."""
-    # By the rows' keys: cheaper to build than through the relation, for a big batch.
-    EventEdge.objects.bulk_create(
-        EventEdge(event_id=row.pk, prev_event_id=prev)
-        for row, event in rows
-        for prev in event.prev_event_ids
-    )
-    EventAuthEdge.objects.bulk_create(
-        EventAuthEdge(event_id=row.pk, auth_event_id=auth)
-        for row, event in rows
-        for auth in event.auth_event_ids
-    )
+    prev_edges = [(row.pk, prev) for row, event in rows for prev in event.prev_event_ids]
+    auth_edges = [(row.pk, auth) for row, event in rows for auth in event.auth_event_ids]
+    _insert_edge_rows(EventEdge, "prev_event_id", prev_edges)
+    _insert_edge_rows(EventAuthEdge, "auth_event_id", auth_edges)
+
+
+def _insert_edge_rows(
+    model: type[EventEdge | EventAuthEdge], column: str, edges: list[tuple[int, str]]
+) -> None:
+    """(event row's key, cited event ID) rows as one executemany of plain tuples: a
+    send_join answer brings tens of thousands of edges, and building a model instance
+    for each took longer than storing them (as with state group entries)."""
+    if not edges:
+        return
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {table} (event_id, {column}) VALUES (%s, %s)", edges)
 
 
 def auth_state_for(
