@@ -335,19 +335,19 @@ def insert_row(
     """The event's row and its edges; ``fields`` set the rest (position, flags, state)."""
     row = _event_row(room, event, ctx, fields)
     row.save(force_insert=True)
-    _insert_edges([(row, event)])
+    _insert_edges([event])
     event_cache.remember(event)
     return row
 
 
-def insert_rows(room: Room, events: list[tuple[PDUEvent, dict[str, Any]]]) -> list[Event]:
+def insert_rows(room: Room, events: list[tuple[PDUEvent, dict[str, Any]]]) -> None:
     """``insert_row`` for many events at once (each with its ``fields``): their rows as
     one executemany of the values Django would insert (bulk_create spent longer compiling
     the SQL of a send_join answer's thousands of rows than the database took to store
-    them), then their keys read back and their edges inserted."""
+    them), and their edges."""
     rows = [_event_row(room, event, None, fields) for event, fields in events]
     if not rows:
-        return rows
+        return
     columns = [field for field in Event._meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
     sql = (
@@ -361,18 +361,9 @@ def insert_rows(room: Room, events: list[tuple[PDUEvent, dict[str, Any]]]) -> li
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, values)
-    keys = dict(
-        Event.objects.filter(event_id__in=[row.event_id for row in rows]).values_list(
-            "event_id", "pk"
-        )
-    )
-    for row in rows:
-        row.pk = keys[row.event_id]
-        row._state.adding = False
-    _insert_edges([(row, event) for row, (event, _fields) in zip(rows, events, strict=True)])
+    _insert_edges([event for event, _fields in events])
     for event, _fields in events:
         event_cache.remember(event)
-    return rows
 
 
 def _event_row(
@@ -399,25 +390,31 @@ def _event_row(
     )
 
 
-def _insert_edges(rows: list[tuple[Event, PDUEvent]]) -> None:
-    """The events' prev_events and auth_events edges."""
-    prev_edges = [(row.pk, prev) for row, event in rows for prev in event.prev_event_ids]
-    auth_edges = [(row.pk, auth) for row, event in rows for auth in event.auth_event_ids]
+def _insert_edges(events: list[PDUEvent]) -> None:
+    """The stored events' prev_events and auth_events edges."""
+    prev_edges = [(prev, e.event_id) for e in events for prev in e.prev_event_ids]
+    auth_edges = [(auth, e.event_id) for e in events for auth in e.auth_event_ids]
     _insert_edge_rows(EventEdge, "prev_event_id", prev_edges)
     _insert_edge_rows(EventAuthEdge, "auth_event_id", auth_edges)
 
 
 def _insert_edge_rows(
-    model: type[EventEdge | EventAuthEdge], column: str, edges: list[tuple[int, str]]
+    model: type[EventEdge | EventAuthEdge], column: str, edges: list[tuple[str, str]]
 ) -> None:
-    """(event row's key, cited event ID) rows as one executemany of plain tuples: a
-    send_join answer brings tens of thousands of edges, and building a model instance
-    for each took longer than storing them (as with state group entries)."""
+    """(cited event ID, citing event ID) rows as one executemany of plain tuples, the
+    citing event's row found by its ID: a send_join answer brings tens of thousands of
+    edges, and building a model instance for each took longer than storing them (as
+    with state group entries)."""
     if not edges:
         return
-    table = connection.ops.quote_name(model._meta.db_table)
+    quote = connection.ops.quote_name
+    events = quote(Event._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.executemany(f"INSERT INTO {table} (event_id, {column}) VALUES (%s, %s)", edges)
+        cursor.executemany(
+            f"INSERT INTO {quote(model._meta.db_table)} (event_id, {column}) "
+            f"SELECT e.id, %s FROM {events} e WHERE e.event_id = %s",
+            edges,
+        )
 
 
 def auth_state_for(
