@@ -238,7 +238,7 @@ def checked_event(pdu: Mapping[str, Any], room_version: RoomVersion | None = Non
         # Check 3: a content hash mismatch is not fatal; the event is used redacted.
         logger.warning("%s: content hash mismatch, stored redacted", event_id)
         return PDUEvent(redact_event(pdu, room_version), room_version, event_id=event_id)
-    return PDUEvent(pdu, room_version, event_id=event_id)
+    return event
 
 
 def _room_version_for(pdu: Mapping[str, Any]) -> RoomVersion:
