@@ -21,8 +21,10 @@ in the order conduwuit's event handler and Synapse's federation_event.py take th
    persisted by rooms.services.events.persist_event, which moves the extremities and
    the current state (rooms.services.graph).
 
-Fetching happens before the room lock is taken, each outlier in a transaction of its
-own, so a slow source never holds the room (or the events stream) for long.
+Fetching happens before the room lock is taken, and what was fetched (or what a
+send_join answer holds) is then stored in one short transaction (``_store_outliers``:
+no query per event), so a slow source never holds the room (or the events stream) for
+long.
 """
 
 from __future__ import annotations
