@@ -18,12 +18,11 @@ from django.conf import settings
 from django.core.cache import cache
 
 from accounts.clock import now_ms
-from federation import client, services
+from federation import client, key_cache, services
 from federation.keys import server_signing_key
-from federation.models import RemoteServerKey
 from protocol.server_keys import ServerKeys, ServerKeysError, check_notary_signature
 from protocol.server_keys import parse_server_keys as check_server_keys
-from protocol.signing import VerifyKey, decode_verify_key_bytes, signature_key_ids
+from protocol.signing import VerifyKey, signature_key_ids
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +40,20 @@ def _failure_key(server_name: str) -> str:
 def _stored_key(
     server_name: str, key_id: str, valid_at_ts: int, for_requests: bool
 ) -> VerifyKey | None:
-    row = RemoteServerKey.objects.filter(server_name=server_name, key_id=key_id).first()
-    if row is None:
+    stored = key_cache.stored_key(server_name, key_id)
+    if stored is not None and not _usable(stored, valid_at_ts, for_requests):
+        # Read a while ago: another process may have fetched it anew since.
+        stored = key_cache.read_key(server_name, key_id)
+    if stored is None or not _usable(stored, valid_at_ts, for_requests):
         return None
-    if row.expired_ts is None:
-        usable = row.valid_until_ts >= valid_at_ts
-    else:
-        # Old keys sign events from before their expiry, never requests.
-        usable = not for_requests and valid_at_ts < row.expired_ts
-    return decode_verify_key_bytes(key_id, row.verify_key) if usable else None
+    return stored.verify_key
+
+
+def _usable(stored: key_cache.StoredKey, valid_at_ts: int, for_requests: bool) -> bool:
+    if stored.expired_ts is None:
+        return stored.valid_until_ts >= valid_at_ts
+    # Old keys sign events from before their expiry, never requests.
+    return not for_requests and valid_at_ts < stored.expired_ts
 
 
 def fetch_keys_directly(server_name: str) -> ServerKeys:

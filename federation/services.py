@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from federation import key_cache
 from federation.models import RemoteServerKey
 from protocol.server_keys import ServerKeys
 from protocol.signing import encode_verify_key_base64
@@ -35,3 +36,7 @@ def do_store_server_keys(keys: ServerKeys, *, fetched_ts: int, fetched_from: str
                     "key_json": dict(keys.key_json) if keys.key_json is not None else None,
                 },
             )
+        # What this process read of them is stale now, and so, after the commit, is what
+        # a reader in between kept.
+        key_cache.forget(keys.server_name)
+        transaction.on_commit(lambda: key_cache.forget(keys.server_name))

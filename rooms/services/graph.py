@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from django.db.models import Q
+from django.db import connection
+from django.db.models import Model, Q
 
 from protocol.events import Event as PDUEvent
 from rooms import event_cache
@@ -65,21 +66,21 @@ class StateChange:
         present = {user: event_id for user, event_id in self.members.items() if event_id}
         events = event_cache.get_events(present.values())
         if present:
-            Membership.objects.bulk_create(
+            _upsert(
+                Membership,
+                ["room_id", "user_id", "membership", "event_id", "stream_ordering", "forgotten"],
+                ["room_id", "user_id"],
                 [
-                    Membership(
-                        room=self.room,
-                        user_id=user_id,
-                        membership=events[event_id].membership or "leave",
-                        event_id=event_id,
-                        stream_ordering=position,
-                        forgotten=False,
+                    (
+                        self.room.pk,
+                        user_id,
+                        events[event_id].membership or "leave",
+                        event_id,
+                        position,
+                        False,
                     )
                     for user_id, event_id in present.items()
                 ],
-                update_conflicts=True,
-                unique_fields=["room", "user_id"],
-                update_fields=["membership", "event_id", "stream_ordering", "forgotten"],
             )
         gone = [user for user, event_id in self.members.items() if not event_id]
         if gone:
@@ -225,14 +226,11 @@ def _set_current(room: Room, group: int | None, *, resolved: bool) -> StateChang
     removed = [key for key in old_state if key not in new_state]
     if changed:
         # One statement (an upsert), not update_or_create's read-then-write.
-        CurrentState.objects.bulk_create(
-            [
-                CurrentState(room=room, type=etype, state_key=skey, event_id=event_id)
-                for (etype, skey), event_id in changed.items()
-            ],
-            update_conflicts=True,
-            unique_fields=["room", "type", "state_key"],
-            update_fields=["event_id"],
+        _upsert(
+            CurrentState,
+            ["room_id", "type", "state_key", "event_id"],
+            ["room_id", "type", "state_key"],
+            [(room.pk, etype, skey, event_id) for (etype, skey), event_id in changed.items()],
         )
     if removed:
         condition = Q()
@@ -246,6 +244,24 @@ def _set_current(room: Room, group: int | None, *, resolved: bool) -> StateChang
     }
     members.update({skey: None for etype, skey in removed if etype == MEMBER})
     return StateChange(room, group, resolved, members)
+
+
+def _upsert(
+    model: type[Model], columns: list[str], unique: list[str], rows: list[tuple[object, ...]]
+) -> None:
+    """Insert ``rows`` (values of ``columns``), updating the other columns of a row that
+    has the same ``unique`` ones: bulk_create's ``update_conflicts`` as one executemany of
+    plain tuples (a join's first state has thousands of rows, and building and compiling
+    a model instance for each took longer than storing them)."""
+    quote = connection.ops.quote_name
+    updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns if c not in unique)
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(map(quote, columns))}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(map(quote, unique))}) DO UPDATE SET {updates}"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _replace_extremities(room: Room, prev_ids: list[str], event_id: str) -> None:

@@ -21,12 +21,15 @@ in the order conduwuit's event handler and Synapse's federation_event.py take th
    persisted by rooms.services.events.persist_event, which moves the extremities and
    the current state (rooms.services.graph).
 
-Fetching happens before the room lock is taken, each outlier in a transaction of its
-own, so a slow source never holds the room (or the events stream) for long.
+Fetching happens before the room lock is taken, and what was fetched (or what a
+send_join answer holds) is then stored in one short transaction (``_store_outliers``:
+no query per event), so a slow source never holds the room (or the events stream) for
+long.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -58,6 +61,7 @@ from rooms.services.events import (
     auth_state_for,
     check_size_and_values,
     insert_row,
+    insert_rows,
     persist_event,
 )
 from rooms.state import StateKey, load_state
@@ -159,7 +163,6 @@ def receive_joined_room(
     against. Events that fail their checks are dropped (a state event among them too:
     the state is what remains)."""
     state = list(state)
-    events: dict[str, PDUEvent] = {}
     # The create event first: it makes the room known, and with it its version.
     for candidate in state:
         if isinstance(candidate, Mapping) and candidate.get("type") == CREATE:
@@ -168,30 +171,29 @@ def receive_joined_room(
                 room = _room_for(create, lock=False)
                 if _stored(create.event_id) is None:
                     _insert_outlier(room, create)
-    for candidate in [*state, *auth_chain]:
+    # Every event of the answer is checked in the version of the join's room (those of
+    # other rooms are dropped below).
+    room_version = _room_version_for(pdu)
+    events: dict[str, PDUEvent] = {}
+    # The IDs the state names, those of events failing their checks too (one may be
+    # stored here already).
+    state_ids = set()
+    for index, candidate in enumerate([*state, *auth_chain]):
         try:
-            checked = checked_event(candidate)
+            checked = checked_event(candidate, room_version)
         except InvalidPDU as exc:
             logger.info("state from %s dropped: %s", origin, exc)
+            if index < len(state) and isinstance(candidate, Mapping):
+                with contextlib.suppress(EventFormatError):
+                    state_ids.add(PDUEvent(candidate, room_version).event_id)
             continue
         events[checked.event_id] = checked
-    event = checked_event(pdu)
-    state_ids = set()
-    for candidate in state:
-        if not isinstance(candidate, Mapping):
-            continue
-        try:
-            state_ids.add(PDUEvent(candidate, event.room_version).event_id)
-        except EventFormatError:
-            continue
-    for outlier in _auth_order({e: v for e, v in events.items() if v.room_id == event.room_id}):
-        try:
-            with transaction.atomic():
-                room = _room_for(outlier, lock=False)
-                if _stored(outlier.event_id) is None:
-                    _insert_outlier(room, outlier)
-        except InvalidPDU as exc:
-            logger.info("state event %s from %s dropped: %s", outlier.event_id, origin, exc)
+        if index < len(state):
+            state_ids.add(checked.event_id)
+    event = checked_event(pdu, room_version)
+    _store_outliers(
+        {e: v for e, v in events.items() if v.room_id == event.room_id}, "state event", origin
+    )
     stored_state = Event.objects.filter(
         event_id__in=state_ids, room__room_id=event.room_id, state_key__isnull=False
     ).values_list("event_id", "type", "state_key")
@@ -218,6 +220,7 @@ def receive_joined_room(
 def checked_event(pdu: Mapping[str, Any], room_version: RoomVersion | None = None) -> PDUEvent:
     """The PDU as an event of its room's version, if its format, size, signatures and
     hashes pass (redacted when only the content hash does not). ``room_version``: the
+    version of the PDU's room when the caller knows it (many PDUs of one room), or the
     version another server says the room has, for a room not known here (an invite)."""
     if not isinstance(pdu, Mapping):
         raise InvalidPDU("a PDU must be an object")
@@ -237,7 +240,7 @@ def checked_event(pdu: Mapping[str, Any], room_version: RoomVersion | None = Non
         # Check 3: a content hash mismatch is not fatal; the event is used redacted.
         logger.warning("%s: content hash mismatch, stored redacted", event_id)
         return PDUEvent(redact_event(pdu, room_version), room_version, event_id=event_id)
-    return PDUEvent(pdu, room_version, event_id=event_id)
+    return event
 
 
 def _room_version_for(pdu: Mapping[str, Any]) -> RoomVersion:
@@ -376,16 +379,70 @@ def _fetch_outliers(room_id: str, wanted: set[str], source: EventSource, origin:
         needed = {aid for event in fetched.values() for aid in _auth_ids(event)}
         todo = needed - fetched.keys() - asked
         todo -= _known_ids(todo)
-    for event in _auth_order(fetched):
+    # An event whose own auth events could not be had stays unknown, and so do the
+    # events that need it.
+    _store_outliers(fetched, "fetched event", origin)
+
+
+def _store_outliers(events: Mapping[str, PDUEvent], what: str, origin: str) -> None:
+    """Store those of ``events`` (of one room) not stored yet as outliers, each after its
+    auth events, as ``_insert_outlier`` would one by one, but in one transaction: the
+    auth events are found among them or read once, and each is authorised against its
+    own in memory (check 4). One whose auth events are missing or of another room is
+    dropped (logged as ``what`` from ``origin``), and so are the events citing it."""
+    if not events:
+        return
+    known = _known_ids(events)
+    todo = [event for event in _auth_order(events) if event.event_id not in known]
+    if not todo:
+        return
+    room_id = todo[0].room_id
+    room = Room.objects.filter(room_id=room_id).first()
+    if room is None or any(event.room_id != room_id for event in todo):
+        # A room made by a create event among them: one by one (_room_for makes it).
+        _store_outliers_one_by_one(todo, what, origin)
+        return
+    new_ids = {event.event_id for event in todo}
+    outside = {aid for event in todo for aid in _auth_ids(event)} - new_ids
+    auth_events = dict(event_cache.get_events(outside))
+    rejected = _rejected_ids(outside)
+    creates = list(
+        Event.objects.filter(room=room, type=CREATE, state_key="").values_list(
+            "event_id", flat=True
+        )
+    )
+    rows: list[tuple[PDUEvent, dict[str, Any]]] = []
+    for event in todo:
+        try:
+            if event.type == CREATE and any(c != event.event_id for c in creates):
+                raise InvalidPDU(f"{event.room_id} has another create event", "M_FORBIDDEN")
+            reason = _auth_verdict(event, auth_events, rejected)
+        except InvalidPDU as exc:
+            logger.info("%s %s from %s dropped: %s", what, event.event_id, origin, exc)
+            continue
+        if event.type == CREATE:
+            creates.append(event.event_id)
+        auth_events[event.event_id] = event
+        if reason is not None:
+            rejected.add(event.event_id)
+        rows.append((event, {"stream_ordering": None, "outlier": True, "rejected_reason": reason}))
+    try:
+        with transaction.atomic():
+            insert_rows(room, rows)
+    except IntegrityError:
+        # Some were stored meanwhile by another worker.
+        _store_outliers_one_by_one([event for event, _fields in rows], what, origin)
+
+
+def _store_outliers_one_by_one(events: list[PDUEvent], what: str, origin: str) -> None:
+    for event in events:
         try:
             with transaction.atomic():
                 room = _room_for(event, lock=False)
                 if _stored(event.event_id) is None:
                     _insert_outlier(room, event)
         except InvalidPDU as exc:
-            # Its own auth events could not be had: it stays unknown, and so do the
-            # events that need it.
-            logger.info("fetched event %s from %s dropped: %s", event.event_id, origin, exc)
+            logger.info("%s %s from %s dropped: %s", what, event.event_id, origin, exc)
 
 
 def _auth_order(events: Mapping[str, PDUEvent]) -> list[PDUEvent]:
@@ -434,7 +491,25 @@ def _insert_outlier(room: Room, event: PDUEvent) -> Event:
 def _auth_events_verdict(event: PDUEvent) -> str | None:
     """Check 4: the event against the auth events it cites; the reason it fails, if so."""
     ids = _auth_ids(event)
-    auth_map = event_cache.get_events(ids)
+    return _auth_verdict(event, event_cache.get_events(ids), _rejected_ids(ids))
+
+
+def _rejected_ids(event_ids: Iterable[str]) -> set[str]:
+    """Those of ``event_ids`` stored as rejected."""
+    return set(
+        Event.objects.filter(
+            event_id__in=list(event_ids), rejected_reason__isnull=False
+        ).values_list("event_id", flat=True)
+    )
+
+
+def _auth_verdict(
+    event: PDUEvent, known: Mapping[str, PDUEvent], rejected: set[str]
+) -> str | None:
+    """Check 4 on the auth events among ``known`` (``rejected``: those rejected):
+    InvalidPDU if some are not there."""
+    ids = _auth_ids(event)
+    auth_map = {aid: known[aid] for aid in ids if aid in known}
     missing = [aid for aid in ids if aid not in auth_map]
     if missing:
         raise InvalidPDU(f"auth events {missing} are not available", "M_FORBIDDEN")
@@ -444,14 +519,9 @@ def _auth_events_verdict(event: PDUEvent) -> str | None:
     elsewhere = [aid for aid in ids if auth_map[aid].room_id != event.room_id]
     if elsewhere:
         raise InvalidPDU(f"auth events {elsewhere} are of another room", "M_FORBIDDEN")
-    rejected = set(
-        Event.objects.filter(event_id__in=ids, rejected_reason__isnull=False).values_list(
-            "event_id", flat=True
-        )
-    )
     try:
         auth_rules.check_event_auth_events(
-            event.room_version, event, auth_map, rejected_event_ids=rejected
+            event.room_version, event, auth_map, rejected_event_ids=rejected & set(ids)
         )
     except auth_rules.AuthError as exc:
         return f"auth events: {exc.reason}"[:255]

@@ -19,12 +19,13 @@ from django.http import HttpRequest
 from django.test import RequestFactory
 
 from accounts.clock import now_ms
-from federation import keyring
+from federation import key_cache, keyring
 from federation.auth import authenticate_request
 from federation.keys import server_signing_key
 from federation.models import RemoteServerKey
+from federation.services import do_store_server_keys
 from protocol.errors import MatrixError
-from protocol.server_keys import server_keys_json
+from protocol.server_keys import OldVerifyKey, ServerKeys, server_keys_json
 from protocol.signing import generate_signing_key, sign_json
 from protocol.x_matrix import format_authorization, sign_request
 from tests.federation.helpers import CAROL, DAY_MS, FakeNetwork, FakeServer, json_response
@@ -273,6 +274,38 @@ def test_an_old_verify_key_does_not_verify_requests(carol: FakeServer) -> None:
     assert keyring.get_verify_key(
         CAROL, "ed25519:carol1", valid_at_ts=now_ms(), for_requests=False
     )
+
+
+def test_a_stored_key_is_read_once_and_a_newer_response_is_seen_at_once(
+    carol: FakeServer, django_assert_num_queries: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authenticate_request(_get(authorization=carol.authorization("GET", URI)))
+    key_id = carol.signing_key.key_id
+    # Kept in process: a send_join answer verifies thousands of events with it.
+    with django_assert_num_queries(0):
+        for _ in range(3):
+            keyring.get_verify_key(CAROL, key_id, valid_at_ts=now_ms(), for_requests=False)
+
+    # Carol's newer response retires it, stored here: the next reader sees that.
+    old = {key_id: OldVerifyKey(carol.signing_key.verify_key, now_ms() - 60_000)}
+    retired = ServerKeys(CAROL, {}, old, now_ms() + DAY_MS)
+    do_store_server_keys(retired, fetched_ts=now_ms(), fetched_from=CAROL)
+    carol.reachable = False
+    with pytest.raises(keyring.KeyUnavailable):
+        keyring.get_verify_key(CAROL, key_id, valid_at_ts=now_ms(), for_requests=False)
+    # It still verifies what it signed before then.
+    assert keyring.get_verify_key(
+        CAROL, key_id, valid_at_ts=now_ms() - 120_000, for_requests=False
+    )
+
+    # What another process stores is seen once what was read here is TTL_S old.
+    RemoteServerKey.objects.filter(key_id=key_id).update(expired_ts=now_ms() - 180_000)
+    assert keyring.get_verify_key(
+        CAROL, key_id, valid_at_ts=now_ms() - 120_000, for_requests=False
+    )
+    monkeypatch.setattr(key_cache, "TTL_S", 0.0)
+    with pytest.raises(keyring.KeyUnavailable):
+        keyring.get_verify_key(CAROL, key_id, valid_at_ts=now_ms() - 120_000, for_requests=False)
 
 
 def test_a_key_is_not_believed_beyond_seven_days(carol: FakeServer) -> None:
