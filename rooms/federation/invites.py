@@ -93,8 +93,13 @@ def do_receive_invite(
     try:
         event = checked_event(pdu, room_version)
         checked_id, checked_room = event.event_id, event.room_id
-    except (InvalidPDU, EventFormatError) as exc:
-        raise _invalid(f"The invite fails its checks: {exc}") from None
+    except InvalidPDU as exc:
+        # Not signed by its sender's server: 403, as Synapse; malformed: M_BAD_JSON.
+        if exc.errcode == "M_FORBIDDEN":
+            raise MatrixError("M_FORBIDDEN", f"The invite fails its checks: {exc.error}") from None
+        raise MatrixError("M_BAD_JSON", f"The invite fails its checks: {exc.error}") from None
+    except EventFormatError as exc:
+        raise MatrixError("M_BAD_JSON", f"The invite is malformed: {exc}") from None
     if event.content != pdu.get("content"):
         raise _invalid("The invite's content does not match its hash")
     if checked_id != event_id or checked_room != room_id:

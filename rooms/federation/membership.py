@@ -275,7 +275,7 @@ def _checked_membership_event(
         if event.state_key != event.sender:
             raise invalid_param("The state_key is not the sender")
     except EventFormatError as exc:
-        raise invalid_param(f"The event is malformed: {exc}") from None
+        raise MatrixError("M_BAD_JSON", f"The event is malformed: {exc}") from None
     return event
 
 

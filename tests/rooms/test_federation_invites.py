@@ -235,7 +235,9 @@ def test_a_forged_invite_is_refused_and_changes_nothing(
         other = carol.server.create_room(CAROL)
         pdu = other.member(CAROL, alice.user_id, "invite")
     got = put_invite(api, carol.server, room, pdu)
-    assert (got.status, got.body["errcode"]) == (400, "M_INVALID_PARAM"), got.body
+    # A signature that does not hold is 403, as Synapse answers (sytest checks it).
+    expected = (403, "M_FORBIDDEN") if forgery == "bad signature" else (400, "M_INVALID_PARAM")
+    assert (got.status, got.body["errcode"]) == expected, got.body
     assert nothing_stored(room.room_id)
     assert not Membership.objects.filter(user_id=alice.user_id).exists()
 
