@@ -308,7 +308,9 @@ def federation_network(root: Path) -> Iterator[Network]:
     assert synapse.federation_cert is not None
     try:
         with (
-            backend_environ(root / "home", slot=2) as home_backend,
+            # Slots (Redis databases on CI's second pass) no other live server uses: this
+            # network lives for the whole session, beside the other live tests' servers.
+            backend_environ(root / "home", slot=6) as home_backend,
             backend_environ(root / "other", slot=3) as other_backend,
         ):
             (root / "home").mkdir(exist_ok=True)
