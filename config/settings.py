@@ -109,6 +109,7 @@ INSTALLED_APPS = [
     "keybackup",
     "media",
     "push",
+    "operators",
 ]
 
 MIDDLEWARE = [

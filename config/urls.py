@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("media.urls")),
     path("", include("push.urls")),
     path("", include("federation.urls")),
+    path("", include("operators.urls")),
     path("admin/", admin.site.urls),
     # Last: every other Matrix path is an endpoint we do not have.
     re_path(r"^_matrix/", views.unrecognized),
