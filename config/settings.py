@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "media",
     "push",
     "operators",
+    "webclient",
 ]
 
 MIDDLEWARE = [

@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("federation.urls")),
     path("", include("operators.urls")),
     path("admin/", admin.site.urls),
+    path("", include("webclient.urls")),
     # Last: every other Matrix path is an endpoint we do not have.
     re_path(r"^_matrix/", views.unrecognized),
     re_path(r"^_synapse/", views.unrecognized),
