@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -126,17 +127,33 @@ def _ice_connected(driver: Any) -> bool:
     return _call_section(driver).get_attribute("data-ice-state") in ("connected", "completed")
 
 
-def _call_events(server: LiveServer, driver: Any, room_id: str) -> list[dict[str, Any]]:
-    """The room's m.call.* events, oldest first, read with the page's own access token."""
-    token = driver.execute_script(
+def _page_token(driver: Any) -> str:
+    token: str = driver.execute_script(
         'return JSON.parse(localStorage.getItem("trellis.webclient.session")).access_token'
     )
+    return token
+
+
+def _api(
+    server: LiveServer, method: str, path: str, body: Any = None, token: str = ""
+) -> dict[str, Any]:
     request = urllib.request.Request(
-        f"{server.url}/_matrix/client/v3/rooms/{quote(room_id)}/messages?dir=b&limit=200",
-        headers={"Authorization": f"Bearer {token}"},
+        f"{server.url}/_matrix/client/v3{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Content-Type": "application/json"},
     )
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=10) as response:
-        chunk = json.load(response)["chunk"]
+        answer: dict[str, Any] = json.load(response)
+        return answer
+
+
+def _call_events(server: LiveServer, driver: Any, room_id: str) -> list[dict[str, Any]]:
+    """The room's m.call.* events, oldest first, read with the page's own access token."""
+    path = f"/rooms/{quote(room_id)}/messages?dir=b&limit=200"
+    chunk = _api(server, "GET", path, token=_page_token(driver))["chunk"]
     return [e for e in reversed(chunk) if e["type"].startswith("m.call.")]
 
 
@@ -233,3 +250,95 @@ def test_two_users_chat_and_call_each_other(
         assert sent[-1] == {"candidate": ""}
     order = [e["type"] for e in events if e["type"] != "m.call.candidates"]
     assert order == ["m.call.invite", "m.call.answer", "m.call.select_answer", "m.call.hangup"]
+
+
+def _log_in(driver: Any, server: LiveServer, localpart: str) -> None:
+    driver.get(f"{server.url}/client/")
+    _until(driver, _visible("#username")).send_keys(localpart)
+    _find(driver, "#password").send_keys("correct horse battery")
+    _find(driver, "#login-button").click()
+    _until(driver, _text_in("#whoami", server.user_id(localpart)))
+
+
+def _room_item(room_id: str, extra: str = "") -> str:
+    return f'#room-list li{extra}[data-room-id="{room_id}"]'
+
+
+def test_rooms_by_alias_unread_counts_a_rejected_call_leave_and_log_out(
+    homeserver: LiveServer, two_browsers: tuple[Any, Any]
+) -> None:
+    alice, bob = two_browsers
+    suffix = secrets.token_hex(4)
+    tokens = {}
+    for name in ("carol", "dave"):
+        tokens[name] = _api(
+            homeserver,
+            "POST",
+            "/register",
+            {
+                "username": f"{name}-{suffix}",
+                "password": "correct horse battery",
+                "auth": {"type": "m.login.dummy"},
+            },
+        )["access_token"]
+    lobby = _api(
+        homeserver,
+        "POST",
+        "/createRoom",
+        {"preset": "public_chat", "name": f"Lobby {suffix}", "room_alias_name": f"lobby-{suffix}"},
+        tokens["carol"],
+    )["room_id"]
+
+    # Both log in with a password; Dave joins the lobby by its alias.
+    _log_in(alice, homeserver, f"carol-{suffix}")
+    _log_in(bob, homeserver, f"dave-{suffix}")
+    _until(alice, _text_in(_room_item(lobby), f"Lobby {suffix}"))
+    _submit(bob, "#join-target", f"#lobby-{suffix}:{homeserver.server_name}")
+    _until(bob, _text_in("#room-title", f"Lobby {suffix}"))
+    _until(bob, _text_in("#room-members", "2 members"))
+
+    # Dave looks at a room of his own; Carol's message makes the lobby unread for him
+    # until he opens it (a read receipt clears the count).
+    _submit(bob, "#new-room-name", f"Dave's corner {suffix}")
+    _until(bob, _text_in("#room-title", f"Dave's corner {suffix}"))
+    _api(
+        homeserver,
+        "PUT",
+        f"/rooms/{quote(lobby)}/send/m.room.message/t1",
+        {"msgtype": "m.text", "body": "anyone here?"},
+        tokens["carol"],
+    )
+    _until(bob, _text_in(_room_item(lobby, ".unread") + " .badge", "1"))
+    _find(bob, _room_item(lobby)).click()
+    _until(bob, _text_in("#timeline", "anyone here?"))
+    _until(bob, lambda d: not d.find_elements("css selector", _room_item(lobby, ".unread")))
+
+    # Carol calls; Dave rejects: both see m.call.reject and the call is over for both.
+    _find(alice, _room_item(lobby)).click()
+    _until(alice, lambda d: _find(d, "#call-button").is_enabled())
+    _find(alice, "#call-button").click()
+    _until(bob, _visible("#reject-button")).click()
+    for driver in (alice, bob):
+        _until(driver, _present('#timeline li[data-event-type="m.call.reject"]'))
+        _until(driver, lambda d: not _call_section(d).is_displayed())
+    _until(alice, _present('#timeline li[data-event-type="m.call.select_answer"]'))
+    events = _call_events(homeserver, alice, lobby)
+    reject = next(e for e in events if e["type"] == "m.call.reject")
+    select = next(e for e in events if e["type"] == "m.call.select_answer")
+    assert select["content"]["selected_party_id"] == reject["content"]["party_id"]
+    assert not [e for e in events if e["type"] == "m.call.hangup"]
+
+    # Dave leaves: the lobby is gone from his list, and Carol, alone, cannot call.
+    _find(bob, _room_item(lobby)).click()
+    _until(bob, _visible("#leave-button")).click()
+    _until(bob, lambda d: not d.find_elements("css selector", _room_item(lobby)))
+    _until(alice, _text_in("#room-members", "1 member"))
+    assert not _find(alice, "#call-button").is_enabled()
+
+    # Logging out ends the session on the server too.
+    token = _page_token(bob)
+    _find(bob, "#logout-button").click()
+    _until(bob, _visible("#login-button"))
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _api(homeserver, "GET", "/account/whoami", token=token)
+    assert refused.value.code == 401

@@ -34,6 +34,7 @@ const client = {
   syncAbort: null,
   call: null,
   readUpTo: new Map(), // room ID -> event ID we sent a read receipt for
+  placedCalls: new Set(), // IDs of the calls this page placed
 };
 
 // --- Session ---------------------------------------------------------------------------
@@ -271,10 +272,14 @@ function renderRoom() {
   const callable = members.length === 2 && !client.call;
   $("call-button").disabled = !callable;
 
+  // Redrawn only when it changed; then it scrolls to the newest event.
   const timeline = $("timeline");
-  const atBottom = timeline.scrollHeight - timeline.scrollTop - timeline.clientHeight < 40;
-  timeline.replaceChildren(...room.timeline.map((event) => renderEvent(room, event)));
-  if (atBottom) timeline.scrollTop = timeline.scrollHeight;
+  const newest = `${room.roomId} ${room.timeline.at(-1)?.event_id} ${room.timeline.length}`;
+  if (timeline.dataset.newest !== newest) {
+    timeline.dataset.newest = newest;
+    timeline.replaceChildren(...room.timeline.map((event) => renderEvent(room, event)));
+    timeline.scrollTop = timeline.scrollHeight;
+  }
   if (document.visibilityState === "visible") markRead(room);
 }
 
@@ -291,8 +296,11 @@ function renderEvent(room, event) {
 function describe(event) {
   const c = event.content || {};
   switch (event.type) {
-    case "m.room.member":
-      return `${c.membership} ${event.state_key === event.sender ? "" : event.state_key}`.trim();
+    case "m.room.member": {
+      const target = event.state_key === event.sender ? "" : ` ${event.state_key}`;
+      const verbs = { join: "joined", invite: "invited", leave: target ? "removed" : "left" };
+      return `${verbs[c.membership] || c.membership}${target}`;
+    }
     case "m.room.name":
       return `named the room "${c.name}"`;
     case "m.room.create":
@@ -310,10 +318,23 @@ function describe(event) {
 
 // --- Calls -----------------------------------------------------------------------------
 
+// Why a call ended, when the user did not end it and should know.
+const CALL_FAILURES = {
+  user_media_failed: "no camera or microphone",
+  ice_failed: "no connection could be made",
+  ice_timeout: "the connection was lost",
+  invite_timeout: "no answer",
+  unknown_error: "something went wrong",
+};
+
 function setCall(call) {
   client.call = call;
   call.addEventListener("change", () => {
-    if (!call.active && client.call === call) client.call = null;
+    if (!call.active && client.call === call) {
+      client.call = null;
+      const failure = CALL_FAILURES[call.endReason];
+      if (failure) showError("room-error", new Error(`Call ended: ${failure}`));
+    }
     render();
   });
 }
@@ -324,6 +345,7 @@ $("call-button").addEventListener("click", () => {
   const other = room?.joinedMembers().find((id) => id !== me);
   if (!other || client.call) return;
   const call = Call.outbound(client.api, room.roomId);
+  client.placedCalls.add(call.callId);
   setCall(call);
   render();
   call.place(other);
@@ -342,18 +364,19 @@ function onCallEvent(roomId, event, arrived) {
   }
   if (!event.type.startsWith("m.call.")) return;
   const call = client.call;
-  if (event.type === "m.call.invite" && event.content?.call_id !== call?.callId) {
+  const callId = event.content?.call_id;
+  if (event.type === "m.call.invite" && callId !== call?.callId) {
+    if (client.placedCalls.has(callId)) return; // the echo of a call we placed
     const incoming = Call.fromInvite(client.api, roomId, event, arrived);
     if (!incoming) return;
     if (!call) {
       setCall(incoming);
     } else if (
-      // Glare: both sides called in the same room; the call with the lesser ID wins,
-      // and its callee answers it on the user's behalf.
+      // Glare: both sides called in the same room. An invite not yet sent gives way;
+      // of two sent, the lesser call ID wins. The winner is answered on the user's behalf.
       call.direction === "outbound" &&
       call.roomId === roomId &&
-      call.state === "inviting" &&
-      incoming.callId < call.callId
+      (call.state === "preparing" || (call.state === "inviting" && incoming.callId < call.callId))
     ) {
       call.hangup("user_hangup");
       setCall(incoming);
@@ -390,6 +413,7 @@ function renderCall() {
   $("answer-button").hidden = call.state !== "ringing";
   $("reject-button").hidden = call.state !== "ringing";
   $("hangup-button").hidden = call.state === "ringing";
+  document.querySelector("#call .videos").hidden = !call.localStream;
   if ($("local-video").srcObject !== call.localStream) $("local-video").srcObject = call.localStream;
   if ($("remote-video").srcObject !== call.remoteStream) {
     $("remote-video").srcObject = call.remoteStream;
