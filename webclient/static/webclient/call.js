@@ -39,6 +39,7 @@ export class Call extends EventTarget {
     this.localStream = null;
     this.remoteStream = new MediaStream();
     this.remoteOffer = null;
+    this.remoteVersion = VERSION;
     this.remoteCandidates = []; // received before the remote description was set
     this.earlyCandidates = new Map(); // outbound: party_id -> candidates, before an answer
     this.localCandidates = [];
@@ -67,6 +68,7 @@ export class Call extends EventTarget {
     call.opponentUserId = event.sender;
     call.opponentPartyId = content.party_id ?? null;
     call.remoteOffer = content.offer;
+    call.remoteVersion = content.version;
     call.lifetimeTimer = setTimeout(() => call.#end("invite_timeout"), remaining);
     return call;
   }
@@ -123,7 +125,12 @@ export class Call extends EventTarget {
 
   reject() {
     if (this.state !== "ringing") return;
-    this.#send("m.call.reject", {});
+    // m.call.reject is version "1"; a version 0 caller expects a hangup instead.
+    if (this.remoteVersion === 0 || this.remoteVersion === "0") {
+      this.#send("m.call.hangup", { reason: "user_hangup" });
+    } else {
+      this.#send("m.call.reject", {});
+    }
     this.#end("rejected");
   }
 
@@ -193,6 +200,11 @@ export class Call extends EventTarget {
     }
     this.dispatchEvent(new Event("change"));
     const iceServers = await this.api.iceServers();
+    // The call may have ended while the user was asked for the camera.
+    if (!this.active) {
+      for (const track of this.localStream.getTracks()) track.stop();
+      throw new Error("the call ended before it started");
+    }
     this.pc = new RTCPeerConnection({ iceServers });
     for (const track of this.localStream.getTracks()) this.pc.addTrack(track, this.localStream);
     this.pc.addEventListener("icecandidate", (e) => this.#localCandidate(e.candidate));
