@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("keybackup.urls")),
     path("", include("media.urls")),
     path("", include("push.urls")),
+    path("", include("voip.urls")),
     path("", include("federation.urls")),
     path("", include("operators.urls")),
     path("admin/", admin.site.urls),
