@@ -277,6 +277,9 @@ def tail(args: argparse.Namespace) -> int:
     """Long-poll GET /sync and print the room's new messages as they arrive."""
     client, _ = logged_in()
     room_id = room_id_of(client, args.room)
+    # /sync shows only rooms one is in: waiting on any other would wait forever.
+    if room_id not in client.get("joined_rooms")["joined_rooms"]:
+        raise CLIError(f"you are not in {args.room}: `trellis join` it first")
     # Where "now" is: the first sync's position; what came before is not printed.
     since = str(client.get("sync", query={"filter": tail_filter(room_id, 1)})["next_batch"])
     incremental = tail_filter(room_id, TAIL_TIMELINE_LIMIT)

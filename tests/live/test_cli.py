@@ -194,3 +194,14 @@ def test_joining_a_room_that_does_not_exist_prints_the_matrix_error(
     assert result.returncode == 1
     assert result.stderr.startswith("M_NOT_FOUND: ")
     assert result.stdout == ""
+
+
+def test_tail_refuses_a_room_one_is_not_in(homeserver: LiveServer, tmp_path: Path) -> None:
+    ivy = registered(homeserver, tmp_path, "cli-ivy")
+    jack = registered(homeserver, tmp_path, "cli-jack")
+    room_id = ivy.ok("create-room", "--public")[0]
+
+    result = jack.run("tail", room_id, "--count", "1")
+
+    assert result.returncode == 1
+    assert result.stderr == f"error: you are not in {room_id}: `trellis join` it first\n"
