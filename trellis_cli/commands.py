@@ -19,6 +19,7 @@ from typing import Any
 
 from trellis_cli import session as sessions
 from trellis_cli.client import MEDIA_V3, MatrixClient, MatrixHTTPError, path_param
+from trellis_cli.images import image_size
 
 DEVICE_NAME = "trellis-cli"
 # UIA stages this client can complete on its own (or with --registration-token).
@@ -169,8 +170,9 @@ def room_id_of(client: MatrixClient, room: str) -> str:
     return room
 
 
-def room_name(client: MatrixClient, room_id: str) -> str:
-    """The room's m.room.name, else its canonical alias, else ''."""
+def room_name(client: MatrixClient, room_id: str, user_id: str) -> str:
+    """The room's name as clients show it (Client-Server API, "Calculating the display
+    name for a room"): m.room.name, else the canonical alias, else its other members."""
     for event_type, key in (("m.room.name", "name"), ("m.room.canonical_alias", "alias")):
         try:
             content = client.get(f"rooms/{path_param(room_id)}/state/{event_type}/")
@@ -180,14 +182,31 @@ def room_name(client: MatrixClient, room_id: str) -> str:
             raise
         if isinstance(content.get(key), str) and content[key]:
             return str(content[key])
-    return ""
+    joined = client.get(f"rooms/{path_param(room_id)}/joined_members")["joined"]
+    others = sorted(
+        (member.get("display_name") or member_id)
+        for member_id, member in joined.items()
+        if member_id != user_id
+    )
+    return members_name(others)
+
+
+def members_name(others: list[str]) -> str:
+    """A room without a name, called after its other members as the spec suggests."""
+    if not others:
+        return "Empty room"
+    if len(others) == 1:
+        return others[0]
+    if len(others) <= 5:
+        return f"{', '.join(others[:-1])} and {others[-1]}"
+    return f"{', '.join(others[:5])} and {len(others) - 5} others"
 
 
 def rooms(args: argparse.Namespace) -> int:
     """GET /joined_rooms, each with its name: one ``room_id<TAB>name`` line per room."""
-    client, _ = logged_in()
+    client, session = logged_in()
     for room_id in client.get("joined_rooms")["joined_rooms"]:
-        out(f"{room_id}\t{room_name(client, room_id)}".rstrip("\t"))
+        out(f"{room_id}\t{room_name(client, room_id, session.user_id)}")
     return 0
 
 
@@ -326,12 +345,16 @@ def upload(args: argparse.Namespace) -> int:
     out(mxc)
     if args.room:
         room_id = room_id_of(client, args.room)
+        info: dict[str, Any] = {"mimetype": content_type, "size": len(data)}
+        size = image_size(data) if content_type.startswith("image/") else None
+        if size:
+            info["w"], info["h"] = size
         content = {
             "msgtype": "m.image" if content_type.startswith("image/") else "m.file",
             "body": path.name,
             "filename": path.name,
             "url": mxc,
-            "info": {"mimetype": content_type, "size": len(data)},
+            "info": info,
         }
         out(send_event(client, room_id, content))
     return 0

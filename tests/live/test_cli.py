@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.live.conftest import PROJECT_ROOT, LiveServer
+from tests.trellis_cli.test_images import png
 
 pytestmark = pytest.mark.live
 
@@ -131,6 +132,10 @@ def test_tail_prints_a_message_another_user_sends(homeserver: LiveServer, tmp_pa
     alias = f"#cli-lobby:{homeserver.server_name}"
     assert bob.ok("join", alias) == [room_id]
     assert f"{room_id}\tCLI lobby" in bob.ok("rooms")
+    direct = alice.ok("create-room", "--invite", homeserver.user_id("cli-bob"))[0]
+    bob.ok("join", direct)
+    # No name: called after the other member (the display name is the localpart).
+    assert f"{direct}\tcli-alice" in bob.ok("rooms")
 
     tail = bob.start("tail", alias, "--count", "2")
     try:
@@ -156,7 +161,7 @@ def test_upload_a_file_and_send_it_to_a_room(homeserver: LiveServer, tmp_path: P
     grace = registered(homeserver, tmp_path, "cli-grace")
     room_id = grace.ok("create-room")[0]
     picture = tmp_path / "dot.png"
-    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(64)))
+    picture.write_bytes(png(3, 2))
 
     mxc, event_id = grace.ok("upload", str(picture), "--room", room_id)
 
@@ -180,7 +185,7 @@ def test_upload_a_file_and_send_it_to_a_room(homeserver: LiveServer, tmp_path: P
         "body": "dot.png",
         "filename": "dot.png",
         "url": mxc,
-        "info": {"mimetype": "image/png", "size": 72},
+        "info": {"mimetype": "image/png", "size": len(picture.read_bytes()), "w": 3, "h": 2},
     }
 
 

@@ -247,3 +247,19 @@ def test_trellis_is_installed_as_a_console_script() -> None:
     (script,) = importlib.metadata.entry_points(group="console_scripts", name="trellis")
 
     assert script.value == "trellis_cli.cli:main"
+
+
+@pytest.mark.parametrize(
+    ("others", "name"),
+    [
+        ([], "Empty room"),
+        (["Bob"], "Bob"),
+        (["Bob", "Carol"], "Bob and Carol"),
+        (["A", "B", "C", "D", "E"], "A, B, C, D and E"),
+        (["A", "B", "C", "D", "E", "F", "G"], "A, B, C, D, E and 2 others"),
+    ],
+)
+def test_a_room_without_a_name_is_called_after_its_other_members(
+    others: list[str], name: str
+) -> None:
+    assert commands.members_name(others) == name
