@@ -3,8 +3,9 @@
 coturn (Debian's package, installed by .ci/run) runs on loopback with
 ``use-auth-secret`` and the secret Trellis is configured with; ``turnutils_uclient``,
 shipped with coturn, allocates a relay with the username and password Trellis handed
-out, and is refused with a wrong password or an expired username. Without coturn the
-tests skip, except under CI, where they fail.
+out (directly, and as matrix-js-sdk fetched them), and is refused with a wrong password
+or an expired username. Without coturn (or Node for the SDK) the tests skip, except
+under CI, where they fail.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tests.live.conftest import (
     start_homeserver,
     stop_homeserver,
 )
+from tests.live.test_js_sdk import JS_DIR, matrix_js_sdk  # noqa: F401 (a fixture)
 from voip.credentials import turn_password
 
 pytestmark = pytest.mark.live
@@ -134,8 +136,11 @@ def call(server: LiveServer, method: str, path: str, body: Any = None, token: st
         return json.loads(response.read())
 
 
+PASSWORD = "pw-turn-9c"
+
+
 def turn_server(trellis: LiveServer, localpart: str) -> dict[str, Any]:
-    body = {"username": localpart, "password": "pw-turn-9c", "auth": {"type": "m.login.dummy"}}
+    body = {"username": localpart, "password": PASSWORD, "auth": {"type": "m.login.dummy"}}
     token = call(trellis, "POST", "register", body)["access_token"]
     answer: dict[str, Any] = call(trellis, "GET", "voip/turnServer", token=token)
     return answer
@@ -201,3 +206,37 @@ def test_coturn_refuses_an_expired_username(coturn: Coturn, trellis: LiveServer)
 
     assert result.returncode != 0
     assert "Cannot complete Allocation" in result.stdout + result.stderr
+
+
+def test_matrix_js_sdk_gets_credentials_coturn_accepts(
+    coturn: Coturn,
+    trellis: LiveServer,
+    matrix_js_sdk: Path,  # noqa: F811
+) -> None:
+    turn_server(trellis, "sdk-caller")  # registers the account
+    before_ms = time.time() * 1000
+    result = subprocess.run(
+        ["node", str(JS_DIR / "turn_servers.mjs")],
+        env={
+            **os.environ,
+            "SDK": str(matrix_js_sdk),
+            "HS_URL": trellis.url,
+            "USER_ID": trellis.user_id("sdk-caller"),
+            "PASSWORD": PASSWORD,
+        },
+        capture_output=True,
+        text=True,
+        timeout=CLIENT_TIMEOUT_S,
+        check=False,
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert result.returncode == 0, f"{lines}\n{result.stderr[-4000:]}"
+
+    ((answer,),) = [line["servers"] for line in lines if "servers" in line]
+    # The SDK's RTCIceServer: our URIs, username and password under WebRTC's names.
+    assert answer["urls"] == [f"turn:127.0.0.1:{coturn.port}?transport=udp"]
+    assert answer["username"].endswith(f":{trellis.user_id('sdk-caller')}")
+    # It refreshes them before the 600 s TTL runs out.
+    assert lines[-1]["expiry_ms"] >= before_ms + 600_000
+    allocated = allocate(coturn, answer["username"], answer["credential"])
+    assert allocated.returncode == 0, allocated.stdout + allocated.stderr
