@@ -7,6 +7,8 @@ import argparse
 import importlib.metadata
 import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -245,8 +247,17 @@ def test_the_tail_filter_asks_for_one_room_and_nothing_else() -> None:
 
 def test_trellis_is_installed_as_a_console_script() -> None:
     (script,) = importlib.metadata.entry_points(group="console_scripts", name="trellis")
+    installed = Path(sys.executable).parent / "trellis"
 
     assert script.value == "trellis_cli.cli:main"
+    result = subprocess.run(
+        [str(installed), "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: trellis ")
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ")}
+    assert {"register", "login", "whoami", "logout", "rooms", "create-room"} <= listed
+    assert {"join", "send", "tail", "upload"} <= listed
 
 
 @pytest.mark.parametrize(
