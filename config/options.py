@@ -184,8 +184,19 @@ _TURN_URI = re.compile(
 
 def as_turn_uris(value: str, name: str) -> list[str]:
     """A comma-separated list of TURN URIs (``turn:host[:port][?transport=udp|tcp]``, or
-    ``turns:``), as clients are given them in GET /voip/turnServer."""
-    uris = as_list(value)
+    ``turns:``), as clients are given them in GET /voip/turnServer. A config file may
+    give them as a list, which reaches here as JSON."""
+    uris: list[str] = []
+    if value.lstrip().startswith("["):
+        try:
+            items = json.loads(value)
+        except ValueError:
+            items = None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{name} must be a list of TURN URIs")
+        uris = [item.strip() for item in items if item.strip()]
+    else:
+        uris = as_list(value)
     for uri in uris:
         match = _TURN_URI.match(uri)
         if match is None or not 0 < int(match["port"] or 3478) < 65536:

@@ -72,6 +72,26 @@ def test_the_settings_come_from_the_config_file_too(tmp_path: Path) -> None:
     assert values["turn_ttl_s"] == "60"
 
 
+def test_a_config_file_may_list_the_uris(tmp_path: Path) -> None:
+    config = tmp_path / "trellis.yaml"
+    config.write_text(
+        "turn_uris:\n  - turn:t.example.org:3478?transport=udp\n  - turns:t.example.org:5349\n"
+    )
+
+    values = options.load({"TRELLIS_CONFIG": str(config)})
+
+    assert options.as_turn_uris(values["turn_uris"], "TRELLIS_TURN_URIS") == [
+        "turn:t.example.org:3478?transport=udp",
+        "turns:t.example.org:5349",
+    ]
+
+
+@pytest.mark.parametrize("value", ['["turn:a.example.org", 3]', '["stun:a.example.org"]', "[oops"])
+def test_a_bad_list_is_refused(value: str) -> None:
+    with pytest.raises(options.ConfigError, match="TRELLIS_TURN_URIS"):
+        options.as_turn_uris(value, "TRELLIS_TURN_URIS")
+
+
 def _settings_error(tmp_path: Path, **environ: str) -> str:
     """Load the settings in a fresh process, as the server starts; return its stderr."""
     env = {
