@@ -38,6 +38,7 @@ pytestmark = pytest.mark.live
 SECRET = "live-turn-secret-7f3a"
 START_TIMEOUT_S = 30
 CLIENT_TIMEOUT_S = 60
+PASSWORD = "pw-turn-9c"
 
 
 def _require(program: str) -> str:
@@ -136,10 +137,8 @@ def call(server: LiveServer, method: str, path: str, body: Any = None, token: st
         return json.loads(response.read())
 
 
-PASSWORD = "pw-turn-9c"
-
-
 def turn_server(trellis: LiveServer, localpart: str) -> dict[str, Any]:
+    """Register ``localpart``; GET /voip/turnServer as them."""
     body = {"username": localpart, "password": PASSWORD, "auth": {"type": "m.login.dummy"}}
     token = call(trellis, "POST", "register", body)["access_token"]
     answer: dict[str, Any] = call(trellis, "GET", "voip/turnServer", token=token)
