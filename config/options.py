@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,9 @@ ENV_NAMES = {
     "federation_ca_file": "TRELLIS_FEDERATION_CA_FILE",
     "federation_verify_tls": "TRELLIS_FEDERATION_VERIFY_TLS",
     "push_ip_allowlist": "TRELLIS_PUSH_IP_ALLOWLIST",
+    "turn_uris": "TRELLIS_TURN_URIS",
+    "turn_shared_secret": "TRELLIS_TURN_SHARED_SECRET",
+    "turn_ttl_s": "TRELLIS_TURN_TTL_S",
 }
 
 REGISTRATION_MODES = ("open", "token", "closed")
@@ -169,6 +173,48 @@ def as_url_overrides(value: str, name: str) -> dict[str, str]:
             )
         result[server_name] = f"{parts.scheme}://{parts.netloc}"
     return result
+
+
+# RFC 7065 section 3.1: turnURI = scheme ":" host [ ":" port ] [ "?transport=" transport ]
+_TURN_URI = re.compile(
+    r"^(?P<scheme>turns?):(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?"
+    r"(?:\?transport=(?P<transport>udp|tcp))?$"
+)
+
+
+def as_turn_uris(value: str, name: str) -> list[str]:
+    """A comma-separated list of TURN URIs (``turn:host[:port][?transport=udp|tcp]``, or
+    ``turns:``), as clients are given them in GET /voip/turnServer. A config file may
+    give them as a list, which reaches here as JSON."""
+    uris: list[str] = []
+    if value.lstrip().startswith("["):
+        try:
+            items = json.loads(value)
+        except ValueError:
+            items = None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{name} must be a list of TURN URIs")
+        uris = [item.strip() for item in items if item.strip()]
+    else:
+        uris = as_list(value)
+    for uri in uris:
+        match = _TURN_URI.match(uri)
+        if match is None or not 0 < int(match["port"] or 3478) < 65536:
+            raise ConfigError(
+                f"{name}: {uri!r} is not a TURN URI like turn:turn.example.org:3478?transport=udp"
+                " or turns:turn.example.org:5349?transport=tcp"
+            )
+    return uris
+
+
+def as_positive_int(value: str, name: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be positive, not {number}")
+    return number
 
 
 def data_dir(values: dict[str, str]) -> Path:

@@ -109,6 +109,7 @@ INSTALLED_APPS = [
     "keybackup",
     "media",
     "push",
+    "voip",
     "operators",
     "webclient",
 ]
@@ -303,6 +304,17 @@ PUSH_IP_ALLOWLIST = options.as_networks(
 )
 PUSH_TIMEOUT_S = 10.0
 PUSH_MAX_RESPONSE_BYTES = 64 * 1024
+
+# --- VoIP (voip/) -------------------------------------------------------------------------
+# TURN servers handed to clients by GET /voip/turnServer, with credentials made from the
+# secret they share with us (coturn's use-auth-secret); off unless both are given.
+TURN_URIS = options.as_turn_uris(_opts.get("turn_uris", ""), "TRELLIS_TURN_URIS")
+TURN_SHARED_SECRET = _opts.get("turn_shared_secret", "")
+TURN_TTL_S = options.as_positive_int(_opts.get("turn_ttl_s", "86400"), "TRELLIS_TURN_TTL_S")
+if bool(TURN_URIS) != bool(TURN_SHARED_SECRET):
+    raise options.ConfigError(
+        "TRELLIS_TURN_URIS and TRELLIS_TURN_SHARED_SECRET go together: set both or neither"
+    )
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -4,6 +4,8 @@ from django.urls import include, path, re_path
 from config import views
 
 urlpatterns = [
+    # A person opening the server's address in a browser: what this is, where to go.
+    path("", views.landing),
     path("_matrix/client/versions", views.VersionsView.as_view()),
     re_path(r"^_matrix/client/(?:r0|v3)/capabilities$", views.CapabilitiesView.as_view()),
     path(".well-known/matrix/client", views.WellKnownClientView.as_view()),
@@ -16,6 +18,7 @@ urlpatterns = [
     path("", include("keybackup.urls")),
     path("", include("media.urls")),
     path("", include("push.urls")),
+    path("", include("voip.urls")),
     path("", include("federation.urls")),
     path("", include("operators.urls")),
     path("admin/", admin.site.urls),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -83,6 +86,20 @@ class CapabilitiesView(MatrixView):
                 }
             }
         )
+
+
+@require_safe
+def landing(request: HttpRequest) -> HttpResponse:
+    """GET /: what this server is, for a person who opens its address in a browser."""
+    return render(
+        request,
+        "landing.html",
+        {
+            "server_name": settings.SERVER_NAME,
+            "version": metadata.version("trellis"),
+            "base_url": settings.PUBLIC_BASEURL,
+        },
+    )
 
 
 @csrf_exempt

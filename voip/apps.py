@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class VoipConfig(AppConfig):
+    name = "voip"
+    verbose_name = "VoIP"
