@@ -57,6 +57,11 @@ app.conf.beat_schedule = {
         "task": "federation.tasks.resume_destinations",
         "schedule": 30.0,
     },
+    # Admin room deletions a worker dropped (operators.services.rooms) pick up again.
+    "resume-room-deletions": {
+        "task": "operators.tasks.resume_room_deletions",
+        "schedule": 60.0,
+    },
     # Remote users' device lists that were missed updates and whose resync failed.
     "resync-stale-device-lists": {
         "task": "e2ee.tasks.resync_stale_device_lists",

@@ -14,7 +14,7 @@ from protocol.errors import MatrixError
 from protocol.identifiers import is_valid_user_id, parse_user_id
 from rooms import event_cache
 from rooms.models import Event, Membership, Room
-from rooms.services import out_of_band, remote_invites
+from rooms.services import blocking, out_of_band, remote_invites
 from rooms.services.events import (
     SendContext,
     auth_state_for,
@@ -158,6 +158,8 @@ def do_update_membership(
     band (a remote invite, a knock through another server) leaves through a server in
     the room (rooms.services.out_of_band).
     """
+    if membership in (JOIN, INVITE, KNOCK) and is_local_user(target):
+        blocking.check_not_blocked(room_id)
     out_of_band_leave = membership == LEAVE and target == ctx.sender
     if out_of_band_leave and out_of_band.current_out_of_band(room_id, target) is not None:
         return out_of_band.do_remote_leave(room_id, target, reason=reason)
@@ -267,6 +269,7 @@ def do_knock(
 ) -> Event:
     """Knock on a room: sent here if this server is in the room, else through one of
     ``servers`` (or the room ID's server) that is (rooms.services.out_of_band)."""
+    blocking.check_not_blocked(room_id)
     room = Room.objects.filter(room_id=room_id).first()
     if out_of_band.is_resident(room):
         return do_update_membership(room_id, ctx, ctx.sender, KNOCK, reason=reason)
