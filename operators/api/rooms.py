@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.urls import URLPattern, re_path
@@ -70,6 +71,17 @@ class RoomMembersView(AdminView):
         return ok({"members": members, "total": len(members)})
 
 
+def _with_legacy_fields(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Synapse's admin API serialises events with the legacy top-level ``user_id`` (the
+    sender) and ``age`` beside the spec's fields; admin tools read them."""
+    now = int(time.time() * 1000)
+    for event in events:
+        event.setdefault("user_id", event["sender"])
+        age = event.get("unsigned", {}).get("age")
+        event.setdefault("age", age if isinstance(age, int) else now - event["origin_server_ts"])
+    return events
+
+
 class RoomStateView(AdminView):
     def get(self, request: Request, room_id: str) -> Response:
         """GET /_synapse/admin/v1/rooms/{roomId}/state"""
@@ -79,7 +91,7 @@ class RoomStateView(AdminView):
         if event_type is not None:
             rows = [row for row in rows if row.type == event_type]
         rows.sort(key=lambda row: (row.type, row.state_key or ""))
-        return ok({"state": client_events(rows)})
+        return ok({"state": _with_legacy_fields(client_events(rows))})
 
 
 class RoomMessagesView(AdminView):
@@ -101,11 +113,14 @@ class RoomMessagesView(AdminView):
             limit=limit,
             room_filter=room_filter,
         )
-        response: dict[str, Any] = {"chunk": client_events(page.chunk), "start": page.start}
+        response: dict[str, Any] = {
+            "chunk": _with_legacy_fields(client_events(page.chunk)),
+            "start": page.start,
+        }
         if page.end is not None:
             response["end"] = page.end
         if page.state:
-            response["state"] = client_events(page.state)
+            response["state"] = _with_legacy_fields(client_events(page.state))
         return ok(response)
 
 
