@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from operators.services import jobs
 from operators.services import rooms as room_actions
 
 
@@ -17,9 +16,9 @@ def delete_room(job_id: str) -> str | None:
 
 @shared_task
 def resume_room_deletions() -> int:
-    """Periodic: run again every room deletion job a worker left scheduled or active
-    (its task lost, or the worker died); each of its steps is safe to repeat."""
-    pending = jobs.unfinished(room_actions.DELETE_ROOM)
+    """Periodic: run again every room deletion job no worker is running (its task lost,
+    the worker died, or its purge waited its turn); each of its steps is safe to repeat."""
+    pending = room_actions.resumable_deletions()
     for job in pending:
         delete_room.delay(job.job_id)
     return len(pending)

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import transaction
 
+from accounts.clock import now_ms
 from operators.models import AdminJob
 from operators.services import audit, jobs
 from protocol import auth_rules
@@ -28,7 +29,6 @@ from rooms.services.membership import (
     JOIN,
     KNOCK,
     LEAVE,
-    do_forget_room,
     do_update_membership,
     is_local_user,
 )
@@ -39,6 +39,12 @@ logger = logging.getLogger(__name__)
 DELETE_ROOM = "room.delete"
 # Synapse's defaults for the room the members of a deleted room are moved to.
 DEFAULT_NEW_ROOM_NAME = "Content Violation Notification"
+# The purge waits this long after the members left, so that their clients hear of the
+# leave (through /sync, woken when it committed) before the events go; the sweep
+# (operators.tasks.resume_room_deletions) finishes it.
+PURGE_GRACE_MS = 30_000
+# A scheduled or active job without a step for this long is taken up by the sweep.
+STALE_AFTER_MS = 60_000
 DEFAULT_MESSAGE = (
     "Sharing illegal content on this server is not permitted and rooms in violation will be "
     "blocked."
@@ -120,13 +126,14 @@ def _queue(job_id: str) -> None:
 
 
 def run_room_deletion(job_id: str) -> AdminJob | None:
-    """Run (or resume) a room deletion job; the job as it ended, None if unknown."""
+    """Run (or resume) a room deletion job; the job as this run left it (still active
+    while its purge waits), None if unknown."""
     job = AdminJob.objects.filter(job_id=job_id, kind=DELETE_ROOM).first()
     if job is None or job.status in (AdminJob.COMPLETE, AdminJob.FAILED):
         return job
     jobs.start(job)
     try:
-        _shut_down(job)
+        done = _shut_down(job)
     except Exception as exc:
         logger.warning("Room deletion %s of %s failed", job.job_id, job.target, exc_info=True)
         error = exc.error if isinstance(exc, MatrixError) else f"{type(exc).__name__}: {exc}"
@@ -134,38 +141,63 @@ def run_room_deletion(job_id: str) -> AdminJob | None:
             jobs.finish(job, error=error)
             audit.record(job.actor, "room.delete.failed", job.target, delete_id=job.job_id)
         return job
-    with transaction.atomic():
-        jobs.finish(job)
-        audit.record(job.actor, "room.delete.complete", job.target, delete_id=job.job_id)
+    if done:
+        with transaction.atomic():
+            jobs.finish(job)
+            audit.record(job.actor, "room.delete.complete", job.target, delete_id=job.job_id)
     return job
 
 
-def _shut_down(job: AdminJob) -> None:
+def resumable_deletions() -> list[AdminJob]:
+    """Deletion jobs no worker is running: scheduled or active, without a step for
+    ``STALE_AFTER_MS`` (a worker died, a task was lost, or the purge waits its turn)."""
+    stale_before = now_ms() - STALE_AFTER_MS
+    return [
+        job
+        for job in jobs.unfinished(DELETE_ROOM)
+        if int(job.progress.get("heartbeat_ts") or job.created_at.timestamp() * 1000)
+        <= stale_before
+    ]
+
+
+def _step(job: AdminJob, **progress: Any) -> None:
+    jobs.report(job, heartbeat_ts=now_ms(), **progress)
+
+
+def _shut_down(job: AdminJob) -> bool:
     """The deletion's steps, each a no-op when already done (Synapse's shutdown_room,
-    then purge_room)."""
+    then purge_room); False when the purge waits (see ``PURGE_GRACE_MS``)."""
     room_id, params = job.target, job.params
     for key in ("kicked_users", "failed_to_kick_users", "local_aliases"):
         job.progress.setdefault(key, [])
     job.progress.setdefault("new_room_id", None)
+    _step(job)
     if params.get("block"):
         blocking.do_block_room(room_id, job.actor)
     room = Room.objects.filter(room_id=room_id).first()
     if room is None:
         # Blocked before this server knew it, or purged by an earlier run.
-        jobs.report(job)
-        return
+        return True
     Room.objects.filter(pk=room.pk).update(is_public=False)
     new_room_id = _new_room(job)
     _move_local_members(job, room_id, new_room_id)
     _move_aliases(job, room, new_room_id)
-    if params.get("purge", True):
-        still_joined = Membership.objects.filter(
-            room=room, membership=JOIN, user_id__in=_local_members(room_id)
-        ).exists()
-        if still_joined and not params.get("force_purge"):
-            raise MatrixError("M_UNKNOWN", "Users are still joined to this room")
-        purge.do_purge_room(room_id)
-        jobs.report(job, purged=True)
+    if not params.get("purge", True):
+        return True
+    still_joined = Membership.objects.filter(
+        room=room, membership=JOIN, user_id__in=_local_members(room_id)
+    ).exists()
+    if still_joined and not params.get("force_purge"):
+        raise MatrixError("M_UNKNOWN", "Users are still joined to this room")
+    purge_at = job.progress.get("purge_at_ts")
+    if purge_at is None:
+        purge_at = now_ms() + PURGE_GRACE_MS
+        _step(job, purge_at_ts=purge_at)
+    if now_ms() < purge_at:
+        return False
+    purge.do_purge_room(room_id)
+    _step(job, purged=True)
+    return True
 
 
 def _new_room(job: AdminJob) -> str | None:
@@ -191,7 +223,7 @@ def _new_room(job: AdminJob) -> str | None:
             "m.room.message",
             {"msgtype": "m.text", "body": job.params.get("message") or DEFAULT_MESSAGE},
         )
-        jobs.report(job, new_room_id=new_room.room_id)
+        _step(job, new_room_id=new_room.room_id)
     return new_room.room_id
 
 
@@ -203,21 +235,28 @@ def _local_members(room_id: str) -> list[str]:
 
 
 def _move_local_members(job: AdminJob, room_id: str, new_room_id: str | None) -> None:
-    """Each local member leaves (and forgets) the room, and joins the new room: one
-    transaction per member, with its progress."""
-    for user_id in _local_members(room_id):
+    """Each local member leaves the room (an invite is rejected, a knock withdrawn), and
+    a joined one joins the new room: one transaction per member, with its progress.
+
+    Unlike Synapse the room is not forgotten for them: a forgotten room is left out of
+    /sync, and their clients are to hear that they left."""
+    members = Membership.objects.filter(
+        room__room_id=room_id, membership__in=(JOIN, INVITE, KNOCK)
+    ).values_list("user_id", "membership")
+    for user_id, membership in members:
+        if not is_local_user(user_id):
+            continue
         ctx = SendContext(sender=user_id)
         try:
             with transaction.atomic():
                 do_update_membership(room_id, ctx, user_id, LEAVE)
-                do_forget_room(room_id, user_id)
-                if new_room_id is not None:
+                if new_room_id is not None and membership == JOIN:
                     do_update_membership(new_room_id, ctx, user_id, JOIN)
-                kicked = [*job.progress["kicked_users"], user_id]
-                jobs.report(job, kicked_users=kicked)
+                _step(job, kicked_users=[*job.progress["kicked_users"], user_id])
         except MatrixError as exc:
             logger.warning("Could not remove %s from %s: %s", user_id, room_id, exc.error)
-            jobs.report(job, failed_to_kick_users=[*job.progress["failed_to_kick_users"], user_id])
+            failed = [*job.progress["failed_to_kick_users"], user_id]
+            _step(job, failed_to_kick_users=failed)
 
 
 def _move_aliases(job: AdminJob, room: Room, new_room_id: str | None) -> None:
@@ -230,7 +269,7 @@ def _move_aliases(job: AdminJob, room: Room, new_room_id: str | None) -> None:
             RoomAlias.objects.filter(room=room).update(room=Room.objects.get(room_id=new_room_id))
         else:
             RoomAlias.objects.filter(room=room).delete()
-        jobs.report(job, local_aliases=[*job.progress["local_aliases"], *aliases])
+        _step(job, local_aliases=[*job.progress["local_aliases"], *aliases])
 
 
 # --- other room actions -------------------------------------------------------------------

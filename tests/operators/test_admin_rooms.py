@@ -417,6 +417,54 @@ def test_an_interrupted_deletion_is_resumed_by_the_sweep(
     assert resume_room_deletions.delay().get() == 0
 
 
+def test_the_purge_waits_until_the_members_clients_heard_they_left(
+    api: MatrixTestClient,
+    admin: Persona,
+    bob: Persona,
+    room: str,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from operators.services import rooms as room_actions
+
+    monkeypatch.setattr(room_actions, "PURGE_GRACE_MS", 30_000)
+    before = api.get("sync", token=bob.access_token).body
+    assert room in before["rooms"]["join"]
+
+    delete_id = delete(api, admin, room, django_capture_on_commit_callbacks)
+
+    status = get(api, admin, f"{ADMIN_V2}/rooms/delete_status/{delete_id}")
+    assert status["status"] == "active"
+    assert bob.user_id in status["shutdown_room"]["kicked_users"]
+    after = api.get(f"sync?since={before['next_batch']}", token=bob.access_token).body
+    assert room in after["rooms"]["leave"]
+    # The sweep comes by before the grace is over, and again after it.
+    with django_capture_on_commit_callbacks(execute=True):
+        resume_room_deletions.delay().get()
+    assert Room.objects.filter(room_id=room).exists()
+    later = room_actions.now_ms() + 31_000
+    monkeypatch.setattr(room_actions, "now_ms", lambda: later)
+    with django_capture_on_commit_callbacks(execute=True):
+        resume_room_deletions.delay().get()
+
+    assert get(api, admin, f"{ADMIN_V2}/rooms/delete_status/{delete_id}")["status"] == "complete"
+    assert not Room.objects.filter(room_id=room).exists()
+
+
+def test_the_sweep_leaves_a_running_deletion_alone(
+    api: MatrixTestClient, admin: Persona, room: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from operators.services import rooms as room_actions
+
+    monkeypatch.setattr(room_actions, "STALE_AFTER_MS", 60_000)
+    job = jobs.create("room.delete", room, admin.user_id, {"purge": True})
+    jobs.start(job)
+    room_actions._step(job)
+
+    assert resume_room_deletions.delay().get() == 0
+    assert Room.objects.filter(room_id=room).exists()
+
+
 def test_a_deletion_that_cannot_finish_is_reported_failed(
     api: MatrixTestClient,
     admin: Persona,
