@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from accounts.clock import now_ms
-from operators.models import AdminJob
+from operators.models import AdminJob, AuditEntry
 from operators.services import audit, jobs
 from protocol import auth_rules
 from protocol.errors import MatrixError, invalid_param
@@ -139,13 +139,34 @@ def run_room_deletion(job_id: str) -> AdminJob | None:
         error = exc.error if isinstance(exc, MatrixError) else f"{type(exc).__name__}: {exc}"
         with transaction.atomic():
             jobs.finish(job, error=error)
-            audit.record(job.actor, "room.delete.failed", job.target, delete_id=job.job_id)
+            audit.record(
+                job.actor,
+                "room.delete.failed",
+                job.target,
+                via=_via_of(job),
+                delete_id=job.job_id,
+                error=error,
+            )
         return job
     if done:
         with transaction.atomic():
             jobs.finish(job)
-            audit.record(job.actor, "room.delete.complete", job.target, delete_id=job.job_id)
+            audit.record(
+                job.actor,
+                "room.delete.complete",
+                job.target,
+                via=_via_of(job),
+                delete_id=job.job_id,
+            )
     return job
+
+
+def _via_of(job: AdminJob) -> str:
+    """Where the deletion was asked for ("api" or "portal"): its end is logged alike."""
+    started = AuditEntry.objects.filter(
+        action=DELETE_ROOM, target=job.target, details__delete_id=job.job_id
+    ).values_list("via", flat=True)
+    return started.first() or "api"
 
 
 def resumable_deletions() -> list[AdminJob]:

@@ -23,7 +23,7 @@ from federation.models import Destination
 from operators.services import audit
 from protocol.errors import MatrixError, invalid_param
 from rooms.models import Event, Room
-from rooms.services import creation
+from rooms.services import creation, membership
 from rooms.services.events import SendContext, do_send_event, find_by_txn
 
 SERVER_NOTICE_TAG = "m.server_notice"
@@ -31,7 +31,7 @@ NOTICES_ROOM_NAME = "Server Notices"
 
 
 def system_user_id() -> str:
-    return f"@{settings.SERVER_NOTICES_LOCALPART}:{settings.SERVER_NAME}"
+    return membership.server_notices_user_id()
 
 
 def _system_user() -> User:

@@ -48,6 +48,27 @@ def is_local_user(user_id: str) -> bool:
         return False
 
 
+def server_notices_user_id() -> str:
+    """The system user that sends server notices and makes their rooms."""
+    return f"@{settings.SERVER_NOTICES_LOCALPART}:{settings.SERVER_NAME}"
+
+
+def _check_may_leave(room: Room, user_id: str) -> None:
+    """Client-Server API, "Server Notices": rejecting the invite to one's server notices
+    room (a room the notices user made) "must result in a
+    M_CANNOT_LEAVE_SERVER_NOTICE_ROOM error" (403, as Synapse answers); leaving it once
+    joined is allowed."""
+    if room.creator != server_notices_user_id():
+        return
+    current = Membership.objects.filter(room=room, user_id=user_id).values_list(
+        "membership", flat=True
+    )
+    if current.first() == INVITE:
+        raise MatrixError(
+            "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM", "You cannot reject this invite", status=403
+        )
+
+
 def profile_content(user_id: str) -> dict[str, Any]:
     """displayname and avatar_url for a member event, from a local user's profile."""
     user = local_user(user_id)
@@ -174,6 +195,8 @@ def do_update_membership(
         return remote_invites.do_invite_remote_user(room_id, ctx, target, content)
     with transaction.atomic():
         room = lock_room(room_id)
+        if membership == LEAVE and target == ctx.sender:
+            _check_may_leave(room, target)
         if membership == JOIN and room_version_of(room).restricted_join_rule:
             current = Membership.objects.filter(room=room, user_id=target).first()
             if current is None or current.membership not in (JOIN, INVITE):

@@ -682,3 +682,17 @@ def test_event_report_errors(api: MatrixTestClient, admin: Persona) -> None:
     assert (missing.status, missing.errcode) == (404, "M_NOT_FOUND")
     assert (bad.status, bad.errcode) == (400, "M_INVALID_PARAM")
     assert (bad_dir.status, bad_dir.errcode) == (400, "M_INVALID_PARAM")
+
+
+def test_a_deletion_started_in_the_portal_is_logged_as_the_portals(
+    api: MatrixTestClient, admin: Persona, room: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    from operators.services import rooms as room_actions
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = room_actions.delete_room(room, actor=admin.user_id, via="portal", ip="10.0.0.1")
+
+    entries = AuditEntry.objects.filter(target=room).values_list("action", "via")
+    assert set(entries) == {("room.delete", "portal"), ("room.delete.complete", "portal")}
+    job.refresh_from_db()
+    assert job.status == AdminJob.COMPLETE

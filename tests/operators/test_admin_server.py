@@ -79,6 +79,22 @@ def test_a_server_notice_arrives_in_a_tagged_room_the_user_cannot_speak_in(
     assert AuditEntry.objects.filter(action="server_notice.send", target=alice.user_id).exists()
 
 
+def test_the_invite_to_the_notices_room_cannot_be_rejected_but_the_room_can_be_left(
+    api: MatrixTestClient, admin: Persona, alice: Persona
+) -> None:
+    notice(api, admin, {"user_id": alice.user_id, "content": NOTICE})
+    room_id = Room.objects.get(creator="@notices:localhost:8008").room_id
+
+    rejected = api.post(room_path(room_id, "leave"), token=alice.access_token)
+
+    assert (rejected.status, rejected.errcode) == (403, "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM")
+    assert Membership.objects.get(room__room_id=room_id, user_id=alice.user_id).membership == (
+        "invite"
+    )
+    join(api, alice, room_id)
+    assert api.post(room_path(room_id, "leave"), token=alice.access_token).status == 200
+
+
 def test_later_notices_use_the_same_room_until_the_user_leaves_it(
     api: MatrixTestClient, admin: Persona, alice: Persona
 ) -> None:
@@ -86,6 +102,7 @@ def test_later_notices_use_the_same_room_until_the_user_leaves_it(
     notice(api, admin, {"user_id": alice.user_id, "content": {"msgtype": "m.text", "body": "2"}})
     assert Room.objects.filter(creator="@notices:localhost:8008").count() == 1
     room_id = Room.objects.get(creator="@notices:localhost:8008").room_id
+    join(api, alice, room_id)
     api.post(room_path(room_id, "leave"), token=alice.access_token)
 
     notice(api, admin, {"user_id": alice.user_id, "content": {"msgtype": "m.text", "body": "3"}})
