@@ -696,3 +696,23 @@ def test_a_deletion_started_in_the_portal_is_logged_as_the_portals(
     assert set(entries) == {("room.delete", "portal"), ("room.delete.complete", "portal")}
     job.refresh_from_db()
     assert job.status == AdminJob.COMPLETE
+
+
+def test_the_new_room_may_belong_to_a_user_who_never_registered(
+    api: MatrixTestClient,
+    admin: Persona,
+    bob: Persona,
+    room: str,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    moderator = "@moderation:localhost:8008"
+
+    delete_id = delete(
+        api, admin, room, django_capture_on_commit_callbacks, new_room_user_id=moderator
+    )
+
+    status = get(api, admin, f"{ADMIN_V2}/rooms/delete_status/{delete_id}")
+    assert status["status"] == "complete", status
+    new_room = status["shutdown_room"]["new_room_id"]
+    assert get(api, admin, f"{ADMIN_V1}/rooms/{q(new_room)}")["creator"] == moderator
+    assert bob.user_id in get(api, admin, f"{ADMIN_V1}/rooms/{q(new_room)}/members")["members"]
