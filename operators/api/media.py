@@ -11,10 +11,10 @@ from rest_framework.response import Response
 from accounts.api.auth import client_ip
 from accounts.selectors import local_user
 from config.matrix_api import ok
+from operators import selectors_media as media_reads
+from operators import selectors_rooms as room_reads
 from operators.api import query
 from operators.api.base import AdminView
-from operators.selectors import media as media_reads
-from operators.selectors import rooms as room_reads
 from operators.services import media as media_actions
 from protocol.errors import MatrixError, invalid_param
 

@@ -11,9 +11,9 @@ from rest_framework.response import Response
 
 from accounts.api.auth import client_ip
 from config.matrix_api import ok
+from operators import selectors_rooms as room_reads
 from operators.api import query
 from operators.api.base import AdminView
-from operators.selectors import rooms as room_reads
 from operators.services import rooms as room_actions
 from protocol.errors import MatrixError, bad_json, invalid_param
 from rooms import history, selectors

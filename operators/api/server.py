@@ -11,9 +11,9 @@ from rest_framework.response import Response
 
 from accounts.api.auth import client_ip
 from config.matrix_api import ok
+from operators import selectors_server as server_reads
 from operators.api import query
 from operators.api.base import AdminView
-from operators.selectors import server as server_reads
 from operators.services import server as server_actions
 from protocol.errors import bad_json
 
