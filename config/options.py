@@ -67,6 +67,7 @@ ENV_NAMES = {
     "turn_uris": "TRELLIS_TURN_URIS",
     "turn_shared_secret": "TRELLIS_TURN_SHARED_SECRET",
     "turn_ttl_s": "TRELLIS_TURN_TTL_S",
+    "server_notices_localpart": "TRELLIS_SERVER_NOTICES_LOCALPART",
 }
 
 REGISTRATION_MODES = ("open", "token", "closed")
