@@ -53,6 +53,18 @@ class User(FastLoadModel, AbstractBaseUser, PermissionsMixin):
     # Profile fields (Client-Server API, "Profiles"): displayname, avatar_url, m.tz and
     # custom namespaced keys, as one JSON object under 64 KiB.
     profile = models.JSONField(default=dict, blank=True)
+    # Account moderation (Client-Server API, "Account moderation"), set by operators:
+    # a locked account gets 401 M_USER_LOCKED everywhere but /logout; a suspended one
+    # may read, leave and log out but not join, invite, send or edit its profile
+    # (403 M_USER_SUSPENDED); a shadow-banned one is told its sends and invites worked
+    # while nobody receives them (as Synapse does).
+    is_locked = models.BooleanField(default=False)
+    is_suspended = models.BooleanField(default=False)
+    is_shadow_banned = models.BooleanField(default=False)
+    # Deactivated with erasure: the profile and account data were removed.
+    is_erased = models.BooleanField(default=False)
+    # Synapse's user_type: None for a normal user, "support" or "bot".
+    user_type = models.CharField(max_length=32, null=True, blank=True)
 
     objects = UserManager()
 
@@ -181,6 +193,18 @@ class UIASession(models.Model):
 
     def __str__(self) -> str:
         return self.session_id
+
+
+class RatelimitOverride(models.Model):
+    """An operator's per-user message rate limit, in place of the server's default
+    (Synapse's override_ratelimit): 0 messages per second means not limited at all."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="ratelimit_override")
+    messages_per_second = models.PositiveIntegerField(default=0)
+    burst_count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"rate limit of {self.user_id}: {self.messages_per_second}/s"
 
 
 class RegistrationToken(models.Model):
