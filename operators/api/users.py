@@ -17,7 +17,7 @@ from rest_framework.response import Response
 
 from accounts import selectors as account_selectors
 from accounts.api.auth import client_ip
-from accounts.models import RatelimitOverride, RegistrationToken
+from accounts.models import RegistrationToken
 from accounts.services import registration_tokens
 from config.matrix_api import MatrixView, ok
 from operators import selectors
@@ -260,13 +260,12 @@ class OverrideRatelimitView(AdminUserView):
     def get(self, request: Request, user_id: str) -> Response:
         """GET /_synapse/admin/v1/users/{userId}/override_ratelimit"""
         user = users.access_local_user(user_id)
-        override = RatelimitOverride.objects.filter(user=user).first()
-        if override is None:
+        if user.ratelimit_messages_per_second is None:
             return ok()
         return ok(
             {
-                "messages_per_second": override.messages_per_second,
-                "burst_count": override.burst_count,
+                "messages_per_second": user.ratelimit_messages_per_second,
+                "burst_count": user.ratelimit_burst_count or 0,
             }
         )
 
@@ -279,15 +278,10 @@ class OverrideRatelimitView(AdminUserView):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise _invalid(f"{key} must be a non-negative integer")
             values[key] = value
-        override = users.set_ratelimit_override(
+        users.set_ratelimit_override(
             user_id, values["messages_per_second"], values["burst_count"], **self.actor(request)
         )
-        return ok(
-            {
-                "messages_per_second": override.messages_per_second,
-                "burst_count": override.burst_count,
-            }
-        )
+        return ok(values)
 
     def delete(self, request: Request, user_id: str) -> Response:
         """DELETE /_synapse/admin/v1/users/{userId}/override_ratelimit"""

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Device, RatelimitOverride, RegistrationToken, User
+from accounts.models import Device, RegistrationToken, User
 from accounts.services import deactivation, passwords, profile, registration, sessions
 from accounts.services.sessions import NewSession
 from media.models import LocalMedia
@@ -62,24 +62,6 @@ def deactivate_user(
         if erase:
             User.objects.filter(pk=user.pk).update(is_erased=True)
         audit.record(actor, "user.deactivate", user_id, via=via, ip=ip, erase=erase)
-
-
-def reactivate_user(
-    user_id: str, password: str | None, *, actor: str, via: str = "api", ip: str = ""
-) -> None:
-    """Let a deactivated account log in again (Synapse's ``deactivated: false``)."""
-    user = access_local_user(user_id)
-    if password is not None:
-        passwords.check_new_password(password)
-    with transaction.atomic():
-        locked = _locked(user)
-        locked.is_active = True
-        locked.deactivated_at = None
-        locked.is_erased = False
-        if password is not None:
-            locked.set_password(password)
-        locked.save(update_fields=["is_active", "deactivated_at", "is_erased", "password"])
-        audit.record(actor, "user.reactivate", user_id, via=via, ip=ip)
 
 
 def reset_password(
@@ -144,14 +126,13 @@ def set_ratelimit_override(
     actor: str,
     via: str = "api",
     ip: str = "",
-) -> RatelimitOverride:
+) -> None:
     if messages_per_second < 0 or burst_count < 0:
         raise MatrixError("M_INVALID_PARAM", "Rates must be non-negative integers")
     user = access_local_user(user_id)
     with transaction.atomic():
-        override, _ = RatelimitOverride.objects.update_or_create(
-            user=user,
-            defaults={"messages_per_second": messages_per_second, "burst_count": burst_count},
+        User.objects.filter(pk=user.pk).update(
+            ratelimit_messages_per_second=messages_per_second, ratelimit_burst_count=burst_count
         )
         audit.record(
             actor,
@@ -162,13 +143,14 @@ def set_ratelimit_override(
             messages_per_second=messages_per_second,
             burst_count=burst_count,
         )
-    return override
 
 
 def clear_ratelimit_override(user_id: str, *, actor: str, via: str = "api", ip: str = "") -> None:
     user = access_local_user(user_id)
     with transaction.atomic():
-        RatelimitOverride.objects.filter(user=user).delete()
+        User.objects.filter(pk=user.pk).update(
+            ratelimit_messages_per_second=None, ratelimit_burst_count=None
+        )
         audit.record(actor, "user.ratelimit_override_clear", user_id, via=via, ip=ip)
 
 
@@ -258,9 +240,11 @@ def create_or_modify_user(
             if changes["deactivated"] and user.is_active:
                 deactivation.do_deactivate_account(user)
             elif not changes["deactivated"] and not user.is_active:
+                # Reactivated: it may log in again (with the password given here).
                 user.is_active = True
                 user.deactivated_at = None
-                user.save(update_fields=["is_active", "deactivated_at"])
+                user.is_erased = False
+                user.save(update_fields=["is_active", "deactivated_at", "is_erased"])
         logged = {k: v for k, v in changes.items() if k != "password"}
         if "password" in changes:
             logged["password"] = "(changed)"

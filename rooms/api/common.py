@@ -8,7 +8,6 @@ import secrets
 from django.conf import settings
 from rest_framework.request import Request
 
-from accounts.models import RatelimitOverride, User
 from protocol.errors import MatrixError
 from protocol.identifiers import parse_room_alias
 from protocol.identifiers import require_room_id as check_room_id
@@ -20,13 +19,6 @@ from rooms.services.remote_directory import query_remote_alias
 def fake_event_id() -> str:
     """An event ID like a real one, for a shadow-banned user's send that goes nowhere."""
     return "$" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-
-
-def message_ratelimit_override(user: User) -> tuple[float, int] | None:
-    """An operator's per-user message rate (Synapse's override_ratelimit), or None for
-    the server's default."""
-    row = RatelimitOverride.objects.filter(user=user).first()
-    return None if row is None else (float(row.messages_per_second), row.burst_count)
 
 
 def send_context(request: Request, txn_id: str | None = None) -> SendContext:

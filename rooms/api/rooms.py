@@ -23,7 +23,6 @@ from rooms import history, relations, selectors
 from rooms.api.common import (
     check_room_id,
     fake_event_id,
-    message_ratelimit_override,
     resolve_room_and_servers,
     send_context,
 )
@@ -256,9 +255,7 @@ class SendView(MatrixView):
         # A suspended account may still redact its own events (RedactView checks whose).
         if event_type != "m.room.redaction":
             check_not_suspended(request.user)
-        check_ratelimit(
-            "message", request.user.user_id, override=message_ratelimit_override(request.user)
-        )
+        check_ratelimit("message", request.user.user_id, override=request.user.message_ratelimit)
         relations.check_relation(room_id, send_context(request, txn_id), event_type, body.data)
         if request.user.is_shadow_banned:
             return ok({"event_id": fake_event_id()})  # looks sent; reaches nobody
@@ -290,7 +287,8 @@ class StateView(MatrixView):
         body = self.body(request)
         check_room_id(room_id)
         content_size_ok(body.data)
-        check_not_suspended(request.user)
+        if not membership.is_own_leave(request.user.user_id, event_type, state_key, body.data):
+            check_not_suspended(request.user)  # leaving stays allowed
         aliases.check_canonical_alias_event(room_id, event_type, state_key, body.data)
         membership.check_member_event(event_type, state_key, body.data)
         if membership.is_remote_invite(event_type, state_key, body.data):
