@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
+from django.conf import settings
 from django.urls import URLPattern, path, re_path
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,6 +26,7 @@ from operators.api.base import AdminView
 from operators.models import AdminJob
 from operators.services import users
 from protocol.errors import MatrixError
+from protocol.identifiers import parse_user_id
 from rooms.selectors import joined_room_ids
 
 A = "_synapse/admin/"
@@ -242,6 +244,55 @@ class SuspendView(AdminUserView):
         suspend = _bool_field(body, "suspend")
         users.suspend_user(user_id, suspend, **self.actor(request))
         return ok({f"user_{user_id}_suspended": suspend})
+
+
+class AccountModerationView(AdminUserView):
+    """Client-Server API, "Account moderation" (v1.18): GET and PUT
+    /_matrix/client/v1/admin/{suspend,lock}/{userId}, for server admins."""
+
+    field = ""
+
+    def _target(self, request: Request, user_id: str) -> Any:
+        try:
+            domain = parse_user_id(user_id).domain
+        except ValueError:
+            raise _invalid("Invalid user ID") from None
+        if domain != settings.SERVER_NAME:
+            raise _invalid("User does not belong to the local server.")
+        user = users.access_local_user(user_id)
+        if not user.is_active:
+            raise MatrixError("M_NOT_FOUND", "User not found", status=404)
+        return user
+
+    def get(self, request: Request, user_id: str) -> Response:
+        """GET /_matrix/client/v1/admin/{suspend,lock}/{userId}"""
+        user = self._target(request, user_id)
+        value = user.is_suspended if self.field == "suspended" else user.is_locked
+        return ok({self.field: value})
+
+    def put(self, request: Request, user_id: str) -> Response:
+        """PUT /_matrix/client/v1/admin/{suspend,lock}/{userId}"""
+        body = self.body(request).data
+        if self.field not in body:
+            raise MatrixError("M_MISSING_PARAM", f"Missing parameter: {self.field}")
+        value = _bool_field(body, self.field)
+        user = self._target(request, user_id)
+        # The spec: not one's own account, nor another administrator's.
+        if user.pk == request.user.pk or user.is_staff:
+            raise MatrixError(
+                "M_FORBIDDEN", f"An administrator's account cannot be {self.field}", status=403
+            )
+        action = users.suspend_user if self.field == "suspended" else users.lock_user
+        action(user_id, value, **self.actor(request))
+        return ok({self.field: value})
+
+
+class SuspendAccountView(AccountModerationView):
+    field = "suspended"
+
+
+class LockAccountView(AccountModerationView):
+    field = "locked"
 
 
 class ShadowBanView(AdminUserView):
@@ -475,6 +526,8 @@ urlpatterns: list[URLPattern] = [
     re_path(rf"^{A}v1/users/{U}/media$", UserMediaView.as_view()),
     re_path(rf"^{A}v1/suspend/{U}$", SuspendView.as_view()),
     re_path(rf"^{A}v1/users/{U}/shadow_ban$", ShadowBanView.as_view()),
+    re_path(rf"^_matrix/client/v1/admin/suspend/{U}$", SuspendAccountView.as_view()),
+    re_path(rf"^_matrix/client/v1/admin/lock/{U}$", LockAccountView.as_view()),
     re_path(rf"^{A}v1/users/{U}/override_ratelimit$", OverrideRatelimitView.as_view()),
     re_path(rf"^{A}v1/users/{U}/login$", LoginAsView.as_view()),
     re_path(rf"^{A}v2/users/{U}/devices$", UserDevicesView.as_view()),

@@ -490,3 +490,28 @@ def test_server_version(api: MatrixTestClient) -> None:
     body = api.get(f"{A}/v1/server_version").body
     assert isinstance(body["server_version"], str)
     assert body["server_version"]
+
+
+@pytest.mark.parametrize(("kind", "field"), [("suspend", "suspended"), ("lock", "locked")])
+def test_client_api_account_moderation(
+    api: MatrixTestClient, admin: Persona, alice: Persona, bob: Persona, kind: str, field: str
+) -> None:
+    """Client-Server API v1.18, GET/PUT /_matrix/client/v1/admin/{suspend,lock}/{userId}."""
+    path = f"/_matrix/client/v1/admin/{kind}/{q(bob.user_id)}"
+    assert call(api, admin, "GET", path).body == {field: False}
+    assert call(api, admin, "PUT", path, {field: True}).body == {field: True}
+    assert call(api, admin, "GET", path).body == {field: True}
+    assert getattr(User.objects.get(localpart="bob"), f"is_{field}")
+    audited(f"user.{kind}", bob.user_id)
+    refused = call(api, alice, "GET", path)
+    assert (refused.status, refused.errcode) == (403, "M_FORBIDDEN")
+    own = call(
+        api, admin, "PUT", f"/_matrix/client/v1/admin/{kind}/{q(admin.user_id)}", {field: True}
+    )
+    assert (own.status, own.errcode) == (403, "M_FORBIDDEN")
+    remote = call(api, admin, "GET", f"/_matrix/client/v1/admin/{kind}/@x:elsewhere.example")
+    assert (remote.status, remote.errcode) == (400, "M_INVALID_PARAM")
+    unknown = call(api, admin, "GET", f"/_matrix/client/v1/admin/{kind}/{q(user_id('nobody'))}")
+    assert (unknown.status, unknown.errcode) == (404, "M_NOT_FOUND")
+    assert call(api, admin, "PUT", path, {}).errcode == "M_MISSING_PARAM"
+    assert call(api, admin, "PUT", path, {field: "yes"}).status == 400
