@@ -11,6 +11,7 @@ import pytest
 
 from accounts.models import User
 from operators.models import AdminJob, AuditEntry
+from operators.selectors import USER_ORDER
 from tests.conftest import MatrixTestClient, Persona, user_id
 from tests.rooms.helpers import create_room, invite, join, send
 
@@ -515,3 +516,13 @@ def test_client_api_account_moderation(
     assert (unknown.status, unknown.errcode) == (404, "M_NOT_FOUND")
     assert call(api, admin, "PUT", path, {}).errcode == "M_MISSING_PARAM"
     assert call(api, admin, "PUT", path, {field: "yes"}).status == 400
+
+
+@pytest.mark.parametrize("order_by", sorted(USER_ORDER))
+@pytest.mark.parametrize("direction", ["f", "b"])
+def test_list_users_sorts_by_every_column(
+    api: MatrixTestClient, admin: Persona, alice: Persona, order_by: str, direction: str
+) -> None:
+    response = call(api, admin, "GET", f"{A}/v3/users?order_by={order_by}&dir={direction}")
+    assert response.status == 200
+    assert {u["name"] for u in response.body["users"]} == {admin.user_id, alice.user_id}
