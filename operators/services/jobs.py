@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db import transaction
@@ -12,7 +13,9 @@ from operators.models import AdminJob
 def create(kind: str, target: str, actor: str, params: dict[str, Any]) -> AdminJob:
     """Store a scheduled job. Queue its task with ``transaction.on_commit`` so a worker
     never looks for a row that is not committed yet."""
-    return AdminJob.objects.create(kind=kind, target=target, actor=actor, params=params)
+    return AdminJob.objects.create(
+        job_id=str(uuid.uuid4()), kind=kind, target=target, actor=actor, params=params
+    )
 
 
 def start(job: AdminJob) -> None:
