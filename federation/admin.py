@@ -8,6 +8,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
 from config.admin import log_operator_action
+from config.portal import ReadOnlyAdmin
 from federation import outbound
 from federation.models import (
     Destination,
@@ -20,16 +21,12 @@ from federation.models import (
 
 
 @admin.register(RemoteServerKey)
-class RemoteServerKeyAdmin(admin.ModelAdmin):
-    """Other servers' keys as fetched and checked: read-only. Deleting one makes Trellis
-    fetch it again when it next needs it."""
+class RemoteServerKeyAdmin(ReadOnlyAdmin):
+    """Other servers' keys as fetched and checked: read-only."""
 
     list_display = ["server_name", "key_id", "valid_until_ts", "expired_ts", "fetched_from"]
     search_fields = ["server_name"]
     readonly_fields = [f.name for f in RemoteServerKey._meta.fields]
-
-    def has_add_permission(self, request: Any) -> bool:
-        return False
 
 
 def _when(ts: int) -> str:
@@ -37,7 +34,7 @@ def _when(ts: int) -> str:
 
 
 @admin.register(Destination)
-class DestinationAdmin(admin.ModelAdmin):
+class DestinationAdmin(ReadOnlyAdmin):
     """The servers Trellis sends transactions to: how much waits for each, how sending
     goes (backoff, last success, last error), and "retry now" to end a backoff."""
 
@@ -88,9 +85,6 @@ class DestinationAdmin(admin.ModelAdmin):
     @admin.display(description="last success", ordering="last_success_ts")
     def last_success(self, obj: Destination) -> str:
         return _when(obj.last_success_ts) if obj.last_success_ts is not None else ""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
     @admin.action(description="Retry the selected destinations now")
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Destination]) -> None:
@@ -143,7 +137,7 @@ class PduOutcomeFilter(admin.SimpleListFilter):
 
 
 @admin.register(InboundTransaction)
-class InboundTransactionAdmin(admin.ModelAdmin):
+class InboundTransactionAdmin(ReadOnlyAdmin):
     """Transactions other servers sent (PUT /send): who, when, how many PDUs and EDUs,
     and each PDU's result. Read-only: they are the record of what was received."""
 
@@ -181,12 +175,3 @@ class InboundTransactionAdmin(admin.ModelAdmin):
     def edu_count(self, obj: InboundTransaction) -> int:
         edus = obj.body.get("edus") if isinstance(obj.body, dict) else None
         return len(edus) if isinstance(edus, list) else 0
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
