@@ -99,7 +99,11 @@ class ObjectActionsAdmin(admin.ModelAdmin):
     change page is read-only and carries a button per action."""
 
     object_actions: list[ObjectAction] = []
+    # Actions on no object in particular (create a registration token): buttons on the
+    # list, ``run`` gets ``None`` for the object.
+    list_actions: list[ObjectAction] = []
     change_form_template = "admin/trellis/change_form.html"
+    change_list_template = "admin/trellis/change_list.html"
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -124,7 +128,12 @@ class ObjectActionsAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.object_action_view),
             name=f"{opts.app_label}_{opts.model_name}_do",
         )
-        return [act, *self.extra_urls(), *super().get_urls()]
+        act_on_list = path(
+            "act/<slug:action>/",
+            self.admin_site.admin_view(self.list_action_view),
+            name=f"{opts.app_label}_{opts.model_name}_act",
+        )
+        return [act_on_list, act, *self.extra_urls(), *super().get_urls()]
 
     def extra_urls(self) -> list[URLPattern]:
         return []
@@ -151,15 +160,51 @@ class ObjectActionsAdmin(admin.ModelAdmin):
         context = {"trellis_actions": buttons, **(extra_context or {})}
         return super().change_view(request, object_id, form_url, context)
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        opts = self.model._meta
+        buttons = []
+        if self.can_act(request):
+            buttons = [
+                {
+                    "url": reverse(f"admin:{opts.app_label}_{opts.model_name}_act", args=[a.name]),
+                    "label": a.label,
+                    "danger": a.danger,
+                }
+                for a in self.list_actions
+            ]
+        context = {"trellis_actions": buttons, **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+    def list_action_view(self, request: HttpRequest, action: str) -> Any:
+        chosen = next((a for a in self.list_actions if a.name == action), None)
+        if chosen is None:
+            raise Http404("No such action")
+        opts = self.model._meta
+        return self._action_form(
+            request,
+            chosen,
+            None,
+            reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
+        )
+
     def object_action_view(self, request: HttpRequest, object_id: str, action: str) -> Any:
         obj = self.get_object(request, object_id)
         chosen = next((a for a in self.object_actions if a.name == action), None)
         if obj is None or chosen is None:
             raise Http404("No such object or action")
+        opts = self.model._meta
+        change_page = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+        return self._action_form(request, chosen, obj, change_page)
+
+    def _action_form(
+        self, request: HttpRequest, chosen: ObjectAction, obj: Any, back: str
+    ) -> HttpResponse:
         if not self.can_act(request):
             raise PermissionDenied
         opts = self.model._meta
-        change_page = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+        change_page = back
         initial = chosen.initial(obj) if chosen.initial else None
         form = chosen.form(request.POST or None, initial=initial)
         if request.method == "POST" and form.is_valid():
@@ -171,10 +216,12 @@ class ObjectActionsAdmin(admin.ModelAdmin):
                 self.message_user(request, str(error), messages.ERROR)
             else:
                 self.message_user(request, message, messages.SUCCESS)
+                if obj is None:
+                    return HttpResponseRedirect(back)
                 return HttpResponseRedirect(self.after_action_url(obj, change_page))
         context = {
             **self.admin_site.each_context(request),
-            "title": f"{chosen.label}: {obj}",
+            "title": chosen.label if obj is None else f"{chosen.label}: {obj}",
             "form": form,
             "action": chosen,
             "opts": opts,

@@ -17,7 +17,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
@@ -102,6 +102,47 @@ class UploadedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class RoomFilter(admin.SimpleListFilter):
+    """?room=!id: the media of this server a room's messages point at (offered from a
+    room's page; shown in the sidebar while it applies)."""
+
+    title = "room"
+    parameter_name = "room"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        room_id = request.GET.get(self.parameter_name)
+        return [(room_id, room_id)] if room_id else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[LocalMedia]) -> Any:
+        if self.value():
+            ids = moderation.media_ids_in_room(self.value() or "")
+            return queryset.filter(media_id__in=ids)
+        return queryset
+
+
+def storage_summary(media: QuerySet[LocalMedia]) -> str:
+    totals = media.aggregate(
+        n=Count("pk"),
+        size=Sum("size"),
+        quarantined=Count("pk", filter=Q(quarantined_by__isnull=False)),
+    )
+    return (
+        f"{totals['n']} item(s), {filesizeformat(totals['size'] or 0)} in all, "
+        f"{totals['quarantined']} quarantined."
+    )
+
+
+def largest_uploaders(limit: int = 10) -> list[tuple[str, int, int]]:
+    """(user ID, items, bytes) of the users whose uploads take the most room."""
+    rows = (
+        LocalMedia.objects.exclude(user_id="")
+        .values("user_id")
+        .annotate(n=Count("pk"), size=Sum("size"))
+        .order_by("-size", "user_id")[:limit]
+    )
+    return [(row["user_id"], row["n"], row["size"] or 0) for row in rows]
+
+
 class OwnerMediaForm(forms.Form):
     target = forms.CharField(
         label="User ID or room ID",
@@ -131,7 +172,7 @@ class LocalMediaAdmin(admin.ModelAdmin):
         "uploaded_ts",
         "quarantined_by",
     )
-    list_filter = (QuarantinedFilter, UploadedFilter, "content_type")
+    list_filter = (QuarantinedFilter, UploadedFilter, RoomFilter, "content_type")
     search_fields = ("media_id", "user_id", "upload_name")
     fields = (
         "mxc",
@@ -240,14 +281,31 @@ class LocalMediaAdmin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        extra = {
-            "room_media_link": format_html(
-                '<a href="{}">Quarantine or delete all media of a user or a room…</a>',
-                reverse("admin:media_localmedia_owner"),
-            ),
-            **(extra_context or {}),
-        }
-        return super().changelist_view(request, extra)
+        response = super().changelist_view(
+            request,
+            {
+                "room_media_link": format_html(
+                    '<a href="{}">Quarantine or delete all media of a user or a room…</a>',
+                    reverse("admin:media_localmedia_owner"),
+                ),
+                "storage_total": storage_summary(LocalMedia.objects.all()),
+                "largest_uploaders": [
+                    (
+                        user_id,
+                        reverse("admin:media_localmedia_changelist") + f"?user_id={user_id}",
+                        n,
+                        filesizeformat(size),
+                    )
+                    for user_id, n, size in largest_uploaders()
+                ],
+                **(extra_context or {}),
+            },
+        )
+        context = getattr(response, "context_data", None)
+        if context is not None and "cl" in context:
+            # The totals of what the list shows (after its filters and search).
+            context["storage_shown"] = storage_summary(context["cl"].queryset)
+        return response
 
     def owner_media_view(self, request: HttpRequest) -> HttpResponse:
         """Quarantine, release or delete everything a user uploaded, or every local media

@@ -124,6 +124,7 @@ class RoomAdmin(ObjectActionsAdmin):
         "current_state",
         "state_changes",
         "rejected_events",
+        "media_link",
     )
     inlines = [MembershipInline]
     object_actions = ROOM_ACTIONS
@@ -215,6 +216,11 @@ class RoomAdmin(ObjectActionsAdmin):
                 )
             )
         return table(["type", "state key", "sender", "event", "content"], cells)
+
+    @admin.display(description="media")
+    def media_link(self, obj: Room) -> SafeString:
+        url = reverse("admin:media_localmedia_changelist") + "?" + urlencode({"room": obj.room_id})
+        return link(url, "the media of this server its messages point at")
 
     @admin.display(description="state changes")
     def state_changes(self, obj: Room) -> str:
