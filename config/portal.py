@@ -64,6 +64,11 @@ class ObjectAction:
     shown: Callable[[Any], bool] = lambda obj: True
     initial: Callable[[Any], dict[str, Any]] | None = None
 
+    @property
+    def verb(self) -> str:
+        """The label as the submit button says it (without the ellipsis)."""
+        return self.label.rstrip("…")
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows that are the protocol's record (the event graph, devices, keys, account data,
@@ -157,7 +162,9 @@ class ObjectActionsAdmin(admin.ModelAdmin):
                 for a in self.object_actions
                 if a.shown(obj)
             ]
-        context = {"trellis_actions": buttons, **(extra_context or {})}
+        # Not "Change ...": the page shows the object; changes are its actions.
+        title = str(self.model._meta.verbose_name).capitalize()
+        context = {"trellis_actions": buttons, "title": title, **(extra_context or {})}
         return super().change_view(request, object_id, form_url, context)
 
     def changelist_view(
@@ -221,7 +228,7 @@ class ObjectActionsAdmin(admin.ModelAdmin):
                 return HttpResponseRedirect(self.after_action_url(obj, change_page))
         context = {
             **self.admin_site.each_context(request),
-            "title": chosen.label if obj is None else f"{chosen.label}: {obj}",
+            "title": chosen.verb if obj is None else f"{chosen.verb}: {obj}",
             "form": form,
             "action": chosen,
             "opts": opts,

@@ -515,7 +515,13 @@ class EventReportAdmin(ObjectActionsAdmin):
         event = Event.objects.filter(event_id=obj.event_id).first() if obj.event_id else None
         if event is None:
             return "-"
-        return pretty_json(event.pdu)
+        return format_html(
+            "<p>{} · {}</p>{}<details><summary>The whole event</summary>{}</details>",
+            event.sender,
+            event.type,
+            pretty_json(event.pdu.get("content")),
+            pretty_json(event.pdu),
+        )
 
     @admin.display(description="around it")
     def context(self, obj: EventReport) -> SafeString | str:
