@@ -188,12 +188,10 @@ class UserAdmin(ObjectActionsAdmin):
     fields = (
         "matrix_id",
         "display_name",
-        "is_active",
-        "is_staff",
-        "is_superuser",
+        "account_status",
+        "server_admin",
         "is_guest",
         "created_at",
-        "deactivated_at",
         "last_login",
         "password_status",
         "joined_rooms",
@@ -220,6 +218,19 @@ class UserAdmin(ObjectActionsAdmin):
     @admin.display(description="display name")
     def display_name(self, obj: User) -> str:
         return obj.displayname or ""
+
+    @admin.display(description="account")
+    def account_status(self, obj: User) -> str:
+        if not obj.is_active:
+            when = f" {obj.deactivated_at:%Y-%m-%d %H:%M} UTC" if obj.deactivated_at else ""
+            return f"Deactivated{when}: can never log in again"
+        return "Active"
+
+    @admin.display(description="server admin")
+    def server_admin(self, obj: User) -> str:
+        if obj.is_superuser:
+            return "Yes (superuser: every permission in the portal)"
+        return "Yes (may use the admin API and the portal)" if obj.is_staff else "No"
 
     @admin.display(description="Password")
     def password_status(self, obj: User) -> str:
