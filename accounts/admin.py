@@ -12,6 +12,7 @@ A user's password hash is never shown: the page says whether a password is set, 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -37,11 +38,13 @@ from config.portal import (
     ReadOnlyAdmin,
     ReadOnlyInline,
     actor,
+    job_table,
     link,
     run_bulk,
     table,
 )
 from media.models import LocalMedia
+from operators.models import AdminJob
 from operators.services import audit
 from protocol.errors import MatrixError
 from rooms.models import Membership
@@ -196,6 +199,8 @@ class UserAdmin(ObjectActionsAdmin):
         "password_status",
         "joined_rooms",
         "uploaded_media",
+        "jobs",
+        "audit_log",
     )
     inlines = [DeviceInline, SessionInline]
     actions = ["deactivate", "log_out"]
@@ -259,6 +264,17 @@ class UserAdmin(ObjectActionsAdmin):
                 for row in rows
             ),
         )
+
+    @admin.display(description="admin jobs")
+    def jobs(self, obj: Any) -> SafeString:
+        return job_table(AdminJob.objects.filter(target=obj.user_id).order_by("-created_at"))
+
+    @admin.display(description="audit log")
+    def audit_log(self, obj: Any) -> SafeString:
+        url = (
+            reverse("admin:operators_auditentry_changelist") + "?" + urlencode({"q": obj.user_id})
+        )
+        return link(url, "what operators did to it")
 
     @admin.display(description="media")
     def uploaded_media(self, obj: User) -> SafeString:

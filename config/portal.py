@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -288,3 +289,46 @@ def table(headers: list[str], rows: Iterable[Iterable[Any]]) -> SafeString:
 
 def link(url: str, text: Any) -> SafeString:
     return format_html('<a href="{}">{}</a>', url, text)
+
+
+def progress_bar(job: Any) -> SafeString:
+    """An admin job's progress: a bar when it reports ``done`` of ``total``, else the
+    figures it reported."""
+    progress: dict[str, Any] = job.progress or {}
+    done, total = progress.get("done"), progress.get("total")
+    if isinstance(done, int) and isinstance(total, int) and total > 0:
+        percent = min(100, done * 100 // total)
+        return format_html(
+            '<span class="trellis-progress" title="{}%"><span style="width: {}%"></span></span>'
+            " {} / {}",
+            percent,
+            percent,
+            done,
+            total,
+        )
+    scalars = {k: v for k, v in progress.items() if isinstance(v, int | str)}
+    return format_html("{}", ", ".join(f"{k}: {v}" for k, v in sorted(scalars.items())) or "-")
+
+
+def job_table(jobs: Iterable[Any]) -> SafeString:
+    """The admin jobs about an object (a user's redaction, a room's deletion), newest
+    first, each linked to its page."""
+    return table(
+        ["job", "status", "progress", "started by", "created"],
+        (
+            (
+                link(reverse("admin:operators_adminjob_change", args=[job.pk]), job.kind),
+                job.status,
+                progress_bar(job),
+                job.actor,
+                f"{job.created_at:%Y-%m-%d %H:%M:%S}",
+            )
+            for job in jobs
+        ),
+    )
+
+
+def audit_link(target: str) -> SafeString:
+    """A link to the audit log's entries about ``target``."""
+    url = reverse("admin:operators_auditentry_changelist") + "?" + urlencode({"q": target})
+    return link(url, "what operators did to it")

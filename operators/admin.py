@@ -7,13 +7,10 @@ Every operator action, from the portal or the /_synapse/admin API, is an
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from config.portal import ReadOnlyAdmin, pretty_json
+from config.portal import ReadOnlyAdmin, pretty_json, progress_bar
 from operators.models import AdminJob, AuditEntry
 
 
@@ -35,24 +32,6 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     @admin.display(description="details")
     def details_json(self, obj: AuditEntry) -> SafeString:
         return pretty_json(obj.details)
-
-
-def progress_bar(job: AdminJob) -> SafeString:
-    """The job's progress: done/total when it reports both, else what it reported."""
-    progress: dict[str, Any] = job.progress or {}
-    done, total = progress.get("done"), progress.get("total")
-    if isinstance(done, int) and isinstance(total, int) and total > 0:
-        percent = min(100, done * 100 // total)
-        return format_html(
-            '<span class="trellis-progress" title="{}%"><span style="width: {}%"></span></span>'
-            " {} / {}",
-            percent,
-            percent,
-            done,
-            total,
-        )
-    scalars = {k: v for k, v in progress.items() if isinstance(v, int | str)}
-    return format_html("{}", ", ".join(f"{k}: {v}" for k, v in sorted(scalars.items())) or "-")
 
 
 @admin.register(AdminJob)

@@ -25,11 +25,13 @@ from config.portal import (
     ReadOnlyAdmin,
     ReadOnlyInline,
     actor,
+    job_table,
     link,
     pretty_json,
     run_bulk,
     table,
 )
+from operators.models import AdminJob
 from operators.services import audit, report_queue
 from rooms.models import (
     CurrentState,
@@ -125,6 +127,8 @@ class RoomAdmin(ObjectActionsAdmin):
         "state_changes",
         "rejected_events",
         "media_link",
+        "jobs",
+        "audit_log",
     )
     inlines = [MembershipInline]
     object_actions = ROOM_ACTIONS
@@ -216,6 +220,17 @@ class RoomAdmin(ObjectActionsAdmin):
                 )
             )
         return table(["type", "state key", "sender", "event", "content"], cells)
+
+    @admin.display(description="admin jobs")
+    def jobs(self, obj: Any) -> SafeString:
+        return job_table(AdminJob.objects.filter(target=obj.room_id).order_by("-created_at"))
+
+    @admin.display(description="audit log")
+    def audit_log(self, obj: Any) -> SafeString:
+        url = (
+            reverse("admin:operators_auditentry_changelist") + "?" + urlencode({"q": obj.room_id})
+        )
+        return link(url, "what operators did to it")
 
     @admin.display(description="media")
     def media_link(self, obj: Room) -> SafeString:

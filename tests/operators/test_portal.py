@@ -205,6 +205,9 @@ def test_the_room_page_shows_members_state_power_levels_and_extremities(
     tip = room.forward_extremities.get().event_id
     assert tip in html
     assert "state event(s)" in html
+    # Its deletion job, with the progress the worker reported.
+    assert "room.delete" in html
+    assert "3 / 4" in html
 
 
 def test_rooms_are_searched_by_name(operator: Client, world: dict[str, Any]) -> None:
