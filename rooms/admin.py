@@ -457,6 +457,23 @@ REPORT_ACTIONS = [
 ]
 
 
+class AssignmentFilter(admin.SimpleListFilter):
+    title = "assigned"
+    parameter_name = "assigned"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("me", "to me"), ("nobody", "to nobody")]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[EventReport]
+    ) -> QuerySet[EventReport]:
+        if self.value() == "me":
+            return queryset.filter(assignment__assigned_to=actor(request)["actor"])
+        if self.value() == "nobody":
+            return queryset.filter(Q(assignment__isnull=True) | Q(assignment__assigned_to=""))
+        return queryset
+
+
 @admin.register(EventReport)
 class EventReportAdmin(ObjectActionsAdmin):
     """The queue of reports: unresolved first, oldest first among them."""
@@ -470,7 +487,7 @@ class EventReportAdmin(ObjectActionsAdmin):
         "assigned_to",
         "resolved",
     )
-    list_filter = ("resolved",)
+    list_filter = ("resolved", AssignmentFilter)
     search_fields = ("reporter", "room_id", "event_id", "user_id", "reason")
     ordering = ("resolved", "created_at")
     list_select_related = ("assignment",)

@@ -367,15 +367,22 @@ def test_taking_assigning_and_resolving_a_report(
 ) -> None:
     report = world["report"]
     other = User.objects.create_superuser("moderator", "pw")
+    queue = reverse("admin:rooms_eventreport_changelist")
 
+    def listed(**filters: str) -> list[EventReport]:
+        return list(operator.get(queue, filters).context["cl"].result_list)
+
+    unassigned = listed(assigned="nobody")
     act(operator, "rooms.eventreport", report, "assign_me", confirm="on")
     mine = ReportAssignment.objects.get(report=report).assigned_to
+    for_me = listed(assigned="me")
     act(operator, "rooms.eventreport", report, "assign", assignee=other.user_id)
     theirs = ReportAssignment.objects.get(report=report).assigned_to
     act(operator, "rooms.eventreport", report, "resolve", confirm="on")
 
     report.refresh_from_db()
     assignment = ReportAssignment.objects.get(report=report)
+    assert (unassigned, for_me, listed(assigned="me")) == ([report], [report], [])
     assert (mine, theirs) == (operator_user.user_id, other.user_id)
     assert report.resolved
     assert assignment.resolved_by == operator_user.user_id
