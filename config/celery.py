@@ -47,6 +47,11 @@ app.conf.beat_schedule = {
         "task": "push.tasks.resume_pushers",
         "schedule": 60.0,
     },
+    # Admin room deletions a worker dropped (operators.services.rooms) pick up again.
+    "resume-room-deletions": {
+        "task": "operators.tasks.resume_room_deletions",
+        "schedule": 60.0,
+    },
     # Inbound federation PDUs whose room no worker is taking (worker died) pick up again.
     "resume-inbound-pdus": {
         "task": "rooms.tasks.resume_inbound_pdus",
