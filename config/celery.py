@@ -62,6 +62,11 @@ app.conf.beat_schedule = {
         "task": "federation.tasks.resume_destinations",
         "schedule": 30.0,
     },
+    # Operator jobs redacting a user's events that a dead worker left unfinished.
+    "resume-redact-user-events": {
+        "task": "operators.tasks.resume_redact_user_events",
+        "schedule": 300.0,
+    },
     # Remote users' device lists that were missed updates and whose resync failed.
     "resync-stale-device-lists": {
         "task": "e2ee.tasks.resync_stale_device_lists",

@@ -71,6 +71,8 @@ RATELIMITS = {
     "login_failed": (0.2, 5),
     "register": (0.2, 5),
     "register_available": (1.0, 10),
+    # Events sent by one user (PUT /send); operators override it per user.
+    "message": (10.0, 200),
 }
 
 # --- Django ---------------------------------------------------------------------------

@@ -1,10 +1,13 @@
-"""Celery tasks of the operators app: the admin jobs, and the sweep that resumes them."""
+"""Celery tasks of the operators app: the admin jobs (room deletion, redacting a user's
+events), and the sweeps that resume the ones a dead worker left unfinished."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
+from operators.models import AdminJob
 from operators.services import rooms as room_actions
+from operators.services import users
 
 
 @shared_task
@@ -22,3 +25,20 @@ def resume_room_deletions() -> int:
     for job in pending:
         delete_room.delay(job.job_id)
     return len(pending)
+
+
+@shared_task
+def redact_user_events(job_id: str) -> None:
+    job = AdminJob.objects.filter(job_id=job_id, kind=users.REDACT_KIND).first()
+    if job is None or job.status in (AdminJob.COMPLETE, AdminJob.FAILED):
+        return
+    users.run_redact_job(job)
+
+
+@shared_task
+def resume_redact_user_events() -> int:
+    """Periodic: restart the user-redaction jobs no worker finished (one died)."""
+    job_ids = users.resume_redact_jobs()
+    for job_id in job_ids:
+        redact_user_events.delay(job_id)
+    return len(job_ids)

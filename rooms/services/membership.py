@@ -275,6 +275,15 @@ def do_refresh_member_profiles(user_id: str) -> int:
     return changed
 
 
+def is_own_leave(user_id: str, event_type: str, state_key: str, content: dict[str, Any]) -> bool:
+    """A member event by which ``user_id`` leaves (or rejects an invite)."""
+    return (
+        event_type == "m.room.member"
+        and state_key == user_id
+        and content.get("membership") == LEAVE
+    )
+
+
 def is_remote_invite(event_type: str, state_key: str | None, content: dict[str, Any]) -> bool:
     """An m.room.member state event inviting a user of another server (PUT /state), which
     takes that server's countersignature (rooms.services.remote_invites)."""
