@@ -11,6 +11,8 @@ A user's password hash is never shown: the page says whether a password is set, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,9 +30,6 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from accounts.models import AccessToken, AccountData, Device, RegistrationToken, User
-from accounts.services.deactivation import do_deactivate_account
-from accounts.services.passwords import do_change_password
-from accounts.services.sessions import do_logout_all
 from config.admin import log_operator_action
 from config.portal import (
     ObjectAction,
@@ -45,20 +44,19 @@ from config.portal import (
 )
 from media.models import LocalMedia
 from operators.models import AdminJob
-from operators.services import audit
+from operators.services import server, users
 from protocol.errors import MatrixError
 from rooms.models import Membership
 
 # --- The operator actions on an account ----------------------------------------------
+# Each calls the operator action function of operators.services.users (or .server),
+# which does the work and writes the audit entry; the Django log entry beside it keeps
+# the user's "History" page.
 
 
 def deactivate(request: HttpRequest, user: User, erase: bool) -> str:
-    who = actor(request)
     with transaction.atomic():
-        do_deactivate_account(user, erase=erase)
-        audit.record(
-            who["actor"], "user.deactivate", user.user_id, via="portal", ip=who["ip"], erase=erase
-        )
+        users.deactivate_user(user.user_id, erase=erase, **actor(request))
         log_operator_action(
             request, [user], "Deactivated the account and logged out all its devices."
         )
@@ -66,35 +64,17 @@ def deactivate(request: HttpRequest, user: User, erase: bool) -> str:
 
 
 def log_out_everywhere(request: HttpRequest, user: User) -> str:
-    who = actor(request)
     with transaction.atomic():
         devices = user.devices.count()
-        do_logout_all(user)
-        audit.record(
-            who["actor"],
-            "user.logout_all",
-            user.user_id,
-            via="portal",
-            ip=who["ip"],
-            devices=devices,
-        )
+        users.log_out_everywhere(user.user_id, **actor(request))
         log_operator_action(request, [user], f"Logged out all {devices} device(s).")
     return f"Logged {user.user_id} out of {devices} device(s)."
 
 
 def reset_password(request: HttpRequest, user: User, password: str, logout: bool) -> str:
-    who = actor(request)
     with transaction.atomic():
         devices = user.devices.count()
-        do_change_password(user, password, logout_devices=logout, keep=None)
-        audit.record(
-            who["actor"],
-            "user.reset_password",
-            user.user_id,
-            via="portal",
-            ip=who["ip"],
-            logout_devices=logout,
-        )
+        users.reset_password(user.user_id, password, logout_devices=logout, **actor(request))
         log_operator_action(
             request,
             [user],
@@ -109,6 +89,56 @@ def reset_password(request: HttpRequest, user: User, password: str, logout: bool
     )
 
 
+def set_flag(request: HttpRequest, user: User, flag: str, value: bool) -> str:
+    """Suspend, lock, shadow-ban or make admin (or undo it)."""
+    change, done, undone = FLAGS[flag]
+    with transaction.atomic():
+        change(user.user_id, value, **actor(request))
+        log_operator_action(request, [user], (done if value else undone) + ".")
+    return f"{user.user_id}: {done if value else undone}."
+
+
+FLAGS: dict[str, tuple[Callable[..., None], str, str]] = {
+    "suspended": (users.suspend_user, "suspended", "no longer suspended"),
+    "locked": (users.lock_user, "locked", "unlocked"),
+    "shadow_banned": (users.set_shadow_banned, "shadow-banned", "no longer shadow-banned"),
+    "admin": (users.set_admin, "made a server admin", "no longer a server admin"),
+}
+
+
+def override_ratelimit(request: HttpRequest, user: User, data: dict[str, Any]) -> str:
+    with transaction.atomic():
+        if data["clear"]:
+            users.clear_ratelimit_override(user.user_id, **actor(request))
+            message = "back to the server's message rate limit"
+        else:
+            rate, burst = data["messages_per_second"], data["burst_count"]
+            users.set_ratelimit_override(user.user_id, rate, burst, **actor(request))
+            message = (
+                "no message rate limit"
+                if rate == 0
+                else f"message rate limit {rate}/s, bursts of {burst}"
+            )
+        log_operator_action(request, [user], f"Rate limit: {message}.")
+    return f"{user.user_id}: {message}."
+
+
+def redact_events(request: HttpRequest, user: User, data: dict[str, Any]) -> str:
+    rooms = [r for r in data["rooms"].split() if r]
+    job = users.redact_user_events(user.user_id, rooms, data["reason"] or None, **actor(request))
+    log_operator_action(request, [user], f"Started redacting its events (job {job.job_id}).")
+    return (
+        f"Redacting the events of {user.user_id} in "
+        f"{'the rooms given' if rooms else 'every room'}: see its progress under Admin jobs."
+    )
+
+
+def send_notice(request: HttpRequest, user: User, data: dict[str, Any]) -> str:
+    content = {"msgtype": "m.text", "body": data["body"]}
+    event = server.send_server_notice(user.user_id, content, **actor(request))
+    return f"Server notice {event.event_id} sent to {user.user_id}."
+
+
 class DeactivateForm(forms.Form):
     erase = forms.BooleanField(
         required=False,
@@ -117,6 +147,43 @@ class DeactivateForm(forms.Form):
     )
     confirm = forms.BooleanField(
         label="Yes: the account can never log in again, and leaves every room"
+    )
+
+
+class RateLimitForm(forms.Form):
+    messages_per_second = forms.IntegerField(
+        min_value=0, required=False, help_text="0: the user's messages are not rate-limited."
+    )
+    burst_count = forms.IntegerField(min_value=0, required=False)
+    clear = forms.BooleanField(
+        required=False, label="Clear the override (back to the server's limit)"
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not data.get("clear"):
+            for name in ("messages_per_second", "burst_count"):
+                if data.get(name) is None:
+                    self.add_error(name, "Give a number (or clear the override).")
+        return data
+
+
+class RedactEventsForm(forms.Form):
+    rooms = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Room IDs, one a line; empty: every room the user was in.",
+    )
+    reason = forms.CharField(required=False, max_length=750)
+    confirm = forms.BooleanField(label="Yes: redact the user's events (this cannot be undone)")
+
+
+class ServerNoticeForm(forms.Form):
+    body = forms.CharField(
+        label="Message",
+        widget=forms.Textarea(attrs={"rows": 5}),
+        max_length=10000,
+        help_text="Sent by the server to the user's server notices room.",
     )
 
 
@@ -133,6 +200,27 @@ class PasswordResetForm(forms.Form):
         return data
 
 
+def _flag_actions(
+    flag: str, field: str, on: str, off: str, help_on: str, *, danger: bool = False
+) -> list[ObjectAction]:
+    return [
+        ObjectAction(
+            flag,
+            on,
+            lambda request, user, data: set_flag(request, user, flag, True),
+            help=help_on,
+            danger=danger,
+            shown=lambda user: user.is_active and not getattr(user, field),
+        ),
+        ObjectAction(
+            f"un{flag}",
+            off,
+            lambda request, user, data: set_flag(request, user, flag, False),
+            shown=lambda user: bool(getattr(user, field)),
+        ),
+    ]
+
+
 USER_ACTIONS = [
     ObjectAction(
         "deactivate",
@@ -144,11 +232,70 @@ USER_ACTIONS = [
         danger=True,
         shown=lambda user: user.is_active,
     ),
+    *_flag_actions(
+        "suspended",
+        "is_suspended",
+        "Suspend…",
+        "Unsuspend…",
+        "A suspended user may read, leave rooms and log out, but not join, invite, send "
+        "or change their profile (M_USER_SUSPENDED).",
+        danger=True,
+    ),
+    *_flag_actions(
+        "locked",
+        "is_locked",
+        "Lock…",
+        "Unlock…",
+        "A locked account gets M_USER_LOCKED on every request but logout.",
+        danger=True,
+    ),
+    *_flag_actions(
+        "shadow_banned",
+        "is_shadow_banned",
+        "Shadow-ban…",
+        "Lift the shadow-ban…",
+        "The user's sends and invites seem to work but reach nobody.",
+        danger=True,
+    ),
+    *_flag_actions(
+        "admin",
+        "is_staff",
+        "Make server admin…",
+        "Revoke server admin…",
+        "A server admin may use the admin API and this portal.",
+    ),
     ObjectAction(
         "logout",
         "Log out everywhere…",
         lambda request, user, data: log_out_everywhere(request, user),
         help="Every device and session of the user ends; clients must log in again.",
+        shown=lambda user: user.is_active,
+    ),
+    ObjectAction(
+        "ratelimit",
+        "Rate limit…",
+        override_ratelimit,
+        form=RateLimitForm,
+        help="Override the server's message rate limit for this user.",
+        initial=lambda user: {
+            "messages_per_second": user.ratelimit_messages_per_second or 0,
+            "burst_count": user.ratelimit_burst_count or 0,
+        },
+    ),
+    ObjectAction(
+        "redact",
+        "Redact all events…",
+        redact_events,
+        form=RedactEventsForm,
+        help="A job redacts every event the user sent in these rooms; its progress is "
+        "shown on this page and under Admin jobs.",
+        danger=True,
+    ),
+    ObjectAction(
+        "notice",
+        "Send a server notice…",
+        send_notice,
+        form=ServerNoticeForm,
         shown=lambda user: user.is_active,
     ),
 ]
@@ -179,12 +326,17 @@ class UserAdmin(ObjectActionsAdmin):
         "display_name",
         "is_staff",
         "is_active",
+        "is_suspended",
+        "is_shadow_banned",
         "is_guest",
         "created_at",
     )
     list_filter = (
         ("is_staff", admin.BooleanFieldListFilter),
         ("is_active", admin.BooleanFieldListFilter),
+        "is_suspended",
+        "is_shadow_banned",
+        "is_locked",
         "is_guest",
     )
     search_fields = ("localpart", "profile__displayname")
@@ -193,6 +345,7 @@ class UserAdmin(ObjectActionsAdmin):
         "display_name",
         "account_status",
         "server_admin",
+        "moderation",
         "is_guest",
         "created_at",
         "last_login",
@@ -203,7 +356,7 @@ class UserAdmin(ObjectActionsAdmin):
         "audit_log",
     )
     inlines = [DeviceInline, SessionInline]
-    actions = ["deactivate", "log_out"]
+    actions = ["deactivate", "log_out", "suspend", "unsuspend", "shadow_ban", "unshadow_ban"]
     object_actions = USER_ACTIONS
     ordering = ("localpart",)
 
@@ -230,6 +383,30 @@ class UserAdmin(ObjectActionsAdmin):
             when = f" {obj.deactivated_at:%Y-%m-%d %H:%M} UTC" if obj.deactivated_at else ""
             return f"Deactivated{when}: can never log in again"
         return "Active"
+
+    @admin.display(description="moderation")
+    def moderation(self, obj: User) -> str:
+        states = [
+            name
+            for name, on in (
+                ("suspended", obj.is_suspended),
+                ("locked", obj.is_locked),
+                ("shadow-banned", obj.is_shadow_banned),
+                ("erased", obj.is_erased),
+            )
+            if on
+        ]
+        if obj.ratelimit_messages_per_second is not None:
+            states.append(
+                "message rate limit "
+                + (
+                    "off"
+                    if obj.ratelimit_messages_per_second == 0
+                    else f"{obj.ratelimit_messages_per_second}/s, "
+                    f"bursts of {obj.ratelimit_burst_count}"
+                )
+            )
+        return ", ".join(states) or "-"
 
     @admin.display(description="server admin")
     def server_admin(self, obj: User) -> str:
@@ -314,6 +491,33 @@ class UserAdmin(ObjectActionsAdmin):
             "Logged out user(s)",
         )
 
+    def _flag_bulk(
+        self, request: HttpRequest, queryset: QuerySet[User], flag: str, value: bool
+    ) -> None:
+        run_bulk(
+            self,
+            request,
+            queryset.filter(is_active=True),
+            lambda user: set_flag(request, user, flag, value),
+            f"{FLAGS[flag][1 if value else 2].capitalize()}",
+        )
+
+    @admin.action(description="Suspend the selected users")
+    def suspend(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        self._flag_bulk(request, queryset, "suspended", True)
+
+    @admin.action(description="Unsuspend the selected users")
+    def unsuspend(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        self._flag_bulk(request, queryset, "suspended", False)
+
+    @admin.action(description="Shadow-ban the selected users")
+    def shadow_ban(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        self._flag_bulk(request, queryset, "shadow_banned", True)
+
+    @admin.action(description="Lift the shadow-ban of the selected users")
+    def unshadow_ban(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        self._flag_bulk(request, queryset, "shadow_banned", False)
+
     # --- Setting a new password -------------------------------------------------------
 
     def extra_urls(self) -> list[URLPattern]:
@@ -351,6 +555,7 @@ class UserAdmin(ObjectActionsAdmin):
             else:
                 if user.pk == request.user.pk:
                     # The operator's own portal session survives the change.
+                    user.refresh_from_db(fields=["password"])
                     update_session_auth_hash(request, user)
                 self.message_user(request, message, messages.SUCCESS)
                 return HttpResponseRedirect(change_page)
@@ -394,8 +599,79 @@ class AccountDataAdmin(ReadOnlyAdmin):
     readonly_fields = fields
 
 
+class TokenForm(forms.Form):
+    uses_allowed = forms.IntegerField(
+        min_value=0, required=False, help_text="Empty: any number of registrations."
+    )
+    expiry = forms.DateTimeField(
+        required=False,
+        help_text="UTC, e.g. 2030-01-31 18:00; empty: never expires.",
+    )
+
+
+class NewTokenForm(TokenForm):
+    token = forms.CharField(
+        required=False,
+        max_length=64,
+        help_text="Empty: a random token of 16 characters.",
+    )
+
+
+def _expiry_initial(row: RegistrationToken) -> dict[str, Any]:
+    expiry = (
+        datetime.fromtimestamp(row.expiry_time_ms / 1000, tz=UTC)
+        if row.expiry_time_ms is not None
+        else None
+    )
+    return {"uses_allowed": row.uses_allowed, "expiry": expiry}
+
+
+def _token_changes(data: dict[str, Any]) -> dict[str, Any]:
+    expiry = data["expiry"]
+    return {
+        "uses_allowed": data["uses_allowed"],
+        "expiry_time": int(expiry.timestamp() * 1000) if expiry else None,
+    }
+
+
+def create_token(request: HttpRequest, _: None, data: dict[str, Any]) -> str:
+    row = users.create_registration_token(
+        data["token"] or None, **_token_changes(data), **actor(request)
+    )
+    return f"Registration token {row.token} created."
+
+
+def update_token(request: HttpRequest, row: RegistrationToken, data: dict[str, Any]) -> str:
+    users.update_registration_token(row.token, _token_changes(data), **actor(request))
+    return f"Registration token {row.token} changed."
+
+
+def delete_token(request: HttpRequest, row: RegistrationToken, data: dict[str, Any]) -> str:
+    users.delete_registration_token(row.token, **actor(request))
+    return f"Registration token {row.token} deleted."
+
+
 @admin.register(RegistrationToken)
-class RegistrationTokenAdmin(ReadOnlyAdmin):
-    list_display = ("token", "uses_allowed", "pending", "completed", "expiry_time_ms")
-    fields = ("token", "uses_allowed", "pending", "completed", "expiry_time_ms", "created_at")
-    readonly_fields = fields
+class RegistrationTokenAdmin(ObjectActionsAdmin):
+    """Tokens that let someone register when TRELLIS_REGISTRATION=token."""
+
+    list_display = ("token", "uses_allowed", "pending", "completed", "expires")
+    fields = ("token", "uses_allowed", "pending", "completed", "expires", "created_at")
+    search_fields = ("token",)
+    list_actions = [ObjectAction("new", "New token…", create_token, form=NewTokenForm)]
+    object_actions = [
+        ObjectAction(
+            "edit",
+            "Change uses or expiry…",
+            update_token,
+            form=TokenForm,
+            initial=_expiry_initial,
+        ),
+        ObjectAction("delete", "Delete…", delete_token, danger=True),
+    ]
+
+    @admin.display(description="expires", ordering="expiry_time_ms")
+    def expires(self, obj: RegistrationToken) -> str:
+        if obj.expiry_time_ms is None:
+            return "never"
+        return f"{datetime.fromtimestamp(obj.expiry_time_ms / 1000, tz=UTC):%Y-%m-%d %H:%M} UTC"

@@ -8,8 +8,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
 from config.admin import log_operator_action
-from config.portal import ReadOnlyAdmin
-from federation import outbound
+from config.portal import ReadOnlyAdmin, actor, run_bulk
 from federation.models import (
     Destination,
     InboundPdu,
@@ -18,6 +17,7 @@ from federation.models import (
     OutboundPDU,
     RemoteServerKey,
 )
+from operators.services import server
 
 
 @admin.register(RemoteServerKey)
@@ -88,11 +88,12 @@ class DestinationAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry the selected destinations now")
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Destination]) -> None:
-        with transaction.atomic():
-            targets = list(queryset)
-            count = outbound.do_retry_now([d.server_name for d in targets])
-            log_operator_action(request, targets, "Retried now (backoff ended).")
-        self.message_user(request, f"{count} destination(s) retried.")
+        def retry(destination: Destination) -> None:
+            with transaction.atomic():
+                server.reset_destination(destination.server_name, **actor(request))
+                log_operator_action(request, [destination], "Retried now (backoff ended).")
+
+        run_bulk(self, request, queryset, retry, "Destination(s) retried")
 
 
 class InboundPduInline(admin.TabularInline):

@@ -17,7 +17,6 @@ from django.utils.safestring import SafeString
 
 from accounts.models import User
 from accounts.selectors import local_user
-from accounts.services.deactivation import do_deactivate_account
 from config.admin import log_operator_action
 from config.portal import (
     ObjectAction,
@@ -32,8 +31,10 @@ from config.portal import (
     table,
 )
 from operators.models import AdminJob
-from operators.services import audit, report_queue
+from operators.services import report_queue, users
+from operators.services import rooms as room_actions
 from rooms.models import (
+    BlockedRoom,
     CurrentState,
     Event,
     EventReport,
@@ -45,8 +46,7 @@ from rooms.models import (
     Typing,
 )
 from rooms.selectors import current_state_event
-from rooms.services import reports
-from rooms.services.directory import do_set_visibility
+from rooms.services.blocking import is_room_blocked
 
 # Events shown before and after a reported one.
 CONTEXT_EVENTS = 3
@@ -66,19 +66,77 @@ def _state_content(room: Room, event_type: str) -> dict[str, Any]:
 
 
 def set_published(request: HttpRequest, room: Room, published: bool) -> str:
-    who = actor(request)
-    with transaction.atomic():
-        do_set_visibility(
-            room.room_id, who["actor"], "public" if published else "private", is_admin=True
-        )
-        audit.record(
-            who["actor"],
-            "room.publish" if published else "room.unpublish",
-            room.room_id,
-            via="portal",
-            ip=who["ip"],
-        )
+    room_actions.set_published(room.room_id, published, **actor(request))
     return f"{room.room_id} is {'now' if published else 'no longer'} in the room directory."
+
+
+def block(request: HttpRequest, room_id: str, blocked: bool) -> str:
+    room_actions.block_room(room_id, blocked, **actor(request))
+    return f"{room_id} is {'now' if blocked else 'no longer'} blocked."
+
+
+def _local_user_id(value: str) -> str:
+    user_id = value.strip()
+    if local_user(user_id) is None:
+        raise forms.ValidationError("Give the user ID of a user of this server.")
+    return user_id
+
+
+class DeleteRoomForm(forms.Form):
+    purge = forms.BooleanField(
+        required=False,
+        initial=True,
+        help_text="Remove the room's events and state from the database.",
+    )
+    force_purge = forms.BooleanField(
+        required=False, help_text="Purge even if local users are still in it."
+    )
+    block = forms.BooleanField(
+        required=False, help_text="Also block the room: nobody here may join it again."
+    )
+    new_room_user_id = forms.CharField(
+        required=False,
+        label="Kick into a new room made by",
+        help_text="A user of this server: its members are moved to a new room, told why "
+        "(empty: they are only kicked).",
+    )
+    room_name = forms.CharField(required=False, max_length=255, label="New room's name")
+    message = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), label="Notice in the new room"
+    )
+    confirm = forms.BooleanField(label="Yes: delete the room (this cannot be undone)")
+
+    def clean_new_room_user_id(self) -> str:
+        value = self.cleaned_data["new_room_user_id"].strip()
+        return _local_user_id(value) if value else ""
+
+
+class RoomAdminForm(forms.Form):
+    user_id = forms.CharField(
+        label="User", help_text="A user of this server, given the room's highest power level."
+    )
+
+    def clean_user_id(self) -> str:
+        return _local_user_id(self.cleaned_data["user_id"])
+
+
+def delete_room(request: HttpRequest, room: Room, data: dict[str, Any]) -> str:
+    job = room_actions.delete_room(
+        room.room_id,
+        new_room_user_id=data["new_room_user_id"] or None,
+        room_name=data["room_name"] or None,
+        message=data["message"] or None,
+        block=data["block"],
+        purge=data["purge"],
+        force_purge=data["force_purge"],
+        **actor(request),
+    )
+    return f"Deleting {room.room_id} (job {job.job_id}): see its progress under Admin jobs."
+
+
+def make_room_admin(request: HttpRequest, room: Room, data: dict[str, Any]) -> str:
+    room_actions.make_room_admin(room.room_id, data["user_id"], **actor(request))
+    return f"{data['user_id']} is now an admin of {room.room_id}."
 
 
 ROOM_ACTIONS = [
@@ -95,7 +153,55 @@ ROOM_ACTIONS = [
         lambda request, room, data: set_published(request, room, False),
         shown=lambda room: room.is_public,
     ),
+    ObjectAction(
+        "block",
+        "Block…",
+        lambda request, room, data: block(request, room.room_id, True),
+        help="Users of this server may no longer join, be invited to or knock on the room.",
+        danger=True,
+        shown=lambda room: not is_room_blocked(room.room_id),
+    ),
+    ObjectAction(
+        "unblock",
+        "Unblock…",
+        lambda request, room, data: block(request, room.room_id, False),
+        shown=lambda room: is_room_blocked(room.room_id),
+    ),
+    ObjectAction(
+        "make_admin",
+        "Make a room admin…",
+        make_room_admin,
+        form=RoomAdminForm,
+        help="The room's most powerful user of this server gives the user its power "
+        "level (joining them first if the room is public, inviting them otherwise).",
+    ),
+    ObjectAction(
+        "delete",
+        "Delete…",
+        delete_room,
+        form=DeleteRoomForm,
+        help="A job makes every local member leave (moving them to a new room with a "
+        "notice if you name its creator), removes the aliases and the directory listing, "
+        "and purges the room; its progress is shown on this page and under Admin jobs.",
+        danger=True,
+    ),
 ]
+
+
+class BlockedFilter(admin.SimpleListFilter):
+    title = "blocked"
+    parameter_name = "blocked"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Room]) -> QuerySet[Room]:
+        blocked = BlockedRoom.objects.values("room_id")
+        if self.value() == "yes":
+            return queryset.filter(room_id__in=blocked)
+        if self.value() == "no":
+            return queryset.exclude(room_id__in=blocked)
+        return queryset
 
 
 @admin.register(Room)
@@ -107,9 +213,10 @@ class RoomAdmin(ObjectActionsAdmin):
         "room_version",
         "creator",
         "is_public",
+        "blocked",
         "created_at",
     )
-    list_filter = ("is_public", "room_version")
+    list_filter = ("is_public", BlockedFilter, "room_version")
     search_fields = ("room_id", "creator", "aliases__alias")
     fields = (
         "room_id",
@@ -119,6 +226,7 @@ class RoomAdmin(ObjectActionsAdmin):
         "room_version",
         "creator",
         "is_public",
+        "blocked",
         "created_at",
         "state_size",
         "power_levels",
@@ -164,6 +272,10 @@ class RoomAdmin(ObjectActionsAdmin):
     @admin.display(description="topic")
     def topic(self, obj: Room) -> str:
         return str(_state_content(obj, "m.room.topic").get("topic") or "")
+
+    @admin.display(description="blocked", boolean=True)
+    def blocked(self, obj: Room) -> bool:
+        return is_room_blocked(obj.room_id)
 
     @admin.display(description="joined", ordering="n_joined")
     def joined(self, obj: Room) -> int:
@@ -341,15 +453,46 @@ class ReceiptAdmin(ReadOnlyAdmin):
     readonly_fields = [f.name for f in Receipt._meta.fields]
 
 
+class BlockRoomForm(forms.Form):
+    room_id = forms.CharField(
+        label="Room ID", max_length=255, help_text="Known here or not (!opaque:server)."
+    )
+
+
+@admin.register(BlockedRoom)
+class BlockedRoomAdmin(ObjectActionsAdmin):
+    """Rooms users of this server may not join, be invited to or knock on; a room may be
+    blocked before this server knows it."""
+
+    list_display = ("room_id", "blocked_by", "created_at")
+    search_fields = ("room_id", "blocked_by")
+    fields = ("room_id", "blocked_by", "created_at")
+    list_actions = [
+        ObjectAction(
+            "block",
+            "Block a room ID…",
+            lambda request, row, data: block(request, data["room_id"].strip(), True),
+            form=BlockRoomForm,
+            danger=True,
+        )
+    ]
+    object_actions = [
+        ObjectAction(
+            "unblock",
+            "Unblock…",
+            lambda request, row, data: block(request, row.room_id, False),
+        )
+    ]
+
+
 # --- The report queue ----------------------------------------------------------------
 
 
 def resolve_report(request: HttpRequest, report: EventReport) -> str:
     who = actor(request)
     with transaction.atomic():
-        reports.do_resolve_reports([report.pk])
+        room_actions.resolve_report(report.pk, **who)
         report_queue.record_resolution(report.pk, who["actor"])
-        audit.record(who["actor"], "report.resolve", str(report.pk), via="portal", ip=who["ip"])
         log_operator_action(request, [report], "Marked resolved.")
     return f"Report {report.pk} resolved."
 
@@ -408,22 +551,10 @@ def act_on_report(request: HttpRequest, report: EventReport, data: dict[str, Any
 def deactivate_sender(request: HttpRequest, report: EventReport) -> str:
     event = Event.objects.filter(event_id=report.event_id).first()
     sender = event.sender if event is not None else report.user_id
-    user = local_user(sender) if sender else None
-    if user is None:
+    if not sender or local_user(sender) is None:
         raise ValueError(f"{sender or 'The sender'} is not a user of this server.")
-    who = actor(request)
-    with transaction.atomic():
-        do_deactivate_account(user)
-        audit.record(
-            who["actor"],
-            "user.deactivate",
-            user.user_id,
-            via="portal",
-            ip=who["ip"],
-            erase=False,
-            report=report.pk,
-        )
-    return f"deactivated {user.user_id}"
+    users.deactivate_user(sender, **actor(request))
+    return f"deactivated {sender}"
 
 
 REPORT_ACTIONS = [

@@ -606,7 +606,7 @@ def test_quarantined_remote_media_is_refused_and_not_fetched_again(
     assert stored_files(media_root) == []
     assert download(api, alice, "abc").status == 404
     assert len(repo.downloads()) == 1
-    assert RemoteMedia.objects.get().quarantined_by == "admin:operator"
+    assert RemoteMedia.objects.get().quarantined_by == "@operator:localhost:8008"
 
     select(operator, "unquarantine", "abc")
     assert download(api, alice, "abc").body == PNG
