@@ -214,7 +214,8 @@ class ObjectActionsAdmin(admin.ModelAdmin):
         opts = self.model._meta
         change_page = back
         initial = chosen.initial(obj) if chosen.initial else None
-        form = chosen.form(request.POST or None, initial=initial)
+        # A POST with no fields is still a submitted form (an unticked confirmation).
+        form = chosen.form(request.POST if request.method == "POST" else None, initial=initial)
         if request.method == "POST" and form.is_valid():
             try:
                 message = chosen.run(request, obj, form.cleaned_data)

@@ -471,3 +471,334 @@ def test_an_operator_without_the_permission_cannot_act(db: None, world: dict[str
 
     assert response.status_code == 403
     assert User.objects.get(localpart="bob").is_active
+
+
+@pytest.mark.parametrize(
+    ("on", "off", "field", "audited"),
+    [
+        ("suspended", "unsuspended", "is_suspended", "user.suspend"),
+        ("locked", "unlocked", "is_locked", "user.lock"),
+        ("shadow_banned", "unshadow_banned", "is_shadow_banned", "user.shadow_ban"),
+        ("admin", "unadmin", "is_staff", "user.set_admin"),
+    ],
+)
+def test_account_flags_are_set_and_cleared(
+    operator: Client,
+    operator_user: User,
+    bob: Persona,
+    on: str,
+    off: str,
+    field: str,
+    audited: str,
+) -> None:
+    user = User.objects.get(localpart="bob")
+
+    act(operator, "accounts.user", user, on, confirm="on")
+    user.refresh_from_db()
+    set_ = getattr(user, field)
+    page = operator.get(reverse("admin:accounts_user_change", args=[user.pk])).content.decode()
+    act(operator, "accounts.user", user, off, confirm="on")
+    user.refresh_from_db()
+
+    assert (set_, getattr(user, field)) == (True, False)
+    # The page offers the undoing once the flag is set.
+    assert reverse("admin:accounts_user_do", args=[user.pk, off]) in page
+    entries = audit_entries(audited)
+    assert [(e.target, e.via, e.actor, e.details["value"]) for e in entries] == [
+        (bob.user_id, "portal", operator_user.user_id, True),
+        (bob.user_id, "portal", operator_user.user_id, False),
+    ]
+
+
+def test_a_suspended_user_cannot_send(
+    operator: Client, api: MatrixTestClient, alice: Persona
+) -> None:
+    room_id = create_room(api, alice)
+    user = User.objects.get(localpart="alice")
+
+    act(operator, "accounts.user", user, "suspended", confirm="on")
+
+    refused = api.put(
+        room_path(room_id, "send", "m.room.message", "t1"),
+        {"msgtype": "m.text", "body": "hi"},
+        token=alice.access_token,
+    )
+    assert (refused.status, refused.errcode) == (403, "M_USER_SUSPENDED")
+
+
+def test_suspending_and_shadow_banning_from_the_list(
+    operator: Client, operator_user: User, alice: Persona, bob: Persona
+) -> None:
+    chosen = [u.pk for u in User.objects.filter(localpart__in=["alice", "bob"])]
+    listing = reverse("admin:accounts_user_changelist")
+
+    operator.post(listing, {"action": "suspend", "_selected_action": chosen})
+    operator.post(listing, {"action": "shadow_ban", "_selected_action": chosen})
+    filtered = operator.get(listing, {"is_suspended__exact": "1"}).context["cl"].result_list
+
+    assert sorted(u.localpart for u in filtered) == ["alice", "bob"]
+    assert User.objects.filter(is_shadow_banned=True).count() == 2
+    assert AuditEntry.objects.filter(action="user.suspend", via="portal").count() == 2
+    assert AuditEntry.objects.filter(action="user.shadow_ban", via="portal").count() == 2
+
+
+def test_overriding_and_clearing_the_rate_limit(
+    operator: Client, operator_user: User, bob: Persona
+) -> None:
+    user = User.objects.get(localpart="bob")
+
+    act(operator, "accounts.user", user, "ratelimit", messages_per_second=0, burst_count=0)
+    user.refresh_from_db()
+    overridden = (user.ratelimit_messages_per_second, user.ratelimit_burst_count)
+    act(operator, "accounts.user", user, "ratelimit", clear="on")
+    user.refresh_from_db()
+
+    assert overridden == (0, 0)
+    assert user.ratelimit_messages_per_second is None
+    assert [(e.action, e.via) for e in AuditEntry.objects.order_by("pk")] == [
+        ("user.ratelimit_override", "portal"),
+        ("user.ratelimit_override_clear", "portal"),
+    ]
+
+
+def test_a_rate_limit_needs_numbers_or_clearing(operator: Client, bob: Persona) -> None:
+    user = User.objects.get(localpart="bob")
+
+    response = act(operator, "accounts.user", user, "ratelimit")
+
+    assert response.status_code == 200
+    assert "Give a number" in response.content.decode()
+    assert not AuditEntry.objects.exists()
+
+
+def test_redacting_all_of_a_users_events_is_a_job_shown_with_its_progress(
+    operator: Client,
+    operator_user: User,
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    room_id = create_room(api, alice, preset="public_chat")
+    join(api, bob, room_id)
+    sent = [send(api, bob, room_id, f"spam {n}") for n in range(2)]
+    user = User.objects.get(localpart="bob")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        act(operator, "accounts.user", user, "redact", reason="spam", confirm="on")
+
+    job = AdminJob.objects.get(kind="user.redact_events")
+    assert (job.target, job.actor, job.status) == (
+        bob.user_id,
+        operator_user.user_id,
+        AdminJob.COMPLETE,
+    )
+    assert all(Event.objects.get(event_id=e).redacted_by for e in sent)
+    (entry,) = audit_entries("user.redact_events")
+    assert (entry.via, entry.actor) == ("portal", operator_user.user_id)
+    page = operator.get(reverse("admin:accounts_user_change", args=[user.pk])).content.decode()
+    assert "user.redact_events" in page
+    assert "complete" in page
+
+
+def test_sending_a_server_notice(
+    operator: Client, operator_user: User, api: MatrixTestClient, bob: Persona
+) -> None:
+    user = User.objects.get(localpart="bob")
+
+    act(operator, "accounts.user", user, "notice", body="Maintenance tonight")
+
+    (entry,) = audit_entries("server_notice.send")
+    assert (entry.target, entry.via, entry.actor) == (bob.user_id, "portal", operator_user.user_id)
+    notice = Event.objects.get(event_id=entry.details["event_id"])
+    assert notice.pdu["content"] == {"msgtype": "m.text", "body": "Maintenance tonight"}
+
+
+def test_registration_tokens_are_made_changed_and_deleted(
+    operator: Client, operator_user: User
+) -> None:
+    from accounts.models import RegistrationToken
+
+    new = reverse("admin:accounts_registrationtoken_act", args=["new"])
+    operator.post(new, {"token": "welcome", "uses_allowed": 3, "expiry": "2040-01-01 00:00"})
+    token = RegistrationToken.objects.get()
+    made = (token.token, token.uses_allowed, token.expiry_time_ms)
+    act(operator, "accounts.registrationtoken", token, "edit", uses_allowed=5, expiry="")
+    token.refresh_from_db()
+    changed = (token.uses_allowed, token.expiry_time_ms)
+    act(operator, "accounts.registrationtoken", token, "delete", confirm="on")
+
+    assert made == ("welcome", 3, 2208988800000)
+    assert changed == (5, None)
+    assert not RegistrationToken.objects.exists()
+    assert [(e.action, e.target, e.via) for e in AuditEntry.objects.order_by("pk")] == [
+        ("registration_token.create", "welcome", "portal"),
+        ("registration_token.update", "welcome", "portal"),
+        ("registration_token.delete", "welcome", "portal"),
+    ]
+
+
+def test_a_bad_registration_token_is_refused(operator: Client) -> None:
+    from accounts.models import RegistrationToken
+
+    new = reverse("admin:accounts_registrationtoken_act", args=["new"])
+    response = operator.post(new, {"token": "no spaces allowed"}, follow=True)
+
+    assert any("M_INVALID_PARAM" in m for m in messages_of(response))
+    assert not RegistrationToken.objects.exists()
+    assert not AuditEntry.objects.exists()
+
+
+def test_blocking_and_unblocking_a_room(
+    operator: Client, operator_user: User, world: dict[str, Any], api: MatrixTestClient
+) -> None:
+    room = Room.objects.get(room_id=world["room_id"])
+    carol = api.register("carol")
+
+    act(operator, "rooms.room", room, "block", confirm="on")
+    refused = api.post(f"join/{room.room_id}", {}, token=carol.access_token)
+    listed = operator.get(reverse("admin:rooms_room_changelist"), {"blocked": "yes"})
+    act(operator, "rooms.room", room, "unblock", confirm="on")
+    allowed = api.post(f"join/{room.room_id}", {}, token=carol.access_token)
+
+    assert refused.status == 403
+    assert list(listed.context["cl"].result_list) == [room]
+    assert allowed.status == 200
+    assert [(e.action, e.via) for e in AuditEntry.objects.order_by("pk")] == [
+        ("room.block", "portal"),
+        ("room.unblock", "portal"),
+    ]
+
+
+def test_blocking_a_room_id_this_server_does_not_know(operator: Client) -> None:
+    from rooms.models import BlockedRoom
+
+    block = reverse("admin:rooms_blockedroom_act", args=["block"])
+    operator.post(block, {"room_id": "!elsewhere:other.example"})
+    row = BlockedRoom.objects.get()
+    act(operator, "rooms.blockedroom", row, "unblock", confirm="on")
+
+    assert row.room_id == "!elsewhere:other.example"
+    assert not BlockedRoom.objects.exists()
+    assert [e.action for e in AuditEntry.objects.order_by("pk")] == ["room.block", "room.unblock"]
+
+
+def test_making_a_local_user_room_admin(
+    operator: Client, operator_user: User, world: dict[str, Any], api: MatrixTestClient
+) -> None:
+    room = Room.objects.get(room_id=world["room_id"])
+    carol = api.register("carol")
+
+    act(operator, "rooms.room", room, "make_admin", user_id=carol.user_id)
+
+    levels = room.current_state.get(type="m.room.power_levels")
+    content = Event.objects.get(event_id=levels.event_id).pdu["content"]
+    assert content["users"][carol.user_id] >= 100
+    (entry,) = audit_entries("room.make_admin")
+    assert (entry.target, entry.via, entry.details["user_id"]) == (
+        room.room_id,
+        "portal",
+        carol.user_id,
+    )
+
+
+def test_a_room_admin_must_be_a_local_user(operator: Client, world: dict[str, Any]) -> None:
+    room = Room.objects.get(room_id=world["room_id"])
+
+    response = act(operator, "rooms.room", room, "make_admin", user_id="@x:other.example")
+
+    assert "a user of this server" in response.content.decode()
+    assert not AuditEntry.objects.exists()
+
+
+def test_deleting_a_room_kicks_into_a_new_room_and_shows_the_job(
+    operator: Client,
+    operator_user: User,
+    world: dict[str, Any],
+    alice: Persona,
+    bob: Persona,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    room = Room.objects.get(room_id=world["room_id"])
+    # Not the unfinished job the fixture made, which would look like a deletion under way.
+    AdminJob.objects.all().delete()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = act(
+            operator,
+            "rooms.room",
+            room,
+            "delete",
+            purge="on",
+            block="on",
+            new_room_user_id=alice.user_id,
+            room_name="Moved",
+            message="This room was closed.",
+            confirm="on",
+        )
+
+    job = AdminJob.objects.get(kind="room.delete", target=world["room_id"])
+    assert job.status == AdminJob.COMPLETE
+    assert not Room.objects.filter(room_id=world["room_id"]).exists()
+    (entry,) = audit_entries("room.delete")
+    assert (entry.via, entry.actor) == ("portal", operator_user.user_id)
+    moved = job.progress.get("new_room_id")
+    assert moved
+    assert Room.objects.get(room_id=moved).memberships.filter(user_id=bob.user_id).exists()
+    # Back to the list (the room is gone), which says where to follow the job.
+    assert any("Admin jobs" in m for m in messages_of(response))
+
+
+def test_media_is_quarantined_protected_and_deleted_from_its_page(
+    operator: Client, operator_user: User, world: dict[str, Any]
+) -> None:
+    media = LocalMedia.objects.get()
+
+    act(operator, "media.localmedia", media, "quarantine", confirm="on")
+    media.refresh_from_db()
+    quarantined = media.quarantined_by
+    act(operator, "media.localmedia", media, "unquarantine", confirm="on")
+    act(operator, "media.localmedia", media, "protect", confirm="on")
+    media.refresh_from_db()
+    protected = media.safe_from_quarantine
+    operator.post(
+        reverse("admin:media_localmedia_changelist"),
+        {"action": "quarantine", "_selected_action": [media.pk]},
+    )
+    media.refresh_from_db()
+    still_served = media.quarantined_by is None
+    act(operator, "media.localmedia", media, "unprotect", confirm="on")
+    act(operator, "media.localmedia", media, "delete", confirm="on")
+
+    assert quarantined == operator_user.user_id
+    assert (protected, still_served) == (True, True)
+    assert not LocalMedia.objects.exists()
+    assert [(e.action, e.via) for e in AuditEntry.objects.order_by("pk")] == [
+        ("media.quarantine", "portal"),
+        ("media.unquarantine", "portal"),
+        ("media.protect", "portal"),
+        ("media.unprotect", "portal"),
+        ("media.delete", "portal"),
+    ]
+
+
+def test_all_media_of_a_room_is_quarantined_at_once(
+    operator: Client, world: dict[str, Any], api: MatrixTestClient, bob: Persona
+) -> None:
+    media = LocalMedia.objects.get()
+    send(
+        api,
+        bob,
+        world["room_id"],
+        {"msgtype": "m.image", "body": "pic", "url": f"mxc://localhost:8008/{media.media_id}"},
+    )
+
+    operator.post(
+        reverse("admin:media_localmedia_owner"),
+        {"target": world["room_id"], "action": "quarantine"},
+    )
+
+    media.refresh_from_db()
+    assert media.quarantined_by is not None
+    (entry,) = audit_entries("media.quarantine_room")
+    assert (entry.target, entry.via, entry.details["count"]) == (world["room_id"], "portal", 1)
