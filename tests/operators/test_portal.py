@@ -138,6 +138,12 @@ PROTOCOL_ROWS = [
     "federation.inboundtransaction",
     "operators.auditentry",
     "operators.adminjob",
+    # Changed only through their operator actions.
+    "rooms.blockedroom",
+    "rooms.eventreport",
+    "accounts.registrationtoken",
+    "media.localmedia",
+    "media.remotemedia",
 ]
 
 
