@@ -520,6 +520,12 @@ class UserAdmin(ObjectActionsAdmin):
 
     # --- Setting a new password -------------------------------------------------------
 
+    def extra_buttons(self, obj: User) -> list[dict[str, Any]]:
+        if not obj.is_active:
+            return []
+        url = reverse("admin:accounts_user_password", args=[obj.pk])
+        return [{"url": url, "label": "Reset password…", "danger": False}]
+
     def extra_urls(self) -> list[URLPattern]:
         reset = path(
             "<path:object_id>/password/",

@@ -144,6 +144,10 @@ class ObjectActionsAdmin(admin.ModelAdmin):
     def extra_urls(self) -> list[URLPattern]:
         return []
 
+    def extra_buttons(self, obj: Any) -> list[dict[str, Any]]:
+        """More buttons on the object's page, to views of the admin's own."""
+        return []
+
     def action_url(self, obj: Model, name: str) -> str:
         opts = self.model._meta
         return reverse(f"admin:{opts.app_label}_{opts.model_name}_do", args=[obj.pk, name])
@@ -162,7 +166,7 @@ class ObjectActionsAdmin(admin.ModelAdmin):
                 {"url": self.action_url(obj, a.name), "label": a.label, "danger": a.danger}
                 for a in self.object_actions
                 if a.shown(obj)
-            ]
+            ] + self.extra_buttons(obj)
         # Not "Change ...": the page shows the object; changes are its actions.
         title = str(self.model._meta.verbose_name).capitalize()
         context = {"trellis_actions": buttons, "title": title, **(extra_context or {})}

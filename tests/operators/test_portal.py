@@ -177,6 +177,9 @@ def test_the_user_page_shows_devices_sessions_rooms_and_media(
     assert bob.device_id in html
     assert world["room_id"] in html
     assert "1 item(s), 9\xa0bytes" in html
+    for action in ("deactivate", "suspended", "shadow_banned", "logout", "redact", "notice"):
+        assert reverse("admin:accounts_user_do", args=[user.pk, action]) in html
+    assert reverse("admin:accounts_user_password", args=[user.pk]) in html
 
 
 def test_users_are_searched_by_user_id_and_display_name(
