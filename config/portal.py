@@ -121,6 +121,36 @@ class ObjectActionsAdmin(admin.ModelAdmin):
         # Every field shown is read-only: changes go through the actions.
         return [*self.get_fields(request, obj)]
 
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        # The page shows the object; Django's form never saves it (a save would write
+        # back every field as loaded, over what a service changed meanwhile).
+        if request.method == "POST":
+            raise PermissionDenied
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        context.update(
+            show_save=False,
+            show_save_and_continue=False,
+            show_save_and_add_another=False,
+            show_delete=False,
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     def can_act(self, request: HttpRequest) -> bool:
         """Operator actions are for those who may change the model (superusers, or staff
         given the permission)."""
