@@ -59,7 +59,6 @@ class TrellisAdminSite(admin.AdminSite):
     """The operator portal at /admin/: titled with the server's name, "View site" going
     to the landing page at /, and the login page rate-limited like Matrix /login."""
 
-    login_form = RateLimitedAuthenticationForm
     site_url = "/"
     index_title = "Moderation"
 
@@ -70,6 +69,8 @@ class TrellisAdminSite(admin.AdminSite):
     @property
     def site_title(self) -> str:  # type: ignore[override]
         return f"Trellis · {settings.SERVER_NAME}"
+
+    login_form = RateLimitedAuthenticationForm
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         response: HttpResponse = super().login(request, extra_context)
