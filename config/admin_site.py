@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
@@ -55,6 +56,20 @@ class RateLimitedAuthenticationForm(AdminAuthenticationForm):
 
 
 class TrellisAdminSite(admin.AdminSite):
+    """The operator portal at /admin/: titled with the server's name, "View site" going
+    to the landing page at /, and the login page rate-limited like Matrix /login."""
+
+    site_url = "/"
+    index_title = "Moderation"
+
+    @property
+    def site_header(self) -> str:  # type: ignore[override]
+        return f"Trellis · {settings.SERVER_NAME}"
+
+    @property
+    def site_title(self) -> str:  # type: ignore[override]
+        return f"Trellis · {settings.SERVER_NAME}"
+
     login_form = RateLimitedAuthenticationForm
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
