@@ -84,3 +84,16 @@ class LogEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# allauth.account is installed only as the base of allauth.mfa (config/admin_mfa.py):
+# Matrix accounts here have no e-mail addresses to manage.
+def _unregister_allauth_email_admin() -> None:
+    from allauth.account.models import EmailAddress, EmailConfirmation
+
+    for model in (EmailAddress, EmailConfirmation):
+        if admin.site.is_registered(model):
+            admin.site.unregister(model)
+
+
+_unregister_allauth_email_admin()
