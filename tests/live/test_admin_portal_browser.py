@@ -199,10 +199,9 @@ class Portal:
         return list(self.driver.find_elements(By.CSS_SELECTOR, css))
 
     def wait_for(self, css: str) -> Any:
+        from selenium.webdriver.common.by import By
         from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.ui import WebDriverWait
-
-        from selenium.webdriver.common.by import By
 
         return WebDriverWait(self.driver, WAIT_S).until(
             expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
