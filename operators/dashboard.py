@@ -82,7 +82,9 @@ def events_per_hour(at_ms: int, hours: int = 24) -> list[HourCount]:
         .annotate(n=Count("pk"))
         .order_by()
     )
-    per_hour = {int(row["hour"]): row["n"] for row in rows}
+    per_hour: dict[int, int] = {}
+    for row in rows:
+        per_hour[int(row["hour"])] = per_hour.get(int(row["hour"]), 0) + row["n"]
     return [
         HourCount(
             datetime.fromtimestamp((start_ms + i * HOUR_MS) / 1000, tz=UTC), per_hour.get(i, 0)
