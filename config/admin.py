@@ -87,13 +87,17 @@ class LogEntryAdmin(admin.ModelAdmin):
 
 
 # allauth.account is installed only as the base of allauth.mfa (config/admin_mfa.py):
-# Matrix accounts here have no e-mail addresses to manage.
-def _unregister_allauth_email_admin() -> None:
+# Matrix accounts here have no e-mail addresses to manage; operators' second factors
+# are listed read-only (config/admin_mfa.py).
+def _allauth_admin() -> None:
     from allauth.account.models import EmailAddress, EmailConfirmation
+
+    from config import admin_mfa
 
     for model in (EmailAddress, EmailConfirmation):
         if admin.site.is_registered(model):
             admin.site.unregister(model)
+    admin_mfa.register_admin(admin.site)
 
 
-_unregister_allauth_email_admin()
+_allauth_admin()

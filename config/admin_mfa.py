@@ -24,6 +24,7 @@ from typing import Any
 from allauth.account.internal.flows.reauthentication import reauthenticate_by_password
 from allauth.mfa.adapter import DefaultMFAAdapter, get_adapter
 from allauth.mfa.base.forms import AuthenticateForm
+from allauth.mfa.base.internal.flows import delete_dangling_recovery_codes
 from allauth.mfa.models import Authenticator
 from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.recovery_codes.internal.flows import generate_recovery_codes
@@ -36,12 +37,15 @@ from django.contrib import admin
 from django.contrib.auth import REDIRECT_FIELD_NAME, get_user_model
 from django.contrib.auth import login as auth_login
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from accounts.api.auth import client_ip
 from config import ratelimit
+from operators.services import audit
 
 # How long a right password waits for its code before the login starts again.
 PENDING_TIMEOUT_S = 300
@@ -143,6 +147,12 @@ def _confirm_password(request: HttpRequest) -> str:
     return ""
 
 
+def _audit(request: HttpRequest, action: str) -> None:
+    """An operator changed their own second factor."""
+    me = str(getattr(request.user, "user_id", request.user))
+    audit.record(me, action, me, via="portal", ip=client_ip(request))
+
+
 def security_view(request: HttpRequest, site: admin.AdminSite) -> HttpResponse:
     """GET/POST /admin/mfa/: the logged-in operator's own second factor: enrol TOTP (with
     recovery codes), see or renew the recovery codes, turn it off."""
@@ -158,14 +168,17 @@ def security_view(request: HttpRequest, site: admin.AdminSite) -> HttpResponse:
         form = ActivateTOTPForm(user=user, data=request.POST if request.method == "POST" else None)
         if action == "activate" and form.is_valid():
             _, rc_auth = activate_totp(request, form)
+            _audit(request, "mfa.enable")
             shown_codes = RecoveryCodes(rc_auth).get_unused_codes() if rc_auth else []
             form = None
             totp = Authenticator.objects.get(user_id=user.pk, type=Authenticator.Type.TOTP)
     elif action == "deactivate":
         deactivate_totp(request, totp)
+        _audit(request, "mfa.disable")
         return HttpResponseRedirect(reverse("admin:mfa_security"))
     elif action == "regenerate":
         shown_codes = RecoveryCodes(generate_recovery_codes(request)).get_unused_codes()
+        _audit(request, "mfa.recovery_codes")
     elif action == "show_codes":
         codes = Authenticator.objects.filter(
             user_id=user.pk, type=Authenticator.Type.RECOVERY_CODES
@@ -192,3 +205,51 @@ def security_view(request: HttpRequest, site: admin.AdminSite) -> HttpResponse:
         context["unused_code_count"] = len(RecoveryCodes(codes).get_unused_codes()) if codes else 0
     request.current_app = site.name
     return TemplateResponse(request, "admin/mfa/security.html", context)
+
+
+class AuthenticatorAdmin(admin.ModelAdmin):
+    """Operators' second factors, as a list to read; a superuser may delete one (an
+    operator who lost their phone and their recovery codes), which turns two-factor login
+    off for that operator and is written to the audit log."""
+
+    list_display = ("user", "type", "created_at", "last_used_at")
+    list_filter = ("type",)
+    search_fields = ("user__localpart",)
+    fields = ("user", "type", "created_at", "last_used_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_superuser)
+
+    def delete_model(self, request: HttpRequest, obj: Authenticator) -> None:
+        user = obj.user
+        with transaction.atomic():
+            obj.delete()
+            # Recovery codes alone are no second factor: they go with the last one.
+            delete_dangling_recovery_codes(user)
+            audit.record(
+                str(getattr(request.user, "user_id", request.user)),
+                "mfa.remove",
+                user.user_id,
+                via="portal",
+                ip=client_ip(request),
+                type=obj.type,
+            )
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for authenticator in queryset.select_related("user"):
+            self.delete_model(request, authenticator)
+
+
+def register_admin(site: admin.AdminSite) -> None:
+    """Our view of allauth.mfa's Authenticator instead of allauth's, which could add and
+    edit them."""
+    if site.is_registered(Authenticator):
+        site.unregister(Authenticator)
+    site.register(Authenticator, AuthenticatorAdmin)

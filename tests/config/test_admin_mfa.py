@@ -19,6 +19,7 @@ from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from django.test import Client
 
 from accounts.models import User
+from operators.models import AuditEntry
 
 LOGIN = "/admin/login/?next=/admin/"
 CODE_PAGE = "/admin/login/code/"
@@ -42,7 +43,7 @@ def logged_in(client: Client) -> bool:
     return client.get("/admin/").status_code == 200
 
 
-def enrol(operator: User) -> tuple[str, list[str]]:
+def enrol(operator: User, password: str = PASSWORD) -> tuple[str, list[str]]:
     """Turn TOTP on through the portal page; the secret and the recovery codes shown."""
     client = Client()
     client.force_login(operator)
@@ -50,7 +51,7 @@ def enrol(operator: User) -> tuple[str, list[str]]:
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page)
     assert secret is not None
     done = client.post(
-        "/admin/mfa/", {"action": "activate", "code": totp_now(secret[1]), "password": PASSWORD}
+        "/admin/mfa/", {"action": "activate", "code": totp_now(secret[1]), "password": password}
     )
     assert done.status_code == 200
     codes = re.findall(r"^(\d{8})$", done.content.decode(), re.MULTILINE)
@@ -260,3 +261,40 @@ def test_the_mfa_page_needs_a_logged_in_operator(operator: User) -> None:
 
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
+
+
+def test_turning_it_on_and_off_is_in_the_audit_log(operator: User) -> None:
+    enrol(operator)
+    client = Client()
+    client.force_login(operator)
+    client.post("/admin/mfa/", {"action": "deactivate", "password": PASSWORD})
+
+    entries = AuditEntry.objects.order_by("id").values_list("actor", "action", "target", "via")
+    assert list(entries) == [
+        (operator.user_id, "mfa.enable", operator.user_id, "portal"),
+        (operator.user_id, "mfa.disable", operator.user_id, "portal"),
+    ]
+
+
+def test_a_superuser_removes_a_lost_second_factor(operator: User) -> None:
+    colleague = User.objects.create_user("colleague", "colleague pw", is_staff=True)
+    enrol(colleague, "colleague pw")
+    totp = Authenticator.objects.get(user=colleague, type=Authenticator.Type.TOTP)
+    client = Client()
+    client.force_login(operator)
+    assert client.get("/admin/mfa/authenticator/add/").status_code == 403
+
+    response = client.post(f"/admin/mfa/authenticator/{totp.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    # The recovery codes went with it: the colleague logs in with the password alone.
+    assert not Authenticator.objects.filter(user=colleague).exists()
+    fresh = Client()
+    fresh.post(LOGIN, {"username": "colleague", "password": "colleague pw", "next": "/admin/"})
+    assert logged_in(fresh)
+    entry = AuditEntry.objects.get(action="mfa.remove")
+    assert (entry.actor, entry.target, entry.details) == (
+        operator.user_id,
+        colleague.user_id,
+        {"type": "totp"},
+    )
