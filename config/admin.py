@@ -84,20 +84,3 @@ class LogEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-# allauth.account is installed only as the base of allauth.mfa (config/admin_mfa.py):
-# Matrix accounts here have no e-mail addresses to manage; operators' second factors
-# are listed read-only (config/admin_mfa.py).
-def _allauth_admin() -> None:
-    from allauth.account.models import EmailAddress, EmailConfirmation
-
-    from config import admin_mfa
-
-    for model in (EmailAddress, EmailConfirmation):
-        if admin.site.is_registered(model):
-            admin.site.unregister(model)
-    admin_mfa.register_admin(admin.site)
-
-
-_allauth_admin()

@@ -245,11 +245,3 @@ class AuthenticatorAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
         for authenticator in queryset.select_related("user"):
             self.delete_model(request, authenticator)
-
-
-def register_admin(site: admin.AdminSite) -> None:
-    """Our view of allauth.mfa's Authenticator instead of allauth's, which could add and
-    edit them."""
-    if site.is_registered(Authenticator):
-        site.unregister(Authenticator)
-    site.register(Authenticator, AuthenticatorAdmin)

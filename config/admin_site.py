@@ -23,6 +23,7 @@ from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth import login as auth_login
 from django.contrib.auth.views import LoginView
 from django.core.exceptions import ValidationError
+from django.db.models.base import ModelBase
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -79,6 +80,22 @@ class TwoStepLoginView(LoginView):
 class TrellisAdminSite(admin.AdminSite):
     login_form = RateLimitedAuthenticationForm
     index_template = "admin/index.html"
+
+    def register(self, model_or_iterable: Any, admin_class: Any = None, **options: Any) -> None:
+        """allauth's apps register their models here too: the account app's e-mail
+        addresses are left out (Matrix accounts here have none), and operators' second
+        factors get our read-only view (config/admin_mfa.py) instead of allauth's."""
+        models = (
+            [model_or_iterable] if isinstance(model_or_iterable, ModelBase) else model_or_iterable
+        )
+        for model in models:
+            label = model._meta.label_lower
+            if label in ("account.emailaddress", "account.emailconfirmation"):
+                continue
+            if label == "mfa.authenticator":
+                super().register(model, admin_mfa.AuthenticatorAdmin)
+                continue
+            super().register(model, admin_class, **options)
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         """The front page: the dashboard above Django's list of models."""
