@@ -27,6 +27,8 @@ from django.db.models.base import ModelBase
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
 
 from accounts.api.auth import client_ip
 from config import admin_mfa, ratelimit
@@ -124,7 +126,7 @@ class TrellisAdminSite(admin.AdminSite):
         ours: list[URLPattern] = [
             path(
                 "login/code/",
-                lambda request: admin_mfa.authenticate_view(request, self),
+                never_cache(csrf_protect(lambda r: admin_mfa.authenticate_view(r, self))),
                 name="mfa_authenticate",
             ),
             path(
