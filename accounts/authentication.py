@@ -26,22 +26,28 @@ def extract_access_token(meta: Mapping[str, Any], query: Mapping[str, str]) -> s
     return token or None
 
 
-def authenticate_request(meta: Mapping[str, Any], query: Mapping[str, str]) -> AccessToken | None:
+def authenticate_request(
+    meta: Mapping[str, Any], query: Mapping[str, str], *, allow_locked: bool = False
+) -> AccessToken | None:
     """The live session a request's access token names; None without a token.
 
     Shared by the DRF views and the async /sync view, so both apply the same rules.
+    A locked account's session is refused unless ``allow_locked`` (MatrixView checks
+    it itself, knowing which endpoints a locked account may still use).
     """
     token = extract_access_token(meta, query)
     if token is None:
         return None
     session = selectors.session_for_token(token, ip=meta.get("REMOTE_ADDR"))
+    if not allow_locked:
+        selectors.check_not_locked(session.user)
     sessions.do_mark_session_used(session)
     return session
 
 
 class AccessTokenAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[User, AccessToken] | None:
-        session = authenticate_request(request.META, request.query_params)
+        session = authenticate_request(request.META, request.query_params, allow_locked=True)
         if session is None:
             return None
         return session.user, session

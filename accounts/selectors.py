@@ -46,6 +46,24 @@ def session_for_token(token: str, *, ip: str | None = None) -> AccessToken:
     return session
 
 
+def check_not_locked(user: User) -> None:
+    """Client-Server API, "Account locking": a locked account gets 401 M_USER_LOCKED,
+    soft_logout true, everywhere but /logout and /logout/all."""
+    if user.is_locked:
+        raise MatrixError(
+            "M_USER_LOCKED", "This account has been locked", status=401, soft_logout=True
+        )
+
+
+def check_not_suspended(user: User) -> None:
+    """Client-Server API, "Account suspension": what a suspended account may not do
+    (join, knock, invite, send, change its profile) answers 403 M_USER_SUSPENDED."""
+    if user.is_suspended:
+        raise MatrixError(
+            "M_USER_SUSPENDED", "You cannot perform this action while suspended.", status=403
+        )
+
+
 def local_user(user_id: str) -> User | None:
     """The active or deactivated local user with this Matrix ID, if any."""
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import REDIRECT_FIELD_NAME
@@ -80,6 +81,20 @@ class TwoStepLoginView(LoginView):
 
 
 class TrellisAdminSite(admin.AdminSite):
+    """The operator portal at /admin/: titled with the server's name, "View site" going
+    to the landing page at /, and the login page rate-limited like Matrix /login."""
+
+    site_url = "/"
+    index_title = "Moderation"
+
+    @property
+    def site_header(self) -> str:  # type: ignore[override]
+        return f"Trellis · {settings.SERVER_NAME}"
+
+    @property
+    def site_title(self) -> str:  # type: ignore[override]
+        return f"Trellis · {settings.SERVER_NAME}"
+
     login_form = RateLimitedAuthenticationForm
     index_template = "admin/index.html"
 

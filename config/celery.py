@@ -47,6 +47,11 @@ app.conf.beat_schedule = {
         "task": "push.tasks.resume_pushers",
         "schedule": 60.0,
     },
+    # Admin room deletions a worker dropped (operators.services.rooms) pick up again.
+    "resume-room-deletions": {
+        "task": "operators.tasks.resume_room_deletions",
+        "schedule": 60.0,
+    },
     # Inbound federation PDUs whose room no worker is taking (worker died) pick up again.
     "resume-inbound-pdus": {
         "task": "rooms.tasks.resume_inbound_pdus",
@@ -56,6 +61,11 @@ app.conf.beat_schedule = {
     "resume-federation-destinations": {
         "task": "federation.tasks.resume_destinations",
         "schedule": 30.0,
+    },
+    # Operator jobs redacting a user's events that a dead worker left unfinished.
+    "resume-redact-user-events": {
+        "task": "operators.tasks.resume_redact_user_events",
+        "schedule": 300.0,
     },
     # Remote users' device lists that were missed updates and whose resync failed.
     "resync-stale-device-lists": {

@@ -139,6 +139,8 @@ class MatrixView(APIView):
     # sessions, media IDs): a longer one is refused with 400 M_INVALID_PARAM before any
     # work. A view lists here the parameters that have another limit or errcode.
     unbounded_path_params: tuple[str, ...] = ()
+    # POST /logout and /logout/all: the only endpoints a locked account may use.
+    allowed_when_locked = False
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Path and query parameters reach database lookups; U+0000 cannot (see above).
@@ -153,6 +155,11 @@ class MatrixView(APIView):
         super().initial(request, *args, **kwargs)
         if self.requires_auth and request.user is None:
             raise MatrixError("M_MISSING_TOKEN", "Missing access token")
+        # Client-Server API, "Account locking": 401 M_USER_LOCKED on all but /logout.
+        if getattr(request.user, "is_locked", False) and not self.allowed_when_locked:
+            raise MatrixError(
+                "M_USER_LOCKED", "This account has been locked", status=401, soft_logout=True
+            )
 
     def body(self, request: Request, *, allow_empty: bool = False) -> Body:
         raw = request._request.body

@@ -63,6 +63,7 @@ ENV_NAMES = {
     "federation_ca_file": "TRELLIS_FEDERATION_CA_FILE",
     "federation_verify_tls": "TRELLIS_FEDERATION_VERIFY_TLS",
     "push_ip_allowlist": "TRELLIS_PUSH_IP_ALLOWLIST",
+    "server_notices_localpart": "TRELLIS_SERVER_NOTICES_LOCALPART",
 }
 
 REGISTRATION_MODES = ("open", "token", "closed")

@@ -49,13 +49,22 @@ def _tokens(cache_key: str, rate: float, burst: int, now: float) -> float:
     return float(min(float(burst), tokens + (now - updated) * rate))
 
 
-def wait_ms(action: str, key: str, *, update: bool = True) -> int:
+def wait_ms(
+    action: str, key: str, *, update: bool = True, override: tuple[float, int] | None = None
+) -> int:
     """Milliseconds until the bucket has a token again, or 0 if it has one now; in that
     case take it unless ``update`` is False (to check before an attempt whose outcome
-    decides whether it counts)."""
+    decides whether it counts).
+
+    ``override``: (rate, burst) for this key in place of the action's setting, e.g. an
+    operator's per-user message rate; a rate of 0 means not limited at all.
+    """
     if not settings.RATELIMIT_ENABLED:
         return 0
-    rate, burst = settings.RATELIMITS[action]
+    rate, burst = settings.RATELIMITS[action] if override is None else override
+    if rate <= 0:
+        return 0
+    burst = max(burst, 1)
     cache_key = f"ratelimit:{action}:{key}"
     if not update:
         tokens = _tokens(cache_key, rate, burst, time.time())
@@ -84,8 +93,10 @@ def refund(action: str, key: str) -> None:
             cache.set(cache_key, (tokens, now), timeout=int(burst / rate) + 60)
 
 
-def check_ratelimit(action: str, key: str, *, update: bool = True) -> None:
+def check_ratelimit(
+    action: str, key: str, *, update: bool = True, override: tuple[float, int] | None = None
+) -> None:
     """Raise 429 if the bucket is empty; take a token from it unless ``update`` is False."""
-    retry_after_ms = wait_ms(action, key, update=update)
+    retry_after_ms = wait_ms(action, key, update=update, override=override)
     if retry_after_ms:
         raise limit_exceeded(retry_after_ms)

@@ -26,6 +26,9 @@ BIND = _opts.get("bind", options.DEFAULT_BIND)
 DATA_DIR = options.data_dir(_opts)
 PUBLIC_BASEURL = _opts.get("public_baseurl", f"http://{BIND}").rstrip("/") + "/"
 REGISTRATION = _opts.get("registration", "open")
+# The system user that sends server notices (Client-Server API, "Server Notices"), made
+# when the first notice is sent.
+SERVER_NOTICES_LOCALPART = _opts.get("server_notices_localpart", "notices")
 # Seconds a web process keeps a session it read (accounts/session_cache.py); tests
 # change users behind the models' backs, so there it is off unless a test turns it on.
 SESSION_CACHE_S = 0.0 if TESTING else float(_opts.get("session_cache_s", "1"))
@@ -68,6 +71,8 @@ RATELIMITS = {
     "login_failed": (0.2, 5),
     "register": (0.2, 5),
     "register_available": (1.0, 10),
+    # Events sent by one user (PUT /send); operators override it per user.
+    "message": (10.0, 200),
 }
 
 # --- Django ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from config.portal import ReadOnlyAdmin
 from e2ee.models import (
     CrossSigningKey,
     DeviceKeys,
@@ -30,34 +31,13 @@ from e2ee.models import (
 
 
 @admin.register(ToDeviceMessage)
-class ToDeviceMessageAdmin(admin.ModelAdmin):
+class ToDeviceMessageAdmin(ReadOnlyAdmin):
     list_display = ("type", "sender", "user_id", "device_id", "stream_id")
     list_filter = ("type",)
     search_fields = ("user_id", "sender", "device_id")
     # Encrypted payloads or key material: the content is not shown.
     fields = ("type", "sender", "user_id", "device_id", "stream_id", "message_id")
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(
-        self, request: HttpRequest, obj: ToDeviceMessage | None = None
-    ) -> bool:
-        return False
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Published keys are the devices' own statements: the operator sees, never edits."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def _pretty(value: Any) -> str:

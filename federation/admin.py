@@ -8,7 +8,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
 from config.admin import log_operator_action
-from federation import outbound
+from config.portal import ReadOnlyAdmin, actor, run_bulk
 from federation.models import (
     Destination,
     InboundPdu,
@@ -17,19 +17,16 @@ from federation.models import (
     OutboundPDU,
     RemoteServerKey,
 )
+from operators.services import server
 
 
 @admin.register(RemoteServerKey)
-class RemoteServerKeyAdmin(admin.ModelAdmin):
-    """Other servers' keys as fetched and checked: read-only. Deleting one makes Trellis
-    fetch it again when it next needs it."""
+class RemoteServerKeyAdmin(ReadOnlyAdmin):
+    """Other servers' keys as fetched and checked: read-only."""
 
     list_display = ["server_name", "key_id", "valid_until_ts", "expired_ts", "fetched_from"]
     search_fields = ["server_name"]
     readonly_fields = [f.name for f in RemoteServerKey._meta.fields]
-
-    def has_add_permission(self, request: Any) -> bool:
-        return False
 
 
 def _when(ts: int) -> str:
@@ -37,7 +34,7 @@ def _when(ts: int) -> str:
 
 
 @admin.register(Destination)
-class DestinationAdmin(admin.ModelAdmin):
+class DestinationAdmin(ReadOnlyAdmin):
     """The servers Trellis sends transactions to: how much waits for each, how sending
     goes (backoff, last success, last error), and "retry now" to end a backoff."""
 
@@ -89,16 +86,14 @@ class DestinationAdmin(admin.ModelAdmin):
     def last_success(self, obj: Destination) -> str:
         return _when(obj.last_success_ts) if obj.last_success_ts is not None else ""
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
     @admin.action(description="Retry the selected destinations now")
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Destination]) -> None:
-        with transaction.atomic():
-            targets = list(queryset)
-            count = outbound.do_retry_now([d.server_name for d in targets])
-            log_operator_action(request, targets, "Retried now (backoff ended).")
-        self.message_user(request, f"{count} destination(s) retried.")
+        def retry(destination: Destination) -> None:
+            with transaction.atomic():
+                server.reset_destination(destination.server_name, **actor(request))
+                log_operator_action(request, [destination], "Retried now (backoff ended).")
+
+        run_bulk(self, request, queryset, retry, "Destination(s) retried")
 
 
 class InboundPduInline(admin.TabularInline):
@@ -143,7 +138,7 @@ class PduOutcomeFilter(admin.SimpleListFilter):
 
 
 @admin.register(InboundTransaction)
-class InboundTransactionAdmin(admin.ModelAdmin):
+class InboundTransactionAdmin(ReadOnlyAdmin):
     """Transactions other servers sent (PUT /send): who, when, how many PDUs and EDUs,
     and each PDU's result. Read-only: they are the record of what was received."""
 
@@ -181,12 +176,3 @@ class InboundTransactionAdmin(admin.ModelAdmin):
     def edu_count(self, obj: InboundTransaction) -> int:
         edus = obj.body.get("edus") if isinstance(obj.body, dict) else None
         return len(edus) if isinstance(edus, list) else 0
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

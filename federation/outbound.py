@@ -459,6 +459,15 @@ def do_retry_now(server_names: Iterable[str]) -> int:
     return count
 
 
+def do_reset_backoff(server_name: str) -> None:
+    """Forget a destination's failures and start a run now (Synapse's admin
+    ``reset_connection``): its next failure backs off from the first delay again."""
+    Destination.objects.filter(server_name=server_name).update(
+        failures=0, failing_since_ts=None, retry_delay_ms=0, retry_at_ts=None
+    )
+    transaction.on_commit(lambda: kick([server_name]))
+
+
 def destinations_to_resume() -> list[str]:
     """Destinations with queued items, not in backoff and not being sent to: their kick
     was lost (a worker died, the broker was down), their retry was, or it is due."""

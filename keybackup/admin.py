@@ -7,11 +7,12 @@ from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
+from config.portal import ReadOnlyAdmin
 from keybackup.models import BackupVersion
 
 
 @admin.register(BackupVersion)
-class BackupVersionAdmin(admin.ModelAdmin):
+class BackupVersionAdmin(ReadOnlyAdmin):
     list_display = ("user", "version", "algorithm", "key_count", "etag", "deleted", "created_at")
     list_filter = ("deleted", "algorithm")
     search_fields = ("user__localpart",)
@@ -27,16 +28,3 @@ class BackupVersionAdmin(admin.ModelAdmin):
     @admin.display(description="keys", ordering="_keys")
     def key_count(self, obj: BackupVersion) -> int:
         return int(getattr(obj, "_keys", 0))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(
-        self, request: HttpRequest, obj: BackupVersion | None = None
-    ) -> bool:
-        return False
-
-    def has_delete_permission(
-        self, request: HttpRequest, obj: BackupVersion | None = None
-    ) -> bool:
-        return False

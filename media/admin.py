@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
@@ -25,31 +26,49 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from config.admin import log_operator_action
+from config.portal import ObjectAction, ObjectActionsAdmin, ReadOnlyAdmin, actor
 from media import ids, selectors
 from media.models import LocalMedia, RemoteMedia
-from media.services import moderation, remote_media
-
-
-def _admin_name(request: HttpRequest) -> str:
-    return f"admin:{request.user.get_username()}"
+from media.services import moderation
+from operators.services import media as media_actions
+from operators.services import remote_cache
 
 
 def _loaded(media: QuerySet[LocalMedia]) -> list[LocalMedia]:
-    # What the audit log needs of each item: its key and its name (the media ID).
-    return list(media.only("pk", "media_id"))
+    # What the logs need of each item: its key and its name (the media ID).
+    return list(media.only("pk", "media_id", "safe_from_quarantine"))
 
 
 def _loaded_remote(media: QuerySet[RemoteMedia]) -> list[RemoteMedia]:
-    # Named by their mxc URI in the audit log.
+    # Named by their mxc URI in the logs.
     return list(media.only("pk", "origin", "media_id"))
 
 
-def quarantine_and_log(request: HttpRequest, media: QuerySet[LocalMedia], why: str) -> int:
-    """Quarantine ``media`` and log each item newly quarantined; return how many."""
+# Each helper acts item by item through the operator action functions of
+# operators.services.media (each writes its audit entry), or for all of a user's or a
+# room's media through their bulk forms, and keeps the per-object Django log beside.
+
+
+def quarantine_and_log(
+    request: HttpRequest, media: QuerySet[LocalMedia], why: str, *, owner: str = ""
+) -> int:
+    """Quarantine ``media`` (protected items excepted) and log each item newly
+    quarantined; ``owner``: all of this user's or room's media. Returns how many."""
     with transaction.atomic():
-        targets = _loaded(media.filter(quarantined_by__isnull=True))
-        chosen = media.filter(pk__in=[m.pk for m in targets])
-        count = moderation.do_quarantine(chosen, _admin_name(request))
+        targets = [
+            m
+            for m in _loaded(media.filter(quarantined_by__isnull=True))
+            if not m.safe_from_quarantine
+        ]
+        if owner.startswith("@"):
+            count = media_actions.quarantine_user_media(owner, **actor(request))
+        elif owner.startswith("!"):
+            count = media_actions.quarantine_room_media(owner, **actor(request))
+        else:
+            count = sum(
+                media_actions.quarantine_media(settings.SERVER_NAME, m.media_id, **actor(request))
+                for m in targets
+            )
         log_operator_action(request, targets, f"Quarantined ({why}).")
     return count
 
@@ -58,7 +77,10 @@ def release_and_log(request: HttpRequest, media: QuerySet[LocalMedia], why: str)
     """Release ``media`` from quarantine and log each item released; return how many."""
     with transaction.atomic():
         targets = _loaded(media.filter(quarantined_by__isnull=False))
-        count = moderation.do_unquarantine(media.filter(pk__in=[m.pk for m in targets]))
+        count = sum(
+            media_actions.unquarantine_media(settings.SERVER_NAME, m.media_id, **actor(request))
+            for m in targets
+        )
         log_operator_action(request, targets, f"Released from quarantine ({why}).")
     return count
 
@@ -67,9 +89,23 @@ def delete_and_log(request: HttpRequest, media: QuerySet[LocalMedia], why: str) 
     """Delete ``media`` with their files and log each item deleted; return how many."""
     with transaction.atomic():
         targets = _loaded(media)
-        count = moderation.do_delete(media.filter(pk__in=[m.pk for m in targets]))
+        for m in targets:
+            media_actions.delete_media(settings.SERVER_NAME, m.media_id, **actor(request))
         log_operator_action(request, targets, f"Deleted with its files ({why}).", deletion=True)
-    return count
+    return len(targets)
+
+
+def protect_and_log(request: HttpRequest, media: QuerySet[LocalMedia], protect: bool) -> int:
+    """Keep ``media`` out of every quarantine (or no longer); return how many changed."""
+    with transaction.atomic():
+        targets = [m for m in _loaded(media) if m.safe_from_quarantine != protect]
+        change = media_actions.protect_media if protect else media_actions.unprotect_media
+        for m in targets:
+            change(m.media_id, **actor(request))
+        log_operator_action(
+            request, targets, "Protected from quarantine." if protect else "No longer protected."
+        )
+    return len(targets)
 
 
 class QuarantinedFilter(admin.SimpleListFilter):
@@ -102,6 +138,47 @@ class UploadedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class RoomFilter(admin.SimpleListFilter):
+    """?room=!id: the media of this server a room's messages point at (offered from a
+    room's page; shown in the sidebar while it applies)."""
+
+    title = "room"
+    parameter_name = "room"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        room_id = request.GET.get(self.parameter_name)
+        return [(room_id, room_id)] if room_id else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[LocalMedia]) -> Any:
+        if self.value():
+            ids = moderation.media_ids_in_room(self.value() or "")
+            return queryset.filter(media_id__in=ids)
+        return queryset
+
+
+def storage_summary(media: QuerySet[LocalMedia]) -> str:
+    totals = media.aggregate(
+        n=Count("pk"),
+        size=Sum("size"),
+        quarantined=Count("pk", filter=Q(quarantined_by__isnull=False)),
+    )
+    return (
+        f"{totals['n']} item(s), {filesizeformat(totals['size'] or 0)} in all, "
+        f"{totals['quarantined']} quarantined."
+    )
+
+
+def largest_uploaders(limit: int = 10) -> list[tuple[str, int, int]]:
+    """(user ID, items, bytes) of the users whose uploads take the most room."""
+    rows = (
+        LocalMedia.objects.exclude(user_id="")
+        .values("user_id")
+        .annotate(n=Count("pk"), size=Sum("size"))
+        .order_by("-size", "user_id")[:limit]
+    )
+    return [(row["user_id"], row["n"], row["size"] or 0) for row in rows]
+
+
 class OwnerMediaForm(forms.Form):
     target = forms.CharField(
         label="User ID or room ID",
@@ -120,8 +197,58 @@ class OwnerMediaForm(forms.Form):
         return target
 
 
+def _one(media: LocalMedia) -> QuerySet[LocalMedia]:
+    return LocalMedia.objects.filter(pk=media.pk)
+
+
+MEDIA_ACTIONS = [
+    ObjectAction(
+        "quarantine",
+        "Quarantine…",
+        lambda request, m, data: (
+            f"Quarantined {quarantine_and_log(request, _one(m), 'its page')} item(s)."
+        ),
+        help="Nobody can download it any more, not even its uploader.",
+        danger=True,
+        shown=lambda m: m.quarantined_by is None and not m.safe_from_quarantine,
+    ),
+    ObjectAction(
+        "unquarantine",
+        "Release…",
+        lambda request, m, data: (
+            f"Released {release_and_log(request, _one(m), 'its page')} item(s)."
+        ),
+        shown=lambda m: m.quarantined_by is not None,
+    ),
+    ObjectAction(
+        "protect",
+        "Protect…",
+        lambda request, m, data: f"Protected {protect_and_log(request, _one(m), True)} item(s).",
+        help="Protected media is never quarantined with a user's or a room's media "
+        "(sticker packs, shared media).",
+        shown=lambda m: not m.safe_from_quarantine,
+    ),
+    ObjectAction(
+        "unprotect",
+        "Unprotect…",
+        lambda request, m, data: (
+            f"Unprotected {protect_and_log(request, _one(m), False)} item(s)."
+        ),
+        shown=lambda m: m.safe_from_quarantine,
+    ),
+    ObjectAction(
+        "delete",
+        "Delete…",
+        lambda request, m, data: (
+            f"Deleted {delete_and_log(request, _one(m), 'its page')} item(s) and their files."
+        ),
+        danger=True,
+    ),
+]
+
+
 @admin.register(LocalMedia)
-class LocalMediaAdmin(admin.ModelAdmin):
+class LocalMediaAdmin(ObjectActionsAdmin):
     list_display = (
         "media_id",
         "uploader",
@@ -131,7 +258,7 @@ class LocalMediaAdmin(admin.ModelAdmin):
         "uploaded_ts",
         "quarantined_by",
     )
-    list_filter = (QuarantinedFilter, UploadedFilter, "content_type")
+    list_filter = (QuarantinedFilter, UploadedFilter, RoomFilter, "content_type")
     search_fields = ("media_id", "user_id", "upload_name")
     fields = (
         "mxc",
@@ -146,15 +273,19 @@ class LocalMediaAdmin(admin.ModelAdmin):
         "uploaded_ts",
         "authenticated_only",
         "quarantined_by",
+        "safe_from_quarantine",
     )
-    readonly_fields = fields
     actions = [
         "quarantine",
         "unquarantine",
+        "protect",
+        "unprotect",
         "delete_media",
         "quarantine_uploaders_media",
         "delete_uploaders_media",
     ]
+    object_actions = MEDIA_ACTIONS
+    change_list_template = "admin/media/localmedia/change_list.html"
 
     @admin.display(description="Uploader", ordering="user_id")
     def uploader(self, obj: LocalMedia) -> str:
@@ -163,21 +294,6 @@ class LocalMediaAdmin(admin.ModelAdmin):
     @admin.display(description="mxc URI")
     def mxc(self, obj: LocalMedia) -> str:
         return ids.mxc_uri(obj.media_id)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        # Django's own bulk delete would leave the files behind.
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
-    def delete_model(self, request: HttpRequest, obj: LocalMedia) -> None:
-        moderation.do_delete(LocalMedia.objects.filter(pk=obj.pk))
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[LocalMedia]) -> None:
-        moderation.do_delete(queryset)
 
     @admin.action(description="Quarantine selected media (nobody can download it)")
     def quarantine(self, request: HttpRequest, queryset: QuerySet[LocalMedia]) -> None:
@@ -188,6 +304,16 @@ class LocalMediaAdmin(admin.ModelAdmin):
     def unquarantine(self, request: HttpRequest, queryset: QuerySet[LocalMedia]) -> None:
         count = release_and_log(request, queryset, "selected in the list")
         self.message_user(request, f"Released {count} item(s).", messages.SUCCESS)
+
+    @admin.action(description="Protect selected media from quarantine")
+    def protect(self, request: HttpRequest, queryset: QuerySet[LocalMedia]) -> None:
+        count = protect_and_log(request, queryset, True)
+        self.message_user(request, f"Protected {count} item(s).", messages.SUCCESS)
+
+    @admin.action(description="Unprotect selected media")
+    def unprotect(self, request: HttpRequest, queryset: QuerySet[LocalMedia]) -> None:
+        count = protect_and_log(request, queryset, False)
+        self.message_user(request, f"Unprotected {count} item(s).", messages.SUCCESS)
 
     @admin.action(description="Delete selected media and their files")
     def delete_media(self, request: HttpRequest, queryset: QuerySet[LocalMedia]) -> None:
@@ -202,10 +328,14 @@ class LocalMediaAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[LocalMedia]
     ) -> None:
         uploaders = self._uploaders(queryset)
-        count = quarantine_and_log(
-            request,
-            LocalMedia.objects.filter(user_id__in=uploaders),
-            f"all media of {', '.join(uploaders)}",
+        count = sum(
+            quarantine_and_log(
+                request,
+                moderation.media_of_user(uploader),
+                f"all media of {uploader}",
+                owner=uploader,
+            )
+            for uploader in uploaders
         )
         self.message_user(
             request,
@@ -229,30 +359,47 @@ class LocalMediaAdmin(admin.ModelAdmin):
 
     # --- All media of a user or a room ------------------------------------------------
 
-    def get_urls(self) -> list[URLPattern]:
+    def extra_urls(self) -> list[URLPattern]:
         owner = path(
             "owner/",
             self.admin_site.admin_view(self.owner_media_view),
             name="media_localmedia_owner",
         )
-        return [owner, *super().get_urls()]
+        return [owner]
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        extra = {
-            "room_media_link": format_html(
-                '<a href="{}">Quarantine or delete all media of a user or a room…</a>',
-                reverse("admin:media_localmedia_owner"),
-            ),
-            **(extra_context or {}),
-        }
-        return super().changelist_view(request, extra)
+        response = super().changelist_view(
+            request,
+            {
+                "room_media_link": format_html(
+                    '<a href="{}">Quarantine or delete all media of a user or a room…</a>',
+                    reverse("admin:media_localmedia_owner"),
+                ),
+                "storage_total": storage_summary(LocalMedia.objects.all()),
+                "largest_uploaders": [
+                    (
+                        user_id,
+                        reverse("admin:media_localmedia_changelist") + f"?user_id={user_id}",
+                        n,
+                        filesizeformat(size),
+                    )
+                    for user_id, n, size in largest_uploaders()
+                ],
+                **(extra_context or {}),
+            },
+        )
+        context = getattr(response, "context_data", None)
+        if context is not None and "cl" in context:
+            # The totals of what the list shows (after its filters and search).
+            context["storage_shown"] = storage_summary(context["cl"].queryset)
+        return response
 
     def owner_media_view(self, request: HttpRequest) -> HttpResponse:
         """Quarantine, release or delete everything a user uploaded, or every local media
         a room's messages refer to."""
-        if not self.has_change_permission(request) or not self.has_delete_permission(request):
+        if not self.can_act(request):
             return HttpResponse(status=403)
         form = OwnerMediaForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -265,7 +412,7 @@ class LocalMediaAdmin(admin.ModelAdmin):
             )
             why = f"all media of {target}"
             if action == "quarantine":
-                count = quarantine_and_log(request, media, why)
+                count = quarantine_and_log(request, media, why, owner=target)
             elif action == "unquarantine":
                 count = release_and_log(request, media, why)
             else:
@@ -305,7 +452,7 @@ class RemoteCacheStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(RemoteMedia)
-class RemoteMediaAdmin(admin.ModelAdmin):
+class RemoteMediaAdmin(ReadOnlyAdmin):
     """Other servers' media cached here: what, from where, how large."""
 
     list_display = (
@@ -354,21 +501,6 @@ class RemoteMediaAdmin(admin.ModelAdmin):
             return "purged"
         return "fetching"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        # Django's bulk delete would leave the files behind: purge does it properly.
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
-    def delete_model(self, request: HttpRequest, obj: RemoteMedia) -> None:
-        remote_media.do_purge_remote_media(RemoteMedia.objects.filter(pk=obj.pk))
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RemoteMedia]) -> None:
-        remote_media.do_purge_remote_media(queryset)
-
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
@@ -381,8 +513,9 @@ class RemoteMediaAdmin(admin.ModelAdmin):
     def quarantine(self, request: HttpRequest, queryset: QuerySet[RemoteMedia]) -> None:
         with transaction.atomic():
             targets = _loaded_remote(queryset.filter(quarantined_by__isnull=True))
-            count = moderation.do_quarantine(
-                queryset.filter(pk__in=[m.pk for m in targets]), _admin_name(request)
+            count = sum(
+                media_actions.quarantine_media(m.origin, m.media_id, **actor(request))
+                for m in targets
             )
             log_operator_action(request, targets, "Quarantined (selected in the list).")
         self.message_user(request, f"Quarantined {count} item(s).", messages.SUCCESS)
@@ -391,7 +524,10 @@ class RemoteMediaAdmin(admin.ModelAdmin):
     def unquarantine(self, request: HttpRequest, queryset: QuerySet[RemoteMedia]) -> None:
         with transaction.atomic():
             targets = _loaded_remote(queryset.filter(quarantined_by__isnull=False))
-            count = moderation.do_unquarantine(queryset.filter(pk__in=[m.pk for m in targets]))
+            count = sum(
+                media_actions.unquarantine_media(m.origin, m.media_id, **actor(request))
+                for m in targets
+            )
             log_operator_action(request, targets, "Released from quarantine.")
         self.message_user(request, f"Released {count} item(s).", messages.SUCCESS)
 
@@ -399,8 +535,9 @@ class RemoteMediaAdmin(admin.ModelAdmin):
     def purge(self, request: HttpRequest, queryset: QuerySet[RemoteMedia]) -> None:
         with transaction.atomic():
             targets = _loaded_remote(queryset)
-            count = remote_media.do_purge_remote_media(
-                queryset.filter(pk__in=[m.pk for m in targets])
+            count = sum(
+                remote_cache.purge_remote_media(m.origin, m.media_id, **actor(request))
+                for m in targets
             )
             log_operator_action(
                 request,

@@ -39,6 +39,9 @@ class LocalMedia(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     # Quarantined media is served to nobody. Who quarantined it (an admin's name).
     quarantined_by = models.CharField(max_length=255, null=True, blank=True)
+    # Protected: never quarantined by the bulk quarantines (a room's or a user's media),
+    # for sticker packs and other shared media (Synapse's ``safe_from_quarantine``).
+    safe_from_quarantine = models.BooleanField(default=False)
 
     class Meta:
         verbose_name = "media"

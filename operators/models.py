@@ -68,3 +68,20 @@ class AdminJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.target} ({self.status})"
+
+
+class ReportAssignment(models.Model):
+    """Who among the operators handles a report, and who resolved it (the report queue
+    of the portal); a report nobody has taken has no row."""
+
+    report = models.OneToOneField(
+        "rooms.EventReport", on_delete=models.CASCADE, related_name="assignment"
+    )
+    # Operators' Matrix user IDs.
+    assigned_to = models.CharField(max_length=255, blank=True, default="")
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=255, blank=True, default="")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"report {self.report_id}: {self.assigned_to or 'unassigned'}"

@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from config.portal import ReadOnlyAdmin
 from push.models import Pusher
 
 
@@ -36,7 +37,7 @@ class FailingFilter(admin.SimpleListFilter):
 
 
 @admin.register(Pusher)
-class PusherAdmin(admin.ModelAdmin):
+class PusherAdmin(ReadOnlyAdmin):
     list_display = (
         "user_id",
         "app_display_name",
@@ -92,12 +93,3 @@ class PusherAdmin(admin.ModelAdmin):
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
         return lookup == "user_id" or super().lookup_allowed(lookup, value, request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Pusher | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Pusher | None = None) -> bool:
-        return False

@@ -366,3 +366,16 @@ class Receipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.receipt_type} of {self.user_id} at {self.event_id}"
+
+
+class BlockedRoom(models.Model):
+    """A room local users may not join, be invited to or knock on (Synapse's blocked
+    rooms). A room ID may be blocked before this server knows the room."""
+
+    room_id = models.CharField(max_length=255, unique=True)
+    # The server admin who blocked it.
+    blocked_by = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.room_id} (blocked)"

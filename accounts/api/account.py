@@ -99,6 +99,7 @@ class ProfileFieldView(MatrixView):
         if request.user is None:
             raise MatrixError("M_MISSING_TOKEN", "Missing access token")
         user = require_self(request, user_id, "set profile fields")
+        selectors.check_not_suspended(user)
         body = self.body(request)
         profile.check_key_name(key)
         if key not in body:
@@ -113,6 +114,7 @@ class ProfileFieldView(MatrixView):
         if request.user is None:
             raise MatrixError("M_MISSING_TOKEN", "Missing access token")
         user = require_self(request, user_id, "delete profile fields")
+        selectors.check_not_suspended(user)
         profile.do_delete_profile_field(user, key)
         return ok()
 

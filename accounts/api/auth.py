@@ -6,7 +6,7 @@ from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.selectors import local_user
+from accounts.selectors import check_not_locked, local_user
 from accounts.services import profile, registration, registration_tokens, sessions, uia
 from accounts.services.passwords import (
     check_new_password,
@@ -123,6 +123,8 @@ class LoginView(MatrixView):
         if user is None or not check_user_password(user, password):
             check_ratelimit("login_failed", localpart or "")
             raise MatrixError("M_FORBIDDEN", "Invalid username or password")
+        # A locked account cannot get a new access token until unlocked.
+        check_not_locked(user)
         new = sessions.do_create_session(
             user,
             device_id=device_id,
@@ -155,6 +157,7 @@ class RefreshView(MatrixView):
 
 class LogoutView(MatrixView):
     requires_auth = True
+    allowed_when_locked = True
 
     def post(self, request: Request) -> Response:
         """POST /_matrix/client/v3/logout"""
@@ -164,6 +167,7 @@ class LogoutView(MatrixView):
 
 class LogoutAllView(MatrixView):
     requires_auth = True
+    allowed_when_locked = True
 
     def post(self, request: Request) -> Response:
         """POST /_matrix/client/v3/logout/all"""

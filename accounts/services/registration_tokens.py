@@ -15,7 +15,7 @@ from accounts.clock import now_ms
 from accounts.models import RegistrationToken
 
 
-def _is_usable(token: RegistrationToken) -> bool:
+def is_usable(token: RegistrationToken) -> bool:
     if token.expiry_time_ms is not None and token.expiry_time_ms <= now_ms():
         return False
     return token.uses_allowed is None or token.pending + token.completed < token.uses_allowed
@@ -23,14 +23,14 @@ def _is_usable(token: RegistrationToken) -> bool:
 
 def is_valid(token: str) -> bool:
     row = RegistrationToken.objects.filter(token=token).first()
-    return row is not None and _is_usable(row)
+    return row is not None and is_usable(row)
 
 
 def do_reserve(token: str) -> bool:
     """Reserve one use of ``token`` for a UIA session; False if it cannot be used."""
     with transaction.atomic():
         row = RegistrationToken.objects.select_for_update().filter(token=token).first()
-        if row is None or not _is_usable(row):
+        if row is None or not is_usable(row):
             return False
         RegistrationToken.objects.filter(pk=row.pk).update(pending=F("pending") + 1)
         return True

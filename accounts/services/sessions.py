@@ -102,6 +102,13 @@ def _issue_tokens(
     return NewSession(user.user_id, device.device_id, access_token, refresh_token, lifetime)
 
 
+def do_set_session_expiry(access_token: str, expires_at_ms: int) -> None:
+    """Make a session's access token stop working at ``expires_at_ms`` (epoch ms)."""
+    AccessToken.objects.filter(token_hash=token_digest(access_token)).update(
+        expires_at_ms=expires_at_ms
+    )
+
+
 def do_refresh(refresh_token: str) -> NewSession:
     """POST /refresh: swap a refresh token for a new access and refresh token pair.
 

@@ -8,8 +8,10 @@ from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.selectors import check_not_suspended
 from accounts.services.filters import check_room_event_filter
 from config.matrix_api import Body, MatrixView, ok, parse_json
+from config.ratelimit import check_ratelimit
 from protocol.errors import MatrixError, invalid_param, not_found
 from protocol.identifiers import (
     check_bounded,
@@ -20,6 +22,7 @@ from protocol.identifiers import (
 from rooms import history, relations, selectors
 from rooms.api.common import (
     check_room_id,
+    fake_event_id,
     resolve_room_and_servers,
     send_context,
 )
@@ -108,8 +111,12 @@ class CreateRoomView(MatrixView):
 
     def post(self, request: Request) -> Response:
         """POST /_matrix/client/v3/createRoom"""
+        check_not_suspended(request.user)
         spec = parse_create_room(self.body(request), request.user.user_id)
         aliases.check_initial_canonical_alias(spec.initial_state, spec.room_alias_name)
+        if request.user.is_shadow_banned:
+            # As Synapse: the room is created, its invites silently go nowhere.
+            spec.invite = []
         room = creation.do_create_room(spec)
         return ok({"room_id": room.room_id})
 
@@ -133,6 +140,7 @@ class JoinView(MatrixView):
 
     def post(self, request: Request, room_id_or_alias: str) -> Response:
         """POST /_matrix/client/v3/join/{roomIdOrAlias} (and /rooms/{roomId}/join)"""
+        check_not_suspended(request.user)
         body = self.body(request, allow_empty=True)
         room_id = remote_membership.do_join(
             room_id_or_alias,
@@ -154,6 +162,7 @@ class KnockView(MatrixView):
 
     def post(self, request: Request, room_id_or_alias: str) -> Response:
         """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
+        check_not_suspended(request.user)
         body = self.body(request, allow_empty=True)
         room_id, servers = resolve_room_and_servers(room_id_or_alias)
         servers = [*_servers_named(request), *servers]
@@ -209,6 +218,10 @@ class TargetedMembershipView(MatrixView):
             row = selectors.membership_row(room, target)
             if row is None or row.membership not in ("join", "invite", "knock"):
                 raise MatrixError("M_FORBIDDEN", "The user is not in the room")
+        if self.operation == "invite":
+            check_not_suspended(request.user)
+            if request.user.is_shadow_banned:
+                return ok()  # looks sent; nobody is invited (as Synapse)
         membership.do_update_membership(
             room_id, send_context(request), target, self.membership_value, reason=_reason(body)
         )
@@ -239,7 +252,13 @@ class SendView(MatrixView):
         body = self.body(request)
         check_room_id(room_id)
         content_size_ok(body.data)
+        # A suspended account may still redact its own events (RedactView checks whose).
+        if event_type != "m.room.redaction":
+            check_not_suspended(request.user)
+        check_ratelimit("message", request.user.user_id, override=request.user.message_ratelimit)
         relations.check_relation(room_id, send_context(request, txn_id), event_type, body.data)
+        if request.user.is_shadow_banned:
+            return ok({"event_id": fake_event_id()})  # looks sent; reaches nobody
         event = do_send_event(room_id, send_context(request, txn_id), event_type, body.data)
         return ok({"event_id": event.event_id})
 
@@ -268,6 +287,8 @@ class StateView(MatrixView):
         body = self.body(request)
         check_room_id(room_id)
         content_size_ok(body.data)
+        if not membership.is_own_leave(request.user.user_id, event_type, state_key, body.data):
+            check_not_suspended(request.user)  # leaving stays allowed
         aliases.check_canonical_alias_event(room_id, event_type, state_key, body.data)
         membership.check_member_event(event_type, state_key, body.data)
         if membership.is_remote_invite(event_type, state_key, body.data):
@@ -344,6 +365,11 @@ class RedactView(MatrixView):
         """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}"""
         body = self.body(request, allow_empty=True)
         check_room_id(room_id)
+        if request.user.is_suspended and redaction.sender_of(room_id, event_id) not in (
+            None,
+            request.user.user_id,
+        ):
+            check_not_suspended(request.user)  # only their own events
         event = redaction.do_redact(
             room_id, send_context(request, txn_id), event_id, body.str("reason")
         )

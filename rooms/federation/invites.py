@@ -28,7 +28,7 @@ from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.signing import sign_event
 from rooms.federation import access
 from rooms.models import Room
-from rooms.services import out_of_band
+from rooms.services import blocking, out_of_band
 from rooms.services.incoming import InvalidPDU, checked_event
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ def do_receive_invite(
     this server's signature added, every other field as it came."""
     if not isinstance(pdu, Mapping):
         raise MatrixError("M_BAD_JSON", "'event' must be an object")
+    # Synapse's blocked rooms: no local user is invited to one (403, as Synapse answers).
+    blocking.check_not_blocked(room_id)
     known = Room.objects.filter(room_id=room_id).first()
     if known is not None:
         # A server the room's ACL denies is refused before anything else is looked at.

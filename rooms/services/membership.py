@@ -14,7 +14,7 @@ from protocol.errors import MatrixError
 from protocol.identifiers import is_valid_user_id, parse_user_id
 from rooms import event_cache
 from rooms.models import Event, Membership, Room
-from rooms.services import out_of_band, remote_invites
+from rooms.services import blocking, out_of_band, remote_invites
 from rooms.services.events import (
     SendContext,
     auth_state_for,
@@ -46,6 +46,27 @@ def is_local_user(user_id: str) -> bool:
         return parse_user_id(user_id).domain == settings.SERVER_NAME
     except ValueError:
         return False
+
+
+def server_notices_user_id() -> str:
+    """The system user that sends server notices and makes their rooms."""
+    return f"@{settings.SERVER_NOTICES_LOCALPART}:{settings.SERVER_NAME}"
+
+
+def _check_may_leave(room: Room, user_id: str) -> None:
+    """Client-Server API, "Server Notices": rejecting the invite to one's server notices
+    room (a room the notices user made) "must result in a
+    M_CANNOT_LEAVE_SERVER_NOTICE_ROOM error" (403, as Synapse answers); leaving it once
+    joined is allowed."""
+    if room.creator != server_notices_user_id():
+        return
+    current = Membership.objects.filter(room=room, user_id=user_id).values_list(
+        "membership", flat=True
+    )
+    if current.first() == INVITE:
+        raise MatrixError(
+            "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM", "You cannot reject this invite", status=403
+        )
 
 
 def profile_content(user_id: str) -> dict[str, Any]:
@@ -158,6 +179,8 @@ def do_update_membership(
     band (a remote invite, a knock through another server) leaves through a server in
     the room (rooms.services.out_of_band).
     """
+    if membership in (JOIN, INVITE, KNOCK) and is_local_user(target):
+        blocking.check_not_blocked(room_id)
     out_of_band_leave = membership == LEAVE and target == ctx.sender
     if out_of_band_leave and out_of_band.current_out_of_band(room_id, target) is not None:
         return out_of_band.do_remote_leave(room_id, target, reason=reason)
@@ -172,6 +195,8 @@ def do_update_membership(
         return remote_invites.do_invite_remote_user(room_id, ctx, target, content)
     with transaction.atomic():
         room = lock_room(room_id)
+        if membership == LEAVE and target == ctx.sender:
+            _check_may_leave(room, target)
         if membership == JOIN and room_version_of(room).restricted_join_rule:
             current = Membership.objects.filter(room=room, user_id=target).first()
             if current is None or current.membership not in (JOIN, INVITE):
@@ -250,6 +275,15 @@ def do_refresh_member_profiles(user_id: str) -> int:
     return changed
 
 
+def is_own_leave(user_id: str, event_type: str, state_key: str, content: dict[str, Any]) -> bool:
+    """A member event by which ``user_id`` leaves (or rejects an invite)."""
+    return (
+        event_type == "m.room.member"
+        and state_key == user_id
+        and content.get("membership") == LEAVE
+    )
+
+
 def is_remote_invite(event_type: str, state_key: str | None, content: dict[str, Any]) -> bool:
     """An m.room.member state event inviting a user of another server (PUT /state), which
     takes that server's countersignature (rooms.services.remote_invites)."""
@@ -267,6 +301,7 @@ def do_knock(
 ) -> Event:
     """Knock on a room: sent here if this server is in the room, else through one of
     ``servers`` (or the room ID's server) that is (rooms.services.out_of_band)."""
+    blocking.check_not_blocked(room_id)
     room = Room.objects.filter(room_id=room_id).first()
     if out_of_band.is_resident(room):
         return do_update_membership(room_id, ctx, ctx.sender, KNOCK, reason=reason)

@@ -20,6 +20,12 @@ from rooms.services.events import (
 from rooms.state import load_state
 
 
+def sender_of(room_id: str, event_id: str) -> str | None:
+    """Who sent an event of the room (None if there is no such event)."""
+    row = Event.objects.filter(room__room_id=room_id, event_id=event_id).only("sender").first()
+    return None if row is None else row.sender
+
+
 def do_redact(room_id: str, ctx: SendContext, target_id: str, reason: str | None) -> Event:
     """PUT /rooms/{roomId}/redact/{eventId}/{txnId}.
 

@@ -46,6 +46,7 @@ from protocol.identifiers import is_valid_server_name, parse_room_alias, require
 from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.signing import hash_and_sign_event
 from rooms.models import Event, Membership, Room, RoomAlias
+from rooms.services import blocking
 from rooms.services.events import SendContext, check_size_and_values
 from rooms.services.incoming import InvalidPDU, receive_joined_room
 from rooms.services.membership import (
@@ -89,6 +90,7 @@ def do_join(
     """POST /join/{roomIdOrAlias} and /rooms/{roomId}/join: the user joins the room,
     here if it is hosted here, else through another server; the room ID."""
     room_id, alias_servers = _resolve(room_id_or_alias)
+    blocking.check_not_blocked(room_id)
     with transaction.atomic():
         # Decided under the room lock: the last local member cannot leave in between.
         room = Room.objects.select_for_update().filter(room_id=room_id).first()

@@ -2,8 +2,9 @@
 and the record is readable in the portal but can be neither added, changed nor deleted.
 
 Each app's own tests check what its actions log (tests/accounts/test_admin.py,
-tests/media/test_admin_audit.py, tests/rooms/test_reports.py); the first test here
-makes sure no action or custom view is added without that.
+tests/media/test_admin_audit.py, tests/rooms/test_reports.py, and the audit entries of
+the operator actions in tests/operators/test_portal.py); the first test here makes sure
+no action or custom view is added without that.
 """
 
 from __future__ import annotations
@@ -15,25 +16,65 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from accounts.models import User
+from config.portal import ObjectActionsAdmin
 
 # Every custom admin action and view, per model, each writing a log entry for every
 # object it acts on and tested for it. Django logs its own add, change and delete
 # (the forms and the bulk "delete_selected") itself.
 AUDITED = {
-    "accounts.user": {"deactivate", "accounts_user_password"},
+    "accounts.user": {
+        "accounts_user_password",
+        "deactivate",
+        "log_out",
+        "suspend",
+        "unsuspend",
+        "shadow_ban",
+        "unshadow_ban",
+        "do:deactivate",
+        "do:suspended",
+        "do:unsuspended",
+        "do:locked",
+        "do:unlocked",
+        "do:shadow_banned",
+        "do:unshadow_banned",
+        "do:admin",
+        "do:unadmin",
+        "do:logout",
+        "do:ratelimit",
+        "do:redact",
+        "do:notice",
+    },
+    "accounts.registrationtoken": {"act:new", "do:edit", "do:delete"},
+    "rooms.room": {
+        "do:publish",
+        "do:unpublish",
+        "do:block",
+        "do:unblock",
+        "do:make_admin",
+        "do:delete",
+    },
+    "rooms.blockedroom": {"act:block", "do:unblock"},
+    "rooms.eventreport": {"resolve", "do:assign_me", "do:assign", "do:act", "do:resolve"},
     "media.localmedia": {
         "quarantine",
         "unquarantine",
+        "protect",
+        "unprotect",
         "delete_media",
         "quarantine_uploaders_media",
         "delete_uploaders_media",
         "media_localmedia_owner",
+        "do:quarantine",
+        "do:unquarantine",
+        "do:protect",
+        "do:unprotect",
+        "do:delete",
     },
-    "rooms.eventreport": {"resolve"},
     "federation.destination": {"retry_now"},
     "media.remotemedia": {"quarantine", "unquarantine", "purge"},
 }
 DJANGO_VIEWS = {"changelist", "add", "history", "delete", "change"}
+PORTAL = {"do", "act"}
 
 CHANGELIST = "/admin/admin/logentry/"
 
@@ -59,6 +100,11 @@ def test_every_custom_action_and_view_is_audited(operator_user: User) -> None:
         defaults = {f"{model._meta.app_label}_{model._meta.model_name}_{v}" for v in DJANGO_VIEWS}
         actions = set(model_admin.get_actions(request)) - {"delete_selected"}
         views = {p.name for p in model_admin.get_urls() if p.name} - defaults
+        if isinstance(model_admin, ObjectActionsAdmin):
+            # The operator actions of config/portal.py, each its own form.
+            views -= {f"{model._meta.app_label}_{model._meta.model_name}_{v}" for v in PORTAL}
+            views |= {f"do:{a.name}" for a in model_admin.object_actions}
+            views |= {f"act:{a.name}" for a in model_admin.list_actions}
         if actions | views:
             found[label] = actions | views
 

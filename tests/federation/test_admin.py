@@ -13,6 +13,7 @@ from accounts.models import User
 from federation import outbound
 from federation.auth import authenticate_request
 from federation.models import Destination, InboundPdu, InboundTransaction, RemoteServerKey
+from operators.models import AuditEntry
 from protocol.events import Event
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from tests.federation.helpers import CAROL, FakeServer
@@ -100,6 +101,8 @@ def test_the_admin_lists_destinations_and_retries_one_now(
         str(destination.pk),
         "Retried now (backoff ended).",
     )
+    (audited,) = AuditEntry.objects.all()
+    assert (audited.action, audited.target, audited.via) == ("destination.reset", CAROL, "portal")
 
 
 TRANSACTIONS = "/admin/federation/inboundtransaction/"

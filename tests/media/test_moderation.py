@@ -77,7 +77,7 @@ def test_quarantined_media_cannot_be_downloaded_by_anyone(
     assert download_status(api, bob, media_id) == (404, "M_NOT_FOUND")
     assert download_status(api, alice, media_id) == (404, "M_NOT_FOUND")
     assert thumbnail_status(api, bob, media_id) == 404
-    assert LocalMedia.objects.get(media_id=media_id).quarantined_by == "admin:operator"
+    assert LocalMedia.objects.get(media_id=media_id).quarantined_by == "@operator:localhost:8008"
 
 
 def test_released_media_can_be_downloaded_again(

@@ -27,6 +27,7 @@ from media.federation import multipart_response
 from media.models import RemoteMedia, RemoteThumbnail
 from media.services import remote_media
 from media.tasks import purge_expired_media_state
+from operators.models import AuditEntry
 from protocol.media_multipart import disposition_filename, media_answer
 from tests.conftest import MatrixTestClient, Persona
 from tests.federation.helpers import CAROL, FakeNetwork, FakeServer, carol, json_response, network
@@ -606,7 +607,7 @@ def test_quarantined_remote_media_is_refused_and_not_fetched_again(
     assert stored_files(media_root) == []
     assert download(api, alice, "abc").status == 404
     assert len(repo.downloads()) == 1
-    assert RemoteMedia.objects.get().quarantined_by == "admin:operator"
+    assert RemoteMedia.objects.get().quarantined_by == "@operator:localhost:8008"
 
     select(operator, "unquarantine", "abc")
     assert download(api, alice, "abc").body == PNG
@@ -614,6 +615,11 @@ def test_quarantined_remote_media_is_refused_and_not_fetched_again(
     # Each action is in the operators' audit log.
     messages = [entry.change_message for entry in LogEntry.objects.order_by("pk")]
     assert [m.split(" ")[0] for m in messages] == ["Quarantined", "Purged", "Released"]
+    audited = AuditEntry.objects.order_by("pk").values_list("action", "target", "via")
+    assert list(audited) == [
+        (action, f"mxc://{CAROL}/abc", "portal")
+        for action in ("media.quarantine", "media.purge_remote", "media.unquarantine")
+    ]
 
 
 def test_purged_media_is_fetched_again_when_asked_for(
