@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,6 +67,19 @@ def call(server: LiveServer, method: str, path: str, body: Any = None, token: st
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
+
+
+def call_status(server: LiveServer, method: str, path: str, token: str) -> tuple[int, str]:
+    """The status and errcode of a request expected to fail (200 and "" when it did not)."""
+    request = urllib.request.Request(
+        f"{server.url}{path}", headers={"Authorization": f"Bearer {token}"}, method=method
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()).get("errcode", "")
+    return 200, ""
 
 
 def register(server: LiveServer, localpart: str) -> str:
@@ -119,7 +133,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         server = start_homeserver(data_dir, backend)
         try:
             create_operator(server)
-            tokens = {name: register(server, name) for name in ("alice", "bob", "mallory")}
+            tokens = {name: register(server, name) for name in ("alice", "bob", "mallory", "eve")}
             room_id = call(
                 server,
                 "POST",
@@ -128,7 +142,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 tokens["alice"],
             )["room_id"]
             room = quote(room_id, safe="")
-            for name in ("bob", "mallory"):
+            for name in ("bob", "mallory", "eve"):
                 call(server, "POST", f"/_matrix/client/v3/join/{room}", {}, tokens[name])
             for n in range(3):
                 call(
@@ -221,12 +235,47 @@ class Portal:
 
     def screenshot(self, name: str) -> None:
         # The whole page, not only the window: resize to the document's height first.
+        # Wide enough for the lists' columns, without the navigation sidebar (Django keeps
+        # its state in localStorage).
+        self.driver.execute_script(
+            "localStorage.setItem('django.admin.navSidebarIsOpen', 'false');"
+            "document.querySelector('#main')?.classList.remove('shifted');"
+        )
+        self.driver.set_window_size(1440, 900)
         height = self.driver.execute_script("return document.body.scrollHeight")
-        self.driver.set_window_size(1280, max(900, min(int(height) + 40, 2400)))
+        self.driver.set_window_size(1440, max(900, min(int(height) + 40, 2400)))
         path = self.shots / f"{name}.png"
         assert self.driver.save_screenshot(str(path)), path
         assert path.stat().st_size > 10_000
         self.driver.set_window_size(1280, 900)
+
+    def click_link(self, text: str, within: str = "body") -> None:
+        from selenium.webdriver.common.by import By
+
+        scope = self.find(within)
+        scope.find_element(
+            By.XPATH, f".//a[normalize-space()={json.dumps(text, ensure_ascii=False)}]"
+        ).click()
+
+    def first_result(self) -> None:
+        """Open the first row of a list page."""
+        self.wait_for("#result_list tbody tr")
+        self.find("#result_list tbody tr th a").click()
+
+    def act(self, button: str, fields: dict[str, bool | str]) -> str:
+        """On an object's page: the action's button, its form, its success message."""
+        self.click_link(button, within=".object-tools")
+        form = self.wait_for("#content-main form")
+        for name, value in fields.items():
+            element = form.find_element("css selector", f"[name='{name}']")
+            if isinstance(value, bool):
+                if element.is_selected() != value:
+                    element.click()
+            else:
+                element.clear()
+                element.send_keys(value)
+        form.find_element("css selector", "[type='submit']").click()
+        return str(self.wait_for(".messagelist .success").text)
 
     def log_in(self, password: str = OPERATOR_PASSWORD) -> None:
         self.open("/admin/login/?next=/admin/")
@@ -242,7 +291,7 @@ def test_an_operator_moderates_in_the_browser(world: World, shots: Path) -> None
         portal.log_in()
         portal.wait_for("#trellis-dashboard")
         dashboard = portal.find("#trellis-dashboard").text
-        assert re.search(r"Users\s+4\b", dashboard, re.IGNORECASE), dashboard
+        assert re.search(r"Users\s+5\b", dashboard, re.IGNORECASE), dashboard
         assert "Running" in portal.find("#dash-worker").text, portal.find("#dash-worker").text
         assert re.search(r"Rooms\s+1\b", dashboard, re.IGNORECASE), dashboard
         assert len(portal.find_all("#dash-events-chart .bar")) == 24
@@ -266,6 +315,90 @@ def test_an_operator_moderates_in_the_browser(world: World, shots: Path) -> None
         portal.fill({"code": "000000"})
         portal.find("#mfa-form [type='submit']").click()
         assert "Incorrect code" in portal.wait_for(".errornote").text
+        portal.screenshot("login-code")
         portal.fill({"code": totp(secret, offset=1)})
         portal.find("#mfa-form [type='submit']").click()
         portal.wait_for("#trellis-dashboard")
+
+        server = world.server
+        # Find a user and deactivate them.
+        portal.open("/admin/accounts/user/")
+        portal.fill({"q": "eve"})
+        portal.find("#changelist-search [type='submit']").click()
+        portal.first_result()
+        assert server.user_id("eve") in portal.wait_for("#content-main").text
+        portal.screenshot("user")
+        done = portal.act("Deactivate…", {"confirm": True})
+        assert "eve" in done, done
+        eve_now = call_status(
+            server, "GET", "/_matrix/client/v3/account/whoami", world.tokens["eve"]
+        )
+        assert eve_now == (401, "M_UNKNOWN_TOKEN")
+
+        # The room's page.
+        portal.open("/admin/rooms/room/")
+        portal.first_result()
+        assert "Garden club" in portal.wait_for("#content-main").text
+        portal.screenshot("room")
+
+        # The report queue; act on the report: redact the event, ban its sender, resolve.
+        portal.open("/admin/rooms/eventreport/")
+        portal.wait_for("#result_list")
+        assert "Spam pictures again" in portal.text()
+        portal.screenshot("reports")
+        portal.first_result()
+        assert world.reported_event_id in portal.wait_for("#content-main").text
+        portal.screenshot("report")
+        done = portal.act("Act on it…", {"redact": True, "ban": True, "reason": "Spam"})
+        assert "redacted the event" in done, done
+        assert "resolved the report" in done, done
+        room = quote(world.room_id, safe="")
+        event = call(
+            server,
+            "GET",
+            f"/_matrix/client/v3/rooms/{room}/event/{quote(world.reported_event_id, safe='')}",
+            token=world.tokens["bob"],
+        )
+        assert event["content"] == {}
+        assert "redacted_because" in event["unsigned"]
+        member = call(
+            server,
+            "GET",
+            f"/_matrix/client/v3/rooms/{room}/state/m.room.member/"
+            f"{quote(server.user_id('mallory'), safe='')}",
+            token=world.tokens["alice"],
+        )
+        assert member["membership"] == "ban"
+
+        # The media: mallory's picture, quarantined.
+        download = (
+            f"/_matrix/client/v1/media/download/{quote(server.server_name)}/{world.media_id}"
+        )
+        assert call_status(server, "GET", download, world.tokens["bob"])[0] == 200
+        portal.open("/admin/media/localmedia/")
+        portal.wait_for("#result_list")
+        portal.screenshot("media")
+        portal.first_result()
+        assert world.media_id in portal.wait_for("#content-main").text
+        done = portal.act("Quarantine…", {"confirm": True})
+        assert "Quarantined 1" in done, done
+        assert call_status(server, "GET", download, world.tokens["bob"]) == (404, "M_NOT_FOUND")
+
+        # Everything the operator did, in the audit log.
+        portal.open("/admin/operators/auditentry/")
+        log = portal.wait_for("#result_list").text
+        for action in (
+            "mfa.enable",
+            "user.deactivate",
+            "report.redact_event",
+            "report.ban_sender",
+            "report.resolve",
+            "media.quarantine",
+        ):
+            assert action in log, (action, log)
+        assert server.user_id(OPERATOR) in log
+        portal.screenshot("audit-log")
+
+        # The dashboard after it all.
+        portal.open("/admin/")
+        assert "1 deactivated" in portal.wait_for("#dash-users").text
