@@ -314,7 +314,8 @@ ACCOUNT_SIGNUP_FIELDS = ["username*", "password1*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 MFA_ADAPTER = "config.admin_mfa.TrellisMFAAdapter"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
-MFA_TOTP_ISSUER = _opts.get("mfa_totp_issuer", "") or f"Trellis {SERVER_NAME}"
+# The name authenticator apps show beside the code.
+MFA_TOTP_ISSUER = f"Trellis {SERVER_NAME}"
 MFA_ALLOW_UNVERIFIED_EMAIL = True
 # A code of the previous or next 30 s is accepted too (a phone's clock drifts); each code
 # is accepted once all the same.
