@@ -101,6 +101,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Two-factor login for the admin portal (config/admin_mfa.py): allauth.mfa's TOTP and
+    # recovery codes; allauth.account is its required base, its own views are not routed.
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
     "rest_framework",
     "channels",
     "config",
@@ -128,6 +133,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
 ]
 # In front of Matrix endpoints only this (config/asgi.py): they take bearer tokens, not
 # cookies, and every middleware here is async.
@@ -300,6 +306,24 @@ STORAGES = {
         ),
     },
 }
+
+# --- The admin portal's second factor (config/admin_mfa.py) ----------------------------
+# Operators log in with their localpart; no e-mail address is involved anywhere.
+ACCOUNT_USER_MODEL_USERNAME_FIELD = "localpart"
+ACCOUNT_USER_MODEL_EMAIL_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"username"}
+ACCOUNT_SIGNUP_FIELDS = ["username*", "password1*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+MFA_ADAPTER = "config.admin_mfa.TrellisMFAAdapter"
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+# The name authenticator apps show beside the code.
+MFA_TOTP_ISSUER = f"Trellis {SERVER_NAME}"
+MFA_ALLOW_UNVERIFIED_EMAIL = True
+# A code of the previous or next 30 s is accepted too (a phone's clock drifts); each code
+# is accepted once all the same.
+MFA_TOTP_TOLERANCE = 1
+if not RATELIMIT_ENABLED:
+    ACCOUNT_RATE_LIMITS = False
 
 # --- Push notifications (push/) ---------------------------------------------------------
 # Push gateways (POST /pushers/set data.url) must be HTTPS on a global address; plain HTTP
