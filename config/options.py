@@ -68,6 +68,9 @@ ENV_NAMES = {
     "turn_shared_secret": "TRELLIS_TURN_SHARED_SECRET",
     "turn_ttl_s": "TRELLIS_TURN_TTL_S",
     "server_notices_localpart": "TRELLIS_SERVER_NOTICES_LOCALPART",
+    "support_email": "TRELLIS_SUPPORT_EMAIL",
+    "support_mxid": "TRELLIS_SUPPORT_MXID",
+    "support_page": "TRELLIS_SUPPORT_PAGE",
 }
 
 REGISTRATION_MODES = ("open", "token", "closed")

@@ -45,6 +45,11 @@ PRESENCE_ENABLED = options.as_bool(_opts.get("presence", "on"), "TRELLIS_PRESENC
 ACCESS_TOKEN_LIFETIME_MS = int(_opts.get("access_token_lifetime_ms", str(60 * 60 * 1000)))
 SIGNING_KEY_PATH = options.signing_key_path(_opts)
 WELL_KNOWN_SERVER = _opts.get("federation_server_name_for_well_known", "")
+# GET /.well-known/matrix/support: the administrator's contacts and a help page. Unset,
+# the endpoint answers 404 (the spec: at least one of contacts or support_page).
+SUPPORT_EMAIL = _opts.get("support_email", "")
+SUPPORT_MXID = _opts.get("support_mxid", "")
+SUPPORT_PAGE = _opts.get("support_page", "")
 # Federation. Server name -> base URL, bypassing server discovery (and, with http://, TLS):
 # for tests and private deployments only.
 FEDERATION_URL_OVERRIDES = options.as_url_overrides(

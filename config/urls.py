@@ -10,6 +10,23 @@ urlpatterns = [
     re_path(r"^_matrix/client/(?:r0|v3)/capabilities$", views.CapabilitiesView.as_view()),
     path(".well-known/matrix/client", views.WellKnownClientView.as_view()),
     path(".well-known/matrix/server", views.WellKnownServerView.as_view()),
+    path(".well-known/matrix/support", views.WellKnownSupportView.as_view()),
+    re_path(
+        r"^_matrix/client/(?:r0|v3)/thirdparty/protocols$", views.ThirdPartyProtocolsView.as_view()
+    ),
+    re_path(
+        r"^_matrix/client/(?:r0|v3)/thirdparty/protocol/(?P<protocol>[^/]+)$",
+        views.ThirdPartyProtocolView.as_view(),
+    ),
+    re_path(
+        r"^_matrix/client/(?:r0|v3)/thirdparty/(?:location|user)/(?P<protocol>[^/]+)$",
+        views.ThirdPartyQueryView.as_view(),
+    ),
+    re_path(
+        r"^_matrix/client/(?:r0|v3)/thirdparty/location$",
+        views.ThirdPartyLocationByAliasView.as_view(),
+    ),
+    re_path(r"^_matrix/client/(?:r0|v3)/thirdparty/user$", views.ThirdPartyUserByIdView.as_view()),
     path("", include("accounts.urls")),
     path("", include("rooms.urls")),
     path("", include("sync.urls")),

@@ -58,6 +58,89 @@ class WellKnownServerView(MatrixView):
         return ok({"m.server": federation_authority()})
 
 
+def support_info() -> dict[str, Any] | None:
+    """The administrator's contacts and support page as configured; None if neither is."""
+    contact: dict[str, str] = {}
+    if settings.SUPPORT_MXID:
+        contact["matrix_id"] = settings.SUPPORT_MXID
+    if settings.SUPPORT_EMAIL:
+        contact["email_address"] = settings.SUPPORT_EMAIL
+    info: dict[str, Any] = {}
+    if contact:
+        info["contacts"] = [{**contact, "role": "m.role.admin"}]
+    if settings.SUPPORT_PAGE:
+        info["support_page"] = settings.SUPPORT_PAGE
+    return info or None
+
+
+class WellKnownSupportView(MatrixView):
+    def get(self, request: Request) -> Response:
+        """GET /.well-known/matrix/support"""
+        info = support_info()
+        if info is None:
+            raise MatrixError("M_NOT_FOUND", "No support information is configured")
+        return ok(info)
+
+
+# Third-party networks this server reaches through bridges (application services), by
+# protocol name. Trellis has no application services yet, so it knows none: every
+# protocol is unknown and no lookup finds anything.
+THIRD_PARTY_PROTOCOLS: dict[str, dict[str, Any]] = {}
+
+
+def _known_protocol(protocol: str) -> dict[str, Any]:
+    if protocol not in THIRD_PARTY_PROTOCOLS:
+        raise MatrixError("M_NOT_FOUND", f"Unknown protocol {protocol!r}")
+    return THIRD_PARTY_PROTOCOLS[protocol]
+
+
+class ThirdPartyProtocolsView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request) -> Response:
+        """GET /_matrix/client/v3/thirdparty/protocols"""
+        return ok(THIRD_PARTY_PROTOCOLS)
+
+
+class ThirdPartyProtocolView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request, protocol: str) -> Response:
+        """GET /_matrix/client/v3/thirdparty/protocol/{protocol}"""
+        return ok(_known_protocol(protocol))
+
+
+class ThirdPartyQueryView(MatrixView):
+    """GET /_matrix/client/v3/thirdparty/{location,user}/{protocol}: the bridge serving
+    the protocol would answer; no protocol is known, so it is 404 M_NOT_FOUND."""
+
+    requires_auth = True
+
+    def get(self, request: Request, protocol: str) -> Response:
+        """GET /_matrix/client/v3/thirdparty/{location,user}/{protocol}"""
+        _known_protocol(protocol)
+        return ok([])
+
+
+class ThirdPartyLocationByAliasView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request) -> Response:
+        """GET /_matrix/client/v3/thirdparty/location"""
+        self.query_str(request, "alias", required=True)
+        # Each known protocol's bridge would be asked; there are none, so none is found.
+        return ok([])
+
+
+class ThirdPartyUserByIdView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request) -> Response:
+        """GET /_matrix/client/v3/thirdparty/user"""
+        self.query_str(request, "userid", required=True)
+        return ok([])
+
+
 def room_version_capability() -> dict[str, Any]:
     return {
         "default": DEFAULT_ROOM_VERSION.identifier,
