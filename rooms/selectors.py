@@ -71,6 +71,16 @@ def joined_room_ids(user_id: str) -> list[str]:
     )
 
 
+def mutual_room_ids(user_id: str, other_user_id: str) -> list[str]:
+    """Rooms both users have joined, in room ID order."""
+    theirs = Membership.objects.filter(user_id=other_user_id, membership="join").values("room")
+    return list(
+        Membership.objects.filter(user_id=user_id, membership="join", room__in=theirs)
+        .order_by("room__room_id")
+        .values_list("room__room_id", flat=True)
+    )
+
+
 def _visibility_and_membership(state: dict[StateKey, str] | Any, user_id: str) -> tuple[str, str]:
     ids = [state.get(HISTORY_VISIBILITY_KEY), state.get(("m.room.member", user_id))]
     events = event_cache.get_events([i for i in ids if i])

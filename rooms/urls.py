@@ -54,6 +54,7 @@ urlpatterns = [
     ),
     re_path(R1 + r"threads$", relations.ThreadsView.as_view()),
     re_path(R1 + r"hierarchy$", spaces.HierarchyView.as_view()),
+    re_path(r"^_matrix/client/v1/mutual_rooms$", rooms.MutualRoomsView.as_view()),
     re_path(
         r"^_matrix/client/v1/room_summary/(?P<room_id_or_alias>[^/]+)$",
         spaces.RoomSummaryView.as_view(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+from bisect import bisect_right
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +17,7 @@ from config.ratelimit import check_ratelimit
 from protocol.errors import MatrixError, invalid_param, not_found
 from protocol.identifiers import (
     check_bounded,
+    is_valid_room_id,
     is_valid_server_name,
     is_valid_user_id,
     parse_room_alias,
@@ -356,6 +359,48 @@ class JoinedRoomsView(MatrixView):
     def get(self, request: Request) -> Response:
         """GET /_matrix/client/v3/joined_rooms"""
         return ok({"joined_rooms": selectors.joined_room_ids(request.user.user_id)})
+
+
+# GET /mutual_rooms has no limit parameter: the server picks the batch size.
+MUTUAL_ROOMS_BATCH = 100
+
+
+def _mutual_rooms_token(room_id: str) -> str:
+    """``next_batch``: the last room ID of the batch, as an opaque identifier (the spec's
+    grammar has no ``!`` or ``:``)."""
+    return base64.urlsafe_b64encode(room_id.encode()).decode().rstrip("=")
+
+
+def _mutual_rooms_after(token: str) -> str:
+    try:
+        room_id = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        room_id = ""
+    if not is_valid_room_id(room_id):
+        raise MatrixError("M_INVALID_PARAM", "Invalid or expired 'from' token")
+    return room_id
+
+
+class MutualRoomsView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request) -> Response:
+        """GET /_matrix/client/v1/mutual_rooms"""
+        other = self.query_str(request, "user_id", required=True)
+        assert other is not None
+        if not is_valid_user_id(other):
+            raise MatrixError("M_INVALID_PARAM", "The user ID provided was invalid")
+        if other == request.user.user_id:
+            raise MatrixError("M_INVALID_PARAM", "Cannot ask for rooms shared with yourself")
+        token = self.query_str(request, "from")
+        after = _mutual_rooms_after(token) if token is not None else None
+        room_ids = selectors.mutual_room_ids(request.user.user_id, other)
+        start = bisect_right(room_ids, after) if after is not None else 0
+        batch = room_ids[start : start + MUTUAL_ROOMS_BATCH]
+        response: dict[str, object] = {"joined": batch, "count": len(room_ids)}
+        if start + MUTUAL_ROOMS_BATCH < len(room_ids):
+            response["next_batch"] = _mutual_rooms_token(batch[-1])
+        return ok(response)
 
 
 class RedactView(MatrixView):
