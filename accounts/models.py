@@ -223,3 +223,22 @@ class RegistrationToken(models.Model):
 
     def __str__(self) -> str:
         return self.token
+
+
+class OpenIdToken(models.Model):
+    """A token a user hands a third party to prove who they are (Client-Server API,
+    "OpenID"): the third party exchanges it at GET /_matrix/federation/v1/openid/userinfo.
+
+    Only its SHA-256 digest is stored; it is good for nothing else and expires.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="openid_tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    # Epoch milliseconds after which the token is refused.
+    expires_at_ms = models.BigIntegerField(db_index=True)
+
+    class Meta:
+        verbose_name = "OpenID token"
+
+    def __str__(self) -> str:
+        return f"OpenID token of {self.user_id}"

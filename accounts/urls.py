@@ -43,5 +43,9 @@ urlpatterns = [
     re_path(
         C + r"user/(?P<user_id>[^/]+)/filter/(?P<filter_id>[^/]+)$", account.FilterView.as_view()
     ),
+    re_path(
+        C + r"user/(?P<user_id>[^/]+)/openid/request_token$",
+        account.OpenIdRequestTokenView.as_view(),
+    ),
     path("_synapse/admin/v1/register", auth.SharedSecretRegisterView.as_view()),
 ]

@@ -12,4 +12,5 @@ urlpatterns = [
         views.KeyQueryView.as_view(),
     ),
     re_path(r"^_matrix/key/v2/query$", views.BatchKeyQueryView.as_view()),
+    re_path(r"^_matrix/federation/v1/openid/userinfo$", views.OpenIdUserInfoView.as_view()),
 ]

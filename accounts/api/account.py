@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import selectors
 from accounts.api.devices import reauth_flows
 from accounts.models import User
-from accounts.services import account_data, deactivation, filters, passwords, profile, uia
+from accounts.services import (
+    account_data,
+    deactivation,
+    filters,
+    openid,
+    passwords,
+    profile,
+    uia,
+)
 from config.matrix_api import MatrixView, ok
 from protocol.errors import MatrixError, not_found
 from protocol.identifiers import require_room_id
@@ -156,3 +165,21 @@ class FilterView(MatrixView):
         """GET /_matrix/client/v3/user/{userId}/filter/{filterId}"""
         user = require_self(request, user_id, "read filters")
         return ok(selectors.get_filter(user, filter_id))
+
+
+class OpenIdRequestTokenView(MatrixView):
+    requires_auth = True
+
+    def post(self, request: Request, user_id: str) -> Response:
+        """POST /_matrix/client/v3/user/{userId}/openid/request_token"""
+        user = require_self(request, user_id, "request OpenID tokens")
+        self.body(request)  # an empty object, reserved for future expansion
+        issued = openid.do_issue_openid_token(user)
+        return ok(
+            {
+                "access_token": issued.access_token,
+                "token_type": "Bearer",
+                "matrix_server_name": settings.SERVER_NAME,
+                "expires_in": issued.expires_in_s,
+            }
+        )

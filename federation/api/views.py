@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.clock import now_ms
+from accounts.services.openid import openid_token_owner
 from config.matrix_api import MatrixView, ok
 from federation import notary
 from federation.keys import server_signing_key
@@ -102,3 +103,14 @@ class BatchKeyQueryView(MatrixView):
             for name, criteria in server_keys.items()
         ]
         return ok(notary.query_keys(queries))
+
+
+class OpenIdUserInfoView(MatrixView):
+    # Server-Server API, "OpenID": the caller is a third party, not a server; no X-Matrix.
+    authentication_classes: list[type] = []
+
+    def get(self, request: Request) -> Response:
+        """GET /_matrix/federation/v1/openid/userinfo"""
+        token = self.query_str(request, "access_token", required=True)
+        assert token is not None
+        return ok({"sub": openid_token_owner(token)})
