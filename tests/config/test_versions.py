@@ -69,8 +69,8 @@ HEADLINE_ENDPOINTS: dict[str, list[str]] = {
     "v1.8": [],
     # No new endpoints: the .m.rule.suppress_edits push rule (with /pushrules).
     "v1.9": [],
-    # Recursive relations.
-    "v1.10": [f"GET {C1}{ROOM}/relations/$e"],
+    # Recursive relations; server support discovery.
+    "v1.10": [f"GET {C1}{ROOM}/relations/$e", "GET /.well-known/matrix/support"],
     "v1.11": [
         # Authenticated media.
         f"GET {C1}/media/config",
