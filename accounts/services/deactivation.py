@@ -27,6 +27,8 @@ def do_deactivate_account(user: User, *, erase: bool = False) -> None:
             fields.append("profile")
         locked.save(update_fields=fields)
         locked.devices.all().delete()
+        # Its OpenID tokens would still prove the identity to integrations.
+        locked.openid_tokens.all().delete()
         if erase:
             locked.account_data.all().delete()
         user_deactivated.send(sender=User, user_id=locked.user_id)

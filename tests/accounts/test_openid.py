@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from accounts.models import OpenIdToken
-from tests.accounts.helpers import database_dump
+from tests.accounts.helpers import database_dump, with_password_uia
 from tests.conftest import MatrixTestClient, Persona
 
 USERINFO = "/_matrix/federation/v1/openid/userinfo"
@@ -128,3 +128,14 @@ def test_tokens_are_stored_only_as_digests(api: MatrixTestClient, alice: Persona
 
     assert token not in dump
     assert token[4:] not in dump
+
+
+def test_deactivation_revokes_openid_tokens(api: MatrixTestClient, alice: Persona) -> None:
+    token = request_token(api, alice).body["access_token"]
+
+    done = with_password_uia(api, "POST", "account/deactivate", alice)
+
+    assert done.status == 200
+    response = api.get(f"{USERINFO}?access_token={token}")
+    assert response.status == 401
+    assert response.errcode == "M_UNKNOWN_TOKEN"
