@@ -13,6 +13,7 @@ urlpatterns = [
         auth.RegistrationTokenValidityView.as_view(),
     ),
     re_path(C + r"login$", auth.LoginView.as_view()),
+    path("_matrix/client/v1/login/get_token", auth.LoginTokenView.as_view()),
     re_path(C + r"refresh$", auth.RefreshView.as_view()),
     re_path(C + r"logout$", auth.LogoutView.as_view()),
     re_path(C + r"logout/all$", auth.LogoutAllView.as_view()),
