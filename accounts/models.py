@@ -196,6 +196,9 @@ class UIASession(models.Model):
     uri = models.CharField(max_length=512)
     user = models.ForeignKey(User, on_delete=models.CASCADE, null=True, blank=True)
     completed = models.JSONField(default=list)
+    # The flows the endpoint offered, so the fallback page (which has no request of the
+    # endpoint in hand) can tell which stages belong to this session.
+    flows = models.JSONField(default=list)
     # Stage results worth remembering, e.g. the registration token that was accepted.
     results = models.JSONField(default=dict)
     created_at_ms = models.BigIntegerField()
@@ -242,3 +245,17 @@ class OpenIdToken(models.Model):
 
     def __str__(self) -> str:
         return f"OpenID token of {self.user_id}"
+
+
+class LoginToken(models.Model):
+    """A single-use, short-lived ``m.login.token`` from POST /login/get_token.
+
+    Only the SHA-256 digest is stored; the row is deleted when the token is used.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="login_tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires_at_ms = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"login token of {self.user_id}"

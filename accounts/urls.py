@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from accounts.api import account, auth, devices, tags
+from accounts.api import account, auth, devices, fallback, tags
 
 # Old clients still use /r0/ for the account endpoints; both prefixes answer.
 C = r"^_matrix/client/(?:r0|v3)/"
@@ -13,6 +13,9 @@ urlpatterns = [
         auth.RegistrationTokenValidityView.as_view(),
     ),
     re_path(C + r"login$", auth.LoginView.as_view()),
+    path("_matrix/client/v1/login/get_token", auth.LoginTokenView.as_view()),
+    re_path(C + r"auth/(?P<auth_type>[^/]+)/fallback/web$", fallback.auth_fallback),
+    path("_matrix/static/client/login/", fallback.login_fallback),
     re_path(C + r"refresh$", auth.RefreshView.as_view()),
     re_path(C + r"logout$", auth.LogoutView.as_view()),
     re_path(C + r"logout/all$", auth.LogoutAllView.as_view()),

@@ -164,7 +164,7 @@ class CapabilitiesView(MatrixView):
                     "m.set_displayname": {"enabled": True},
                     "m.set_avatar_url": {"enabled": True},
                     "m.3pid_changes": {"enabled": False},
-                    "m.get_login_token": {"enabled": False},
+                    "m.get_login_token": {"enabled": True},
                     "m.profile_fields": {"enabled": True},
                 }
             }

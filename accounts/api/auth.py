@@ -6,8 +6,17 @@ from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.api.devices import reauth_flows
+from accounts.models import User
 from accounts.selectors import check_not_locked, local_user
-from accounts.services import profile, registration, registration_tokens, sessions, uia
+from accounts.services import (
+    login_tokens,
+    profile,
+    registration,
+    registration_tokens,
+    sessions,
+    uia,
+)
 from accounts.services.passwords import (
     check_new_password,
     check_user_password,
@@ -98,31 +107,35 @@ class RegistrationTokenValidityView(MatrixView):
         return ok({"valid": registration_tokens.is_valid(token)})
 
 
+LOGIN_FLOWS = [
+    {"type": "m.login.password"},
+    # get_login_token: this server offers POST /login/get_token (Client-Server API, v1.7).
+    {"type": "m.login.token", "get_login_token": True},
+]
+
+
 class LoginView(MatrixView):
     def get(self, request: Request) -> Response:
         """GET /_matrix/client/v3/login"""
-        return ok({"flows": [{"type": "m.login.password"}]})
+        return ok({"flows": LOGIN_FLOWS})
 
     def post(self, request: Request) -> Response:
         """POST /_matrix/client/v3/login"""
         body = self.body(request)
         check_ratelimit("login", client_ip(request))
         login_type = body.req_str("type")
-        if login_type != "m.login.password":
-            raise MatrixError("M_UNKNOWN", f"Unknown login type {login_type!r}")
-        password = body.req_str("password")
+        # Every field is checked before a login token is spent.
         device_id = body.str("device_id")
         display_name = body.str("initial_device_display_name")
         refresh = body.bool("refresh_token")
-        localpart = resolve_login_identifier(body.data)
-        user = local_user(f"@{localpart}:{settings.SERVER_NAME}") if localpart else None
-        if user is not None and not user.is_active:
-            raise MatrixError("M_USER_DEACTIVATED", "This account has been deactivated")
-        # Only failed attempts count against the user; successful ones merely check.
-        check_ratelimit("login_failed", localpart or "", update=False)
-        if user is None or not check_user_password(user, password):
-            check_ratelimit("login_failed", localpart or "")
-            raise MatrixError("M_FORBIDDEN", "Invalid username or password")
+        if login_type == "m.login.password":
+            user = self._password_user(body.req_str("password"), body.data)
+        elif login_type == "m.login.token":
+            user = login_tokens.do_consume_login_token(body.req_str("token"))
+            if not user.is_active:
+                raise MatrixError("M_USER_DEACTIVATED", "This account has been deactivated")
+        else:
+            raise MatrixError("M_UNKNOWN", f"Unknown login type {login_type!r}")
         # A locked account cannot get a new access token until unlocked.
         check_not_locked(user)
         new = sessions.do_create_session(
@@ -139,6 +152,38 @@ class LoginView(MatrixView):
                 "well_known": well_known(),
             }
         )
+
+    @staticmethod
+    def _password_user(password: str, data: dict[str, object]) -> User:
+        localpart = resolve_login_identifier(data)
+        user = local_user(f"@{localpart}:{settings.SERVER_NAME}") if localpart else None
+        if user is not None and not user.is_active:
+            raise MatrixError("M_USER_DEACTIVATED", "This account has been deactivated")
+        # Only failed attempts count against the user; successful ones merely check.
+        check_ratelimit("login_failed", localpart or "", update=False)
+        if user is None or not check_user_password(user, password):
+            check_ratelimit("login_failed", localpart or "")
+            raise MatrixError("M_FORBIDDEN", "Invalid username or password")
+        return user
+
+
+class LoginTokenView(MatrixView):
+    requires_auth = True
+
+    def post(self, request: Request) -> Response:
+        """POST /_matrix/client/v1/login/get_token"""
+        body = self.body(request, allow_empty=True)
+        # "Servers MUST always re-prompt": a session is deleted once used, so every
+        # token needs a fresh UIA.
+        session = uia.check_uia(
+            body.data.get("auth"),
+            uri="login/get_token",
+            flows=reauth_flows(request.user),
+            user=request.user,
+        )
+        new = login_tokens.do_create_login_token(request.user)
+        uia.finish_uia(session)
+        return ok({"login_token": new.login_token, "expires_in_ms": new.expires_in_ms})
 
 
 class RefreshView(MatrixView):

@@ -92,9 +92,13 @@ STAGES: dict[str, StageChecker] = {
 }
 
 
-def _new_session(uri: str, user: User | None) -> UIASession:
+def _new_session(uri: str, user: User | None, flows: list[list[str]]) -> UIASession:
     return UIASession.objects.create(
-        session_id=secrets.token_urlsafe(24), uri=uri, user=user, created_at_ms=now_ms()
+        session_id=secrets.token_urlsafe(24),
+        uri=uri,
+        user=user,
+        flows=flows,
+        created_at_ms=now_ms(),
     )
 
 
@@ -109,20 +113,17 @@ def check_uia(
     """Advance UIA with ``auth``; return the session once a flow is complete."""
     params = params or {}
     if auth is None:
-        raise UIARequired(_new_session(uri, user), flows, params)
+        raise UIARequired(_new_session(uri, user, flows), flows, params)
     if not isinstance(auth, dict):
         raise MatrixError("M_BAD_JSON", "'auth' must be an object")
     session_id = auth.get("session")
     with transaction.atomic():
         if session_id is None:
-            session = _new_session(uri, user)
+            session = _new_session(uri, user, flows)
         else:
             if not isinstance(session_id, str):
                 raise MatrixError("M_BAD_JSON", "'session' must be a string")
-            found = UIASession.objects.select_for_update().filter(session_id=session_id).first()
-            if found is None or now_ms() - found.created_at_ms > SESSION_LIFETIME_MS:
-                raise MatrixError("M_UNKNOWN", "Unknown or expired UIA session", status=400)
-            session = found
+            session = _live_session(session_id)
             if session.uri != uri or session.user_id != (user.pk if user else None):
                 raise MatrixError(
                     "M_FORBIDDEN",
@@ -136,6 +137,38 @@ def check_uia(
     if any(set(flow) <= done for flow in flows):
         return session
     raise UIARequired(session, flows, params)
+
+
+def _live_session(session_id: str) -> UIASession:
+    """The session, locked for update; 400 M_UNKNOWN if it is unknown or expired."""
+    found = UIASession.objects.select_for_update().filter(session_id=session_id).first()
+    if found is None or now_ms() - found.created_at_ms > SESSION_LIFETIME_MS:
+        raise MatrixError("M_UNKNOWN", "Unknown or expired UIA session", status=400)
+    return found
+
+
+def session_for_fallback(session_id: str, stage: str) -> UIASession:
+    """The session a fallback page completes ``stage`` of, checked to offer that stage."""
+    session = UIASession.objects.select_related("user").filter(session_id=session_id).first()
+    if session is None or now_ms() - session.created_at_ms > SESSION_LIFETIME_MS:
+        raise MatrixError("M_UNKNOWN", "Unknown or expired UIA session", status=400)
+    if stage not in {s for flow in session.flows for s in flow}:
+        raise MatrixError("M_UNRECOGNIZED", f"This session does not offer {stage!r}", status=400)
+    return session
+
+
+def do_complete_stage_by_fallback(session_id: str, auth: dict[str, Any]) -> MatrixError | None:
+    """Run one stage of a session out of band, from its fallback page (Client-Server API,
+    "Fallback"); the client then resubmits its request with just the session ID.
+
+    Returns the stage's error, if it failed; the session is unchanged then.
+    """
+    with transaction.atomic():
+        session = _live_session(session_id)
+        stage_error = _run_stage(auth, session, session.flows)
+        if stage_error is None:
+            session.save()
+    return stage_error
 
 
 def _run_stage(

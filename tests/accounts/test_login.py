@@ -9,11 +9,16 @@ from tests.accounts.helpers import password_auth, whoami
 from tests.conftest import MatrixTestClient, Persona
 
 
-def test_the_password_flow_is_advertised(api: MatrixTestClient) -> None:
+def test_the_password_and_token_flows_are_advertised(api: MatrixTestClient) -> None:
     response = api.get("login")
 
     assert response.status == 200
-    assert response.body == {"flows": [{"type": "m.login.password"}]}
+    assert response.body == {
+        "flows": [
+            {"type": "m.login.password"},
+            {"type": "m.login.token", "get_login_token": True},
+        ]
+    }
 
 
 def test_login_with_a_localpart(api: MatrixTestClient, alice: Persona) -> None:
@@ -92,7 +97,7 @@ def test_a_third_party_identifier_matches_no_account(api: MatrixTestClient) -> N
 
 
 def test_an_unknown_login_type_is_refused(api: MatrixTestClient, alice: Persona) -> None:
-    response = api.post("login", {"type": "m.login.token", "token": "abc"})
+    response = api.post("login", {"type": "m.login.sso", "token": "abc"})
 
     assert response.status == 400
     assert response.errcode == "M_UNKNOWN"
