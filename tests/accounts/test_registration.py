@@ -6,8 +6,10 @@ Client-Server API, "Account registration" and "User-Interactive Authentication A
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from django.conf import settings
 
 from accounts.clock import now_ms
 from accounts.models import RegistrationToken, UIASession, User
@@ -211,7 +213,8 @@ def test_the_new_user_has_their_localpart_as_display_name(api: MatrixTestClient)
 
 
 @pytest.mark.parametrize(
-    "username", ["caröl", "car ol", "car:ol", "@carol:elsewhere.example", "c" * 300]
+    "username",
+    ["caröl", "car ol", "car:ol", "@carol:elsewhere.example", "c" * 300, "carol-\n", "carol\n"],
 )
 def test_an_invalid_username_is_refused_before_uia(api: MatrixTestClient, username: str) -> None:
     response = api.post("register", {"username": username, "password": "pw"})
@@ -219,6 +222,31 @@ def test_an_invalid_username_is_refused_before_uia(api: MatrixTestClient, userna
     assert response.status == 400
     assert response.errcode == "M_INVALID_USERNAME"
     assert User.objects.count() == 0
+
+
+def test_a_full_user_id_with_a_trailing_newline_is_refused(api: MatrixTestClient) -> None:
+    # A ``$`` anchor matches before a final newline; the grammar must not.
+    response = api.post("register", {"username": user_id("carol") + "\n", "password": "pw"})
+
+    assert response.status == 400
+    assert response.errcode == "M_INVALID_USERNAME"
+    assert api.get("register/available?username=carol%0A").errcode == "M_INVALID_USERNAME"
+    assert User.objects.count() == 0
+
+
+def test_the_admin_api_cannot_create_a_user_whose_id_ends_in_a_newline(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    User.objects.filter(localpart="alice").update(is_staff=True, is_superuser=True)
+    target = quote(f"@carol\n:{settings.SERVER_NAME}", safe="@:")
+
+    response = api.request(
+        "PUT", f"/_synapse/admin/v2/users/{target}", {"password": "pw"}, token=alice.access_token
+    )
+
+    assert response.status == 400
+    assert response.errcode == "M_INVALID_PARAM"
+    assert not User.objects.filter(localpart__startswith="carol").exists()
 
 
 def test_a_taken_username_is_refused_before_uia(api: MatrixTestClient, alice: Persona) -> None:
