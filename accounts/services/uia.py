@@ -59,6 +59,15 @@ class UIARequired(MatrixError):
         return self.body
 
 
+class NotTheSessionUser(MatrixError):
+    """A stage authenticated, or tried to, as someone other than the user the request
+    acts for. Synapse and sytest answer this with a plain 403, not the 401 of a failed
+    stage: the caller holds a token of one user and credentials of another."""
+
+    def __init__(self) -> None:
+        super().__init__("M_FORBIDDEN", "Invalid auth: not the user making the request")
+
+
 StageChecker = Callable[[dict[str, Any], UIASession], None]
 
 
@@ -71,8 +80,10 @@ def _check_password(auth: dict[str, Any], session: UIASession) -> None:
     if user is None:
         raise MatrixError("M_FORBIDDEN", "Password authentication needs a logged-in user")
     identified = passwords.resolve_login_identifier(auth)
-    if identified is None or identified != user.localpart:
+    if identified is None:
         raise MatrixError("M_FORBIDDEN", "Invalid username or password")
+    if identified != user.localpart:
+        raise NotTheSessionUser()
     password = auth.get("password")
     if not isinstance(password, str) or not passwords.check_user_password(user, password):
         raise MatrixError("M_FORBIDDEN", "Invalid username or password")
@@ -155,6 +166,8 @@ def _run_stage(
         return None
     try:
         checker(auth, session)
+    except NotTheSessionUser:
+        raise
     except MatrixError as error:
         return error
     if stage not in session.completed:
