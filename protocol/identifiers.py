@@ -17,14 +17,14 @@ from protocol.errors import MatrixError, invalid_param
 # most 255 bytes; Client-Server API, "Size limits": so are an event's type and state_key.
 MAX_ID_BYTES = 255
 
-_DNS_NAME = re.compile(r"^[A-Za-z0-9\-.]{1,255}$")
-_IPV4 = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
-_IPV6_CHARS = re.compile(r"^[0-9A-Fa-f:.]{2,45}$")
-_USER_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
+_DNS_NAME = re.compile(r"^[A-Za-z0-9\-.]{1,255}\Z")
+_IPV4 = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\Z")
+_IPV6_CHARS = re.compile(r"^[0-9A-Fa-f:.]{2,45}\Z")
+_USER_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+\Z")
 # Historical user IDs (appendices, "Historical User IDs"): any printable ASCII
 # except ':' — accepted from other servers, never issued here.
-_HISTORICAL_LOCALPART = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
-_NAMESPACED = re.compile(r"^[a-z][a-z0-9\-_.]{0,254}$")
+_HISTORICAL_LOCALPART = re.compile(r"^[\x21-\x39\x3b-\x7e]+\Z")
+_NAMESPACED = re.compile(r"^[a-z][a-z0-9\-_.]{0,254}\Z")
 
 
 def byte_length(value: str) -> int:

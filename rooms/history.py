@@ -124,6 +124,14 @@ def reader_of(room: Room, user_id: str) -> Reader:
     return Reader(room, user_id, member, relations.ignored_users(user_id))
 
 
+def check_may_read(reader: Reader) -> None:
+    """M_FORBIDDEN unless the reader has a membership of the room (even a past one) or
+    the room is world readable: then which events they see is history visibility's
+    business (an event they may not see is "not found")."""
+    if not reader.member and not selectors.is_world_readable(reader.room):
+        raise MatrixError("M_FORBIDDEN", "You are not allowed to view this room's history")
+
+
 @dataclass
 class Page:
     chunk: list[Event]
@@ -158,8 +166,7 @@ def paginate(
     room, user_id, ignored = reader.room, reader.user_id, reader.ignored
     position = parse_token(from_token, room) if from_token is not None else None
     bound = parse_token(to_token, room) if to_token else None
-    if not reader.member and not selectors.is_world_readable(room):
-        raise MatrixError("M_FORBIDDEN", "You are not allowed to view this room's history")
+    check_may_read(reader)
 
     conditions = selectors.event_filter_q(room_filter)
     chunk: list[Event] = []

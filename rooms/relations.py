@@ -487,11 +487,14 @@ def event_context(
     ``limit`` is shared by the events before and after (half each, rounding in favour
     of the later ones). The filter applies to those and to the state, not to the event.
     """
+    reader = history.reader_of(room, user_id)
+    # Synapse and sytest ("/context/ on non world readable room does not work"): 403 for
+    # a room the user may not read at all, before asking whether the event exists.
+    history.check_may_read(reader)
     event = selectors.get_event_for_user(room, event_id, user_id)
     timeline_filter = dict(room_filter or {})
     lazy_members = bool(timeline_filter.pop("lazy_load_members", False))
     before_limit = limit // 2
-    reader = history.reader_of(room, user_id)
     # Before and after in topological order, as /messages pages.
     before = history.paginate(
         reader,

@@ -22,7 +22,7 @@ from accounts.services.passwords import (
     check_user_password,
     resolve_login_identifier,
 )
-from config.matrix_api import MatrixView, ok
+from config.matrix_api import Body, MatrixView, ok
 from config.ratelimit import check_ratelimit
 from protocol.errors import MatrixError
 
@@ -51,14 +51,35 @@ class RegisterView(MatrixView):
             raise MatrixError("M_INVALID_PARAM", "kind must be 'user' or 'guest'")
         if settings.REGISTRATION == "closed":
             raise MatrixError("M_FORBIDDEN", "Registration has been disabled")
-        body = self.body(request)
+        data = self.body(request).data
         check_ratelimit("register", client_ip(request))
-        username = body.str("username")
-        password = body.str("password")
+        auth = data.get("auth")
+        params = {key: value for key, value in data.items() if key != "auth"}
+        params.pop(registration.PASSWORD_HASH, None)  # never the client's to give
+        password_hash = None
+        earlier = uia.find_session(auth, uri="register")
+        if earlier is not None and not params:
+            # A request of the session that sends only ``auth`` means the parameters
+            # its first request gave (as Synapse does; sytest "registration remembers
+            # parameters").
+            params = dict(earlier.results.get(uia.REQUEST) or {})
+            password_hash = params.pop(registration.PASSWORD_HASH, None)
+        body = Body(params)
         device_id = body.str("device_id")
         display_name = body.str("initial_device_display_name")
         inhibit_login = body.bool("inhibit_login")
         refresh = body.bool("refresh_token")
+        registered = earlier.results.get(uia.REGISTERED_USER) if earlier is not None else None
+        if registered is not None:
+            # Retrying with a session that already registered: answer as its completion
+            # did, logging in again unless told not to (sytest "registration is
+            # idempotent"), rather than failing with M_USER_IN_USE.
+            user = local_user(registered)
+            if user is None or not user.is_active:
+                raise MatrixError("M_FORBIDDEN", "This registration is no longer valid")
+            return self._registered(request, user, inhibit_login, device_id, display_name, refresh)
+        username = body.str("username")
+        password = body.str("password")
         # Client-Server API, POST /register: these checks come before UIA, so that a
         # client does not complete authentication only to be told the request is bad.
         localpart = registration.check_username_available(username) if username else None
@@ -67,13 +88,29 @@ class RegisterView(MatrixView):
         if not inhibit_login:
             sessions.check_device_fields(device_id, display_name)
 
-        session = uia.check_uia(body.data.get("auth"), uri="register", flows=registration_flows())
-        user = registration.do_create_user(localpart, password)
+        starts_session = not (isinstance(auth, dict) and "session" in auth)
+        session = uia.check_uia(
+            auth,
+            uri="register",
+            flows=registration_flows(),
+            remember=registration.request_to_remember(params) if starts_session else None,
+        )
+        user = registration.do_create_user(localpart, password, password_hash=password_hash)
         token = session.results.get(uia.REGISTRATION_TOKEN)
         if token:
             registration_tokens.do_complete(token)
-        uia.finish_uia(session)
+        uia.do_record_registration(session, user)
+        return self._registered(request, user, inhibit_login, device_id, display_name, refresh)
 
+    def _registered(
+        self,
+        request: Request,
+        user: User,
+        inhibit_login: bool,
+        device_id: str | None,
+        display_name: str | None,
+        refresh: bool,
+    ) -> Response:
         if inhibit_login:
             return ok({"user_id": user.user_id, "home_server": settings.SERVER_NAME})
         new = sessions.do_create_session(

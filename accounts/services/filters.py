@@ -9,6 +9,7 @@ from django.db.models import Max
 
 from accounts.models import Filter, User
 from protocol.errors import MatrixError
+from protocol.identifiers import is_valid_room_id, is_valid_user_id
 
 _EVENT_FILTER_LISTS = ("types", "not_types", "senders", "not_senders")
 _ROOM_EVENT_FILTER_LISTS = (*_EVENT_FILTER_LISTS, "rooms", "not_rooms")
@@ -35,6 +36,20 @@ def _check_list_of_strings(obj: dict[str, Any], key: str, where: str) -> None:
         raise MatrixError("M_BAD_JSON", f"'{where}.{key}' must be a list of strings")
 
 
+def _check_ids(obj: dict[str, Any], where: str) -> None:
+    """``senders``/``not_senders`` are user IDs, ``rooms``/``not_rooms`` room IDs (the
+    spec's ``mx-user-id`` and ``mx-room-id`` formats); a list of strings already."""
+    for key, valid, kind in (
+        ("senders", is_valid_user_id, "user"),
+        ("not_senders", is_valid_user_id, "user"),
+        ("rooms", is_valid_room_id, "room"),
+        ("not_rooms", is_valid_room_id, "room"),
+    ):
+        for value in obj.get(key) or ():
+            if not valid(value):
+                raise MatrixError("M_BAD_JSON", f"'{where}.{key}': {value!r} is not a {kind} ID")
+
+
 def _check_event_filter(obj: Any, where: str, *, room_event: bool) -> None:
     if obj is None:
         return
@@ -43,6 +58,7 @@ def _check_event_filter(obj: Any, where: str, *, room_event: bool) -> None:
     _no_nulls(obj, where)
     for key in _ROOM_EVENT_FILTER_LISTS if room_event else _EVENT_FILTER_LISTS:
         _check_list_of_strings(obj, key, where)
+    _check_ids(obj, where)
     limit = obj.get("limit")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         raise MatrixError("M_BAD_JSON", f"'{where}.limit' must be a non-negative integer")
@@ -75,6 +91,7 @@ def check_filter(definition: dict[str, Any]) -> None:
     _no_nulls(room, "room")
     _check_list_of_strings(room, "rooms", "room")
     _check_list_of_strings(room, "not_rooms", "room")
+    _check_ids(room, "room")
     if "include_leave" in room and not isinstance(room["include_leave"], bool):
         raise MatrixError("M_BAD_JSON", "'room.include_leave' must be a boolean")
     for key in ("timeline", "state", "ephemeral", "account_data"):

@@ -15,7 +15,7 @@ from protocol.errors import MatrixError
 MAX_PROFILE_BYTES = 64 * 1024
 MAX_KEY_BYTES = 255
 # The keyName pattern of PUT /profile/{userId}/{keyName}.
-_KEY_NAME = re.compile(r"^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$")
+_KEY_NAME = re.compile(r"^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)\Z")
 MAX_DISPLAYNAME_LENGTH = 256
 
 

@@ -6,8 +6,10 @@ import hashlib
 import hmac
 import secrets
 import string
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 
@@ -16,6 +18,9 @@ from accounts.selectors import is_localpart_taken
 from accounts.services import passwords
 from protocol.errors import MatrixError
 from protocol.identifiers import MAX_ID_BYTES, is_valid_user_localpart
+
+# Where request_to_remember keeps the password, hashed.
+PASSWORD_HASH = "password_hash"
 
 
 def normalise_username(username: str) -> str:
@@ -46,8 +51,25 @@ def _generated_localpart() -> str:
     return "u" + "".join(secrets.choice(alphabet) for _ in range(11))
 
 
-def do_create_user(localpart: str | None, password: str | None, *, admin: bool = False) -> User:
-    """Create a local user; ``localpart`` None picks a free random one."""
+def request_to_remember(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of a POST /register to keep with its UIA session: the password
+    only as its hash, so that no plain password is ever stored."""
+    kept = {key: value for key, value in params.items() if key != "password"}
+    password = params.get("password")
+    if isinstance(password, str):
+        kept[PASSWORD_HASH] = make_password(password)
+    return kept
+
+
+def do_create_user(
+    localpart: str | None,
+    password: str | None,
+    *,
+    admin: bool = False,
+    password_hash: str | None = None,
+) -> User:
+    """Create a local user; ``localpart`` None picks a free random one. ``password_hash``
+    (from :func:`request_to_remember`) stands in for a password already checked."""
     if password is not None:
         passwords.check_new_password(password)
     if localpart is None:
@@ -56,13 +78,17 @@ def do_create_user(localpart: str | None, password: str | None, *, admin: bool =
             localpart = _generated_localpart()
     try:
         with transaction.atomic():
-            return User.objects.create_user(
+            user = User.objects.create_user(
                 localpart,
                 password,
                 is_staff=admin,
                 is_superuser=admin,
                 profile={"displayname": localpart},
             )
+            if password is None and password_hash is not None:
+                user.password = password_hash
+                user.save(update_fields=["password"])
+            return user
     except IntegrityError:
         raise MatrixError("M_USER_IN_USE", "User ID already taken") from None
 

@@ -27,6 +27,11 @@ DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
 REGISTRATION_TOKEN = "m.login.registration_token"
 
+# Keys of ``UIASession.results`` besides stage results: the request's parameters as the
+# session's first request gave them, and the user a completed registration created.
+REQUEST = "request"
+REGISTERED_USER = "registered_user_id"
+
 
 class UIARequired(MatrixError):
     """The 401 response of UIA: flows, params, session, completed, maybe an error."""
@@ -59,6 +64,15 @@ class UIARequired(MatrixError):
         return self.body
 
 
+class NotTheSessionUser(MatrixError):
+    """A stage authenticated, or tried to, as someone other than the user the request
+    acts for. Synapse and sytest answer this with a plain 403, not the 401 of a failed
+    stage: the caller holds a token of one user and credentials of another."""
+
+    def __init__(self) -> None:
+        super().__init__("M_FORBIDDEN", "Invalid auth: not the user making the request")
+
+
 StageChecker = Callable[[dict[str, Any], UIASession], None]
 
 
@@ -71,8 +85,10 @@ def _check_password(auth: dict[str, Any], session: UIASession) -> None:
     if user is None:
         raise MatrixError("M_FORBIDDEN", "Password authentication needs a logged-in user")
     identified = passwords.resolve_login_identifier(auth)
-    if identified is None or identified != user.localpart:
+    if identified is None:
         raise MatrixError("M_FORBIDDEN", "Invalid username or password")
+    if identified != user.localpart:
+        raise NotTheSessionUser()
     password = auth.get("password")
     if not isinstance(password, str) or not passwords.check_user_password(user, password):
         raise MatrixError("M_FORBIDDEN", "Invalid username or password")
@@ -92,14 +108,27 @@ STAGES: dict[str, StageChecker] = {
 }
 
 
-def _new_session(uri: str, user: User | None, flows: list[list[str]]) -> UIASession:
+def _new_session(
+    uri: str, user: User | None, flows: list[list[str]], remember: dict[str, Any] | None
+) -> UIASession:
     return UIASession.objects.create(
         session_id=secrets.token_urlsafe(24),
         uri=uri,
         user=user,
         flows=flows,
         created_at_ms=now_ms(),
+        results={REQUEST: remember} if remember else {},
     )
+
+
+def find_session(auth: Any, *, uri: str) -> UIASession | None:
+    """The unexpired session for ``uri`` that ``auth`` names, if there is one."""
+    session_id = auth.get("session") if isinstance(auth, dict) else None
+    if not isinstance(session_id, str):
+        return None
+    return UIASession.objects.filter(
+        session_id=session_id, uri=uri, created_at_ms__gte=now_ms() - SESSION_LIFETIME_MS
+    ).first()
 
 
 def check_uia(
@@ -109,17 +138,21 @@ def check_uia(
     flows: list[list[str]],
     user: User | None = None,
     params: dict[str, Any] | None = None,
+    remember: dict[str, Any] | None = None,
 ) -> UIASession:
-    """Advance UIA with ``auth``; return the session once a flow is complete."""
+    """Advance UIA with ``auth``; return the session once a flow is complete.
+
+    ``remember``: request parameters kept with a session this call starts, for later
+    requests of the session that send only ``auth`` (see :func:`find_session`)."""
     params = params or {}
     if auth is None:
-        raise UIARequired(_new_session(uri, user, flows), flows, params)
+        raise UIARequired(_new_session(uri, user, flows, remember), flows, params)
     if not isinstance(auth, dict):
         raise MatrixError("M_BAD_JSON", "'auth' must be an object")
     session_id = auth.get("session")
     with transaction.atomic():
         if session_id is None:
-            session = _new_session(uri, user, flows)
+            session = _new_session(uri, user, flows, remember)
         else:
             if not isinstance(session_id, str):
                 raise MatrixError("M_BAD_JSON", "'session' must be a string")
@@ -188,6 +221,8 @@ def _run_stage(
         return None
     try:
         checker(auth, session)
+    except NotTheSessionUser:
+        raise
     except MatrixError as error:
         return error
     if stage not in session.completed:
@@ -198,6 +233,16 @@ def _run_stage(
 def finish_uia(session: UIASession) -> None:
     """Forget a session whose operation has been performed: it cannot be replayed."""
     UIASession.objects.filter(pk=session.pk).delete()
+
+
+def do_record_registration(session: UIASession, user: User) -> None:
+    """Keep a completed registration session until it expires, naming the user it
+    created, so that a retry with it is answered as the first completion was. The
+    registration token's use is final now: purging the session must not release it."""
+    results = dict(session.results)
+    results.pop(REGISTRATION_TOKEN, None)
+    results[REGISTERED_USER] = user.user_id
+    UIASession.objects.filter(pk=session.pk).update(results=results)
 
 
 def do_purge_expired_sessions() -> int:

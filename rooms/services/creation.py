@@ -64,6 +64,9 @@ class RoomSpec:
     creation_content: dict[str, Any] = field(default_factory=dict)
     initial_state: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     power_level_content_override: dict[str, Any] | None = None
+    # A room ID chosen beforehand (room versions before 12 only, whose IDs are opaque):
+    # an upgrade names the new room in the old room's tombstone before creating it.
+    room_id: str | None = None
 
 
 def default_power_levels(spec: RoomSpec, preset: str) -> dict[str, Any]:
@@ -211,7 +214,7 @@ def _create_with_initial_state(spec: RoomSpec, invitees: list[str]) -> Room:
         room_id = (
             None
             if room_version.room_id_is_create_event_hash
-            else generate_opaque_room_id(settings.SERVER_NAME)
+            else spec.room_id or generate_opaque_room_id(settings.SERVER_NAME)
         )
         content = _create_content(spec, preset)
         extra: dict[str, Any] = {}

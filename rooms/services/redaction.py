@@ -44,6 +44,12 @@ def do_redact(room_id: str, ctx: SendContext, target_id: str, reason: str | None
         room_version = room_version_of(room)
         target = Event.objects.filter(room=room, event_id=target_id).only("sender").first()
         if target is None:
+            if Event.objects.filter(event_id=target_id).exists():
+                # Synapse: 400 "Cannot redact event from a different room" (sytest "PUT
+                # /redact disallows redaction of event in different room").
+                raise MatrixError(
+                    "M_INVALID_PARAM", "That event belongs to a different room", status=400
+                )
             raise MatrixError("M_NOT_FOUND", "Event not found")
         if target.sender != ctx.sender:
             state = load_state(room.current_state_group_id)

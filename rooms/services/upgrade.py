@@ -14,19 +14,24 @@ import logging
 import math
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from protocol import auth_rules
 from protocol.errors import MatrixError, forbidden, invalid_param
+from protocol.hashing import generate_opaque_room_id
 from protocol.identifiers import is_valid_user_id
 from protocol.room_versions import RoomVersion
 from rooms import event_cache
 from rooms.models import Event, Membership, Room
 from rooms.services import aliases, creation, directory, membership
 from rooms.services.events import (
+    PreparedEvent,
     SendContext,
     auth_state_for,
     lock_room,
+    persist_event,
+    prepare_in_locked_room,
     room_version_of,
     send_in_locked_room,
 )
@@ -197,17 +202,30 @@ def do_upgrade_room(
             {user_id, *extra_creators} if new_version.creators_have_infinite_power else set()
         )
 
-        # Step 2: the create event names its predecessor and keeps the room type.
-        last_event_id = (
-            Event.objects.filter(room=old_room, stream_ordering__isnull=False)
-            .order_by("-stream_ordering")
-            .values_list("event_id", flat=True)
-            .first()
-        )
+        # Step 2: the create event names its predecessor and keeps the room type. Its
+        # event_id (deprecated since v1.16, optional for v12+, still SHOULD be set) is
+        # the old room's last event: the tombstone, as Synapse does. Before v12 the new
+        # room's ID is opaque, so the tombstone naming it is built first; from v12 the
+        # ID is the create event's hash, which cannot cite the tombstone that names it,
+        # so the last event before the upgrade stands in.
+        tombstone: PreparedEvent | None = None
+        new_room_id: str | None = None
         predecessor: dict[str, Any] = {"room_id": old_room.room_id}
-        if last_event_id is not None:
-            # Deprecated since v1.16 (optional for v12+), still SHOULD be set if known.
-            predecessor["event_id"] = last_event_id
+        if not new_version.room_id_is_create_event_hash:
+            new_room_id = generate_opaque_room_id(settings.SERVER_NAME)
+            tombstone = prepare_in_locked_room(
+                old_room, ctx, TOMBSTONE, _tombstone_content(new_room_id), ""
+            )
+            predecessor["event_id"] = tombstone.event.event_id
+        else:
+            last_event_id = (
+                Event.objects.filter(room=old_room, stream_ordering__isnull=False)
+                .order_by("-stream_ordering")
+                .values_list("event_id", flat=True)
+                .first()
+            )
+            if last_event_id is not None:
+                predecessor["event_id"] = last_event_id
         creation_content: dict[str, Any] = {"predecessor": predecessor}
         if isinstance(create.content.get("type"), str):
             creation_content["type"] = create.content["type"]
@@ -252,9 +270,23 @@ def do_upgrade_room(
             initial_state=initial_state,
             # A copy: the sent event must not share dicts with what is changed below.
             power_level_content_override=copy.deepcopy(power_levels),
+            room_id=new_room_id,
         )
         new_room = creation.do_create_room(spec)
         new_room.refresh_from_db()
+
+        # Step 5 (here, as Synapse, so that nothing is sent to the old room between
+        # building the tombstone and persisting it): the tombstone.
+        if tombstone is not None:
+            persist_event(
+                old_room,
+                tombstone.event,
+                state_before=tombstone.state_before,
+                ctx=ctx,
+                extremities_before=tombstone.extremity_ids,
+            )
+        else:
+            send_in_locked_room(old_room, ctx, TOMBSTONE, _tombstone_content(new_room.room_id), "")
 
         _copy_bans(old_room, new_room, ctx, new_creators)
 
@@ -270,20 +302,13 @@ def do_upgrade_room(
             users[user_id] = restore_level
             send_in_locked_room(new_room, ctx, POWER_LEVELS, power_levels, "")
 
-        # Step 5: the tombstone.
-        send_in_locked_room(
-            old_room,
-            ctx,
-            TOMBSTONE,
-            {
-                "body": "This room has been replaced",
-                "replacement_room": new_room.room_id,
-            },
-            "",
-        )
         # Step 6: nobody but moderators may speak or invite in the old room any more.
         _restrict_old_room(old_room, ctx)
     return new_room
+
+
+def _tombstone_content(replacement_room: str) -> dict[str, Any]:
+    return {"body": "This room has been replaced", "replacement_room": replacement_room}
 
 
 def _copy_bans(old_room: Room, new_room: Room, ctx: SendContext, creators: set[str]) -> None:

@@ -52,6 +52,21 @@ def test_an_empty_filter_is_valid(api: MatrixTestClient, alice: Persona) -> None
     )
 
 
+def test_valid_room_and_user_ids_are_accepted(api: MatrixTestClient, alice: Persona) -> None:
+    definition = {
+        "presence": {"senders": ["@Old.Style!:example.org"]},
+        "room": {
+            "rooms": ["!abc:example.org", "!v12HashLikeId"],
+            "not_rooms": ["!def:example.org"],
+            "timeline": {"senders": [alice.user_id], "not_rooms": ["!ghi:example.org"]},
+        },
+    }
+
+    response = create(api, alice, definition)
+
+    assert response.status == 200, response.body
+
+
 def test_each_filter_gets_its_own_id(api: MatrixTestClient, alice: Persona) -> None:
     ids = [
         create(api, alice, {"room": {"timeline": {"limit": n}}}).body["filter_id"]
@@ -81,6 +96,15 @@ def test_each_filter_gets_its_own_id(api: MatrixTestClient, alice: Persona) -> N
         {"room": {"timeline": {"limit": 1.5}}},
         {"room": {"state": {"lazy_load_members": 1}}},
         {"room": {"ephemeral": {"not_rooms": [None]}}},
+        # sytest "Check creating invalid filters returns 4xx": IDs of the wrong kind.
+        {"room": {"timeline": {"rooms": ["not_a_room_id"]}}},
+        {"room": {"timeline": {"senders": ["not_a_sender_id"]}}},
+        {"room": {"state": {"not_senders": ["@no-domain"]}}},
+        {"room": {"ephemeral": {"not_rooms": ["#alias:example.org"]}}},
+        {"room": {"rooms": ["not_a_room_id"]}},
+        {"room": {"not_rooms": ["@alice:example.org"]}},
+        {"presence": {"senders": ["alice"]}},
+        {"account_data": {"not_senders": ["@alice\n:example.org"]}},
     ],
 )
 def test_a_badly_shaped_filter_is_bad_json(

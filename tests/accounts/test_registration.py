@@ -6,8 +6,10 @@ Client-Server API, "Account registration" and "User-Interactive Authentication A
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from django.conf import settings
 
 from accounts.clock import now_ms
 from accounts.models import RegistrationToken, UIASession, User
@@ -72,20 +74,76 @@ def test_a_dummy_stage_without_a_session_still_completes(api: MatrixTestClient) 
     assert User.objects.filter(localpart="carol").exists()
 
 
-def test_a_completed_session_cannot_be_replayed(api: MatrixTestClient) -> None:
+def test_retrying_a_completed_session_answers_as_its_completion_did(
+    api: MatrixTestClient,
+) -> None:
+    # sytest "registration is idempotent": a retry with the session that registered
+    # answers with the same user (logged in again), and registers nobody else.
     session = start(api, {"username": "carol", "password": "pw"})
-    assert (
-        api.post(
-            "register", {"username": "carol", "password": "pw", "auth": dummy(session)}
-        ).status
-        == 200
+    first = api.post("register", {"username": "carol", "password": "pw", "auth": dummy(session)})
+    assert first.status == 200, first.body
+
+    retry = api.post("register", {"username": "dave", "password": "pw", "auth": dummy(session)})
+
+    assert retry.status == 200, retry.body
+    assert retry.body["user_id"] == user_id("carol")
+    assert whoami(api, retry.body["access_token"]).body["user_id"] == user_id("carol")
+    assert not User.objects.filter(localpart="dave").exists()
+    assert User.objects.count() == 1
+
+
+def test_retrying_without_a_username_gives_the_same_generated_user(
+    api: MatrixTestClient,
+) -> None:
+    session = start(api, {"password": "pw"})
+    first = api.post("register", {"password": "pw", "auth": dummy(session)})
+
+    retry = api.post("register", {"password": "pw", "auth": dummy(session)})
+
+    assert retry.status == 200, retry.body
+    assert retry.body["user_id"] == first.body["user_id"]
+    assert User.objects.count() == 1
+
+
+def test_a_session_remembers_the_parameters_of_its_first_request(
+    api: MatrixTestClient,
+) -> None:
+    # sytest "registration remembers parameters": the completing request sends only auth.
+    session = start(
+        api,
+        {
+            "username": "carol",
+            "password": "pw-carol",
+            "device_id": "XYZZY",
+            "initial_device_display_name": "display_name",
+        },
     )
 
-    replay = api.post("register", {"username": "dave", "password": "pw", "auth": dummy(session)})
+    response = api.post("register", {"auth": dummy(session)})
 
-    assert replay.status == 400
-    assert replay.errcode == "M_UNKNOWN"
-    assert not User.objects.filter(localpart="dave").exists()
+    assert response.status == 200, response.body
+    assert response.body["user_id"] == user_id("carol")
+    assert response.body["device_id"] == "XYZZY"
+    device = api.get("devices/XYZZY", token=response.body["access_token"])
+    assert device.body["display_name"] == "display_name"
+    assert api.login("carol", "pw-carol").status == 200
+    stored = UIASession.objects.get(session_id=session).results
+    assert "pw-carol" not in str(stored)
+
+
+def test_inhibit_login_from_the_first_request_is_remembered(api: MatrixTestClient) -> None:
+    # sytest "registration with inhibit_login inhibits login".
+    session = start(api, {"username": "carol", "password": "pw", "inhibit_login": True})
+
+    response = api.post("register", {"auth": dummy(session)})
+    retry = api.post("register", {"auth": dummy(session)})
+
+    for answer in (response, retry):
+        assert answer.status == 200, answer.body
+        assert answer.body["user_id"] == user_id("carol")
+        assert "device_id" not in answer.body
+        assert "access_token" not in answer.body
+    assert User.objects.get(localpart="carol").devices.count() == 0
 
 
 def test_an_unknown_session_is_rejected(api: MatrixTestClient) -> None:
@@ -211,7 +269,8 @@ def test_the_new_user_has_their_localpart_as_display_name(api: MatrixTestClient)
 
 
 @pytest.mark.parametrize(
-    "username", ["caröl", "car ol", "car:ol", "@carol:elsewhere.example", "c" * 300]
+    "username",
+    ["caröl", "car ol", "car:ol", "@carol:elsewhere.example", "c" * 300, "carol-\n", "carol\n"],
 )
 def test_an_invalid_username_is_refused_before_uia(api: MatrixTestClient, username: str) -> None:
     response = api.post("register", {"username": username, "password": "pw"})
@@ -219,6 +278,31 @@ def test_an_invalid_username_is_refused_before_uia(api: MatrixTestClient, userna
     assert response.status == 400
     assert response.errcode == "M_INVALID_USERNAME"
     assert User.objects.count() == 0
+
+
+def test_a_full_user_id_with_a_trailing_newline_is_refused(api: MatrixTestClient) -> None:
+    # A ``$`` anchor matches before a final newline; the grammar must not.
+    response = api.post("register", {"username": user_id("carol") + "\n", "password": "pw"})
+
+    assert response.status == 400
+    assert response.errcode == "M_INVALID_USERNAME"
+    assert api.get("register/available?username=carol%0A").errcode == "M_INVALID_USERNAME"
+    assert User.objects.count() == 0
+
+
+def test_the_admin_api_cannot_create_a_user_whose_id_ends_in_a_newline(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    User.objects.filter(localpart="alice").update(is_staff=True, is_superuser=True)
+    target = quote(f"@carol\n:{settings.SERVER_NAME}", safe="@:")
+
+    response = api.request(
+        "PUT", f"/_synapse/admin/v2/users/{target}", {"password": "pw"}, token=alice.access_token
+    )
+
+    assert response.status == 400
+    assert response.errcode == "M_INVALID_PARAM"
+    assert not User.objects.filter(localpart__startswith="carol").exists()
 
 
 def test_a_taken_username_is_refused_before_uia(api: MatrixTestClient, alice: Persona) -> None:
@@ -468,6 +552,26 @@ def test_an_abandoned_reservation_is_released_when_its_session_expires(
     assert not UIASession.objects.filter(session_id=session).exists()
     assert RegistrationToken.objects.get(token="once").pending == 0
     assert register_with_token(api, "erin", "once").status == 200
+
+
+@pytest.mark.usefixtures("token_mode")
+def test_a_completed_registration_keeps_its_token_use_when_its_session_expires(
+    api: MatrixTestClient,
+) -> None:
+    RegistrationToken.objects.create(token="once", uses_allowed=1)
+    body = {"username": "carol", "password": "pw"}
+    session = start(api, body)
+    assert api.post("register", {**body, "auth": token_auth(session, "once")}).status == 200
+    UIASession.objects.filter(session_id=session).update(
+        created_at_ms=now_ms() - uia.SESSION_LIFETIME_MS - 1
+    )
+
+    purge_expired_auth_state.delay()
+
+    assert not UIASession.objects.filter(session_id=session).exists()
+    token = RegistrationToken.objects.get(token="once")
+    assert (token.pending, token.completed) == (0, 1)
+    assert register_with_token(api, "erin", "once").status == 401
 
 
 @pytest.mark.usefixtures("token_mode")

@@ -155,8 +155,9 @@ def test_a_taken_username_is_refused(api: MatrixTestClient) -> None:
 
 
 @pytest.mark.usefixtures("secret")
-def test_an_invalid_username_is_refused(api: MatrixTestClient) -> None:
-    response = register(api, "not valid", "pw")
+@pytest.mark.parametrize("username", ["not valid", "carol-\n"])
+def test_an_invalid_username_is_refused(api: MatrixTestClient, username: str) -> None:
+    response = register(api, username, "pw")
 
     assert response.status == 400
     assert response.errcode == "M_INVALID_USERNAME"

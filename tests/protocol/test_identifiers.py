@@ -78,6 +78,17 @@ def test_historical_user_ids_from_other_servers_are_accepted() -> None:
     assert not is_valid_user_id("@alice")
 
 
+def test_a_trailing_newline_is_not_part_of_any_grammar() -> None:
+    # ``$`` in a regular expression matches before a final "\\n"; none of these may.
+    assert not is_valid_user_localpart("alice-\n")
+    assert not is_valid_user_id("@alice\n:example.org")
+    assert not is_valid_user_id("@alice\n:example.org", historical=False)
+    assert not is_valid_user_id("@alice:example.org\n")
+    assert not is_valid_server_name("example.org\n")
+    assert not is_valid_server_name("1.2.3.4\n")
+    assert not is_namespaced_identifier("m.example\n")
+
+
 def test_a_user_id_may_not_exceed_255_bytes() -> None:
     domain = "example.org"
     localpart = "a" * (255 - len(domain) - 2)

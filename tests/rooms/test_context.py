@@ -9,7 +9,15 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.conftest import MatrixTestClient, Persona, Response
-from tests.rooms.helpers import bodies, create_room, join, messages, room_path, send
+from tests.rooms.helpers import (
+    bodies,
+    create_room,
+    join,
+    messages,
+    room_path,
+    send,
+    set_state,
+)
 
 
 def context(
@@ -128,11 +136,27 @@ def test_context_events_carry_bundled_aggregations(
     assert body["event"]["unsigned"]["m.relations"]["m.replace"]["event_id"] == fixed
 
 
+def test_a_room_the_user_may_not_read_is_forbidden(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    # sytest "/context/ on non world readable room does not work": 403, as Synapse.
+    private = create_room(api, alice, preset="private_chat")
+    secret = send(api, alice, private, "secret")
+
+    response = context(api, bob, private, secret)
+    unknown_too = context(api, bob, private, "$missing")
+
+    assert (response.status, response.errcode) == (403, "M_FORBIDDEN")
+    assert (unknown_too.status, unknown_too.errcode) == (403, "M_FORBIDDEN")
+
+
 def test_unknown_or_invisible_events_are_not_found(
     api: MatrixTestClient, alice: Persona, bob: Persona
 ) -> None:
-    private = create_room(api, alice, preset="private_chat")
+    private = create_room(api, alice, preset="public_chat")
+    set_state(api, alice, private, "m.room.history_visibility", {"history_visibility": "joined"})
     secret = send(api, alice, private, "secret")
+    join(api, bob, private)
 
     unknown = context(api, alice, private, "$missing")
     hidden = context(api, bob, private, secret)

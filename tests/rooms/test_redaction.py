@@ -142,9 +142,11 @@ def test_an_event_of_another_room_cannot_be_redacted_through_this_one(
     elsewhere = create_room(api, alice)
     event_id = send(api, alice, elsewhere, "over there")
 
-    redact(api, alice, room, event_id, expect=404)
+    response = redact(api, alice, room, event_id, expect=400)
 
+    assert response.errcode == "M_INVALID_PARAM"
     assert get_event(api, alice, elsewhere, event_id)["content"]["body"] == "over there"
+    assert "redacted_because" not in get_event(api, alice, elsewhere, event_id)["unsigned"]
 
 
 # -- transaction IDs -------------------------------------------------------------------

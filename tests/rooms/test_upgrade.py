@@ -46,7 +46,14 @@ def test_the_replacement_room_names_its_predecessor(api: MatrixTestClient, alice
 
     create = content(state_map(api, alice, new), "m.room.create")
     assert create["room_version"] == "11"
-    assert create["predecessor"] == {"room_id": old, "event_id": last}
+    # The predecessor's event is the old room's tombstone (as Synapse; sytest).
+    tombstone = state_map(api, alice, old)[("m.room.tombstone", "")]
+    assert tombstone["content"]["replacement_room"] == new
+    assert create["predecessor"] == {"room_id": old, "event_id": tombstone["event_id"]}
+    assert tombstone["event_id"] != last
+    fetched = api.get(room_path(old, "event", tombstone["event_id"]), token=alice.access_token)
+    assert fetched.status == 200
+    assert fetched.body["type"] == "m.room.tombstone"
     assert create["type"] == "m.space"
     assert "creator" not in create  # v11: the sender is the creator
 
