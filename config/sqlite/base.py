@@ -7,6 +7,11 @@ IMMEDIATE, see settings) first takes a process-wide lock, so writers of this pro
 queue and run back to back; SQLite's busy timeout still arbitrates between processes
 (the web server and the Celery worker).
 
+The test suite's database is SQLite's shared-cache in-memory one, where a statement that
+meets another connection's table lock fails at once ("database table is locked") instead
+of waiting on the busy timeout as it does on a database file. Its cursors wait and retry
+instead, up to the same timeout, so that threaded tests meet the locking a file gives.
+
 Closed connections are kept for reuse, a few per database file. Under ASGI every
 request runs in a thread of its own, so Django opens and closes a connection per
 request; opening one (connect, Django's SQL functions, the PRAGMAs) cost more than the
@@ -18,6 +23,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from typing import Any
 
 from django.db.backends.sqlite3 import base
@@ -45,10 +51,42 @@ def create_private(path: str) -> None:
     os.close(fd)
 
 
+# How long a statement on the shared-cache in-memory database waits for another
+# connection's table lock: the busy timeout a database file has (settings: 30 s).
+SHARED_CACHE_WAIT_S = 30.0
+
+
+class _SharedCacheCursor(base.SQLiteCursorWrapper):
+    """A cursor that waits out another connection's table lock (see the module doc)."""
+
+    def execute(self, query: str, params: Any = None) -> Any:
+        return _waiting(lambda: super(_SharedCacheCursor, self).execute(query, params))
+
+    def executemany(self, query: str, param_list: Any) -> Any:
+        rows = list(param_list)
+        return _waiting(lambda: super(_SharedCacheCursor, self).executemany(query, rows))
+
+
+def _waiting(run: Any) -> Any:
+    deadline = time.monotonic() + SHARED_CACHE_WAIT_S
+    while True:
+        try:
+            return run()
+        except sqlite3.OperationalError as exc:
+            if "table is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._holds_write_lock = False
+
+    def create_cursor(self, name: Any = None) -> Any:
+        if self.is_in_memory_db():
+            return self.connection.cursor(factory=_SharedCacheCursor)
+        return super().create_cursor(name)
 
     def _start_transaction_under_autocommit(self) -> None:
         _write_lock.acquire()
