@@ -259,3 +259,92 @@ class LoginToken(models.Model):
 
     def __str__(self) -> str:
         return f"login token of {self.user_id}"
+
+
+class Medium(models.TextChoices):
+    """The kinds of third-party identifier Trellis knows (Client-Server API, "3PID")."""
+
+    EMAIL = "email"
+    MSISDN = "msisdn"
+
+
+class UserThreepid(models.Model):
+    """A third-party identifier (email address, phone number) a user has proven to own.
+
+    An address belongs to one account at most. ``address`` is canonical: emails in
+    lower case, phone numbers as digits only (MSISDN form).
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="threepids")
+    medium = models.CharField(max_length=16, choices=Medium.choices)
+    address = models.CharField(max_length=320)
+    validated_at_ms = models.BigIntegerField()
+    added_at_ms = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = "third-party identifier"
+        constraints = [
+            models.UniqueConstraint(fields=["medium", "address"], name="threepid_unique_address")
+        ]
+        indexes = [models.Index(fields=["user", "medium"], name="threepid_user_medium")]
+
+    def __str__(self) -> str:
+        return f"{self.medium}:{self.address} of {self.user_id}"
+
+
+class ThreepidValidationSession(models.Model):
+    """Proof of ownership in progress: a token sent to an address, waiting to come back.
+
+    Made by POST .../requestToken; the same ``client_secret``, medium and address with
+    the same ``send_attempt`` answer with the same session and send nothing again. The
+    token is stored as its SHA-256 digest. ``purpose`` is what the session may be used
+    for: ``register``, ``add`` (to an account) or ``password`` (a reset).
+    """
+
+    sid = models.CharField(max_length=64, unique=True)
+    client_secret = models.CharField(max_length=255)
+    medium = models.CharField(max_length=16, choices=Medium.choices)
+    address = models.CharField(max_length=320)
+    purpose = models.CharField(max_length=16)
+    token_hash = models.CharField(max_length=64)
+    send_attempt = models.BigIntegerField()
+    next_link = models.TextField(blank=True, default="")
+    created_at_ms = models.BigIntegerField()
+    # When the token was last sent; the token is good for a while after that.
+    sent_at_ms = models.BigIntegerField()
+    validated_at_ms = models.BigIntegerField(null=True, blank=True)
+    failed_attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "3PID validation session"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client_secret", "medium", "address", "purpose"],
+                name="threepid_session_per_secret",
+            )
+        ]
+        indexes = [models.Index(fields=["created_at_ms"], name="threepid_session_created")]
+
+    def __str__(self) -> str:
+        return f"validation {self.sid} of {self.medium}:{self.address}"
+
+
+class ThreepidIdServerBinding(models.Model):
+    """An identity server a user's address was bound to through this homeserver, so that
+    removing the address (or the account) can unbind it there again."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="threepid_bindings")
+    medium = models.CharField(max_length=16, choices=Medium.choices)
+    address = models.CharField(max_length=320)
+    id_server = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "medium", "address", "id_server"],
+                name="threepid_binding_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.medium}:{self.address} of {self.user_id} bound at {self.id_server}"

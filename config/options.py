@@ -71,7 +71,18 @@ ENV_NAMES = {
     "support_email": "TRELLIS_SUPPORT_EMAIL",
     "support_mxid": "TRELLIS_SUPPORT_MXID",
     "support_page": "TRELLIS_SUPPORT_PAGE",
+    "smtp_host": "TRELLIS_SMTP_HOST",
+    "smtp_port": "TRELLIS_SMTP_PORT",
+    "smtp_user": "TRELLIS_SMTP_USER",
+    "smtp_password": "TRELLIS_SMTP_PASSWORD",
+    "smtp_security": "TRELLIS_SMTP_SECURITY",
+    "email_from": "TRELLIS_EMAIL_FROM",
+    "registration_requires_email": "TRELLIS_REGISTRATION_REQUIRES_EMAIL",
+    "sms_webhook_url": "TRELLIS_SMS_WEBHOOK_URL",
+    "identity_service": "TRELLIS_IDENTITY_SERVICE",
 }
+
+SMTP_SECURITY_MODES = ("none", "starttls", "tls")
 
 REGISTRATION_MODES = ("open", "token", "closed")
 PROJECT_DIR = Path(__file__).resolve().parent.parent

@@ -253,6 +253,37 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = TESTING
 
+# --- Mail, SMS and third-party identifiers (accounts/services/mail.py, identity/) -------
+# With no SMTP host, mails are written to the log (config/mail_backend.py), so the
+# verification flows can be tried on a laptop; tests use Django's in-memory outbox.
+SMTP_HOST = _opts.get("smtp_host", "")
+SMTP_SECURITY = _opts.get("smtp_security", "none").strip().lower()
+if SMTP_SECURITY not in options.SMTP_SECURITY_MODES:
+    raise options.ConfigError(
+        f"TRELLIS_SMTP_SECURITY must be one of {options.SMTP_SECURITY_MODES}, "
+        f"not {SMTP_SECURITY!r}"
+    )
+if SMTP_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = SMTP_HOST
+    EMAIL_PORT = options.as_positive_int(_opts.get("smtp_port", "25"), "TRELLIS_SMTP_PORT")
+    EMAIL_HOST_USER = _opts.get("smtp_user", "")
+    EMAIL_HOST_PASSWORD = _opts.get("smtp_password", "")
+    EMAIL_USE_TLS = SMTP_SECURITY == "starttls"
+    EMAIL_USE_SSL = SMTP_SECURITY == "tls"
+    EMAIL_TIMEOUT = 30
+else:
+    EMAIL_BACKEND = "config.mail_backend.LogEmailBackend"
+EMAIL_FROM = _opts.get("email_from", "") or f"Trellis <noreply@{SERVER_NAME.split(':')[0]}>"
+DEFAULT_FROM_EMAIL = EMAIL_FROM
+REGISTRATION_REQUIRES_EMAIL = options.as_bool(
+    _opts.get("registration_requires_email", "off"), "TRELLIS_REGISTRATION_REQUIRES_EMAIL"
+)
+SMS_WEBHOOK_URL = _opts.get("sms_webhook_url", "")
+IDENTITY_SERVICE_ENABLED = options.as_bool(
+    _opts.get("identity_service", "on"), "TRELLIS_IDENTITY_SERVICE"
+)
+
 # --- HTTP -----------------------------------------------------------------------------
 MAX_REQUEST_BYTES = int(_opts.get("max_request_bytes", str(1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
