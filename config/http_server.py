@@ -307,6 +307,14 @@ class TrellisServer(daphne.server.Server):  # type: ignore[misc]
         daphne.server.HTTPFactory = TrellisHTTPFactory
         super().run()
 
+    def listen_success(self, port: Any) -> None:
+        super().listen_success(port)
+        address = port.getHost() if hasattr(port, "getHost") else None
+        if address is not None and hasattr(address, "port"):
+            tls_ports = {listener.port for listener, _ in self.tls_listeners}
+            scheme = "https" if address.port in tls_ports else "http"
+            print(f"Listening on {scheme}://{address.host}:{address.port}", flush=True)
+
     def _listen_tls(self) -> None:
         # The reactor daphne.server installed (asyncio's); imported here, after it did.
         from twisted.internet import reactor

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import ssl
 import sys
 
@@ -31,6 +32,8 @@ def run(bind: str | None = None, *, worker: bool = True) -> int:
         port = None
     if port is None:
         print(f"TRELLIS_BIND must be host:port, not {bind!r}", file=sys.stderr)
+        return 2
+    if not _can_listen(host, port, "TRELLIS_BIND"):
         return 2
     server_name = values.get("server_name", DEFAULT_SERVER_NAME)
     key, created = ensure_signing_key(options.signing_key_path(values))
@@ -60,7 +63,7 @@ def run(bind: str | None = None, *, worker: bool = True) -> int:
             flush=True,
         )
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings")
-    print(f"Trellis is listening on http://{bind} (Ctrl-C stops it)", flush=True)
+    print(f"Starting Trellis on http://{bind} (Ctrl-C stops it)", flush=True)
     os.execve(sys.executable, command, env)
 
 
@@ -78,6 +81,8 @@ def _federation_listener(
             f"TRELLIS_FEDERATION_BIND must be host:port, not {federation_bind!r}",
             file=sys.stderr,
         )
+        return None
+    if not _can_listen(host, port, "TRELLIS_FEDERATION_BIND"):
         return None
     try:
         files, created = tls.ensure_tls_files(
@@ -108,6 +113,23 @@ def _federation_listener(
         "--tls-key",
         str(files.key),
     ]
+
+
+def _can_listen(host: str, port: int, setting: str) -> bool:
+    """Whether host:port can be listened on, as Twisted will (SO_REUSEADDR); if not,
+    say so in one line, before a worker or anything else has started."""
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"Cannot listen on {host}:{port} ({setting}): {reason}", file=sys.stderr)
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

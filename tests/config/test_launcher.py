@@ -52,3 +52,34 @@ def test_the_embedded_scheduler_sends_each_periodic_task_when_due(
     thread.join(timeout=10)
     assert sent == ["accounts.tasks.purge_expired_auth_state"]
     celery_module._scheduler_stop.clear()
+
+
+def test_a_port_in_use_is_said_in_one_line_before_anything_starts(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("TRELLIS_", "DJANGO_")) and key not in ("DATABASE_URL",)
+        }
+        env.update(TRELLIS_DATA_DIR=str(tmp_path), TRELLIS_BIND=f"127.0.0.1:{port}")
+        out = subprocess.run(
+            [sys.executable, "-m", "config.launcher"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"Cannot listen on 127.0.0.1:{port} (TRELLIS_BIND): Address already in use"
+    ]
+    assert "Starting Trellis" not in out.stdout
+    # Nothing was made: not even the signing key.
+    assert not list(tmp_path.iterdir())
