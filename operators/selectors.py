@@ -124,7 +124,15 @@ def user_details(user: User) -> dict[str, Any]:
         "suspended": user.is_suspended,
         "displayname": user.displayname,
         "avatar_url": user.avatar_url,
-        "threepids": [],
+        "threepids": [
+            {
+                "medium": threepid.medium,
+                "address": threepid.address,
+                "added_at": threepid.added_at_ms,
+                "validated_at": threepid.validated_at_ms,
+            }
+            for threepid in user.threepids.order_by("medium", "address")
+        ],
         "external_ids": [],
         "erased": user.is_erased,
         "last_seen_ts": last_seen,
