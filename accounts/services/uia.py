@@ -129,6 +129,10 @@ def _check_email_identity(auth: dict[str, Any], session: UIASession) -> None:
         "address": validated.address,
         "validated_at_ms": validated.validated_at_ms,
     }
+    if purpose == threepids.REGISTER:
+        # Taken by another account since the token was sent: say so now, not after
+        # the client completed every other stage.
+        threepids.check_address_free(validated.medium, validated.address)
     if purpose == threepids.PASSWORD:
         owner = threepids.owner_of(validated.medium, validated.address)
         if owner is None or not owner.is_active:

@@ -348,3 +348,23 @@ def test_a_down_smtp_server_does_not_fail_the_request(
     assert ThreepidValidationSession.objects.filter(sid=response.body["sid"]).exists()
     # Refused connections are retried (eagerly here; with backoff in a worker).
     assert len(attempts) > 1
+
+
+@pytest.mark.usefixtures("email_required")
+def test_an_address_taken_since_its_mail_was_sent_does_not_register(
+    mail_api: MatrixTestClient, smtp: SMTPSink
+) -> None:
+    body = {"username": "carol", "password": "pw-carol"}
+    session = mail_api.post("register", body).body["session"]
+    sid = verify_email(mail_api, smtp, "register", "taken@example.org")
+    # Meanwhile an operator gives the address to another account.
+    dave = User.objects.create_user("dave", "pw-dave")
+    UserThreepid.objects.create(
+        user=dave, medium="email", address="taken@example.org", validated_at_ms=1, added_at_ms=1
+    )
+
+    response = mail_api.post("register", {**body, "auth": email_auth(sid, session)})
+
+    assert response.status == 401
+    assert response.errcode == "M_THREEPID_IN_USE"
+    assert not User.objects.filter(localpart="carol").exists()
