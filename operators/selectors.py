@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import Max, Q, QuerySet
 
 from accounts.models import Device, User
+from accounts.selectors_threepids import threepids_of
 from media.models import LocalMedia
 
 # Synapse's order_by values for the user list, and the column each sorts on.
@@ -131,7 +132,7 @@ def user_details(user: User) -> dict[str, Any]:
                 "added_at": threepid.added_at_ms,
                 "validated_at": threepid.validated_at_ms,
             }
-            for threepid in user.threepids.order_by("medium", "address")
+            for threepid in threepids_of(user)
         ],
         "external_ids": [],
         "erased": user.is_erased,

@@ -15,6 +15,7 @@ from django.shortcuts import render
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts import selectors_threepids
 from accounts.api.auth import client_ip
 from accounts.api.devices import reauth_flows
 from accounts.models import Medium
@@ -122,7 +123,7 @@ class ThreepidsView(MatrixView):
                         "validated_at": threepid.validated_at_ms,
                         "added_at": threepid.added_at_ms,
                     }
-                    for threepid in threepids.threepids_of(request.user)
+                    for threepid in selectors_threepids.threepids_of(request.user)
                 ]
             }
         )

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from accounts import selectors_threepids
 from accounts.models import AccessToken, User
 from accounts.services import sessions, threepids
 from protocol.errors import MatrixError
@@ -63,7 +64,7 @@ def _threepid_owner(medium: Any, address: Any) -> str | None:
         canonical = threepids.canonical_address(medium, address)
     except MatrixError:
         return None
-    owner = threepids.owner_of(medium, canonical)
+    owner = selectors_threepids.owner_of(medium, canonical)
     return owner.localpart if owner is not None else None
 
 
@@ -74,7 +75,7 @@ def _phone_owner(country: Any, phone: Any) -> str | None:
         msisdn = threepids.canonical_msisdn(country, phone)
     except MatrixError:
         return None
-    owner = threepids.owner_of("msisdn", msisdn)
+    owner = selectors_threepids.owner_of("msisdn", msisdn)
     return owner.localpart if owner is not None else None
 
 

@@ -38,6 +38,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.clock import now_ms
 from accounts.models import Medium, ThreepidValidationSession, User, UserThreepid
+from accounts.selectors_threepids import emails_of
 from accounts.services import mail
 from protocol.errors import MatrixError
 
@@ -104,27 +105,6 @@ def check_client_secret(client_secret: str) -> None:
         raise MatrixError(
             "M_INVALID_PARAM", "client_secret must be 1 to 255 of the characters [0-9a-zA-Z.=_-]"
         )
-
-
-def owner_of(medium: str, address: str) -> User | None:
-    """The user ``address`` (canonical) belongs to, if any."""
-    found = (
-        UserThreepid.objects.select_related("user").filter(medium=medium, address=address).first()
-    )
-    return found.user if found is not None else None
-
-
-def threepids_of(user: User) -> list[UserThreepid]:
-    """The user's addresses, emails first, each medium by address."""
-    return list(UserThreepid.objects.filter(user=user).order_by("medium", "address"))
-
-
-def emails_of(user: User) -> list[str]:
-    return list(
-        UserThreepid.objects.filter(user=user, medium=Medium.EMAIL)
-        .order_by("address")
-        .values_list("address", flat=True)
-    )
 
 
 # --- Requesting a token -----------------------------------------------------------------

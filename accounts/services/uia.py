@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import transaction
 
+from accounts import selectors_threepids
 from accounts.clock import now_ms
 from accounts.models import UIASession, User
 from accounts.services import passwords, registration_tokens, threepids
@@ -134,7 +135,7 @@ def _check_email_identity(auth: dict[str, Any], session: UIASession) -> None:
         # the client completed every other stage.
         threepids.check_address_free(validated.medium, validated.address)
     if purpose == threepids.PASSWORD:
-        owner = threepids.owner_of(validated.medium, validated.address)
+        owner = selectors_threepids.owner_of(validated.medium, validated.address)
         if owner is None or not owner.is_active:
             raise MatrixError("M_THREEPID_NOT_FOUND", "No account has this address")
         if session.user is not None and session.user.pk != owner.pk:

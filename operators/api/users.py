@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import selectors as account_selectors
+from accounts import selectors_threepids
 from accounts.api.auth import client_ip
 from accounts.models import RegistrationToken
 from accounts.services import registration_tokens, threepids
@@ -205,7 +206,7 @@ class ThreepidUserView(AdminView):
             canonical = threepids.canonical_address(medium, address)
         except MatrixError:
             canonical = address
-        owner = threepids.owner_of(medium, canonical)
+        owner = selectors_threepids.owner_of(medium, canonical)
         if owner is None:
             raise MatrixError("M_NOT_FOUND", "User not found", status=404)
         return ok({"user_id": owner.user_id})
