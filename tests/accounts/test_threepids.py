@@ -450,3 +450,34 @@ def test_capabilities_allow_3pid_changes(mail_api: MatrixTestClient) -> None:
     response = mail_api.get("capabilities", token=alice.access_token)
 
     assert response.body["capabilities"]["m.3pid_changes"] == {"enabled": True}
+
+
+def test_a_down_sms_webhook_does_not_fail_the_request(
+    mail_api: MatrixTestClient, sms: SMSWebhook
+) -> None:
+    sms.stop()
+
+    response = request_sms(mail_api, "register", "(650) 253-0000")
+
+    assert response.status == 200, response.body
+    assert ThreepidValidationSession.objects.filter(sid=response.body["sid"]).exists()
+
+
+# --- Housekeeping ----------------------------------------------------------------------
+
+
+def test_expired_sessions_are_purged(mail_api: MatrixTestClient, smtp: SMTPSink) -> None:
+    from accounts.tasks import purge_expired_auth_state
+
+    request_email_token(mail_api, "register", "old@example.org")
+    ThreepidValidationSession.objects.update(
+        created_at_ms=F("created_at_ms") - threepids.SESSION_LIFETIME_MS - 1
+    )
+    request_email_token(mail_api, "register", "new@example.org")
+
+    purged = purge_expired_auth_state.delay().get()
+
+    assert purged["threepid_sessions"] == 1
+    assert list(ThreepidValidationSession.objects.values_list("address", flat=True)) == [
+        "new@example.org"
+    ]
