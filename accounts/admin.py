@@ -133,6 +133,14 @@ def redact_events(request: HttpRequest, user: User, data: dict[str, Any]) -> str
     )
 
 
+def remove_threepid(request: HttpRequest, user: User, data: dict[str, Any]) -> str:
+    medium, address = data["threepid"].split(":", 1)
+    with transaction.atomic():
+        users.remove_threepid(user.user_id, medium, address, **actor(request))
+        log_operator_action(request, [user], f"Removed the {medium} address {address}.")
+    return f"Removed {address} from {user.user_id}."
+
+
 def send_notice(request: HttpRequest, user: User, data: dict[str, Any]) -> str:
     content = {"msgtype": "m.text", "body": data["body"]}
     event = server.send_server_notice(user.user_id, content, **actor(request))
@@ -185,6 +193,27 @@ class ServerNoticeForm(forms.Form):
         max_length=10000,
         help_text="Sent by the server to the user's server notices room.",
     )
+
+
+class RemoveThreepidForm(forms.Form):
+    """Which of the user's addresses to remove; the choices come with the initial data."""
+
+    threepid = forms.ChoiceField(label="Address")
+
+    def __init__(self, *args: Any, initial: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, initial=initial, **kwargs)
+        field = self.fields["threepid"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = (initial or {}).get("choices", [])
+
+
+def threepid_choices(user: User) -> dict[str, Any]:
+    return {
+        "choices": [
+            (f"{t.medium}:{t.address}", f"{t.address} ({t.medium})")
+            for t in user.threepids.order_by("medium", "address")
+        ]
+    }
 
 
 class PasswordResetForm(forms.Form):
@@ -292,6 +321,15 @@ USER_ACTIONS = [
         danger=True,
     ),
     ObjectAction(
+        "remove_threepid",
+        "Remove an email or phone number…",
+        remove_threepid,
+        form=RemoveThreepidForm,
+        help="The user can no longer log in or reset the password with the address.",
+        initial=threepid_choices,
+        shown=lambda user: user.threepids.exists(),
+    ),
+    ObjectAction(
         "notice",
         "Send a server notice…",
         send_notice,
@@ -302,6 +340,10 @@ USER_ACTIONS = [
 
 
 # --- Pages ---------------------------------------------------------------------------
+
+
+def _when(ms: int) -> str:
+    return f"{datetime.fromtimestamp(ms / 1000, tz=UTC):%Y-%m-%d %H:%M} UTC"
 
 
 class DeviceInline(ReadOnlyInline):
@@ -350,6 +392,7 @@ class UserAdmin(ObjectActionsAdmin):
         "created_at",
         "last_login",
         "password_status",
+        "third_party_ids",
         "joined_rooms",
         "uploaded_media",
         "jobs",
@@ -428,6 +471,14 @@ class UserAdmin(ObjectActionsAdmin):
         )
 
     @admin.display(description="joined rooms")
+    @admin.display(description="emails and phone numbers")
+    def third_party_ids(self, obj: User) -> SafeString:
+        rows = [
+            (t.medium, t.address, _when(t.validated_at_ms), _when(t.added_at_ms))
+            for t in obj.threepids.order_by("medium", "address")
+        ]
+        return table(["medium", "address", "validated", "added"], rows)
+
     def joined_rooms(self, obj: User) -> SafeString:
         rows = (
             Membership.objects.filter(user_id=obj.user_id, membership="join")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import smtplib
+import urllib.request
+from typing import Any
 
 from celery import shared_task
 
-from accounts.services import mail, sessions, uia
+from accounts.services import mail, sessions, threepids, uia
 
 
 @shared_task
@@ -15,6 +18,7 @@ def purge_expired_auth_state() -> dict[str, int]:
     return {
         "uia_sessions": uia.do_purge_expired_sessions(),
         "expired_sessions": sessions.do_purge_expired_sessions(),
+        "threepid_sessions": threepids.do_purge_expired_sessions(),
     }
 
 
@@ -29,3 +33,24 @@ def deliver_mail(to: str, subject: str, text: str, html: str) -> None:
     """Send one mail; a refused or unreachable SMTP server is retried with backoff
     (for about an hour in all) before the mail is given up."""
     mail.deliver(to, subject, text, html)
+
+
+@shared_task(
+    autoretry_for=(OSError,),
+    retry_backoff=5,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=12,
+)
+def deliver_sms(url: str, body: dict[str, Any]) -> None:
+    """POST one verification code to the operator's SMS webhook (TRELLIS_SMS_WEBHOOK_URL;
+    the body is described in accounts/services/threepids.py); an unreachable webhook or
+    an HTTP error status is retried with backoff (urllib's errors are OSErrors)."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode("utf-8"),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30):
+        pass

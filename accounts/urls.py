@@ -1,9 +1,14 @@
 from django.urls import path, re_path
 
-from accounts.api import account, auth, devices, fallback, tags
+from accounts.api import account, auth, devices, fallback, tags, threepids
+from accounts.models import Medium
+from accounts.services.threepids import ADD, PASSWORD, REGISTER, SUBMIT_PATH
 
 # Old clients still use /r0/ for the account endpoints; both prefixes answer.
 C = r"^_matrix/client/(?:r0|v3)/"
+
+# POST .../{medium}/requestToken: path prefix -> purpose of the validation session.
+REQUEST_TOKEN_PREFIXES = {"register": REGISTER, "account/password": PASSWORD, "account/3pid": ADD}
 
 urlpatterns = [
     re_path(C + r"register$", auth.RegisterView.as_view()),
@@ -51,4 +56,15 @@ urlpatterns = [
         account.OpenIdRequestTokenView.as_view(),
     ),
     path("_synapse/admin/v1/register", auth.SharedSecretRegisterView.as_view()),
+    *[
+        re_path(
+            C + rf"{prefix}/{medium.value}/requestToken$",
+            threepids.RequestTokenView.as_view(medium=medium.value, purpose=purpose),
+        )
+        for prefix, purpose in REQUEST_TOKEN_PREFIXES.items()
+        for medium in Medium
+    ],
+    path(SUBMIT_PATH, threepids.SubmitTokenView.as_view()),
+    re_path(C + r"account/3pid$", threepids.ThreepidsView.as_view()),
+    re_path(C + r"account/3pid/add$", threepids.AddThreepidView.as_view()),
 ]

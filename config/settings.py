@@ -76,6 +76,9 @@ RATELIMITS = {
     "login_failed": (0.2, 5),
     "register": (0.2, 5),
     "register_available": (1.0, 10),
+    # POST .../requestToken: mails and SMS sent, per client address and per 3PID.
+    "threepid_request_ip": (0.1, 10),
+    "threepid_request_address": (1 / 60, 5),
     # Events sent by one user (PUT /send); operators override it per user.
     "message": (10.0, 200),
 }

@@ -163,7 +163,7 @@ class CapabilitiesView(MatrixView):
                     "m.room_versions": room_version_capability(),
                     "m.set_displayname": {"enabled": True},
                     "m.set_avatar_url": {"enabled": True},
-                    "m.3pid_changes": {"enabled": False},
+                    "m.3pid_changes": {"enabled": True},
                     "m.get_login_token": {"enabled": True},
                     "m.profile_fields": {"enabled": True},
                 }

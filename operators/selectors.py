@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import Max, Q, QuerySet
 
 from accounts.models import Device, User
+from accounts.selectors_threepids import threepids_of
 from media.models import LocalMedia
 
 # Synapse's order_by values for the user list, and the column each sorts on.
@@ -124,7 +125,15 @@ def user_details(user: User) -> dict[str, Any]:
         "suspended": user.is_suspended,
         "displayname": user.displayname,
         "avatar_url": user.avatar_url,
-        "threepids": [],
+        "threepids": [
+            {
+                "medium": threepid.medium,
+                "address": threepid.address,
+                "added_at": threepid.added_at_ms,
+                "validated_at": threepid.validated_at_ms,
+            }
+            for threepid in threepids_of(user)
+        ],
         "external_ids": [],
         "erased": user.is_erased,
         "last_seen_ts": last_seen,

@@ -16,6 +16,7 @@ from accounts.services import (
     openid,
     passwords,
     profile,
+    threepids,
     uia,
 )
 from config.matrix_api import MatrixView, ok
@@ -45,14 +46,14 @@ class WhoAmIView(MatrixView):
 
 
 class PasswordView(MatrixView):
-    requires_auth = True
-
     def post(self, request: Request) -> Response:
         """POST /_matrix/client/v3/account/password"""
         body = self.body(request)
         new_password = body.req_str("new_password")
         logout_devices = body.bool("logout_devices", default=True)
         passwords.check_new_password(new_password)
+        if request.user is None:
+            return self._reset(body.data.get("auth"), new_password, logout_devices)
         session = uia.check_uia(
             body.data.get("auth"),
             uri="account/password",
@@ -62,6 +63,21 @@ class PasswordView(MatrixView):
         passwords.do_change_password(
             request.user, new_password, logout_devices=logout_devices, keep=request.auth
         )
+        uia.finish_uia(session)
+        return ok()
+
+    @staticmethod
+    def _reset(auth: object, new_password: str, logout_devices: bool) -> Response:
+        """A forgotten password: no access token, the user proves an email address of
+        the account (m.login.email.identity, after /account/password/email/requestToken).
+        ``logout_devices`` (default true) ends every session of the account."""
+        session = uia.check_uia(auth, uri="account/password", flows=[[uia.EMAIL_IDENTITY]])
+        proof = session.results[uia.THREEPID]
+        user = selectors.local_user(proof["user_id"])
+        if user is None or not user.is_active:
+            raise MatrixError("M_THREEPID_NOT_FOUND", "No account has this address")
+        passwords.do_change_password(user, new_password, logout_devices=logout_devices, keep=None)
+        threepids.do_forget_session(proof["sid"])
         uia.finish_uia(session)
         return ok()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import transaction
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -15,6 +16,7 @@ from accounts.services import (
     registration,
     registration_tokens,
     sessions,
+    threepids,
     uia,
 )
 from accounts.services.passwords import (
@@ -32,9 +34,13 @@ def client_ip(request: Request) -> str:
 
 
 def registration_flows() -> list[list[str]]:
-    if settings.REGISTRATION == "token":
-        return [[uia.REGISTRATION_TOKEN]]
-    return [[uia.DUMMY]]
+    """With TRELLIS_REGISTRATION_REQUIRES_EMAIL on, only the email flow (after the
+    registration token, if registration needs one); otherwise the usual flow first and
+    an email flow beside it, for clients that want the address on the new account."""
+    first = [uia.REGISTRATION_TOKEN] if settings.REGISTRATION == "token" else []
+    if settings.REGISTRATION_REQUIRES_EMAIL:
+        return [[*first, uia.EMAIL_IDENTITY]]
+    return [first or [uia.DUMMY], [*first, uia.EMAIL_IDENTITY]]
 
 
 def well_known() -> dict[str, object]:
@@ -95,7 +101,20 @@ class RegisterView(MatrixView):
             flows=registration_flows(),
             remember=registration.request_to_remember(params) if starts_session else None,
         )
-        user = registration.do_create_user(localpart, password, password_hash=password_hash)
+        email = session.results.get(uia.THREEPID)
+        with transaction.atomic():
+            user = registration.do_create_user(localpart, password, password_hash=password_hash)
+            if email:
+                # The validated address becomes the new account's (M_THREEPID_IN_USE if
+                # another registration took it meanwhile, and no account is made).
+                threepids.do_add_threepid(
+                    user,
+                    email["medium"],
+                    email["address"],
+                    validated_at_ms=email["validated_at_ms"],
+                    notify=False,
+                )
+                threepids.do_forget_session(email["sid"])
         token = session.results.get(uia.REGISTRATION_TOKEN)
         if token:
             registration_tokens.do_complete(token)

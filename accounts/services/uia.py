@@ -15,9 +15,10 @@ from typing import Any
 
 from django.db import transaction
 
+from accounts import selectors_threepids
 from accounts.clock import now_ms
 from accounts.models import UIASession, User
-from accounts.services import passwords, registration_tokens
+from accounts.services import passwords, registration_tokens, threepids
 from protocol.errors import MatrixError
 
 # A UIA session must finish within this time.
@@ -26,11 +27,18 @@ SESSION_LIFETIME_MS = 30 * 60 * 1000
 DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
 REGISTRATION_TOKEN = "m.login.registration_token"
+EMAIL_IDENTITY = "m.login.email.identity"
 
 # Keys of ``UIASession.results`` besides stage results: the request's parameters as the
 # session's first request gave them, and the user a completed registration created.
 REQUEST = "request"
 REGISTERED_USER = "registered_user_id"
+# The result of a completed email stage: the validated session's sid, medium, address
+# and validated_at_ms (and, for a password reset, the user the address belongs to).
+THREEPID = "threepid"
+
+# What a validated 3PID session proves, by the endpoint (UIA session uri) spending it.
+THREEPID_PURPOSES = {"register": threepids.REGISTER, "account/password": threepids.PASSWORD}
 
 
 class UIARequired(MatrixError):
@@ -101,10 +109,46 @@ def _check_registration_token(auth: dict[str, Any], session: UIASession) -> None
     session.results[REGISTRATION_TOKEN] = token
 
 
+def _check_email_identity(auth: dict[str, Any], session: UIASession) -> None:
+    """Client-Server API, "Email-based (identity / homeserver)": ``threepid_creds`` (or
+    the older ``threePidCreds``) name a session validated through this server."""
+    creds = auth.get("threepid_creds", auth.get("threePidCreds"))
+    if not isinstance(creds, dict):
+        raise MatrixError("M_MISSING_PARAM", "Missing 'threepid_creds'", status=400)
+    sid, client_secret = creds.get("sid"), creds.get("client_secret")
+    if not isinstance(sid, str) or not isinstance(client_secret, str):
+        raise MatrixError("M_BAD_JSON", "threepid_creds needs 'sid' and 'client_secret'")
+    purpose = THREEPID_PURPOSES.get(session.uri)
+    if purpose is None:
+        raise MatrixError("M_UNRECOGNIZED", "Email authentication is not offered here")
+    validated = threepids.access_validated_session(sid, client_secret, purpose)
+    if validated.medium != "email":
+        raise MatrixError("M_THREEPID_AUTH_FAILED", "This session validated no email address")
+    result: dict[str, Any] = {
+        "sid": validated.sid,
+        "medium": validated.medium,
+        "address": validated.address,
+        "validated_at_ms": validated.validated_at_ms,
+    }
+    if purpose == threepids.REGISTER:
+        # Taken by another account since the token was sent: say so now, not after
+        # the client completed every other stage.
+        threepids.check_address_free(validated.medium, validated.address)
+    if purpose == threepids.PASSWORD:
+        owner = selectors_threepids.owner_of(validated.medium, validated.address)
+        if owner is None or not owner.is_active:
+            raise MatrixError("M_THREEPID_NOT_FOUND", "No account has this address")
+        if session.user is not None and session.user.pk != owner.pk:
+            raise NotTheSessionUser()
+        result["user_id"] = owner.user_id
+    session.results[THREEPID] = result
+
+
 STAGES: dict[str, StageChecker] = {
     DUMMY: _check_dummy,
     PASSWORD: _check_password,
     REGISTRATION_TOKEN: _check_registration_token,
+    EMAIL_IDENTITY: _check_email_identity,
 }
 
 

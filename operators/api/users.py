@@ -17,9 +17,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import selectors as account_selectors
+from accounts import selectors_threepids
 from accounts.api.auth import client_ip
 from accounts.models import RegistrationToken
-from accounts.services import registration_tokens
+from accounts.services import registration_tokens, threepids
 from config.matrix_api import MatrixView, ok
 from operators import selectors
 from operators.api.base import AdminView
@@ -70,6 +71,25 @@ def _bool_field(body: dict[str, Any], name: str) -> bool:
     if not isinstance(value, bool):
         raise _invalid(f"'{name}' must be a boolean")
     return value
+
+
+def _threepids_field(value: Any) -> list[tuple[str, str]]:
+    """PUT /_synapse/admin/v2/users' ``threepids``: [{medium, address}], canonicalised."""
+    if not isinstance(value, list):
+        raise _invalid("'threepids' must be a list")
+    wanted: list[tuple[str, str]] = []
+    for entry in value:
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("medium"), str)
+            and isinstance(entry.get("address"), str)
+        ):
+            raise _invalid("Each of 'threepids' needs a 'medium' and an 'address'")
+        medium = entry["medium"]
+        pair = (medium, threepids.canonical_address(medium, entry["address"]))
+        if pair not in wanted:
+            wanted.append(pair)
+    return wanted
 
 
 class AdminUserView(AdminView):
@@ -134,6 +154,8 @@ class UserView(AdminUserView):
         for key in ("logout_devices", "admin", "deactivated", "locked"):
             if key in body:
                 changes[key] = _bool_field(body, key)
+        if "threepids" in body:
+            changes["threepids"] = _threepids_field(body["threepids"])
         user, created = users.create_or_modify_user(user_id, changes, **self.actor(request))
         return ok(selectors.user_details(user), status=201 if created else 200)
 
@@ -173,6 +195,21 @@ class ResetPasswordView(AdminUserView):
             user_id, new_password, logout_devices=logout_devices, **self.actor(request)
         )
         return ok()
+
+
+class ThreepidUserView(AdminView):
+    unbounded_path_params = ("address",)  # an email address may be up to 320 characters
+
+    def get(self, request: Request, medium: str, address: str) -> Response:
+        """GET /_synapse/admin/v1/threepid/{medium}/users/{address}"""
+        try:
+            canonical = threepids.canonical_address(medium, address)
+        except MatrixError:
+            canonical = address
+        owner = selectors_threepids.owner_of(medium, canonical)
+        if owner is None:
+            raise MatrixError("M_NOT_FOUND", "User not found", status=404)
+        return ok({"user_id": owner.user_id})
 
 
 class WhoisView(AdminUserView):
@@ -521,6 +558,10 @@ urlpatterns: list[URLPattern] = [
     re_path(rf"^{A}v1/deactivate/{U}$", DeactivateView.as_view()),
     re_path(rf"^{A}v1/reset_password/{U}$", ResetPasswordView.as_view()),
     re_path(rf"^{A}v1/whois/{U}$", WhoisView.as_view()),
+    re_path(
+        rf"^{A}v1/threepid/(?P<medium>[^/]+)/users/(?P<address>[^/]+)$",
+        ThreepidUserView.as_view(),
+    ),
     re_path(rf"^_matrix/client/(?:r0|v3)/admin/whois/{U}$", ClientWhoisView.as_view()),
     re_path(rf"^{A}v1/users/{U}/joined_rooms$", JoinedRoomsView.as_view()),
     re_path(rf"^{A}v1/users/{U}/media$", UserMediaView.as_view()),

@@ -18,7 +18,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Device, RegistrationToken, User
-from accounts.services import deactivation, passwords, profile, registration, sessions
+from accounts.services import (
+    deactivation,
+    passwords,
+    profile,
+    registration,
+    sessions,
+    threepids,
+)
 from accounts.services.sessions import NewSession
 from media.models import LocalMedia
 from media.services import moderation as media_moderation
@@ -192,7 +199,8 @@ def create_or_modify_user(
 ) -> tuple[User, bool]:
     """Create the local user ``user_id`` with ``changes``, or apply them to it. Known
     changes: password, logout_devices, displayname, avatar_url, admin, deactivated,
-    locked, user_type. Returns the user and whether it was created."""
+    locked, user_type, threepids (canonical (medium, address) pairs that replace the
+    user's). Returns the user and whether it was created."""
     try:
         ident = parse_user_id(user_id)
     except ValueError:
@@ -236,6 +244,8 @@ def create_or_modify_user(
             fields.append("user_type")
         if fields:
             user.save(update_fields=fields)
+        if "threepids" in changes:
+            threepids.do_replace_threepids(user, changes["threepids"])
         if not created and "deactivated" in changes:
             if changes["deactivated"] and user.is_active:
                 deactivation.do_deactivate_account(user)
@@ -253,6 +263,20 @@ def create_or_modify_user(
         )
     user.refresh_from_db()
     return user, created
+
+
+def remove_threepid(
+    user_id: str, medium: str, address: str, *, actor: str, via: str = "api", ip: str = ""
+) -> None:
+    """Take a third-party identifier off an account (it can no longer log in or reset
+    the password with it); 404 M_NOT_FOUND if the account does not have it."""
+    user = access_local_user(user_id)
+    with transaction.atomic():
+        if not threepids.do_remove_threepid(user, medium, address):
+            raise MatrixError("M_NOT_FOUND", "The user has no such third-party identifier")
+        audit.record(
+            actor, "user.threepid_remove", user_id, via=via, ip=ip, medium=medium, address=address
+        )
 
 
 # --- Devices ---------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def test_capabilities(api: MatrixTestClient, alice: Persona) -> None:
     assert capabilities["m.change_password"] == {"enabled": True}
     assert capabilities["m.set_displayname"] == {"enabled": True}
     assert capabilities["m.set_avatar_url"] == {"enabled": True}
-    assert capabilities["m.3pid_changes"] == {"enabled": False}
+    assert capabilities["m.3pid_changes"] == {"enabled": True}
     assert capabilities["m.profile_fields"]["enabled"] is True
 
 

@@ -3,7 +3,8 @@ and the record is readable in the portal but can be neither added, changed nor d
 
 Each app's own tests check what its actions log (tests/accounts/test_admin.py,
 tests/media/test_admin_audit.py, tests/rooms/test_reports.py, and the audit entries of
-the operator actions in tests/operators/test_portal.py); the first test here makes sure
+the operator actions in tests/operators/test_portal.py and
+tests/operators/test_admin_threepids.py); the first test here makes sure
 no action or custom view is added without that.
 """
 
@@ -42,6 +43,7 @@ AUDITED = {
         "do:logout",
         "do:ratelimit",
         "do:redact",
+        "do:remove_threepid",
         "do:notice",
     },
     "accounts.registrationtoken": {"act:new", "do:edit", "do:delete"},
