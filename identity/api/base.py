@@ -30,6 +30,9 @@ class IdentityView(MatrixView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         if not settings.IDENTITY_SERVICE_ENABLED:
             raise unrecognized("This server runs no identity service")
+        if not hasattr(self, (request.method or "").lower()):
+            # A known endpoint with the wrong method: 405, before any authentication.
+            raise unrecognized("Method not allowed for this endpoint", status=405)
         super().initial(request, *args, **kwargs)
         if self.requires_account:
             if request.user is None:
