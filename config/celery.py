@@ -28,6 +28,10 @@ app.conf.beat_schedule = {
         "task": "identity.tasks.resume_invite_deliveries",
         "schedule": 3600.0,
     },
+    "purge-expired-identity-sessions": {
+        "task": "identity.tasks.purge_expired_sessions",
+        "schedule": 3600.0,
+    },
     "purge-expired-auth-state": {
         "task": "accounts.tasks.purge_expired_auth_state",
         "schedule": 3600.0,

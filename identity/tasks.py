@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from identity.services import invites, sms
+from identity.services import invites, sms, validation
 
 
 @shared_task(
@@ -41,3 +41,9 @@ def resume_invite_deliveries() -> int:
     for medium, address, mxid in pending:
         deliver_invites.delay(medium, address, mxid)
     return len(pending)
+
+
+@shared_task
+def purge_expired_sessions() -> int:
+    """Periodic: validation sessions past their 24 hours are of no use any more."""
+    return validation.do_purge_expired_sessions()

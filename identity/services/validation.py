@@ -249,3 +249,11 @@ def validated_session(sid: str, client_secret: str) -> ValidationSession:
             "M_SESSION_NOT_VALIDATED", "This validation session has not yet been completed"
         )
     return session
+
+
+def do_purge_expired_sessions() -> int:
+    """Delete the sessions past their lifetime (they can no longer be used); how many."""
+    deleted, _ = ValidationSession.objects.filter(
+        modified_at_ms__lt=now_ms() - SESSION_LIFETIME_MS
+    ).delete()
+    return deleted

@@ -7,7 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from django.conf import settings
 
+from federation.client import authorization_header
 from identity.models import Association
 from protocol.threepids import lookup_hash
 from tests.conftest import MatrixTestClient, Persona, Response
@@ -226,3 +228,25 @@ def test_a_bad_signature_is_unauthorized(
     )
     assert response.status_code == 401
     assert json.loads(response.content)["errcode"] == "M_UNAUTHORIZED"
+
+
+def test_our_own_homeserver_unbinds_its_user(
+    api: MatrixTestClient, alice: Persona, token: str
+) -> None:
+    bind_email(api, token, alice, "alice@example.org")
+    body = {"mxid": alice.user_id, "threepid": {"medium": "email", "address": "alice@example.org"}}
+    path = f"{IS}/3pid/unbind"
+    # Signed as the homeserver's client code signs its requests to an identity server.
+    header = authorization_header(settings.SERVER_NAME, "POST", path, body)
+
+    response = api.client.generic(
+        "POST",
+        path,
+        data=json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": header},
+        RAW_URI=path,
+    )
+
+    assert response.status_code == 200, response.content
+    assert lookup(api, token, "alice@example.org") == []

@@ -267,3 +267,14 @@ def test_the_sms_webhook_gets_json(
     [(url, method, data)] = posted
     assert (url, method) == ("https://sms.example/send", "POST")
     assert b'"to": "+16502530000"' in data
+
+
+def test_expired_sessions_are_purged(api: MatrixTestClient, token: str) -> None:
+    from identity.tasks import purge_expired_sessions
+
+    request_email_token(api, token, "old@example.org", client_secret="old")
+    request_email_token(api, token, "new@example.org", client_secret="new")
+    ValidationSession.objects.filter(address="old@example.org").update(modified_at_ms=1)
+
+    assert purge_expired_sessions() == 1
+    assert list(ValidationSession.objects.values_list("address", flat=True)) == ["new@example.org"]
