@@ -224,3 +224,27 @@ def test_invites_are_for_email_only(api: MatrixTestClient, bob: Persona, medium:
         token=is_token(api, bob),
     )
     assert (response.status, response.errcode) == (400, "M_UNRECOGNIZED")
+
+
+def test_the_operator_sees_associations_and_invites(
+    api: MatrixTestClient, alice: Persona, bob: Persona, admin_client: Any
+) -> None:
+    bind_email(api, is_token(api, alice), alice, "alice@example.org")
+    api.post(
+        f"{IS}/store-invite",
+        {
+            "medium": "email",
+            "address": "carol@example.org",
+            "room_id": "!room:example.org",
+            "sender": bob.user_id,
+        },
+        token=is_token(api, bob),
+    )
+
+    associations = admin_client.get("/admin/identity/association/")
+    invites = admin_client.get("/admin/identity/pendinginvite/")
+
+    assert associations.status_code == 200
+    assert b"alice@example.org" in associations.content
+    assert invites.status_code == 200
+    assert b"carol@example.org" in invites.content
