@@ -47,6 +47,9 @@ class RegisterView(IdentityView):
     def post(self, request: Request) -> Response:
         """POST /_matrix/identity/v2/account/register"""
         body = self.body(request)
+        # The body is what /openid/request_token answered; all four fields are required.
+        body.req_str("token_type")
+        body.int("expires_in", required=True)
         token = accounts.do_register(
             body.req_str("access_token"), body.req_str("matrix_server_name")
         )

@@ -57,9 +57,14 @@ def test_register_refuses_an_unknown_openid_token(api: MatrixTestClient) -> None
     assert (response.status, response.errcode) == (401, "M_UNAUTHORIZED")
 
 
-def test_register_needs_its_parameters(api: MatrixTestClient) -> None:
-    response = api.post(f"{IS}/account/register", {"token_type": "Bearer"})
-    assert (response.status, response.errcode) == (400, "M_MISSING_PARAMS")
+def test_register_needs_its_parameters(api: MatrixTestClient, alice: Persona) -> None:
+    full = openid_token(api, alice)
+    for name in ("access_token", "token_type", "matrix_server_name", "expires_in"):
+        partial = {k: v for k, v in full.items() if k != name}
+        response = api.post(f"{IS}/account/register", partial)
+        assert (response.status, response.errcode) == (400, "M_MISSING_PARAMS"), name
+    bad_server = api.post(f"{IS}/account/register", {**full, "matrix_server_name": "a b"})
+    assert (bad_server.status, bad_server.errcode) == (400, "M_INVALID_PARAM")
 
 
 def test_a_client_access_token_is_not_an_identity_token(
@@ -76,7 +81,12 @@ def test_register_asks_another_homeserver_over_federation(
     carol.routes["/_matrix/federation/v1/openid/userinfo?access_token=tok%2Fen"] = json_response(
         {"sub": f"@carol:{CAROL}"}
     )
-    body = {"access_token": "tok/en", "token_type": "Bearer", "matrix_server_name": CAROL}
+    body = {
+        "access_token": "tok/en",
+        "token_type": "Bearer",
+        "matrix_server_name": CAROL,
+        "expires_in": 3600,
+    }
 
     response = api.post(f"{IS}/account/register", body)
 
@@ -102,7 +112,12 @@ def test_register_refuses_what_the_homeserver_does_not_vouch_for(
 ) -> None:
     carol = network.add(CAROL)
     carol.routes["/_matrix/federation/v1/openid/userinfo?access_token=t"] = answer
-    body = {"access_token": "t", "token_type": "Bearer", "matrix_server_name": CAROL}
+    body = {
+        "access_token": "t",
+        "token_type": "Bearer",
+        "matrix_server_name": CAROL,
+        "expires_in": 3600,
+    }
 
     response = api.post(f"{IS}/account/register", body)
 
@@ -112,7 +127,12 @@ def test_register_refuses_what_the_homeserver_does_not_vouch_for(
 def test_register_with_an_unreachable_homeserver(
     api: MatrixTestClient, network: FakeNetwork
 ) -> None:
-    body = {"access_token": "t", "token_type": "Bearer", "matrix_server_name": "gone.example:8448"}
+    body = {
+        "access_token": "t",
+        "token_type": "Bearer",
+        "matrix_server_name": "gone.example:8448",
+        "expires_in": 3600,
+    }
     response = api.post(f"{IS}/account/register", body)
     assert (response.status, response.errcode) == (401, "M_UNAUTHORIZED")
 
