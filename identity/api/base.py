@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.http import QueryDict
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api.auth import client_ip
-from config.matrix_api import MatrixView
+from config.matrix_api import Body, MatrixView
 from identity.authentication import IdentityTokenAuthentication
 from identity.models import IdentityToken
 from identity.services.accounts import check_terms_signed, unauthorized
@@ -46,6 +47,20 @@ class IdentityView(MatrixView):
                 _IDENTITY_ERRCODES[exc.errcode], exc.error, status=exc.status, **exc.extra
             )
         return super().handle_exception(exc)
+
+    def body(self, request: Request, *, allow_empty: bool = False) -> Body:
+        """The JSON body; or, as the spec still allows (deprecated) for requestToken,
+        submitToken and bind, a form, whose ``send_attempt`` is read as the integer."""
+        content_type = request.META.get("CONTENT_TYPE", "")
+        if not content_type.startswith("application/x-www-form-urlencoded"):
+            return super().body(request, allow_empty=allow_empty)
+        form: dict[str, Any] = dict(QueryDict(request._request.body).items())
+        if any("\x00" in key or "\x00" in value for key, value in form.items()):
+            raise MatrixError("M_INVALID_PARAM", "Parameters must not contain U+0000")
+        attempt = form.get("send_attempt")
+        if isinstance(attempt, str) and attempt.isascii() and attempt.isdigit():
+            form["send_attempt"] = int(attempt)
+        return Body(form)
 
     def account(self, request: Request) -> IdentityToken:
         account = request.user

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -83,11 +84,12 @@ class LogoutView(IdentityView):
 class TermsView(IdentityView):
     requires_terms = False
 
-    def get_authenticators(self) -> list:  # type: ignore[type-arg]
-        # GET /terms needs no authentication (and ignores a token it is sent).
-        if self.request is not None and self.request.method == "GET":
+    def get_authenticators(self) -> list[BaseAuthentication]:
+        # GET /terms needs no authentication (and ignores a token it is sent). Called
+        # while DRF wraps the request: self.request is still Django's.
+        if self.request.method == "GET":
             return []
-        return super().get_authenticators()
+        return list(super().get_authenticators())
 
     def initial(self, request: Request, *args: object, **kwargs: object) -> None:
         self.requires_account = request.method != "GET"

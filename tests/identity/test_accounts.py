@@ -224,3 +224,8 @@ def test_switched_off_the_paths_are_unrecognized(
 def test_a_wrong_method_is_405_unrecognized(api: MatrixTestClient) -> None:
     response = api.post(f"{IS}/hash_details", {})
     assert (response.status, response.errcode) == (405, "M_UNRECOGNIZED")
+
+
+def test_terms_are_public_whatever_token_comes_along(api: MatrixTestClient) -> None:
+    response = api.get(f"{IS}/terms", token="not-a-token")
+    assert (response.status, response.body) == (200, {"policies": {}})

@@ -278,3 +278,16 @@ def test_expired_sessions_are_purged(api: MatrixTestClient, token: str) -> None:
 
     assert purge_expired_sessions() == 1
     assert list(ValidationSession.objects.values_list("address", flat=True)) == ["new@example.org"]
+
+
+def test_the_deprecated_form_encoding_still_works(api: MatrixTestClient, token: str) -> None:
+    response = api.request(
+        "POST",
+        f"{IS}/validate/email/requestToken",
+        raw=b"client_secret=s3cret&email=alice%40example.org&send_attempt=1",
+        content_type="application/x-www-form-urlencoded",
+        token=token,
+    )
+    assert response.status == 200, response.body
+    params = link_params("alice@example.org")
+    assert params["sid"] == response.body["sid"]
