@@ -23,6 +23,15 @@ app = Celery("trellis")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.conf.beat_schedule = {
+    # Invitations to bound addresses whose delivery (PUT /3pid/onbind) ran out of retries.
+    "resume-identity-invite-deliveries": {
+        "task": "identity.tasks.resume_invite_deliveries",
+        "schedule": 3600.0,
+    },
+    "purge-expired-identity-sessions": {
+        "task": "identity.tasks.purge_expired_sessions",
+        "schedule": 3600.0,
+    },
     "purge-expired-auth-state": {
         "task": "accounts.tasks.purge_expired_auth_state",
         "schedule": 3600.0,

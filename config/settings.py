@@ -81,6 +81,10 @@ RATELIMITS = {
     "threepid_request_address": (1 / 60, 5),
     # Events sent by one user (PUT /send); operators override it per user.
     "message": (10.0, 200),
+    # The identity service's requestToken: per client address, and per 3PID a token is
+    # sent to (so nobody floods someone else's mailbox or phone).
+    "identity_request_token": (0.2, 10),
+    "identity_send_token": (1 / 60, 3),
 }
 
 # --- Django ---------------------------------------------------------------------------
@@ -128,6 +132,7 @@ INSTALLED_APPS = [
     "media",
     "push",
     "voip",
+    "identity",
     "operators",
     "webclient",
 ]
@@ -286,6 +291,12 @@ SMS_WEBHOOK_URL = _opts.get("sms_webhook_url", "")
 IDENTITY_SERVICE_ENABLED = options.as_bool(
     _opts.get("identity_service", "on"), "TRELLIS_IDENTITY_SERVICE"
 )
+# The identity service's policies (GET /_matrix/identity/v2/terms), in the spec's shape:
+# {policy id: {"version": ..., language: {"name": ..., "url": ...}}}. With none, no user
+# has terms to accept.
+IDENTITY_TERMS: dict[str, dict[str, object]] = {}
+# Where the identity service keeps its long-term signing key (ed25519:0).
+IDENTITY_SIGNING_KEY_PATH = DATA_DIR / "identity_signing.key"
 
 # --- HTTP -----------------------------------------------------------------------------
 MAX_REQUEST_BYTES = int(_opts.get("max_request_bytes", str(1024 * 1024)))

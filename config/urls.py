@@ -36,6 +36,7 @@ urlpatterns = [
     path("", include("media.urls")),
     path("", include("push.urls")),
     path("", include("voip.urls")),
+    path("", include("identity.urls")),
     path("", include("federation.urls")),
     path("", include("operators.urls")),
     path("admin/", admin.site.urls),
