@@ -1,9 +1,12 @@
 from django.urls import path, re_path
 
-from accounts.api import account, auth, devices, fallback, tags
+from accounts.api import account, auth, devices, fallback, tags, threepid_binding
 
 # Old clients still use /r0/ for the account endpoints; both prefixes answer.
 C = r"^_matrix/client/(?:r0|v3)/"
+# sytest (tests/54identity.pl) still binds and unbinds through the /unstable/ prefix of
+# MSC2290, as Synapse serves it.
+C3PID = r"^_matrix/client/(?:r0|v3|unstable)/account/3pid/"
 
 urlpatterns = [
     re_path(C + r"register$", auth.RegisterView.as_view()),
@@ -22,6 +25,9 @@ urlpatterns = [
     re_path(C + r"account/whoami$", account.WhoAmIView.as_view()),
     re_path(C + r"account/password$", account.PasswordView.as_view()),
     re_path(C + r"account/deactivate$", account.DeactivateView.as_view()),
+    re_path(C3PID + r"bind$", threepid_binding.BindView.as_view()),
+    re_path(C3PID + r"unbind$", threepid_binding.UnbindView.as_view()),
+    re_path(C3PID + r"delete$", threepid_binding.DeleteView.as_view()),
     re_path(C + r"devices$", devices.DevicesView.as_view()),
     re_path(C + r"devices/(?P<device_id>[^/]+)$", devices.DeviceView.as_view()),
     re_path(C + r"delete_devices$", devices.DeleteDevicesView.as_view()),
