@@ -169,7 +169,8 @@ def do_receive_onbind(body: dict[str, Any]) -> None:
                 display_name=display_name if isinstance(display_name, str) else None,
             )
         except MatrixError as exc:
-            logger.info("onbind: invite %r not made: %s", invite, exc.error)
+            where = invite.get("room_id") if isinstance(invite, dict) else None
+            logger.info("onbind: invite to %s not made: %s", where, exc.error)
             failure = exc
     if failure is not None:
         raise failure
