@@ -35,8 +35,8 @@ from accounts.selectors import local_user
 from accounts.services import identity_client
 from federation.client import FederationError, request_json
 from protocol import auth_rules
-from protocol.errors import MatrixError, bad_json, forbidden, not_found
-from protocol.identifiers import is_valid_user_id
+from protocol.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
+from protocol.identifiers import is_valid_server_name, is_valid_user_id, require_room_id
 from protocol.third_party_invites import keys_that_signed
 from rooms import event_cache, federation_out
 from rooms.models import Membership, Room
@@ -54,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 THIRD_PARTY_INVITE = "m.room.third_party_invite"
 MEMBER = "m.room.member"
+# One onbind notice makes at most this many invites (each may ask other servers).
+MAX_INVITES_PER_BIND = 50
 
 
 # --- inviting ------------------------------------------------------------------------------
@@ -151,6 +153,8 @@ def do_receive_onbind(body: dict[str, Any]) -> None:
         return
     if not isinstance(invites, list):
         raise bad_json("'invites' must be a list")
+    if len(invites) > MAX_INVITES_PER_BIND:
+        raise invalid_param(f"At most {MAX_INVITES_PER_BIND} invites are taken at once")
     failure: MatrixError | None = None
     for invite in invites:
         try:
@@ -183,6 +187,12 @@ def _string(invite: dict[str, Any], key: str) -> str:
     return value
 
 
+def _check_ids(room_id: str, sender: str, mxid: str) -> None:
+    require_room_id(room_id)
+    if not is_valid_user_id(sender) or not is_valid_user_id(mxid):
+        raise invalid_param("'sender' and the invitee must be user IDs")
+
+
 def _signed(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise bad_json("'signed' must be an object")
@@ -204,8 +214,8 @@ def do_exchange_third_party_invite(
     """Turn an identity server's ``signed`` object into the invite of ``mxid`` by
     ``sender``: here if this server is in the room, else through a server that is (the
     sender's, then the room ID's)."""
-    _signed(signed)
-    if signed["mxid"] != mxid:
+    _check_ids(room_id, sender, mxid)
+    if _signed(signed)["mxid"] != mxid:
         raise forbidden("The signed invite is for another user")
     room = Room.objects.filter(room_id=room_id).first()
     if is_resident(room):
@@ -221,7 +231,10 @@ def do_make_third_party_invite(
     third_party_signed, or another server's PUT /exchange_third_party_invite): checks the
     signature and the key's validity first (no lock held), then sends the member event
     as ``sender``. A user already joined stays joined."""
+    _check_ids(room_id, sender, mxid)
     token = _signed(signed)["token"]
+    if signed["mxid"] != mxid:
+        raise forbidden("The signed invite is for another user")
     room = Room.objects.filter(room_id=room_id).first()
     if room is None or room.current_state_group_id is None:
         raise not_found("Unknown room")
@@ -283,7 +296,8 @@ def _forward(
     }
     servers = [sender.partition(":")[2], room_id.partition(":")[2]]
     path = f"/_matrix/federation/v1/exchange_third_party_invite/{quote(room_id, safe='')}"
-    for server in dict.fromkeys(s for s in servers if s and s != settings.SERVER_NAME):
+    candidates = (s for s in servers if is_valid_server_name(s) and s != settings.SERVER_NAME)
+    for server in dict.fromkeys(candidates):
         try:
             request_json(server, "PUT", path, content=event)
             return
