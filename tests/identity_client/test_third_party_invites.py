@@ -19,14 +19,15 @@ from urllib.parse import quote
 import pytest
 
 from protocol.signing import generate_signing_key, sign_json
-from rooms.models import Membership
+from rooms.models import Event, Membership
 from tests.conftest import MatrixTestClient, Persona
 from tests.federation.helpers import network
 from tests.graph.remote import RemoteServer
 from tests.identity_client.double import ACCESS_TOKEN, IdentityServerDouble
-from tests.rooms.federation_helpers import fed
+from tests.rooms.federation_helpers import fed, remote_pdu
 from tests.rooms.federation_peers import Peers, peers
 from tests.rooms.helpers import create_room, join, room_path
+from tests.rooms.test_federation_membership import queued, remote_join
 
 __all__ = ["network", "peers"]
 
@@ -465,3 +466,44 @@ def test_onbind_for_a_room_we_are_not_in_asks_the_inviters_server(
     assert sent["content"]["third_party_invite"]["signed"]["token"] == "token0"
     # dave.test does not know the room: nobody could make the invite.
     assert (response.status, response.body["errcode"]) == (502, "M_UNKNOWN")
+
+
+def test_an_invite_made_for_another_servers_inviter_is_sent_to_the_room(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    identity_server: IdentityServerDouble,
+    peers: Peers,
+) -> None:
+    """Dave (dave.test) sent the m.room.third_party_invite into alice's room; bob binds
+    the address: the invite is made here as dave's, and, not being one of our users'
+    events, queued for dave.test explicitly (Synapse's send_on_behalf_of)."""
+    dave = peers.add(RemoteServer(DAVE_SERVER)).server
+    room_id = create_room(
+        api, alice, preset="public_chat", power_level_content_override={"invite": 0}
+    )
+    remote_join(api, dave, room_id)
+    inviter = dave.user("dave")
+    url = f"https://{identity_server.name}/_matrix/identity/v2/pubkey/isvalid"
+    content = {
+        "display_name": "Bob",
+        "public_key": identity_server.public_key(),
+        "key_validity_url": url,
+        "public_keys": [{"public_key": identity_server.public_key(), "key_validity_url": url}],
+    }
+    pdu = remote_pdu(room_id, dave, inviter, "m.room.third_party_invite", content, "token0")
+    sent = fed(
+        api,
+        dave,
+        "PUT",
+        "/_matrix/federation/v1/send/t1",
+        {"origin": DAVE_SERVER, "origin_server_ts": 1, "pdus": [pdu]},
+    )
+    assert sent.status == 200, sent.body
+
+    response = onbind(api, identity_server, room_id, inviter, bob.user_id)
+
+    assert response.status == 200, response.body
+    invite = Event.objects.get(room__room_id=room_id, type="m.room.member", state_key=bob.user_id)
+    assert (invite.sender, invite.membership) == (inviter, "invite")
+    assert invite.event_id in queued(DAVE_SERVER)
