@@ -31,7 +31,6 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import transaction
 
-from accounts.selectors import local_user
 from accounts.services import identity_client
 from federation.client import FederationError, request_json
 from protocol import auth_rules
@@ -316,6 +315,4 @@ def check_third_party_signed(user_id: str, value: Any) -> dict[str, Any]:
         raise bad_json("'third_party_signed' needs a string 'sender'")
     if signed["mxid"] != user_id:
         raise forbidden("The third-party invite was signed for another user")
-    if local_user(user_id) is None:
-        raise forbidden("Only users of this server can join through it")
     return signed
