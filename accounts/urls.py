@@ -1,11 +1,14 @@
 from django.urls import path, re_path
 
-from accounts.api import account, auth, devices, fallback, tags, threepids
+from accounts.api import account, auth, devices, fallback, tags, threepid_binding, threepids
 from accounts.models import Medium
 from accounts.services.threepids import ADD, PASSWORD, REGISTER, SUBMIT_PATH
 
 # Old clients still use /r0/ for the account endpoints; both prefixes answer.
 C = r"^_matrix/client/(?:r0|v3)/"
+# sytest (tests/54identity.pl) still binds and unbinds through the /unstable/ prefix of
+# MSC2290, as Synapse serves it.
+C3PID = r"^_matrix/client/(?:r0|v3|unstable)/account/3pid/"
 
 # POST .../{medium}/requestToken: path prefix -> purpose of the validation session.
 REQUEST_TOKEN_PREFIXES = {"register": REGISTER, "account/password": PASSWORD, "account/3pid": ADD}
@@ -27,6 +30,9 @@ urlpatterns = [
     re_path(C + r"account/whoami$", account.WhoAmIView.as_view()),
     re_path(C + r"account/password$", account.PasswordView.as_view()),
     re_path(C + r"account/deactivate$", account.DeactivateView.as_view()),
+    re_path(C3PID + r"bind$", threepid_binding.BindView.as_view()),
+    re_path(C3PID + r"unbind$", threepid_binding.UnbindView.as_view()),
+    re_path(C3PID + r"delete$", threepid_binding.DeleteView.as_view()),
     re_path(C + r"devices$", devices.DevicesView.as_view()),
     re_path(C + r"devices/(?P<device_id>[^/]+)$", devices.DeviceView.as_view()),
     re_path(C + r"delete_devices$", devices.DeleteDevicesView.as_view()),

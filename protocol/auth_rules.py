@@ -29,8 +29,7 @@ from typing import Any, Final, TypeAlias
 from protocol.events import Event
 from protocol.identifiers import is_valid_user_id
 from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
-from protocol.signing import decode_verify_key_bytes, signature_key_ids, verify_signed_json
-from protocol.unpadded_base64 import decode_base64, decode_base64_url_safe
+from protocol.third_party_invites import keys_that_signed
 
 StateKey: TypeAlias = tuple[str, str]
 # A user's power level. An int, except `math.inf` for the room creators of room version 12+
@@ -538,42 +537,7 @@ def _signed_by_any_public_key(
 ) -> bool:
     """Whether any signature in `signed` verifies with any key of the third party invite
     (`public_key`, or any `public_keys[].public_key`)."""
-    encoded_keys: list[str] = []
-    public_key = invite_content.get("public_key")
-    if isinstance(public_key, str):
-        encoded_keys.append(public_key)
-    public_keys = invite_content.get("public_keys")
-    if isinstance(public_keys, list):
-        for entry in public_keys:
-            if isinstance(entry, Mapping) and isinstance(entry.get("public_key"), str):
-                encoded_keys.append(entry["public_key"])
-    key_bytes = [raw for raw in map(_decode_base64, encoded_keys) if raw is not None]
-
-    signatures = signed.get("signatures")
-    if not isinstance(signatures, Mapping):
-        return False
-    for server_name in signatures:
-        if not isinstance(server_name, str):
-            continue
-        for key_id in signature_key_ids(signed, server_name):
-            for raw in key_bytes:
-                try:
-                    verify_key = decode_verify_key_bytes(key_id, raw)
-                    verify_signed_json(signed, server_name, verify_key)
-                except ValueError:  # a malformed key, or SignatureVerifyError
-                    continue
-                return True
-    return False
-
-
-def _decode_base64(text: str) -> bytes | None:
-    """Identity servers publish keys in standard or URL-safe unpadded base64; accept both."""
-    for decode in (decode_base64, decode_base64_url_safe):
-        try:
-            return decode(text.rstrip("="))
-        except ValueError:
-            continue
-    return None
+    return bool(keys_that_signed(signed, invite_content))
 
 
 def _check_power_levels(

@@ -2,6 +2,7 @@ from django.urls import re_path
 
 from rooms.api import directory, ephemeral, moderation, relations, rooms, spaces
 from rooms.federation import invite_knock_views as handshakes
+from rooms.federation import third_party_invite_views as third_party
 from rooms.federation import views as federation
 
 C = r"^_matrix/client/(?:r0|v3)/"
@@ -100,4 +101,9 @@ urlpatterns += [
     re_path(F + r"invite/" + FR + EV, handshakes.InviteV1View.as_view()),
     re_path(F + r"make_knock/" + FR + UID, handshakes.MakeKnockView.as_view()),
     re_path(F + r"send_knock/" + FR + EV, handshakes.SendKnockView.as_view()),
+    re_path(F + r"3pid/onbind$", third_party.OnBindView.as_view()),
+    re_path(
+        F + r"exchange_third_party_invite/" + FR + "$",
+        third_party.ExchangeThirdPartyInviteView.as_view(),
+    ),
 ]

@@ -770,9 +770,12 @@ class SyncBuilder:
                 wanted[plan.room.room_id] = []
                 continue
             state = load_state(member.state_group_id if member is not None else None)
-            wanted[plan.room.room_id] = [
-                state[(t, "")] for t in STRIPPED_STATE_TYPES if (t, "") in state
-            ]
+            keys = [(t, "") for t in STRIPPED_STATE_TYPES]
+            if member is not None and member.sender != self.request.user_id:
+                # Whoever invited: their own member event, as Synapse gives it (a client
+                # shows who the invite is from; sytest's third-party invite tests look).
+                keys.append((MEMBER, member.sender))
+            wanted[plan.room.room_id] = [state[key] for key in keys if key in state]
         all_ids = {event_id for ids in wanted.values() for event_id in ids}
         by_id = storage.events_by_id(all_ids)
         sections: dict[str, dict[str, Any]] = {}

@@ -89,17 +89,18 @@ class DeactivateView(MatrixView):
         """POST /_matrix/client/v3/account/deactivate"""
         body = self.body(request, allow_empty=True)
         erase = body.bool("erase")
-        body.str("id_server")
+        id_server = body.str("id_server")
         session = uia.check_uia(
             body.data.get("auth"),
             uri="account/deactivate",
             flows=reauth_flows(request.user),
             user=request.user,
         )
-        deactivation.do_deactivate_account(request.user, erase=erase)
+        unbind_result = deactivation.do_deactivate_account(
+            request.user, erase=erase, id_server=id_server
+        )
         uia.finish_uia(session)
-        # No third-party identifiers are bound with an identity server yet.
-        return ok({"id_server_unbind_result": "no-support"})
+        return ok({"id_server_unbind_result": unbind_result})
 
 
 class ProfileView(MatrixView):

@@ -6,16 +6,21 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.services import threepid_binding
 from accounts.signals import user_deactivated
 
 
-def do_deactivate_account(user: User, *, erase: bool = False) -> None:
-    """Deactivate ``user``: no login ever again, every device and session removed.
+def do_deactivate_account(user: User, *, erase: bool = False, id_server: str | None = None) -> str:
+    """Deactivate ``user``: no login ever again, every device and session removed, every
+    third-party identifier removed from the account.
 
     ``erase`` also clears the profile (Client-Server API, "Account deactivation").
     Listeners of ``user_deactivated`` (rooms) make the user leave every room in the
-    same transaction.
+    same transaction. First, with no transaction open, the addresses bound at identity
+    servers through us are unbound (from ``id_server`` if given); the result is the
+    ``id_server_unbind_result`` of POST /account/deactivate.
     """
+    unbind_result = threepid_binding.do_unbind_all(user, id_server)
     with transaction.atomic():
         locked = User.objects.select_for_update().get(pk=user.pk)
         locked.is_active = False
@@ -29,7 +34,10 @@ def do_deactivate_account(user: User, *, erase: bool = False) -> None:
         locked.devices.all().delete()
         # Its OpenID tokens would still prove the identity to integrations.
         locked.openid_tokens.all().delete()
+        # An address of a deactivated account must not log in or reset a password.
+        locked.threepids.all().delete()
         if erase:
             locked.account_data.all().delete()
         user_deactivated.send(sender=User, user_id=locked.user_id)
         user.is_active = False
+    return unbind_result

@@ -38,6 +38,7 @@ from rooms.services import (
     redaction,
     remote_invites,
     remote_membership,
+    third_party_invites,
 )
 from rooms.services.events import content_size_ok, do_send_event
 
@@ -53,6 +54,16 @@ def _user_ids(value: Any, key: str) -> list[str]:
         if not is_valid_user_id(user_id):
             raise MatrixError("M_INVALID_PARAM", f"Invalid user ID {user_id!r}")
     return list(value)
+
+
+def parse_invite_3pid(value: Any) -> dict[str, str]:
+    """One third-party invite (definitions/invite_3pid.yaml): id_server,
+    id_access_token, medium and address, all strings."""
+    if not isinstance(value, dict):
+        raise MatrixError("M_BAD_JSON", "A third-party invite must be an object")
+    body = Body(value)
+    keys = ("id_server", "id_access_token", "medium", "address")
+    return {key: body.req_str(key) for key in keys}
 
 
 def parse_create_room(body: Body, creator: str) -> creation.RoomSpec:
@@ -88,10 +99,6 @@ def parse_create_room(body: Body, creator: str) -> creation.RoomSpec:
         check_bounded(state_key, "An 'initial_state' state_key", errcode="M_BAD_JSON")
         membership.check_member_event(event_type, state_key, content)
         initial_state.append((event_type, state_key, content))
-    if body.list("invite_3pid"):
-        raise MatrixError(
-            "M_INVALID_PARAM", "Invites by third-party identifier are not supported yet"
-        )
     invite = _user_ids(body.data.get("invite"), "invite")
     return creation.RoomSpec(
         creator=creator,
@@ -115,12 +122,20 @@ class CreateRoomView(MatrixView):
     def post(self, request: Request) -> Response:
         """POST /_matrix/client/v3/createRoom"""
         check_not_suspended(request.user)
-        spec = parse_create_room(self.body(request), request.user.user_id)
+        body = self.body(request)
+        spec = parse_create_room(body, request.user.user_id)
+        invite_3pid = [parse_invite_3pid(item) for item in body.list("invite_3pid") or []]
         aliases.check_initial_canonical_alias(spec.initial_state, spec.room_alias_name)
         if request.user.is_shadow_banned:
             # As Synapse: the room is created, its invites silently go nowhere.
-            spec.invite = []
+            spec.invite, invite_3pid = [], []
         room = creation.do_create_room(spec)
+        # As Synapse: once the room exists, each third-party invite in turn; a failure
+        # reaches the client (the room stays).
+        for invite in invite_3pid:
+            third_party_invites.do_invite_by_threepid(
+                room.room_id, send_context(request), **invite
+            )
         return ok({"room_id": room.room_id})
 
 
@@ -145,6 +160,15 @@ class JoinView(MatrixView):
         """POST /_matrix/client/v3/join/{roomIdOrAlias} (and /rooms/{roomId}/join)"""
         check_not_suspended(request.user)
         body = self.body(request, allow_empty=True)
+        if body.data.get("third_party_signed") is not None:
+            # Redeeming a third-party invite: the invite is made first (join API).
+            signed = third_party_invites.check_third_party_signed(
+                request.user.user_id, body.data["third_party_signed"]
+            )
+            room_id, _ = resolve_room_and_servers(room_id_or_alias)
+            third_party_invites.do_exchange_third_party_invite(
+                room_id, signed["sender"], request.user.user_id, signed
+            )
         room_id = remote_membership.do_join(
             room_id_or_alias,
             send_context(request),
@@ -209,6 +233,8 @@ class TargetedMembershipView(MatrixView):
         """POST /_matrix/client/v3/rooms/{roomId}/{invite,kick,ban,unban}"""
         body = self.body(request)
         check_room_id(room_id)
+        if self.operation == "invite" and "user_id" not in body and "medium" in body:
+            return self.invite_by_threepid(request, room_id, body)
         target = body.req_str("user_id")
         if not is_valid_user_id(target):
             raise MatrixError("M_INVALID_PARAM", "Invalid user ID")
@@ -228,6 +254,16 @@ class TargetedMembershipView(MatrixView):
         membership.do_update_membership(
             room_id, send_context(request), target, self.membership_value, reason=_reason(body)
         )
+        return ok()
+
+    def invite_by_threepid(self, request: Request, room_id: str, body: Body) -> Response:
+        """POST /_matrix/client/v3/rooms/{roomId}/invite (third_party_membership.yaml)"""
+        invite = parse_invite_3pid(body.data)
+        selectors.get_room(room_id)
+        check_not_suspended(request.user)
+        if request.user.is_shadow_banned:
+            return ok()  # looks sent; nobody is invited (as Synapse)
+        third_party_invites.do_invite_by_threepid(room_id, send_context(request), **invite)
         return ok()
 
 
