@@ -19,7 +19,7 @@ from accounts import selectors_threepids
 from accounts.api.auth import client_ip
 from accounts.api.devices import reauth_flows
 from accounts.models import Medium
-from accounts.services import threepids, uia
+from accounts.services import threepid_binding, threepids, uia
 from config.matrix_api import Body, MatrixView, ok
 from config.ratelimit import check_ratelimit
 from protocol.errors import MatrixError
@@ -127,6 +127,19 @@ class ThreepidsView(MatrixView):
                 ]
             }
         )
+
+    def post(self, request: Request) -> Response:
+        """POST /_matrix/client/v3/account/3pid (deprecated): add an address an identity
+        server validated, as /3pid/add does for one this server validated."""
+        body = self.body(request)
+        # threePidCreds: the name r0 clients used.
+        legacy = "threePidCreds" in body and "three_pid_creds" not in body
+        name = "threePidCreds" if legacy else "three_pid_creds"
+        creds = Body(body.dict(name, required=True) or {})
+        keys = ("id_server", "id_access_token", "sid", "client_secret")
+        fields = {key: creds.req_str(key) for key in keys}
+        threepid_binding.do_add_validated_elsewhere(request.user, **fields)
+        return ok()
 
 
 class AddThreepidView(MatrixView):

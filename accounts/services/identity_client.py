@@ -178,6 +178,36 @@ def bind(
     return Bound(_required_str(server, data, "medium"), _required_str(server, data, "address"))
 
 
+@dataclass(frozen=True, slots=True)
+class Validated:
+    medium: str
+    address: str
+    validated_at_ms: int
+
+
+def validated_threepid(
+    server: IdentityServer, access_token: str, *, sid: str, client_secret: str
+) -> Validated:
+    """GET /_matrix/identity/v2/3pid/getValidated3pid: the address the identity server
+    validated in session ``sid``. A session it does not hold as validated (any 4xx) is
+    403 M_THREEPID_AUTH_FAILED, as the deprecated POST /account/3pid answers it."""
+    query = urlencode({"sid": sid, "client_secret": client_secret})
+    answer = _send(server, "GET", f"{V2}/3pid/getValidated3pid?{query}", access_token=access_token)
+    if 400 <= answer.status < 500:
+        raise MatrixError(
+            "M_THREEPID_AUTH_FAILED",
+            f"The identity server {server.name} has not validated this session",
+            status=403,
+        )
+    data = _ok_object(server, answer, "tell the validated address")
+    validated_at = data.get("validated_at")
+    if not isinstance(validated_at, int) or isinstance(validated_at, bool):
+        raise unreachable(server.name, "getValidated3pid answer without validated_at")
+    return Validated(
+        _required_str(server, data, "medium"), _required_str(server, data, "address"), validated_at
+    )
+
+
 def unbind(server: IdentityServer, *, mxid: str, medium: str, address: str) -> bool:
     """POST /_matrix/identity/v2/3pid/unbind, signed by this homeserver: True once the
     identity server has removed the binding, False when it does not support that or

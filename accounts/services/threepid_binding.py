@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from accounts.models import Medium, ThreepidIdServerBinding, User, UserThreepid
-from accounts.services import identity_client
+from accounts.services import identity_client, threepids
 from protocol.errors import invalid_param
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,26 @@ def do_bind_threepid(
         medium=bound.medium,
         address=canonical_address(bound.medium, bound.address),
         id_server=server.name,
+    )
+
+
+def do_add_validated_elsewhere(
+    user: User, *, id_server: str, id_access_token: str, sid: str, client_secret: str
+) -> None:
+    """The deprecated POST /account/3pid: the address an identity server validated in
+    session ``sid`` becomes one of ``user``'s (it is not bound there: the spec removed
+    ``bind`` from this endpoint). M_THREEPID_AUTH_FAILED when the identity server has not
+    validated the session; M_THREEPID_IN_USE when the address is another account's."""
+    server = identity_client.identity_server(id_server)
+    validated = identity_client.validated_threepid(
+        server, id_access_token, sid=sid, client_secret=client_secret
+    )
+    medium = check_medium(validated.medium)
+    threepids.do_add_threepid(
+        user,
+        medium,
+        canonical_address(medium, validated.address),
+        validated_at_ms=validated.validated_at_ms,
     )
 
 

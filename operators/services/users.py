@@ -8,6 +8,7 @@ entry are stored together or not at all. Signature convention: the target first,
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 from datetime import timedelta
@@ -17,13 +18,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Device, RegistrationToken, User
+from accounts.models import Device, RegistrationToken, User, UserThreepid
 from accounts.services import (
     deactivation,
     passwords,
     profile,
     registration,
     sessions,
+    threepid_binding,
     threepids,
 )
 from accounts.services.sessions import NewSession
@@ -33,6 +35,8 @@ from operators.models import AdminJob
 from operators.services import audit, jobs
 from protocol.errors import MatrixError
 from protocol.identifiers import parse_user_id
+
+logger = logging.getLogger(__name__)
 
 USER_TYPES = (None, "support", "bot")
 
@@ -269,8 +273,16 @@ def remove_threepid(
     user_id: str, medium: str, address: str, *, actor: str, via: str = "api", ip: str = ""
 ) -> None:
     """Take a third-party identifier off an account (it can no longer log in or reset
-    the password with it); 404 M_NOT_FOUND if the account does not have it."""
+    the password with it), and unbind it from the identity servers it was bound at
+    through this server (best effort: one that cannot be reached is logged, the address
+    goes all the same); 404 M_NOT_FOUND if the account does not have it."""
     user = access_local_user(user_id)
+    if not UserThreepid.objects.filter(user=user, medium=medium, address=address).exists():
+        raise MatrixError("M_NOT_FOUND", "The user has no such third-party identifier")
+    try:
+        threepid_binding.do_unbind_threepid(user, medium, address, None)
+    except MatrixError as exc:
+        logger.warning("removing %s of %s: unbinding failed: %s", address, user_id, exc.error)
     with transaction.atomic():
         if not threepids.do_remove_threepid(user, medium, address):
             raise MatrixError("M_NOT_FOUND", "The user has no such third-party identifier")

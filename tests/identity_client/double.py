@@ -93,6 +93,12 @@ class IdentityServerDouble:
             return 200, sign_json(
                 {**answer, "not_before": 0, "not_after": 1, "ts": 0}, self.name, self.key
             )
+        if route == "/3pid/getValidated3pid":
+            sid = parse_qs(parts.query).get("sid", [""])[0]
+            if sid not in self.sessions:
+                return 400, {"errcode": "M_SESSION_NOT_VALIDATED", "error": "Not validated"}
+            medium, address = self.sessions[sid]
+            return 200, {"medium": medium, "address": address, "validated_at": 1234}
         if route == "/hash_details":
             return 200, {"lookup_pepper": PEPPER, "algorithms": ["none", "sha256"]}
         if route == "/lookup":

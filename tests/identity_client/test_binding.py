@@ -390,3 +390,113 @@ def test_deactivation_goes_ahead_when_an_identity_server_is_down(
     assert (response.status, response.body) == (200, {"id_server_unbind_result": "no-support"})
     assert not User.objects.get(localpart="alice").is_active
     assert not UserThreepid.objects.exists()
+
+
+# --- the deprecated POST /account/3pid -----------------------------------------------------
+
+
+def test_the_deprecated_add_takes_an_address_the_identity_server_validated(
+    api: MatrixTestClient, alice: Persona, identity_server: IdentityServerDouble
+) -> None:
+    sid = identity_server.validate("email", "Carol@Example.com")
+    creds = {
+        "id_server": identity_server.name,
+        "id_access_token": ACCESS_TOKEN,
+        "sid": sid,
+        "client_secret": "Az.=_-secret",
+    }
+    response = api.post(
+        "/_matrix/client/v3/account/3pid", {"three_pid_creds": creds}, token=alice.access_token
+    )
+
+    assert (response.status, response.body) == (200, {})
+    method, path, headers, _ = identity_server.requests[-1]
+    assert method == "GET"
+    assert path.startswith("/_matrix/identity/v2/3pid/getValidated3pid?")
+    assert headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+    listed = api.get("/_matrix/client/v3/account/3pid", token=alice.access_token).body
+    assert [(t["medium"], t["address"], t["validated_at"]) for t in listed["threepids"]] == [
+        ("email", "carol@example.com", 1234)
+    ]
+    # Added, not bound: the spec removed "bind" from this endpoint.
+    assert identity_server.bindings == {}
+    assert not ThreepidIdServerBinding.objects.exists()
+    # It can now log in with it.
+    login = api.post(
+        "/_matrix/client/v3/login",
+        {
+            "type": "m.login.password",
+            "identifier": {
+                "type": "m.id.thirdparty",
+                "medium": "email",
+                "address": "carol@example.com",
+            },
+            "password": alice.password,
+        },
+    )
+    assert login.status == 200, login.body
+    assert login.body["user_id"] == alice.user_id
+
+
+def test_the_deprecated_add_refuses_a_session_the_identity_server_did_not_validate(
+    api: MatrixTestClient, alice: Persona, identity_server: IdentityServerDouble
+) -> None:
+    creds = {
+        "id_server": identity_server.name,
+        "id_access_token": ACCESS_TOKEN,
+        "sid": "unknown",
+        "client_secret": "Az.=_-secret",
+    }
+    response = api.post(
+        "/_matrix/client/v3/account/3pid", {"three_pid_creds": creds}, token=alice.access_token
+    )
+
+    assert (response.status, response.body["errcode"]) == (403, "M_THREEPID_AUTH_FAILED")
+    assert not UserThreepid.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "errcode"),
+    [
+        ({}, "M_MISSING_PARAM"),
+        ({"three_pid_creds": "x"}, "M_BAD_JSON"),
+        (
+            {"three_pid_creds": {"id_server": "a", "sid": "b", "client_secret": "c"}},
+            "M_MISSING_PARAM",
+        ),
+        (
+            {
+                "three_pid_creds": {
+                    "id_server": "a",
+                    "sid": 1,
+                    "client_secret": "c",
+                    "id_access_token": "d",
+                }
+            },
+            "M_BAD_JSON",
+        ),
+    ],
+)
+def test_the_deprecated_add_checks_its_body(
+    api: MatrixTestClient, alice: Persona, body: dict[str, Any], errcode: str
+) -> None:
+    response = api.post("/_matrix/client/v3/account/3pid", body, token=alice.access_token)
+
+    assert (response.status, response.body["errcode"]) == (400, errcode)
+    assert not UserThreepid.objects.exists()
+
+
+def test_an_operator_removing_an_address_unbinds_it_where_it_was_bound(
+    api: MatrixTestClient, alice: Persona, identity_server: IdentityServerDouble
+) -> None:
+    from operators.services import users as operator_users
+
+    assert bind(api, alice, identity_server).status == 200
+    add_to_account(alice)
+
+    operator_users.remove_threepid(alice.user_id, "email", ADDRESS, actor="@admin:test")
+
+    assert identity_server.bindings == {}
+    assert identity_server.paths()[-1] == "/_matrix/identity/v2/3pid/unbind"
+    assert not UserThreepid.objects.exists()
+    assert not ThreepidIdServerBinding.objects.exists()
