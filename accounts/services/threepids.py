@@ -5,8 +5,9 @@ Proving an address: POST .../requestToken makes a :class:`ThreepidValidationSess
 and sends a token to the address (a link by mail, a code by SMS);
 :func:`do_submit_token` validates the session when the token comes back (the link
 opened, or the code posted to ``submit_url``). A validated session is then spent, once,
-by registration, a password reset (the UIA stage ``m.login.email.identity``) or POST
-/account/3pid/add, which makes the address a :class:`UserThreepid` of the account.
+by registration, a password reset (the UIA stages ``m.login.email.identity`` and
+``m.login.msisdn``) or POST /account/3pid/add, which makes the address a
+:class:`UserThreepid` of the account.
 
 Lifetimes: a token is good for :data:`TOKEN_LIFETIME_MS` (1 hour) after it was sent; a
 session, validated or not, for :data:`SESSION_LIFETIME_MS` (24 hours) after it was
