@@ -52,6 +52,9 @@ ADD = "add"
 PASSWORD = "password"
 PURPOSES = (REGISTER, ADD, PASSWORD)
 
+# The longest address (RFC 3696 errata 1690), and so the address columns' length.
+MAX_EMAIL_LENGTH = 320
+
 # The grammar of client_secret and sid (identity service request_email_validation.yaml).
 SECRET_RE = re.compile(r"[0-9a-zA-Z.=_-]{1,255}")
 
@@ -74,7 +77,12 @@ def canonical_email(address: str) -> str:
         validate_email(address)
     except ValidationError:
         raise MatrixError("M_INVALID_PARAM", "Not a valid email address") from None
-    return address.lower()
+    canonical = address.lower()
+    # Lower-casing can lengthen an address ("İ" becomes two characters) past what the
+    # validator allowed and what an address column holds.
+    if len(canonical) > MAX_EMAIL_LENGTH:
+        raise MatrixError("M_INVALID_PARAM", "Not a valid email address")
+    return canonical
 
 
 def canonical_msisdn(country: str, phone_number: str) -> str:
