@@ -1,7 +1,9 @@
 """The mail backend of a server with no SMTP host: each mail goes to the log.
 
 So that `make run` on a laptop can try the verification flows: the link a user would
-click is in the log line. Set TRELLIS_SMTP_HOST to send real mail.
+click is in the log line, whole (the log's redaction of query-string secrets, which
+would blank its client_secret and token, passes it by). Set TRELLIS_SMTP_HOST to send
+real mail.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Sequence
 
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
+
+from config.redact import KEEP_SECRETS
 
 logger = logging.getLogger("trellis.mail")
 
@@ -25,5 +29,6 @@ class LogEmailBackend(BaseEmailBackend):
                 message.from_email,
                 message.subject,
                 message.body,
+                extra={KEEP_SECRETS: True},
             )
         return len(email_messages)

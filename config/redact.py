@@ -9,6 +9,10 @@ through :func:`redact_uri` (the access log, config/http_server.py) or
 
 A parameter counts by its decoded name, as Django decodes it: ``access%5Ftoken`` is
 ``access_token`` to the server, so it is redacted too.
+
+One kind of record keeps its secrets: a mail written to the log instead of being sent
+(config/mail_backend.py, only without TRELLIS_SMTP_HOST), whose link is the point of
+writing it. Such a record says so with ``extra={KEEP_SECRETS: True}``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ SECRET_QUERY_PARAMS = frozenset(
     }
 )
 REDACTED = "<redacted>"
+# The attribute of a log record whose message is to be logged as it is.
+KEEP_SECRETS = "keep_query_secrets"
 
 # A query string inside any text: from "?" to the end of the URI it belongs to.
 _QUERY = re.compile(r"\?([^\s\"'<>]*)")
@@ -57,6 +63,8 @@ class RedactQuerySecrets(logging.Filter):
     """A logging filter that redacts query-string secrets from a record's message."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, KEEP_SECRETS, False):
+            return True
         message = record.getMessage()
         redacted = redact_uri(message)
         if redacted != message:

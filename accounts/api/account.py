@@ -69,9 +69,14 @@ class PasswordView(MatrixView):
     @staticmethod
     def _reset(auth: object, new_password: str, logout_devices: bool) -> Response:
         """A forgotten password: no access token, the user proves an email address of
-        the account (m.login.email.identity, after /account/password/email/requestToken).
-        ``logout_devices`` (default true) ends every session of the account."""
-        session = uia.check_uia(auth, uri="account/password", flows=[[uia.EMAIL_IDENTITY]])
+        the account (m.login.email.identity, after /account/password/email/requestToken)
+        or, when this server sends SMS, a phone number of it (m.login.msisdn, after
+        /account/password/msisdn/requestToken). ``logout_devices`` (default true) ends
+        every session of the account."""
+        flows = [[uia.EMAIL_IDENTITY]]
+        if settings.SMS_WEBHOOK_URL:
+            flows.append([uia.MSISDN])
+        session = uia.check_uia(auth, uri="account/password", flows=flows)
         proof = session.results[uia.THREEPID]
         user = selectors.local_user(proof["user_id"])
         if user is None or not user.is_active:

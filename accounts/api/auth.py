@@ -35,12 +35,16 @@ def client_ip(request: Request) -> str:
 
 def registration_flows() -> list[list[str]]:
     """With TRELLIS_REGISTRATION_REQUIRES_EMAIL on, only the email flow (after the
-    registration token, if registration needs one); otherwise the usual flow first and
-    an email flow beside it, for clients that want the address on the new account."""
+    registration token, if registration needs one); otherwise the usual flow first, an
+    email flow beside it for clients that want the address on the new account, and a
+    phone flow too when this server can send SMS (TRELLIS_SMS_WEBHOOK_URL)."""
     first = [uia.REGISTRATION_TOKEN] if settings.REGISTRATION == "token" else []
     if settings.REGISTRATION_REQUIRES_EMAIL:
         return [[*first, uia.EMAIL_IDENTITY]]
-    return [first or [uia.DUMMY], [*first, uia.EMAIL_IDENTITY]]
+    flows = [first or [uia.DUMMY], [*first, uia.EMAIL_IDENTITY]]
+    if settings.SMS_WEBHOOK_URL:
+        flows.append([*first, uia.MSISDN])
+    return flows
 
 
 def well_known() -> dict[str, object]:
@@ -101,20 +105,21 @@ class RegisterView(MatrixView):
             flows=registration_flows(),
             remember=registration.request_to_remember(params) if starts_session else None,
         )
-        email = session.results.get(uia.THREEPID)
+        proven = session.results.get(uia.THREEPID)
         with transaction.atomic():
             user = registration.do_create_user(localpart, password, password_hash=password_hash)
-            if email:
-                # The validated address becomes the new account's (M_THREEPID_IN_USE if
-                # another registration took it meanwhile, and no account is made).
+            if proven:
+                # The validated address or number becomes the new account's
+                # (M_THREEPID_IN_USE if another registration took it meanwhile, and no
+                # account is made).
                 threepids.do_add_threepid(
                     user,
-                    email["medium"],
-                    email["address"],
-                    validated_at_ms=email["validated_at_ms"],
+                    proven["medium"],
+                    proven["address"],
+                    validated_at_ms=proven["validated_at_ms"],
                     notify=False,
                 )
-                threepids.do_forget_session(email["sid"])
+                threepids.do_forget_session(proven["sid"])
         token = session.results.get(uia.REGISTRATION_TOKEN)
         if token:
             registration_tokens.do_complete(token)

@@ -22,6 +22,7 @@ from accounts.models import Medium
 from accounts.services import threepid_binding, threepids, uia
 from config.matrix_api import Body, MatrixView, ok
 from config.ratelimit import check_ratelimit
+from protocol.canonical_json import CANONICAL_JSON_MAX_INT, CANONICAL_JSON_MIN_INT
 from protocol.errors import MatrixError
 
 
@@ -31,6 +32,9 @@ def parse_token_request(body: Body, medium: str) -> threepids.TokenRequest:
     client_secret = body.req_str("client_secret")
     send_attempt = body.int("send_attempt", required=True)
     assert send_attempt is not None
+    if not CANONICAL_JSON_MIN_INT <= send_attempt <= CANONICAL_JSON_MAX_INT:
+        # Matrix integers (appendices, "Canonical JSON"); larger ones fit no column.
+        raise MatrixError("M_INVALID_PARAM", "send_attempt is out of range")
     next_link = body.str("next_link") or ""
     # Ignored: this server validates addresses itself (request_email_validation.yaml).
     body.str("id_server")

@@ -5,8 +5,9 @@ Proving an address: POST .../requestToken makes a :class:`ThreepidValidationSess
 and sends a token to the address (a link by mail, a code by SMS);
 :func:`do_submit_token` validates the session when the token comes back (the link
 opened, or the code posted to ``submit_url``). A validated session is then spent, once,
-by registration, a password reset (the UIA stage ``m.login.email.identity``) or POST
-/account/3pid/add, which makes the address a :class:`UserThreepid` of the account.
+by registration, a password reset (the UIA stages ``m.login.email.identity`` and
+``m.login.msisdn``) or POST /account/3pid/add, which makes the address a
+:class:`UserThreepid` of the account.
 
 Lifetimes: a token is good for :data:`TOKEN_LIFETIME_MS` (1 hour) after it was sent; a
 session, validated or not, for :data:`SESSION_LIFETIME_MS` (24 hours) after it was
@@ -51,6 +52,9 @@ ADD = "add"
 PASSWORD = "password"
 PURPOSES = (REGISTER, ADD, PASSWORD)
 
+# The longest address (RFC 3696 errata 1690), and so the address columns' length.
+MAX_EMAIL_LENGTH = 320
+
 # The grammar of client_secret and sid (identity service request_email_validation.yaml).
 SECRET_RE = re.compile(r"[0-9a-zA-Z.=_-]{1,255}")
 
@@ -73,7 +77,12 @@ def canonical_email(address: str) -> str:
         validate_email(address)
     except ValidationError:
         raise MatrixError("M_INVALID_PARAM", "Not a valid email address") from None
-    return address.lower()
+    canonical = address.lower()
+    # Lower-casing can lengthen an address ("İ" becomes two characters) past what the
+    # validator allowed and what an address column holds.
+    if len(canonical) > MAX_EMAIL_LENGTH:
+        raise MatrixError("M_INVALID_PARAM", "Not a valid email address")
+    return canonical
 
 
 def canonical_msisdn(country: str, phone_number: str) -> str:

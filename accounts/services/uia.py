@@ -17,7 +17,7 @@ from django.db import transaction
 
 from accounts import selectors_threepids
 from accounts.clock import now_ms
-from accounts.models import UIASession, User
+from accounts.models import Medium, UIASession, User
 from accounts.services import passwords, registration_tokens, threepids
 from protocol.errors import MatrixError
 
@@ -28,17 +28,19 @@ DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
 REGISTRATION_TOKEN = "m.login.registration_token"
 EMAIL_IDENTITY = "m.login.email.identity"
+MSISDN = "m.login.msisdn"
 
 # Keys of ``UIASession.results`` besides stage results: the request's parameters as the
 # session's first request gave them, and the user a completed registration created.
 REQUEST = "request"
 REGISTERED_USER = "registered_user_id"
-# The result of a completed email stage: the validated session's sid, medium, address
-# and validated_at_ms (and, for a password reset, the user the address belongs to).
+# The result of a completed email or msisdn stage: the validated session's sid, medium,
+# address and validated_at_ms (and, for a password reset, the user the address belongs to).
 THREEPID = "threepid"
 
 # What a validated 3PID session proves, by the endpoint (UIA session uri) spending it.
 THREEPID_PURPOSES = {"register": threepids.REGISTER, "account/password": threepids.PASSWORD}
+THREEPID_NOUNS = {Medium.EMAIL: "email address", Medium.MSISDN: "phone number"}
 
 
 class UIARequired(MatrixError):
@@ -109,9 +111,11 @@ def _check_registration_token(auth: dict[str, Any], session: UIASession) -> None
     session.results[REGISTRATION_TOKEN] = token
 
 
-def _check_email_identity(auth: dict[str, Any], session: UIASession) -> None:
-    """Client-Server API, "Email-based (identity / homeserver)": ``threepid_creds`` (or
-    the older ``threePidCreds``) name a session validated through this server."""
+def _check_threepid(medium: str, auth: dict[str, Any], session: UIASession) -> None:
+    """Client-Server API, "Email-based (identity / homeserver)" and "Phone
+    number/MSISDN-based (identity / homeserver)": ``threepid_creds`` (or the older
+    ``threePidCreds``) name a session of ``medium`` validated through this server, for
+    the purpose of the endpoint the UIA session is for, and not expired."""
     creds = auth.get("threepid_creds", auth.get("threePidCreds"))
     if not isinstance(creds, dict):
         raise MatrixError("M_MISSING_PARAM", "Missing 'threepid_creds'", status=400)
@@ -120,10 +124,12 @@ def _check_email_identity(auth: dict[str, Any], session: UIASession) -> None:
         raise MatrixError("M_BAD_JSON", "threepid_creds needs 'sid' and 'client_secret'")
     purpose = THREEPID_PURPOSES.get(session.uri)
     if purpose is None:
-        raise MatrixError("M_UNRECOGNIZED", "Email authentication is not offered here")
+        raise MatrixError("M_UNRECOGNIZED", "Third-party authentication is not offered here")
     validated = threepids.access_validated_session(sid, client_secret, purpose)
-    if validated.medium != "email":
-        raise MatrixError("M_THREEPID_AUTH_FAILED", "This session validated no email address")
+    if validated.medium != medium:
+        raise MatrixError(
+            "M_THREEPID_AUTH_FAILED", f"This session validated no {THREEPID_NOUNS[medium]}"
+        )
     result: dict[str, Any] = {
         "sid": validated.sid,
         "medium": validated.medium,
@@ -144,11 +150,20 @@ def _check_email_identity(auth: dict[str, Any], session: UIASession) -> None:
     session.results[THREEPID] = result
 
 
+def _check_email_identity(auth: dict[str, Any], session: UIASession) -> None:
+    _check_threepid(Medium.EMAIL, auth, session)
+
+
+def _check_msisdn(auth: dict[str, Any], session: UIASession) -> None:
+    _check_threepid(Medium.MSISDN, auth, session)
+
+
 STAGES: dict[str, StageChecker] = {
     DUMMY: _check_dummy,
     PASSWORD: _check_password,
     REGISTRATION_TOKEN: _check_registration_token,
     EMAIL_IDENTITY: _check_email_identity,
+    MSISDN: _check_msisdn,
 }
 
 

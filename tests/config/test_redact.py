@@ -98,3 +98,23 @@ def test_log_records_are_redacted_by_the_console_handler() -> None:
     finally:
         logger.removeHandler(handler)
     assert stream.getvalue() == "GET /sync?access_token=<redacted>\n"
+
+
+def test_a_mail_written_to_the_log_keeps_its_link(caplog: pytest.LogCaptureFixture) -> None:
+    # Without TRELLIS_SMTP_HOST a mail goes to the log so that its link can be opened
+    # (README, "Email and 3PIDs"); a redacted link would be of no use.
+    from django.core.mail import EmailMessage
+
+    from config.mail_backend import LogEmailBackend
+
+    link = "https://hs.test/_trellis/client/threepid/submit_token?sid=s1&client_secret=cs&token=t0"
+    caplog.set_level(logging.WARNING, logger="trellis.mail")
+    LogEmailBackend().send_messages([EmailMessage("Confirm", f"Open {link}\n", to=["a@b.org"])])
+    [record] = [r for r in caplog.records if r.name == "trellis.mail"]
+
+    assert RedactQuerySecrets().filter(record)
+    assert link in record.getMessage()
+    # Any other record with the same URI is still redacted.
+    other = logging.LogRecord("django.request", logging.WARNING, __file__, 1, link, None, None)
+    RedactQuerySecrets().filter(other)
+    assert "client_secret=<redacted>&token=<redacted>" in other.getMessage()
