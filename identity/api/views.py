@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from django.core.exceptions import DisallowedHost
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from rest_framework.authentication import BaseAuthentication
@@ -322,6 +323,14 @@ class LookupView(IdentityView):
 # --- invitations ----------------------------------------------------------------------------
 
 
+def _request_host(request: Request) -> str:
+    """The host[:port] the request was addressed to; "" for a Host header that is none."""
+    try:
+        return str(request._request.get_host())
+    except DisallowedHost:
+        return ""
+
+
 class StoreInviteView(IdentityView):
     def post(self, request: Request) -> Response:
         """POST /_matrix/identity/v2/store-invite"""
@@ -337,6 +346,7 @@ class StoreInviteView(IdentityView):
                 room_id=body.req_str("room_id"),
                 sender=body.req_str("sender"),
                 details=details,
+                request_host=_request_host(request),
             )
         )
 

@@ -18,7 +18,12 @@ from federation import client
 from identity.keys import identity_server_name, identity_signing_key
 from identity.models import Association, EphemeralKey, Medium, PendingInvite
 from protocol.errors import MatrixError
-from protocol.identifiers import is_valid_room_id, is_valid_user_id, parse_user_id
+from protocol.identifiers import (
+    is_valid_room_id,
+    is_valid_server_name,
+    is_valid_user_id,
+    parse_user_id,
+)
 from protocol.signing import (
     encode_verify_key_base64,
     generate_signing_key,
@@ -73,6 +78,19 @@ def is_valid_ephemeral_key(key: str) -> bool:
 # --- storing and signing ----------------------------------------------------------------
 
 
+def key_validity_base(request_host: str) -> str:
+    """Where the homeservers of an invited room check this service's keys: the operator's
+    public base URL when it is https, else https at the host the store-invite request
+    was addressed to (the ``id_server`` the inviter's client named, which homeservers
+    reach as ``https://<id_server>``). Homeservers follow only https key validity URLs;
+    the default public base URL (``http://<TRELLIS_BIND>``) is none they could use."""
+    if settings.PUBLIC_BASEURL.startswith("https://"):
+        return str(settings.PUBLIC_BASEURL)
+    if is_valid_server_name(request_host):
+        return f"https://{request_host}/"
+    return str(settings.PUBLIC_BASEURL)
+
+
 def do_store_invite(
     *,
     account_user_id: str,
@@ -81,9 +99,11 @@ def do_store_invite(
     room_id: str,
     sender: str,
     details: dict[str, str],
+    request_host: str,
 ) -> dict[str, Any]:
     """POST /store-invite: keep the invitation, mail it to the address, and answer with
-    its token, the keys that will sign for it and a redacted display name.
+    its token, the keys that will sign for it (with key validity URLs under
+    ``key_validity_base(request_host)``) and a redacted display name.
 
     400 M_UNRECOGNIZED for a medium other than email, M_THREEPID_IN_USE (with ``mxid``)
     if the address is bound already; 403 M_FORBIDDEN when the token's user is not the
@@ -132,7 +152,7 @@ def do_store_invite(
                 **{k: v for k, v in details.items() if k in INVITE_DETAILS},
             },
         )
-    base = f"{settings.PUBLIC_BASEURL}{PUBKEY_PATH}"
+    base = f"{key_validity_base(request_host)}{PUBKEY_PATH}"
     return {
         "token": token,
         "public_keys": [

@@ -99,6 +99,34 @@ def test_store_invite_mails_the_details(api: MatrixTestClient, bob: Persona, tok
     assert re.fullmatch(r"[0-9a-zA-Z.=_-]{1,255}", stored.body["token"])
 
 
+def key_validity_urls(stored: Any) -> list[str]:
+    return [key["key_validity_url"] for key in stored.body["public_keys"]]
+
+
+def test_key_validity_urls_are_https_where_homeservers_reached_us(
+    api: MatrixTestClient, bob: Persona, token: str, settings: Any
+) -> None:
+    # Homeservers follow only https key validity URLs, and reach an identity server as
+    # https://<id_server>: with the default http://<TRELLIS_BIND> public base URL, the
+    # keys are vouched for at the host the request was addressed to (found by the
+    # live test tests/live/test_identity_end_to_end.py: every onbind was refused).
+    settings.PUBLIC_BASEURL = "http://127.0.0.1:8008/"
+    assert key_validity_urls(store_invite(api, token, bob.user_id)) == [
+        "https://testserver/_matrix/identity/v2/pubkey/isvalid",
+        "https://testserver/_matrix/identity/v2/pubkey/ephemeral/isvalid",
+    ]
+
+
+def test_key_validity_urls_follow_an_https_public_base_url(
+    api: MatrixTestClient, bob: Persona, token: str, settings: Any
+) -> None:
+    settings.PUBLIC_BASEURL = "https://matrix.example.org/"
+    assert key_validity_urls(store_invite(api, token, bob.user_id)) == [
+        "https://matrix.example.org/_matrix/identity/v2/pubkey/isvalid",
+        "https://matrix.example.org/_matrix/identity/v2/pubkey/ephemeral/isvalid",
+    ]
+
+
 @pytest.mark.parametrize(
     ("change", "status", "errcode"),
     [
