@@ -203,8 +203,11 @@ async def events(request: HttpRequest, **kwargs: Any) -> HttpResponse:
             for event in room.get("timeline", {}).get("events", []):
                 chunk.append({**event, "room_id": room_id})
         for room_id, room in rooms.get("invite", {}).items():
+            # The invite itself: the user's own member event, the one invite among the
+            # stripped state (which also holds the inviter's, to show who invited).
             for event in room.get("invite_state", {}).get("events", []):
-                if event.get("type") == "m.room.member":
+                membership = event.get("content", {}).get("membership")
+                if event.get("type") == "m.room.member" and membership == "invite":
                     chunk.append({**event, "room_id": room_id})
         return _json(
             {"chunk": chunk, "start": request.GET["from"], "end": result.body["next_batch"]}
