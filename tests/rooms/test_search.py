@@ -6,6 +6,7 @@ event; events from other servers as searchable as local ones."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Any
 from urllib.parse import quote
@@ -13,7 +14,8 @@ from urllib.parse import quote
 import pytest
 from django.apps import apps
 
-from rooms.models import EventSearch
+from protocol.errors import MatrixError
+from rooms.models import Event, EventSearch
 from rooms.services.incoming import receive_pdu
 from tests.conftest import MatrixTestClient, Persona, Response
 from tests.graph.remote import RemoteServer
@@ -414,6 +416,23 @@ def test_events_from_other_servers_are_searchable(
     redaction = remote_pdu(room, server, carol, "m.room.redaction", {"redacts": event_id})
     receive_pdu(redaction, origin=CAROL_SERVER)
     assert search(api, alice, "papaya")["results"] == []
+
+
+def test_a_rejected_event_from_another_server_is_not_found(
+    api: MatrixTestClient, alice: Persona, room: str
+) -> None:
+    server = RemoteServer(CAROL_SERVER)
+    server.install_keys()
+    carol = server.user("carol")
+    # Carol never joined: her message fails the auth rules and is stored rejected.
+    content = {"msgtype": "m.text", "body": "guava from a stranger"}
+    message = remote_pdu(room, server, carol, "m.room.message", content)
+    with contextlib.suppress(MatrixError):
+        receive_pdu(message, origin=CAROL_SERVER)
+    stored = Event.objects.get(sender=carol, type="m.room.message")
+    assert stored.rejected_reason is not None
+
+    assert search(api, alice, "guava")["results"] == []
 
 
 def test_events_stored_before_search_are_indexed_by_the_migration(
