@@ -181,14 +181,18 @@ def searchable_rooms(user_id: str) -> dict[int, Room]:
 def _rooms_wanted(
     rooms: dict[int, Room], room_filter: dict[str, Any] | None, only: str | None
 ) -> dict[int, Room]:
-    wanted = set(room_filter.get("rooms") or ()) if room_filter else set()
-    if room_filter and room_filter.get("rooms") is not None:
-        rooms = {pk: room for pk, room in rooms.items() if room.room_id in wanted}
-    unwanted = set(room_filter.get("not_rooms") or ()) if room_filter else set()
-    rooms = {pk: room for pk, room in rooms.items() if room.room_id not in unwanted}
-    if only is not None:
-        rooms = {pk: room for pk, room in rooms.items() if room.room_id == only}
-    return rooms
+    """The rooms among ``rooms`` that the filter's ``rooms`` and ``not_rooms`` (and a
+    room's ``next_batch``, ``only``) leave in."""
+    room_filter = room_filter or {}
+    wanted = room_filter.get("rooms")
+    unwanted = set(room_filter.get("not_rooms") or ())
+    return {
+        pk: room
+        for pk, room in rooms.items()
+        if (wanted is None or room.room_id in wanted)
+        and room.room_id not in unwanted
+        and (only is None or room.room_id == only)
+    }
 
 
 # --- The search ---------------------------------------------------------------------------
