@@ -125,6 +125,33 @@ class Event(FastLoadModel):
         return self.event_id
 
 
+class EventSearch(models.Model):
+    """A searchable value of a timeline event (Client-Server API, "Server Side Search"):
+    ``content.body`` of an m.room.message, ``content.name`` of an m.room.name,
+    ``content.topic`` of an m.room.topic. Written as the event is persisted
+    (rooms.services.search_index), deleted when the event is redacted.
+
+    The full-text index over ``value`` is the database's own, created by migration
+    0011: on PostgreSQL a GIN index on ``to_tsvector('english', value)``, on SQLite the
+    FTS5 table ``rooms_eventsearch_fts``, kept by triggers on this table (a migration
+    that rebuilds this table on SQLite must create them again).
+    """
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="+")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    # "content.body", "content.name" or "content.topic", as the request's ``keys`` say.
+    key = models.CharField(max_length=32)
+    value = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["event", "key"], name="event_search_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} of {self.event_id}"
+
+
 class RoomStateChange(models.Model):
     """A change of a room's current state: from stream position ``stream_ordering`` on,
     the current state is ``state_group``.

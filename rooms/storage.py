@@ -27,13 +27,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import BooleanField, Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    BooleanField,
+    Count,
+    Exists,
+    FloatField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.db.models.expressions import RawSQL
 
 from accounts.models import AccountData
 from accounts.services.account_data import IGNORED_USER_LIST
 from config.model_loading import load_rows, select_columns, table_name
-from rooms.models import Event, Membership, OutOfBandMembership, Room
+from rooms.models import Event, EventSearch, Membership, OutOfBandMembership, Room
 
 # Relationship types whose children are bundled with their parent (rooms.relations).
 BUNDLED_REL_TYPES = ("m.replace", "m.reference", "m.thread")
@@ -529,3 +539,117 @@ def member_events_of(
             "room_id", "membership", "event_id", "stream_ordering", "replaces_state"
         )
     )
+
+
+# --- Full-text search -------------------------------------------------------------------
+#
+# Over rooms.models.EventSearch (rooms.services.search_index), with the database's own
+# full-text index (migration 0011): on PostgreSQL ``to_tsvector('english', value)``,
+# which its GIN index holds, ranked by ts_rank; on SQLite the FTS5 table, ranked by
+# bm25 (negated: FTS5 scores better matches lower). The higher the rank, the better.
+
+# A search position in rank order: (rank, stream ordering) of the last event returned;
+# in recent order: (stream ordering,).
+SearchPosition = tuple[float, int] | tuple[int]
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """The words searched for and where: ``room_pks`` (never empty), the ``keys`` of
+    EventSearch, a filter's ``conditions`` (selectors.event_filter_q) and the senders
+    whose events are left out (ignored users)."""
+
+    words: tuple[str, ...]
+    room_pks: tuple[int, ...]
+    keys: tuple[str, ...]
+    conditions: Q
+    ignored: frozenset[str]
+
+
+def _on_event(condition: Q) -> Q:
+    """A condition on Event as a condition on EventSearch (through its ``event``)."""
+    prefixed = Q()
+    prefixed.connector, prefixed.negated = condition.connector, condition.negated
+    for child in condition.children:
+        if isinstance(child, Q):
+            prefixed.children.append(_on_event(child))
+        else:
+            lookup, value = child
+            prefixed.children.append((f"event__{lookup}", value))
+    return prefixed
+
+
+def _match_and_rank(words: Sequence[str]) -> tuple[RawSQL, RawSQL]:
+    """The full-text condition and the rank, on the EventSearch table. ``words`` are
+    letters and digits only (rooms.search), each matched as a word or a word's start."""
+    table = table_name(EventSearch)
+    if connection.vendor == "postgresql":
+        query = " & ".join(f"{word}:*" for word in words)
+        vector = f"to_tsvector('english', {table}.value)"
+        tsquery = "to_tsquery('english', %s)"
+        return (
+            RawSQL(f"{vector} @@ {tsquery}", [query], output_field=BooleanField()),
+            # As double precision: a real is read back rounded to its shortest decimal
+            # form, which compares unequal to it (the next page would repeat it).
+            RawSQL(
+                f"ts_rank({vector}, {tsquery})::double precision",
+                [query],
+                output_field=FloatField(),
+            ),
+        )
+    query = " AND ".join(f'"{word}"*' for word in words)
+    fts = "rooms_eventsearch_fts"
+    return (
+        RawSQL(
+            f"{table}.id IN (SELECT rowid FROM {fts} WHERE {fts} MATCH %s)",
+            [query],
+            output_field=BooleanField(),
+        ),
+        RawSQL(
+            f"(SELECT -bm25({fts}) FROM {fts} WHERE {fts} MATCH %s AND rowid = {table}.id)",
+            [query],
+            output_field=FloatField(),
+        ),
+    )
+
+
+def _search_rows(search: SearchQuery) -> QuerySet[EventSearch]:
+    match, rank = _match_and_rank(search.words)
+    query = (
+        EventSearch.objects.filter(match, room_id__in=search.room_pks, key__in=search.keys)
+        .filter(_on_event(in_timeline_q()), event__redacted_by__isnull=True)
+        .filter(_on_event(search.conditions))
+    )
+    if search.ignored:
+        # As in timelines: ignored users' messages, not their state events.
+        query = query.exclude(event__sender__in=search.ignored, event__state_key__isnull=True)
+    return query.annotate(rank=rank)
+
+
+def search_count(search: SearchQuery) -> int:
+    """How many events match, before history visibility (the spec's ``count``: "an
+    approximation of the total number of results")."""
+    return _search_rows(search).count()
+
+
+def search_matches(
+    search: SearchQuery, *, by_rank: bool, after: SearchPosition | None, count: int
+) -> list[tuple[Event, float, str]]:
+    """Up to ``count`` matching timeline events after ``after``, best first (``by_rank``)
+    or newest first (in stream order), each with its rank and the value that matched;
+    never a redacted event. Each row's room is not loaded: the caller has it."""
+    query = _search_rows(search).select_related("event")
+    if after is not None:
+        if by_rank:
+            rank, stream = after
+            query = query.filter(
+                Q(rank__lt=rank) | Q(rank=rank, event__stream_ordering__lt=stream)
+            )
+        else:
+            query = query.filter(event__stream_ordering__lt=after[0])
+    ordering = ["-rank", "-event__stream_ordering"] if by_rank else ["-event__stream_ordering"]
+    # One row per event: an event type has one searchable key (search_index).
+    return [
+        (row.event, float(row.rank), row.value)  # type: ignore[attr-defined]
+        for row in query.order_by(*ordering)[:count]
+    ]

@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from rooms.api import directory, ephemeral, moderation, relations, rooms, spaces
+from rooms.api import directory, ephemeral, moderation, relations, rooms, search, spaces
 from rooms.federation import invite_knock_views as handshakes
 from rooms.federation import third_party_invite_views as third_party
 from rooms.federation import views as federation
@@ -47,6 +47,7 @@ urlpatterns = [
     re_path(R + r"report$", moderation.ReportRoomView.as_view()),
     re_path(R + r"report/(?P<event_id>[^/]+)$", moderation.ReportEventView.as_view()),
     re_path(C + r"users/(?P<user_id>[^/]+)/report$", moderation.ReportUserView.as_view()),
+    re_path(C + r"search$", search.SearchView.as_view()),
     re_path(R + r"context/(?P<event_id>[^/]+)$", relations.ContextView.as_view()),
     re_path(REL + r"$", relations.RelationsView.as_view()),
     re_path(REL + r"/(?P<rel_type>[^/]+)$", relations.RelationsView.as_view()),

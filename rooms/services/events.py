@@ -33,7 +33,7 @@ from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.signing import hash_and_sign_event
 from rooms import event_cache, hooks
 from rooms.models import Event, EventAuthEdge, EventEdge, ForwardExtremity, Room
-from rooms.services import graph
+from rooms.services import graph, search_index
 from rooms.state import StateKey, create_state_group, load_state
 from streams import notifier
 from streams import positions as streams
@@ -285,6 +285,7 @@ def persist_event(
         Event.objects.filter(room=room, event_id=event.redacts, redacted_by__isnull=True).update(
             redacted_by=event.event_id
         )
+        search_index.unindex_events([event.redacts])
     # Other apps' work on the event (push rules): the slow part now, the writes that need
     # the position below; all committed with the event.
     finishes = []
@@ -313,6 +314,8 @@ def persist_event(
         row = outlier_row
     else:
         row = insert_row(room, event, ctx, **fields)
+    if verdict.visible:
+        search_index.index_event(row.pk, room.pk, event.type, event.content)
     subjects: list[str] = []
     if state_change is not None:
         subjects = state_change.write(position)

@@ -54,7 +54,7 @@ from protocol.signing import (
 from rooms import event_cache
 from rooms.graph_store import resolve_maps
 from rooms.models import Event, ForwardExtremity, Room
-from rooms.services import graph
+from rooms.services import graph, search_index
 from rooms.services.events import (
     CREATE_KEY,
     Verdict,
@@ -769,6 +769,7 @@ def _apply_redactions(room: Room, row: Event, event: PDUEvent) -> None:
     for redaction, target in pairs:
         if _may_redact(room, redaction, target):
             Event.objects.filter(pk=target.pk).update(redacted_by=redaction.event_id)
+            search_index.unindex_events([target.event_id])
             return
 
 
