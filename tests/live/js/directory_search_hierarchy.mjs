@@ -202,7 +202,10 @@ const mine = [sent.latest, sent.thrice, sent.once];
         `Bobby ${NAME_WORD}`,
         "bob's profile in the context",
     );
-    check(roomEvents.highlights.includes(WORD), `highlights ${JSON.stringify(roomEvents.highlights)}`);
+    check(
+        roomEvents.highlights.includes(WORD),
+        `highlights ${JSON.stringify(roomEvents.highlights)}`,
+    );
     step("searched by rank", { results: ids, ranks });
 }
 {
@@ -215,7 +218,10 @@ const mine = [sent.latest, sent.thrice, sent.once];
     while (found.next_batch) {
         check(pages.length <= mine.length, `more pages than results: ${JSON.stringify(pages)}`);
         const before = found.results.length;
-        found = await attempt("backPaginateRoomEventsSearch", alice.backPaginateRoomEventsSearch(found));
+        found = await attempt(
+            "backPaginateRoomEventsSearch",
+            alice.backPaginateRoomEventsSearch(found),
+        );
         pages.push(idsOf(found.results).slice(before));
     }
     same(idsOf(found.results), mine, "all the pages' results");
@@ -251,7 +257,13 @@ await addChild(top, sub, { order: "c", suggested: true });
 // carol's private room: alice may not preview it, so it is never shown.
 await addChild(top, carolRoom, { order: "d" });
 await addChild(sub, deep, {});
-const names = { [top]: "Top space", [general]: "General", [random]: "Random", [sub]: "Sub-space", [deep]: "Deep" };
+const names = {
+    [top]: "Top space",
+    [general]: "General",
+    [random]: "Random",
+    [sub]: "Sub-space",
+    [deep]: "Deep",
+};
 const namesOf = (rooms) => rooms.map((r) => names[r.room_id] ?? r.room_id);
 {
     const { rooms, next_batch } = await attempt("getRoomHierarchy", alice.getRoomHierarchy(top));
@@ -266,8 +278,10 @@ const namesOf = (rooms) => rooms.map((r) => names[r.room_id] ?? r.room_id);
         "the space's children_state",
     );
     check(
-        topRoom.children_state.every((e) => Number.isInteger(e.origin_server_ts) && e.sender === alice.getUserId()),
-        `children_state without origin_server_ts or sender: ${JSON.stringify(topRoom.children_state)}`,
+        topRoom.children_state.every(
+            (e) => Number.isInteger(e.origin_server_ts) && e.sender === alice.getUserId(),
+        ),
+        `children_state's origin_server_ts or sender: ${JSON.stringify(topRoom.children_state)}`,
     );
     same(generalRoom.children_state, [], "a room's children_state");
     same(generalRoom.join_rule, "public", "a child's join_rule");
@@ -289,11 +303,18 @@ const namesOf = (rooms) => rooms.map((r) => names[r.room_id] ?? r.room_id);
         pages.push(namesOf(page.rooms));
         from = page.next_batch;
     } while (from);
-    same(pages, [["Top space", "General"], ["Random", "Sub-space"], ["Deep"]], "the hierarchy's pages");
+    same(
+        pages,
+        [["Top space", "General"], ["Random", "Sub-space"], ["Deep"]],
+        "the hierarchy's pages",
+    );
     step("hierarchy paginated", { pages });
 }
 {
-    const shallow = await attempt("getRoomHierarchy max_depth 1", alice.getRoomHierarchy(top, undefined, 1));
+    const shallow = await attempt(
+        "getRoomHierarchy max_depth 1",
+        alice.getRoomHierarchy(top, undefined, 1),
+    );
     same(namesOf(shallow.rooms), ["Top space", "General", "Random", "Sub-space"], "max_depth 1");
     const suggested = await attempt(
         "getRoomHierarchy suggested_only",
@@ -328,9 +349,11 @@ if (USER_DIRECTORY === "1") {
     same(limited.results.length, 1, "results with limit 1");
     same(limited.limited, true, "limited with limit 1");
     // By display name, whatever its case, and by user ID.
-    same(usersOf(await search(`BOBBY ${NAME_WORD.toUpperCase()}`)), [bob.getUserId()], "bob by name");
+    const shouted = `BOBBY ${NAME_WORD.toUpperCase()}`;
+    same(usersOf(await search(shouted)), [bob.getUserId()], "bob by name");
     same(usersOf(await search(bob.getUserId())), [bob.getUserId()], "bob by user ID");
-    same(usersOf(await search(dave.getUserId().slice(1).split(":")[0])), [dave.getUserId()], "dave by localpart");
+    const localpart = dave.getUserId().slice(1).split(":")[0];
+    same(usersOf(await search(localpart)), [dave.getUserId()], "dave by localpart");
     // carol, alone in her private room, is not found.
     same(usersOf(await search(`Carol ${NAME_WORD}`)), [], "carol by name");
     same(usersOf(await search(carol.getUserId())), [], "carol by user ID");
