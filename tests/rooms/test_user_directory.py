@@ -6,11 +6,13 @@ following profile and membership changes, remote users of federated rooms, bad i
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import pytest
+from django.apps import apps as django_apps
 
-from rooms.models import UserDirectoryEntry
+from rooms.models import UserDirectoryEntry, UserDirectoryPublicRoom
 from rooms.selectors_user_directory import search_users
 from tests.accounts.helpers import with_password_uia
 from tests.conftest import MatrixTestClient, Persona, Response
@@ -375,3 +377,47 @@ def test_a_search_is_one_query(
         users, limited = search_users(alice.user_id, "bob", 10)
     assert [u.user_id for u in users] == [bob.user_id]
     assert limited is False
+
+
+# --- a server that had rooms before the directory -----------------------------------------
+
+
+def test_the_migration_fills_the_directory_as_the_services_keep_it(
+    api: MatrixTestClient, alice: Persona, bob: Persona, carol: Persona, dave: RemoteServer
+) -> None:
+    set_displayname(api, bob, "Bob Builder")
+    private_room(api, alice, bob)
+    public = create_room(api, carol, preset="public_chat")
+    remote_join_as(api, dave, public, "dave", "Dave Remote")
+    closed = create_room(api, carol, preset="public_chat")
+    set_state(api, carol, closed, "m.room.join_rules", {"join_rule": "invite"})
+    # A room every local user left: its remote members are not shown.
+    left = create_room(api, alice, preset="public_chat")
+    remote_join_as(api, dave, left, "erin", "Erin Remote")
+    leave(api, alice, left)
+    terms = ["bob", "carol", "remote", "alice", "builder"]
+    before = {
+        (who.localpart, term): found(api, who, term) for who in (alice, bob) for term in terms
+    }
+    assert before[("alice", "bob")] == [bob.user_id]
+    assert before[("bob", "remote")] == [dave.user("dave")]
+    entries = set(UserDirectoryEntry.objects.values_list("user_id", "display_name", "avatar_url"))
+    publics = set(UserDirectoryPublicRoom.objects.values_list("room_id", flat=True))
+
+    UserDirectoryEntry.objects.all().delete()
+    UserDirectoryPublicRoom.objects.all().delete()
+    assert found(api, alice, "bob") == []
+    migration = importlib.import_module("rooms.migrations.0012_fill_user_directory")
+    migration.fill_user_directory(django_apps, None)
+
+    assert set(UserDirectoryPublicRoom.objects.values_list("room_id", flat=True)) == publics
+    # The fill has one entry per joined user, which the services may have outgrown
+    # (entries of users who left every room are kept, and never shown).
+    assert (
+        set(UserDirectoryEntry.objects.values_list("user_id", "display_name", "avatar_url"))
+        <= entries
+    )
+    after = {
+        (who.localpart, term): found(api, who, term) for who in (alice, bob) for term in terms
+    }
+    assert after == before
