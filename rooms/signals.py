@@ -25,5 +25,5 @@ def propagate_profile_change(sender: Any, user_id: str, key: str, **kwargs: Any)
     if key not in ("displayname", "avatar_url"):
         return
     # The directory shows the profile at once; the member events follow from the worker.
-    user_directory.do_update_local_profile(user_id)
+    user_directory.do_update_local_user(user_id)
     transaction.on_commit(lambda: propagate_profile.delay(user_id))

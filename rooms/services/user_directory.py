@@ -4,9 +4,10 @@ Two small tables, written by the changes they follow; who may find whom is not s
 but read from ``Membership`` at search time (rooms.selectors_user_directory says why):
 
 - ``UserDirectoryEntry``: a user's display name, avatar and search words. A local
-  user's come from their profile (``do_update_local_profile`` on a profile change, and
-  on each of their joins); a remote user's from their latest join event, whose content
-  carries ``displayname`` and ``avatar_url``. Deactivation removes the entry.
+  user's come from their profile (``do_update_local_user`` on a profile change or an
+  operator's change of the account, and on each of their joins); a remote user's from
+  their latest join event, whose content carries ``displayname`` and ``avatar_url``.
+  Deactivated, locked and support users have none.
 - ``UserDirectoryPublicRoom``: the rooms whose members anyone may find. Recomputed
   when the room's join rules or history visibility change, and when a local user
   joins or stops being joined (the room only counts while this server is in it).
@@ -90,19 +91,24 @@ def _upsert_entries(rows: list[tuple[str, str | None, str | None, str, str, str]
 
 
 def _local_profiles(user_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The profiles of the active local users among ``user_ids``, in one query."""
+    """The profiles of the local users among ``user_ids`` that the directory shows, in
+    one query: not deactivated, not locked (Synapse's default ``show_locked_users:
+    false``), not support users (which Synapse keeps out of it)."""
     by_localpart = {_localpart(user_id): user_id for user_id in user_ids}
     if not by_localpart:
         return {}
-    rows = User.objects.filter(localpart__in=by_localpart, is_active=True).values_list(
-        "localpart", "profile"
+    rows = (
+        User.objects.filter(localpart__in=by_localpart, is_active=True, is_locked=False)
+        .exclude(user_type="support")
+        .values_list("localpart", "profile")
     )
     return {by_localpart[localpart]: profile for localpart, profile in rows}
 
 
-def do_update_local_profile(user_id: str) -> None:
-    """A local user's display name or avatar changed: refresh their entry (a deactivated
-    user has none)."""
+def do_update_local_user(user_id: str) -> None:
+    """A local user's display name or avatar changed, or an operator (un)locked them,
+    changed their type or reactivated them: refresh their entry, or remove it if the
+    directory does not show them."""
     profiles = _local_profiles([user_id])
     if user_id not in profiles:
         UserDirectoryEntry.objects.filter(user_id=user_id).delete()

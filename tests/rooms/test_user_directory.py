@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.apps import apps as django_apps
 
+from operators.services import users
 from rooms.models import UserDirectoryEntry, UserDirectoryPublicRoom
 from rooms.selectors_user_directory import search_users
 from tests.accounts.helpers import with_password_uia
@@ -421,3 +422,19 @@ def test_the_migration_fills_the_directory_as_the_services_keep_it(
         (who.localpart, term): found(api, who, term) for who in (alice, bob) for term in terms
     }
     assert after == before
+
+
+def test_locked_and_support_users_are_not_shown(
+    api: MatrixTestClient, alice: Persona, bob: Persona, carol: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+    join(api, bob, room)
+    join(api, carol, room)
+    users.lock_user(bob.user_id, True, actor=alice.user_id)
+    users.create_or_modify_user(carol.user_id, {"user_type": "support"}, actor=alice.user_id)
+    assert found(api, alice, "bob") == []
+    assert found(api, alice, "carol") == []
+    users.lock_user(bob.user_id, False, actor=alice.user_id)
+    users.create_or_modify_user(carol.user_id, {"user_type": None}, actor=alice.user_id)
+    assert found(api, alice, "bob") == [bob.user_id]
+    assert found(api, alice, "carol") == [carol.user_id]
