@@ -11,12 +11,21 @@ from typing import Any
 
 import pytest
 from django.apps import apps as django_apps
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from operators.services import users
-from rooms.models import UserDirectoryEntry, UserDirectoryPublicRoom
+from rooms.models import (
+    CurrentState,
+    Membership,
+    Room,
+    UserDirectoryEntry,
+    UserDirectoryPublicRoom,
+)
 from rooms.selectors_user_directory import search_users
+from rooms.services.user_directory import DirectoryChange, do_apply_state_change
 from tests.accounts.helpers import with_password_uia
-from tests.conftest import MatrixTestClient, Persona, Response
+from tests.conftest import MatrixTestClient, Persona, Response, forget_process_caches
 from tests.federation.helpers import network
 from tests.graph.remote import RemoteServer
 from tests.rooms.federation_helpers import F, fed, remote_pdu
@@ -438,3 +447,36 @@ def test_locked_and_support_users_are_not_shown(
     users.create_or_modify_user(carol.user_id, {"user_type": None}, actor=alice.user_id)
     assert found(api, alice, "bob") == [bob.user_id]
     assert found(api, alice, "carol") == [carol.user_id]
+
+
+def test_a_state_change_costs_the_same_queries_whatever_its_number_of_members(
+    api: MatrixTestClient, alice: Persona, dave: RemoteServer
+) -> None:
+    room_id = create_room(api, alice, preset="public_chat")
+    for localpart in ("d1", "d2", "d3", "d4", "d5"):
+        remote_join_as(api, dave, room_id, localpart, f"Member {localpart}")
+    room = Room.objects.get(room_id=room_id)
+    joined = dict(Membership.objects.filter(room=room).values_list("user_id", "event_id"))
+    visibility = {
+        ("m.room.join_rules", ""): CurrentState.objects.get(
+            room=room, type="m.room.join_rules"
+        ).event_id
+    }
+
+    def queries_for(user_ids: list[str]) -> int:
+        # As a fork's resolution would: these members joined, the join rules changed.
+        change = DirectoryChange(
+            members={user: joined[user] for user in user_ids},
+            old_members=dict.fromkeys(user_ids),
+            visibility_events=visibility,
+            visibility_changed=True,
+        )
+        forget_process_caches()
+        with CaptureQueriesContext(connection) as captured:
+            do_apply_state_change(room, change)
+        return len(captured.captured_queries)
+
+    one = queries_for([alice.user_id, dave.user("d1")])
+    assert one <= 5
+    assert queries_for(list(joined)) == one
+    assert found(api, alice, "member") == [dave.user(f"d{n}") for n in range(1, 6)]
