@@ -10,15 +10,17 @@ does not count).
 Why visibility is read from ``Membership`` at search time rather than kept in a table
 of who shares a room with whom (Synapse's ``users_who_share_private_rooms``): that
 table grows with the square of a room's members and every join or leave rewrites a
-row per member, on the path that persists events; here a join writes one entry row at
-most. The search is one query: the entries whose words match, each tested with
-``EXISTS`` on the indexed ``membership_user`` (user_id, membership) rows, which stop at
-the first shared or public room; the searcher's rooms are one indexed list. Measured
-with bench/user_directory.py on SQLite (5,000 users, 1,000 rooms of which a tenth are
-public, 40,000 memberships): 25-30 ms for a term whose words start those of ~500
-users, 6-12 ms for a term matching ~100 users or none (the scan of the entries' words
-is the floor). The cost follows the number of entries and of those that match, not
-the number of memberships. At these figures the ORM query stands alone, with no
+row per member, on the path that persists events; here a join writes one entry row (and
+the room's public flag when a local user comes or goes). The search is one query: the
+entries whose words match, each tested with ``EXISTS`` on the indexed
+``membership_user`` (user_id, membership) rows, which stop at the first shared or
+public room; the searcher's rooms are one indexed list. Measured
+with bench/user_directory.py on SQLite, on 2 cores shared with other work (5,000
+users, 1,000 rooms of which a tenth are public, 40,000 memberships): a median of
+10-19 ms for a term whose words start those of ~500 users, 5-14 ms for one matching
+~100 users or none (the scan of the entries' words is the floor); worst cases about
+twice that. The cost follows the number of entries and of those that match, not the
+number of memberships. At these figures the ORM query stands alone, with no
 hand-written SQL twin.
 
 Matching is by word prefix, case-insensitively (casefolded words; "ali" finds
@@ -80,7 +82,9 @@ def search_users(searcher: str, term: str, limit: int) -> tuple[list[DirectoryUs
             unnamed=Case(When(display_name_key="", then=Value(1)), default=Value(0)),
         )
         .order_by("match", "-shares", "unnamed", "display_name_key", "user_id")
-        .values_list("user_id", "display_name", "avatar_url")[: limit + 1]
+        # With ``shares`` selected, the ordering names its column instead of computing
+        # the EXISTS again.
+        .values_list("user_id", "display_name", "avatar_url", "shares")[: limit + 1]
     )
-    found = [DirectoryUser(*row) for row in rows]
+    found = [DirectoryUser(*row[:3]) for row in rows]
     return found[:limit], len(found) > limit
