@@ -406,3 +406,41 @@ class BlockedRoom(models.Model):
 
     def __str__(self) -> str:
         return f"{self.room_id} (blocked)"
+
+
+class UserDirectoryEntry(models.Model):
+    """A user as the user directory finds them (Client-Server API, "User directory"):
+    display name and avatar, and the casefolded words a search matches by prefix.
+
+    Local users' come from their profile, remote users' from their latest join event
+    (rooms.services.user_directory). Who may see a user is not stored here: it is read
+    from the memberships at search time (rooms.selectors_user_directory).
+    """
+
+    user_id = models.CharField(max_length=255, unique=True)
+    display_name = models.TextField(null=True, blank=True)
+    avatar_url = models.TextField(null=True, blank=True)
+    # " word word ...": the words of the user ID and the display name, casefolded, each
+    # after a space, so that a word prefix is a LIKE '% prefix%'.
+    search_words = models.TextField()
+    # Casefolded display name ("" without one) and localpart: exact and prefix matches
+    # rank first.
+    display_name_key = models.TextField(default="", blank=True)
+    localpart_key = models.CharField(max_length=255)
+
+    class Meta:
+        verbose_name_plural = "user directory entries"
+
+    def __str__(self) -> str:
+        return self.user_id
+
+
+class UserDirectoryPublicRoom(models.Model):
+    """A room whose joined members anyone here may find in the user directory: its join
+    rule is ``public`` or its history is ``world_readable``, and a local user is in it
+    (once this server has left, its view of the room is frozen and not shown)."""
+
+    room = models.OneToOneField(Room, on_delete=models.CASCADE, primary_key=True, related_name="+")
+
+    def __str__(self) -> str:
+        return f"{self.room_id} (public to the user directory)"

@@ -1,6 +1,15 @@
 from django.urls import re_path
 
-from rooms.api import directory, ephemeral, moderation, relations, rooms, search, spaces
+from rooms.api import (
+    directory,
+    ephemeral,
+    moderation,
+    relations,
+    rooms,
+    search,
+    spaces,
+    user_directory,
+)
 from rooms.federation import invite_knock_views as handshakes
 from rooms.federation import third_party_invite_views as third_party
 from rooms.federation import views as federation
@@ -43,6 +52,7 @@ urlpatterns = [
         C + r"directory/list/room/(?P<room_id>[^/]+)$", directory.RoomVisibilityView.as_view()
     ),
     re_path(C + r"publicRooms$", directory.PublicRoomsView.as_view()),
+    re_path(C + r"user_directory/search$", user_directory.UserDirectorySearchView.as_view()),
     re_path(R + r"upgrade$", moderation.UpgradeRoomView.as_view()),
     re_path(R + r"report$", moderation.ReportRoomView.as_view()),
     re_path(R + r"report/(?P<event_id>[^/]+)$", moderation.ReportEventView.as_view()),

@@ -35,6 +35,7 @@ from operators.models import AdminJob
 from operators.services import audit, jobs
 from protocol.errors import MatrixError
 from protocol.identifiers import parse_user_id
+from rooms.services import user_directory
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ def suspend_user(
 
 def lock_user(user_id: str, locked: bool, *, actor: str, via: str = "api", ip: str = "") -> None:
     _set_flag(user_id, "is_locked", locked, "user.lock", actor=actor, via=via, ip=ip)
+    user_directory.do_update_local_user(user_id)
 
 
 def set_shadow_banned(
@@ -259,6 +261,9 @@ def create_or_modify_user(
                 user.deactivated_at = None
                 user.is_erased = False
                 user.save(update_fields=["is_active", "deactivated_at", "is_erased"])
+        if changes.keys() & {"locked", "user_type", "deactivated"}:
+            # Locked and support users are not in the user directory.
+            user_directory.do_update_local_user(user.user_id)
         logged = {k: v for k, v in changes.items() if k != "password"}
         if "password" in changes:
             logged["password"] = "(changed)"

@@ -35,6 +35,7 @@ from rooms.models import (
     Room,
     RoomStateChange,
 )
+from rooms.services import user_directory
 from rooms.state import StateKey, create_state_group, create_state_group_from_map, load_state
 
 MEMBER = "m.room.member"
@@ -53,6 +54,7 @@ class StateChange:
     resolved: bool
     # Member state keys whose event changed, to the new member event (None: gone).
     members: dict[str, str | None] = field(default_factory=dict)
+    directory: user_directory.DirectoryChange | None = None
 
     def write(self, position: int) -> list[str]:
         """Memberships and the state change at ``position``; the users whose membership
@@ -85,6 +87,8 @@ class StateChange:
         gone = [user for user, event_id in self.members.items() if not event_id]
         if gone:
             Membership.objects.filter(room=self.room, user_id__in=gone).delete()
+        if self.directory is not None:
+            user_directory.do_apply_state_change(self.room, self.directory)
         return list(self.members)
 
 
@@ -243,7 +247,8 @@ def _set_current(room: Room, group: int | None, *, resolved: bool) -> StateChang
         skey: event_id for (etype, skey), event_id in changed.items() if etype == MEMBER
     }
     members.update({skey: None for etype, skey in removed if etype == MEMBER})
-    return StateChange(room, group, resolved, members)
+    directory = user_directory.directory_change(old_state, new_state, [*changed, *removed])
+    return StateChange(room, group, resolved, members, directory)
 
 
 def _upsert(
