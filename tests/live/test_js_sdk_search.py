@@ -29,8 +29,6 @@ __all__ = ["matrix_js_sdk"]  # fixture
 
 SCRIPT_TIMEOUT_S = 180
 PERSONAS = ("alice", "bob", "carol", "dave")
-# POST /user_directory/search is not served yet (branch i19-userdir).
-USER_DIRECTORY = False
 
 
 def test_js_sdk_searches_rooms_spaces_and_users(
@@ -45,7 +43,6 @@ def test_js_sdk_searches_rooms_spaces_and_users(
             "HS_URL": homeserver.url,
             "USERS": json.dumps(users),
             "TAG": secrets.token_hex(4),
-            "USER_DIRECTORY": "1" if USER_DIRECTORY else "0",
         },
         capture_output=True,
         text=True,
@@ -63,7 +60,7 @@ def test_js_sdk_searches_rooms_spaces_and_users(
         "hierarchy",
         "hierarchy paginated",
         "hierarchy filtered",
-        *(["user directory"] if USER_DIRECTORY else []),
+        "user directory",
         "done",
     ]
     assert [s["step"] for s in steps] == expected
@@ -77,6 +74,5 @@ def test_js_sdk_searches_rooms_spaces_and_users(
         ["Random", "Sub-space"],
         ["Deep"],
     ]
-    if USER_DIRECTORY:
-        found = by_step["user directory"]["found"]
-        assert found == sorted([users["bob"]["user_id"], users["dave"]["user_id"]])
+    found = by_step["user directory"]["found"]
+    assert found == sorted([users["bob"]["user_id"], users["dave"]["user_id"]])

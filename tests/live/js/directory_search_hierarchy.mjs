@@ -5,7 +5,7 @@
 //
 // Environment: SDK (the path of matrix-js-sdk's lib/index.js), HS_URL, USERS (JSON:
 // alice, bob, carol and dave, each {user_id, access_token, device_id}), TAG (a word no
-// other test uses), USER_DIRECTORY ("1": also search the user directory).
+// other test uses).
 //
 // The personas: alice searches; bob shares a private room with her; carol is a stranger
 // in a private room of her own; dave is in a public room alice is not in.
@@ -14,7 +14,7 @@
 import { pathToFileURL } from "node:url";
 
 const sdk = await import(pathToFileURL(process.env.SDK).href);
-const { HS_URL, TAG, USER_DIRECTORY } = process.env;
+const { HS_URL, TAG } = process.env;
 const USERS = JSON.parse(process.env.USERS);
 const STEP_TIMEOUT_MS = 30_000;
 // What the room search looks for, and what the users' display names share.
@@ -329,7 +329,7 @@ const namesOf = (rooms) => rooms.map((r) => names[r.room_id] ?? r.room_id);
 
 // --- The user directory ---------------------------------------------------------------
 
-if (USER_DIRECTORY === "1") {
+{
     const search = (term, limit) =>
         attempt(`searchUserDirectory ${term}`, alice.searchUserDirectory({ term, limit }));
     const usersOf = (response) => response.results.map((r) => r.user_id).sort();
