@@ -104,6 +104,65 @@ def test_the_join_carries_the_users_display_name(
     assert member["sender"] == bob.user_id
 
 
+def test_a_join_keeps_its_reason_and_content_keys(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+
+    body = {"reason": "looking for support", "foo": "bar"}
+    response = api.post(room_path(room, "join"), body, token=bob.access_token)
+
+    assert response.status == 200, response.body
+    member = state_map(api, alice, room)[("m.room.member", bob.user_id)]
+    assert member["content"] == {
+        "membership": "join",
+        "displayname": "bob",
+        "reason": "looking for support",
+        "foo": "bar",
+    }
+
+
+def test_a_join_by_alias_keeps_its_reason_and_content_keys(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat", room_alias_name="help")
+
+    body = {"reason": "looking for support", "foo": {"nested": 1}}
+    response = api.post(
+        f"join/{quote(f'#help:{settings.SERVER_NAME}', safe='')}", body, token=bob.access_token
+    )
+
+    assert response.status == 200, response.body
+    content = state_map(api, alice, room)[("m.room.member", bob.user_id)]["content"]
+    assert content["reason"] == "looking for support"
+    assert content["foo"] == {"nested": 1}
+    assert content["membership"] == "join"
+
+
+def test_a_join_body_cannot_change_the_membership(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+
+    body = {"membership": "ban"}
+    response = api.post(room_path(room, "join"), body, token=bob.access_token)
+
+    assert response.status == 200, response.body
+    assert membership_of(api, alice, room, bob) == "join"
+
+
+def test_a_join_reason_must_be_a_string(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+
+    response = api.post(room_path(room, "join"), {"reason": 5}, token=bob.access_token)
+
+    assert response.status == 400
+    assert response.errcode == "M_BAD_JSON"
+    assert membership_of(api, alice, room, bob) is None
+
+
 def test_an_uninvited_user_cannot_join_an_invite_only_room(
     api: MatrixTestClient, alice: Persona, bob: Persona
 ) -> None:

@@ -310,6 +310,24 @@ def test_the_room_join_endpoint_joins_remote_rooms_too(
     assert membership_of(room.room_id, alice.user_id) == "join"
 
 
+def test_a_remote_join_keeps_the_bodys_reason_and_content_keys(
+    api: MatrixTestClient, alice: Persona, carol: Resident
+) -> None:
+    room = carols_room(carol)
+
+    body = {"reason": "looking for support", "foo": "bar"}
+    got = api.post(room_path(room.room_id, "join"), body, token=alice.access_token)
+
+    assert got.status == 200, got.body
+    (join_id,) = carol.joins
+    assert room.event(join_id).content == {
+        "membership": "join",
+        "displayname": "alice",
+        "reason": "looking for support",
+        "foo": "bar",
+    }
+
+
 def _forbidden() -> HttpResponse:
     return json_response({"errcode": "M_FORBIDDEN", "error": "not invited"}, 403)
 
