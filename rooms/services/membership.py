@@ -21,6 +21,7 @@ from rooms.services.events import (
     lock_room,
     room_version_of,
     send_in_locked_room,
+    unchanged_state,
 )
 from rooms.state import StateKey, load_state
 
@@ -203,6 +204,11 @@ def do_update_membership(
                 authoriser = _authorising_user(room, target)
                 if authoriser is not None:
                     content["join_authorised_via_users_server"] = authoriser
+        if membership == JOIN:
+            # Joining again with the same profile and content changes nothing.
+            unchanged = unchanged_state(room, ctx.sender, "m.room.member", target, content)
+            if unchanged is not None:
+                return unchanged
         return send_in_locked_room(room, ctx, "m.room.member", content, state_key=target)
 
 

@@ -8,6 +8,7 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 
+from rooms.models import Event
 from tests.conftest import MatrixTestClient, Persona, Response
 from tests.federation.helpers import network
 from tests.graph.remote import RemoteServer
@@ -24,6 +25,8 @@ from tests.rooms.helpers import (
     set_state,
     state_map,
 )
+from tests.sync.helpers import joined as joined_sync
+from tests.sync.helpers import sync
 
 __all__ = ["network", "peers"]
 
@@ -90,6 +93,38 @@ def test_joining_twice_is_harmless(api: MatrixTestClient, alice: Persona, bob: P
     join(api, bob, room)
 
     assert membership_of(api, alice, room, bob) == "join"
+
+
+def test_joining_again_unchanged_makes_no_new_event(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+    join(api, bob, room)
+    first = state_map(api, alice, room)[("m.room.member", bob.user_id)]["event_id"]
+    count = Event.objects.filter(room__room_id=room).count()
+    since = sync(api, bob)["next_batch"]
+
+    response = join(api, bob, room)
+
+    assert response.body == {"room_id": room}
+    assert state_map(api, alice, room)[("m.room.member", bob.user_id)]["event_id"] == first
+    assert Event.objects.filter(room__room_id=room).count() == count
+    assert room not in joined_sync(sync(api, bob, since=since, timeout=0))
+
+
+def test_joining_again_with_other_content_is_a_new_event(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+    join(api, bob, room)
+    first = state_map(api, alice, room)[("m.room.member", bob.user_id)]["event_id"]
+
+    response = api.post(room_path(room, "join"), {"reason": "back"}, token=bob.access_token)
+
+    assert response.status == 200, response.body
+    member = state_map(api, alice, room)[("m.room.member", bob.user_id)]
+    assert member["event_id"] != first
+    assert member["content"]["reason"] == "back"
 
 
 def test_the_join_carries_the_users_display_name(
