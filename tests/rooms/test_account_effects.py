@@ -153,6 +153,34 @@ def test_a_room_refusing_the_new_member_event_does_not_stop_the_others(
     }
 
 
+def test_the_new_member_events_are_not_rate_limited(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    rooms = [_public_room_with(api, alice, bob) for _ in range(3)]
+    settings.RATELIMIT_ENABLED = True
+    settings.RATELIMITS = {**settings.RATELIMITS, "message": (0.0001, 1)}
+    # Bob's one message empties his bucket: a client send now is refused...
+    first = api.put(
+        f"rooms/{rooms[0]}/send/m.room.message/t1", {"body": "hi"}, token=bob.access_token
+    )
+    assert first.status == 200, first.body
+    refused = api.put(
+        f"rooms/{rooms[0]}/send/m.room.message/t2", {"body": "hi"}, token=bob.access_token
+    )
+    assert refused.errcode == "M_LIMIT_EXCEEDED"
+
+    # ...but the member events the server makes for a profile change are not limited.
+    _set_profile(api, bob, "displayname", "Bobby", django_capture_on_commit_callbacks)
+
+    for room in rooms:
+        member = state_map(api, alice, room)[("m.room.member", bob.user_id)]
+        assert member["content"]["displayname"] == "Bobby"
+
+
 def test_a_deactivated_user_leaves_every_room(
     api: MatrixTestClient, alice: Persona, bob: Persona
 ) -> None:
