@@ -143,6 +143,20 @@ def _reason(body: Body) -> str | None:
     return body.str("reason")
 
 
+# Keys of a join body that are not member event content: the request's own fields, and
+# those the server decides.
+_NOT_JOIN_CONTENT = frozenset(
+    {"third_party_signed", "reason", "membership", "join_authorised_via_users_server"}
+)
+
+
+def _join_content(body: Body) -> dict[str, Any]:
+    """The rest of a /join body, kept in the member event's content: the spec defines
+    ``reason`` (added by the service) and ``third_party_signed``; Synapse makes the whole
+    body the event's content (sytest "can join a room with custom content")."""
+    return {key: value for key, value in body.data.items() if key not in _NOT_JOIN_CONTENT}
+
+
 def _servers_named(request: Request) -> list[str]:
     """The servers a client names to join through: ``via`` (Matrix 1.12) and the
     deprecated ``server_name``, each possibly repeated."""
@@ -174,6 +188,7 @@ class JoinView(MatrixView):
             send_context(request),
             via=_servers_named(request),
             reason=_reason(body),
+            extra_content=_join_content(body),
         )
         return ok({"room_id": room_id})
 

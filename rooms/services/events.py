@@ -32,7 +32,7 @@ from protocol.hashing import generate_opaque_event_id
 from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.signing import hash_and_sign_event
 from rooms import event_cache, hooks
-from rooms.models import Event, EventAuthEdge, EventEdge, ForwardExtremity, Room
+from rooms.models import CurrentState, Event, EventAuthEdge, EventEdge, ForwardExtremity, Room
 from rooms.services import graph, search_index
 from rooms.state import StateKey, create_state_group, load_state
 from streams import notifier
@@ -549,6 +549,33 @@ def prepare_in_locked_room(
     return PreparedEvent(event, draft.state_before, draft.extremity_ids)
 
 
+def unchanged_state(
+    room: Room, sender: str, event_type: str, state_key: str, content: dict[str, Any]
+) -> Event | None:
+    """The room's current state event of (type, state_key) if ``sender`` sent it with this
+    very content: sending it again would change nothing, so no new event is made and the
+    existing one is the answer (Synapse's ``deduplicate_state_event``, and its duplicate
+    membership check). Call with the room locked."""
+    event_id = (
+        CurrentState.objects.filter(room=room, type=event_type, state_key=state_key)
+        .values_list("event_id", flat=True)
+        .first()
+    )
+    if event_id is None:
+        return None
+    current = event_cache.get_events([event_id]).get(event_id)
+    if current is None or current.sender != sender:
+        return None
+    try:
+        # Compared as canonical JSON, so 1 and true (equal in Python) stay different.
+        same = encode_canonical_json(current.content) == encode_canonical_json(content)
+    except CanonicalJSONError:
+        return None  # not valid event content: the send refuses it
+    if not same:
+        return None
+    return Event.objects.filter(event_id=event_id).first()
+
+
 def do_send_event(
     room_id: str,
     ctx: SendContext,
@@ -561,7 +588,8 @@ def do_send_event(
     """Send an event into a room hosted here. Takes the room lock.
 
     Idempotent per (sender, device, transaction ID): a retried transaction returns the
-    event the first attempt created.
+    event the first attempt created; a state event its sender already set with the same
+    content returns that event (``unchanged_state``).
     """
     with transaction.atomic():
         room = lock_room(room_id)
@@ -569,6 +597,10 @@ def do_send_event(
         existing = find_by_txn(ctx, room, event_type)
         if existing is not None:
             return existing
+        if state_key is not None:
+            unchanged = unchanged_state(room, ctx.sender, event_type, state_key, content)
+            if unchanged is not None:
+                return unchanged
         return send_in_locked_room(room, ctx, event_type, content, state_key, extra=extra)
 
 

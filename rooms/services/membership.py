@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,8 +22,11 @@ from rooms.services.events import (
     lock_room,
     room_version_of,
     send_in_locked_room,
+    unchanged_state,
 )
 from rooms.state import StateKey, load_state
+
+logger = logging.getLogger(__name__)
 
 JOIN, INVITE, LEAVE, BAN, KNOCK = "join", "invite", "leave", "ban", "knock"
 MEMBERSHIPS = (JOIN, INVITE, LEAVE, BAN, KNOCK)
@@ -203,6 +207,11 @@ def do_update_membership(
                 authoriser = _authorising_user(room, target)
                 if authoriser is not None:
                     content["join_authorised_via_users_server"] = authoriser
+        if membership == JOIN:
+            # Joining again with the same profile and content changes nothing.
+            unchanged = unchanged_state(room, ctx.sender, "m.room.member", target, content)
+            if unchanged is not None:
+                return unchanged
         return send_in_locked_room(room, ctx, "m.room.member", content, state_key=target)
 
 
@@ -263,15 +272,21 @@ def do_refresh_member_profiles(user_id: str) -> int:
                     "join_authorised_via_users_server",
                 )
             }
-        with transaction.atomic():
-            room = lock_room(room_id)
-            row = Membership.objects.filter(room=room, user_id=user_id).first()
-            if row is None or row.membership != JOIN:
-                continue
-            send_in_locked_room(
-                room, ctx, "m.room.member", {"membership": JOIN, **extra, **profile}, user_id
-            )
-            changed += 1
+        try:
+            with transaction.atomic():
+                room = lock_room(room_id)
+                row = Membership.objects.filter(room=room, user_id=user_id).first()
+                if row is None or row.membership != JOIN:
+                    continue
+                send_in_locked_room(
+                    room, ctx, "m.room.member", {"membership": JOIN, **extra, **profile}, user_id
+                )
+        except MatrixError as exc:
+            # One room refusing (an event grown too large, say) leaves the others
+            # updated, as Synapse's _update_join_states does.
+            logger.warning("profile of %s not sent to %s: %s", user_id, room_id, exc.error)
+            continue
+        changed += 1
     return changed
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -86,20 +86,27 @@ def do_join(
     *,
     via: Sequence[str] = (),
     reason: str | None = None,
+    extra_content: Mapping[str, Any] | None = None,
 ) -> str:
     """POST /join/{roomIdOrAlias} and /rooms/{roomId}/join: the user joins the room,
-    here if it is hosted here, else through another server; the room ID."""
+    here if it is hosted here, else through another server; the room ID.
+
+    ``extra_content`` is what else the client put in the request body: it goes into
+    the member event's content, as Synapse does (the body is the event's content).
+    """
     room_id, alias_servers = _resolve(room_id_or_alias)
     blocking.check_not_blocked(room_id)
     with transaction.atomic():
         # Decided under the room lock: the last local member cannot leave in between.
         room = Room.objects.select_for_update().filter(room_id=room_id).first()
         if room is not None and is_hosted_here(room):
-            do_update_membership(room_id, ctx, ctx.sender, JOIN, reason=reason)
+            do_update_membership(
+                room_id, ctx, ctx.sender, JOIN, reason=reason, extra_content=extra_content
+            )
             return room_id
         servers = join_candidates(room_id, ctx.sender, [*via, *alias_servers], room)
     # No lock is held while other servers are asked.
-    do_remote_join(room_id, ctx, servers, reason=reason)
+    do_remote_join(room_id, ctx, servers, reason=reason, extra_content=extra_content)
     return room_id
 
 
@@ -176,7 +183,12 @@ class _Refused(Exception):
 
 
 def do_remote_join(
-    room_id: str, ctx: SendContext, servers: Sequence[str], *, reason: str | None = None
+    room_id: str,
+    ctx: SendContext,
+    servers: Sequence[str],
+    *,
+    reason: str | None = None,
+    extra_content: Mapping[str, Any] | None = None,
 ) -> Event:
     """Join ``ctx.sender`` to a room this server is not in, through the first of
     ``servers`` that lets it (see the module's docstring); the join's row."""
@@ -185,7 +197,7 @@ def do_remote_join(
     refusals: list[_Refused] = []
     for server in servers:
         try:
-            return _join_through(server, room_id, ctx.sender, reason)
+            return _join_through(server, room_id, ctx.sender, reason, extra_content or {})
         except _Refused as refusal:
             logger.info(
                 "joining %s through %s: %s %s", room_id, server, refusal.errcode, refusal.error
@@ -231,9 +243,15 @@ def _client_error(room_id: str, refusals: list[_Refused]) -> MatrixError:
     return not_found(f"No server could be found to join {room_id} through (tried {tried})")
 
 
-def _join_through(server: str, room_id: str, user_id: str, reason: str | None) -> Event:
+def _join_through(
+    server: str,
+    room_id: str,
+    user_id: str,
+    reason: str | None,
+    extra_content: Mapping[str, Any],
+) -> Event:
     room_version, template = _make_join(server, room_id, user_id)
-    join = _join_event(server, room_version, template, user_id, reason)
+    join = _join_event(server, room_version, template, user_id, reason, extra_content)
     answer = _send_join(server, room_id, join)
     join_pdu = _join_as_countersigned(server, answer, join)
     try:
@@ -287,14 +305,17 @@ def _join_event(
     template: dict[str, Any],
     user_id: str,
     reason: str | None,
+    extra_content: Mapping[str, Any],
 ) -> PDUEvent:
-    """The join built from the template: the user's profile and reason added, this
+    """The join built from the template: the user's profile, the client's content and
+    reason added, this
     server's origin, timestamp and (room versions 1 and 2) event ID, hashed and signed."""
     pdu: dict[str, Any] = {key: template[key] for key in TEMPLATE_FIELDS if key in template}
     for key in REFERENCE_FIELDS:
         pdu[key] = template.get(key)
     content = dict(template["content"])
     content.update(profile_content(user_id))
+    content.update(extra_content)
     if reason is not None:
         content["reason"] = reason
     pdu["content"] = content

@@ -8,6 +8,7 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 
+from rooms.models import Event
 from tests.conftest import MatrixTestClient, Persona, Response
 from tests.federation.helpers import network
 from tests.graph.remote import RemoteServer
@@ -24,6 +25,8 @@ from tests.rooms.helpers import (
     set_state,
     state_map,
 )
+from tests.sync.helpers import joined as joined_sync
+from tests.sync.helpers import sync
 
 __all__ = ["network", "peers"]
 
@@ -92,6 +95,38 @@ def test_joining_twice_is_harmless(api: MatrixTestClient, alice: Persona, bob: P
     assert membership_of(api, alice, room, bob) == "join"
 
 
+def test_joining_again_unchanged_makes_no_new_event(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+    join(api, bob, room)
+    first = state_map(api, alice, room)[("m.room.member", bob.user_id)]["event_id"]
+    count = Event.objects.filter(room__room_id=room).count()
+    since = sync(api, bob)["next_batch"]
+
+    response = join(api, bob, room)
+
+    assert response.body == {"room_id": room}
+    assert state_map(api, alice, room)[("m.room.member", bob.user_id)]["event_id"] == first
+    assert Event.objects.filter(room__room_id=room).count() == count
+    assert room not in joined_sync(sync(api, bob, since=since, timeout=0))
+
+
+def test_joining_again_with_other_content_is_a_new_event(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+    join(api, bob, room)
+    first = state_map(api, alice, room)[("m.room.member", bob.user_id)]["event_id"]
+
+    response = api.post(room_path(room, "join"), {"reason": "back"}, token=bob.access_token)
+
+    assert response.status == 200, response.body
+    member = state_map(api, alice, room)[("m.room.member", bob.user_id)]
+    assert member["event_id"] != first
+    assert member["content"]["reason"] == "back"
+
+
 def test_the_join_carries_the_users_display_name(
     api: MatrixTestClient, alice: Persona, bob: Persona
 ) -> None:
@@ -102,6 +137,65 @@ def test_the_join_carries_the_users_display_name(
 
     assert member["content"] == {"membership": "join", "displayname": "bob"}
     assert member["sender"] == bob.user_id
+
+
+def test_a_join_keeps_its_reason_and_content_keys(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+
+    body = {"reason": "looking for support", "foo": "bar"}
+    response = api.post(room_path(room, "join"), body, token=bob.access_token)
+
+    assert response.status == 200, response.body
+    member = state_map(api, alice, room)[("m.room.member", bob.user_id)]
+    assert member["content"] == {
+        "membership": "join",
+        "displayname": "bob",
+        "reason": "looking for support",
+        "foo": "bar",
+    }
+
+
+def test_a_join_by_alias_keeps_its_reason_and_content_keys(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat", room_alias_name="help")
+
+    body = {"reason": "looking for support", "foo": {"nested": 1}}
+    response = api.post(
+        f"join/{quote(f'#help:{settings.SERVER_NAME}', safe='')}", body, token=bob.access_token
+    )
+
+    assert response.status == 200, response.body
+    content = state_map(api, alice, room)[("m.room.member", bob.user_id)]["content"]
+    assert content["reason"] == "looking for support"
+    assert content["foo"] == {"nested": 1}
+    assert content["membership"] == "join"
+
+
+def test_a_join_body_cannot_change_the_membership(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+
+    body = {"membership": "ban"}
+    response = api.post(room_path(room, "join"), body, token=bob.access_token)
+
+    assert response.status == 200, response.body
+    assert membership_of(api, alice, room, bob) == "join"
+
+
+def test_a_join_reason_must_be_a_string(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+
+    response = api.post(room_path(room, "join"), {"reason": 5}, token=bob.access_token)
+
+    assert response.status == 400
+    assert response.errcode == "M_BAD_JSON"
+    assert membership_of(api, alice, room, bob) is None
 
 
 def test_an_uninvited_user_cannot_join_an_invite_only_room(

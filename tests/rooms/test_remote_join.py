@@ -310,6 +310,51 @@ def test_the_room_join_endpoint_joins_remote_rooms_too(
     assert membership_of(room.room_id, alice.user_id) == "join"
 
 
+def test_a_remote_join_keeps_the_bodys_reason_and_content_keys(
+    api: MatrixTestClient, alice: Persona, carol: Resident
+) -> None:
+    room = carols_room(carol)
+
+    body = {"reason": "looking for support", "foo": "bar"}
+    got = api.post(room_path(room.room_id, "join"), body, token=alice.access_token)
+
+    assert got.status == 200, got.body
+    (join_id,) = carol.joins
+    assert room.event(join_id).content == {
+        "membership": "join",
+        "displayname": "alice",
+        "reason": "looking for support",
+        "foo": "bar",
+    }
+
+
+def test_a_profile_change_reaches_a_room_joined_over_federation(
+    api: MatrixTestClient,
+    alice: Persona,
+    carol: Resident,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    room = carols_room(carol)
+    assert join(api, alice, room.room_id).status == 200
+
+    with django_capture_on_commit_callbacks() as after_commit:
+        got = api.put(
+            f"profile/{alice.user_id}/displayname",
+            {"displayname": "Alicia"},
+            token=alice.access_token,
+        )
+    # The propagation task runs (eager); what it queues stays queued for take_outbound.
+    for callback in after_commit:
+        callback()
+
+    assert got.status == 200, got.body
+    member_id = current_state(room.room_id)[("m.room.member", alice.user_id)]
+    assert member_id not in carol.joins
+    assert carol.take_outbound() == [member_id]
+    assert room.event(member_id).content == {"membership": "join", "displayname": "Alicia"}
+    assert member_id not in room.reference.rejected
+
+
 def _forbidden() -> HttpResponse:
     return json_response({"errcode": "M_FORBIDDEN", "error": "not invited"}, 403)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
+from rooms.models import Event
 from tests.conftest import MatrixTestClient, Persona
 from tests.rooms.helpers import (
     create_room,
@@ -17,6 +18,7 @@ from tests.rooms.helpers import (
     set_state,
     state_map,
 )
+from tests.sync.helpers import joined, sync
 
 
 @pytest.fixture
@@ -293,6 +295,67 @@ def test_replaced_state_carries_prev_content_in_unsigned(
     topic_event = state_map(api, alice, room)[("m.room.topic", "")]
     assert topic_event["event_id"] == topic
     assert "prev_content" not in topic_event["unsigned"]
+
+
+def events_in(room: str) -> int:
+    return Event.objects.filter(room__room_id=room).count()
+
+
+def test_setting_the_same_state_again_answers_the_same_event_and_makes_none(
+    api: MatrixTestClient, alice: Persona, room: str
+) -> None:
+    first = set_state(api, alice, room, "m.room.topic", {"topic": "Cheese"}).body["event_id"]
+    count = events_in(room)
+    since = sync(api, alice)["next_batch"]
+
+    again = set_state(api, alice, room, "m.room.topic", {"topic": "Cheese"})
+
+    assert again.body == {"event_id": first}
+    assert events_in(room) == count
+    assert room not in joined(sync(api, alice, since=since, timeout=0))
+
+
+def test_the_same_content_as_a_different_value_type_is_a_new_event(
+    api: MatrixTestClient, alice: Persona, room: str
+) -> None:
+    # 1 == True in Python, but not in JSON.
+    first = set_state(api, alice, room, "org.example.flag", {"on": 1}).body["event_id"]
+
+    second = set_state(api, alice, room, "org.example.flag", {"on": True}).body["event_id"]
+
+    assert second != first
+    assert get_state(api, alice, room, "org.example.flag").body == {"on": True}
+
+
+def test_changed_state_content_is_a_new_event(
+    api: MatrixTestClient, alice: Persona, room: str
+) -> None:
+    first = set_state(api, alice, room, "m.room.topic", {"topic": "Cheese"}).body["event_id"]
+    since = sync(api, alice)["next_batch"]
+
+    second = set_state(api, alice, room, "m.room.topic", {"topic": "Wine"}).body["event_id"]
+
+    assert second != first
+    timeline = joined(sync(api, alice, since=since, timeout=0))[room]["timeline"]["events"]
+    assert [e["event_id"] for e in timeline] == [second]
+
+
+def test_the_same_state_from_another_sender_is_a_new_event(
+    api: MatrixTestClient, alice: Persona, bob: Persona, room: str
+) -> None:
+    join(api, bob, room)
+    power = get_state(api, alice, room, "m.room.power_levels").body
+    power["users"][bob.user_id] = 100
+    set_state(api, alice, room, "m.room.power_levels", power)
+    first = set_state(api, alice, room, "m.room.topic", {"topic": "Cheese"}).body["event_id"]
+
+    by_bob = set_state(api, bob, room, "m.room.topic", {"topic": "Cheese"}).body["event_id"]
+
+    assert by_bob != first
+    event = api.get(
+        room_path(room, "state", "m.room.topic") + "?format=event", token=alice.access_token
+    ).body
+    assert (event["event_id"], event["sender"]) == (by_bob, bob.user_id)
 
 
 def test_bob_cannot_change_the_name_or_the_power_levels_without_power(
