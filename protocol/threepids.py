@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+import phonenumbers
+
 from protocol.unpadded_base64 import encode_base64_url_safe
 
 EMAIL = "email"
@@ -48,6 +50,18 @@ def canonical_email(address: str) -> str | None:
     if len(folded) > MAX_EMAIL_LENGTH or _EMAIL_RE.fullmatch(folded) is None:
         return None
     return folded
+
+
+def msisdn(country: str, phone_number: str) -> str | None:
+    """The MSISDN (digits of the international number, appendices.md#msisdn) of a number as
+    dialled from ``country``, or None if it is no valid number."""
+    try:
+        number = phonenumbers.parse(phone_number, country.upper() or None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
 
 
 def lookup_hash(address: str, medium: str, pepper: str) -> str:

@@ -25,7 +25,6 @@ What a client is told when an identity server fails it (every one a Matrix error
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -38,7 +37,7 @@ from federation.client import authorization_header
 from protocol.canonical_json import encode_canonical_json
 from protocol.errors import MatrixError, invalid_param
 from protocol.identifiers import is_valid_server_name, split_port
-from protocol.unpadded_base64 import encode_base64_url_safe
+from protocol.threepids import lookup_hash
 
 logger = logging.getLogger(__name__)
 
@@ -236,8 +235,7 @@ def lookup(server: IdentityServer, access_token: str, *, medium: str, address: s
     if "sha256" in algorithms:
         # Identity Service API, "Client behaviour": SHA-256 of "<address> <medium>
         # <pepper>", URL-safe unpadded base64.
-        digest = hashlib.sha256(f"{address} {medium} {pepper}".encode()).digest()
-        key, algorithm = encode_base64_url_safe(digest), "sha256"
+        key, algorithm = lookup_hash(address, medium, pepper), "sha256"
     elif "none" in algorithms:
         key, algorithm = f"{address} {medium}", "none"
     else:

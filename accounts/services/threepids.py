@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
-import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -41,6 +40,7 @@ from accounts.clock import now_ms
 from accounts.models import Medium, ThreepidValidationSession, User, UserThreepid
 from accounts.selectors_threepids import emails_of
 from accounts.services import mail
+from protocol import threepids as protocol_threepids
 from protocol.errors import MatrixError
 
 TOKEN_LIFETIME_MS = 60 * 60 * 1000
@@ -88,13 +88,10 @@ def canonical_email(address: str) -> str:
 def canonical_msisdn(country: str, phone_number: str) -> str:
     """The MSISDN (digits of the international number) of a number as dialled from
     ``country``, or 400 M_INVALID_PARAM."""
-    try:
-        parsed = phonenumbers.parse(phone_number, country.upper() or None)
-    except phonenumbers.NumberParseException:
-        raise MatrixError("M_INVALID_PARAM", "Not a valid phone number") from None
-    if not phonenumbers.is_valid_number(parsed):
+    number = protocol_threepids.msisdn(country, phone_number)
+    if number is None:
         raise MatrixError("M_INVALID_PARAM", "Not a valid phone number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
+    return number
 
 
 def canonical_address(medium: str, address: str) -> str:

@@ -13,7 +13,6 @@ import secrets
 from collections.abc import Callable
 from urllib.parse import urlencode
 
-import phonenumbers
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
@@ -23,7 +22,7 @@ from accounts.tokens import token_digest
 from config.ratelimit import check_ratelimit
 from identity.models import Medium, ValidationSession
 from protocol.errors import MatrixError
-from protocol.threepids import canonical_email, is_opaque_id
+from protocol.threepids import canonical_email, is_opaque_id, msisdn
 
 SESSION_LIFETIME_MS = 24 * 3600 * 1000
 MAX_FAILED_ATTEMPTS = 5
@@ -46,13 +45,10 @@ def check_sid(sid: str) -> None:
 def msisdn_from(country: str, phone_number: str) -> str:
     """The MSISDN (digits, with the country code) of a number as dialled from ``country``;
     400 M_INVALID_ADDRESS if it is no valid number."""
-    try:
-        number = phonenumbers.parse(phone_number, country.upper() or None)
-    except phonenumbers.NumberParseException:
-        raise MatrixError("M_INVALID_ADDRESS", "The phone number is not valid") from None
-    if not phonenumbers.is_valid_number(number):
+    number = msisdn(country, phone_number)
+    if number is None:
         raise MatrixError("M_INVALID_ADDRESS", "The phone number is not valid")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
+    return number
 
 
 def _request_token(
