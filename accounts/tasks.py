@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import smtplib
-import urllib.request
 from typing import Any
 
 from celery import shared_task
 
-from accounts.services import mail, sessions, threepids, uia
+from accounts.services import mail, sessions, sms, threepids, uia
 
 
 @shared_task
@@ -46,11 +44,4 @@ def deliver_sms(url: str, body: dict[str, Any]) -> None:
     """POST one verification code to the operator's SMS webhook (TRELLIS_SMS_WEBHOOK_URL;
     the body is described in accounts/services/threepids.py); an unreachable webhook or
     an HTTP error status is retried with backoff (urllib's errors are OSErrors)."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode("utf-8"),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30):
-        pass
+    sms.post(url, body, timeout_s=30)

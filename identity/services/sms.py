@@ -3,23 +3,14 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
-
 from django.conf import settings
+
+from accounts.services import sms
 
 TIMEOUT_S = 15
 
 
 def deliver(msisdn: str, text: str) -> None:
-    """Send one message now; raises OSError (urllib's errors are) if the gateway cannot be
-    reached or does not answer 2xx, so the task retries."""
-    body = json.dumps({"to": f"+{msisdn}", "text": text}).encode()
-    request = urllib.request.Request(
-        settings.SMS_WEBHOOK_URL,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-        response.read()
+    """Send one message now; raises OSError if the gateway cannot be reached or does not
+    answer 2xx, so the task retries."""
+    sms.post(settings.SMS_WEBHOOK_URL, {"to": f"+{msisdn}", "text": text}, timeout_s=TIMEOUT_S)
