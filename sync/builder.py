@@ -34,6 +34,7 @@ from sync.tokens import SyncToken
 DEFAULT_TIMELINE_LIMIT = 10
 MAX_TIMELINE_LIMIT = 500
 MEMBER = "m.room.member"
+NAMING_TYPES = frozenset(event_type for event_type, _ in ROOM_NAMING_STATE)
 
 
 @dataclass
@@ -251,7 +252,6 @@ class SyncBuilder:
         full: bool,
         since_position: int | None,
         upper: int,
-        gap: bool = True,
     ) -> list[str]:
         """State event IDs for the room's ``state`` (or ``state_after``) section.
 
@@ -301,13 +301,14 @@ class SyncBuilder:
                 continue
             ids.append(event_id)
         if lazy and incremental:
-            # Members of the timeline's senders whom the client may not know yet.
+            # Members of the timeline's senders whom the client may not know yet. A gap
+            # (a limited timeline) changes nothing for them: what GET /sync sends
+            # "regardless as to whether or not they are redundant" is the membership
+            # events in the gap, which ``wanted`` holds already.
             for sender in senders:
                 event_id = target.get((MEMBER, sender))
                 unknown = event_id and event_id not in ids and event_id not in in_timeline
-                # After a gap (a limited timeline) they are sent "regardless as to
-                # whether or not they are redundant" (GET /sync).
-                if unknown and (gap or not self._already_sent(room, sender, event_id)):
+                if unknown and not self._already_sent(room, sender, event_id):
                     ids.append(event_id)
         return ids
 
@@ -348,7 +349,6 @@ class SyncBuilder:
                     full=False,
                     since_position=self._timeline_start(timeline),
                     upper=self.now.events,
-                    gap=False,
                 )
                 if self.request.lazy_load_members and timeline
                 else []
@@ -360,7 +360,6 @@ class SyncBuilder:
                 full=full,
                 since_position=None if full else lower,
                 upper=self.now.events,
-                gap=limited,
             )
         return plan
 
@@ -807,6 +806,7 @@ class SyncBuilder:
         state_after = self.request.use_state_after
         wanting: list[tuple[RoomPlan, list[str], dict[StateKey, str]]] = []
         for plan in plans:
+            # A named room's summary has no heroes (see _summaries).
             heroes = summaries.get(plan.room.room_id, {}).get("m.heroes")
             news = plan.afresh or plan.limited or any(row.type == MEMBER for row in plan.timeline)
             if plan.section != "join" or not heroes or not news:
@@ -816,10 +816,7 @@ class SyncBuilder:
             else:
                 state = _state_at_position(plan.room, self.now.events, settled=True)
             wanting.append((plan, heroes, state))
-        named = _named_rooms([(plan, state) for plan, _, state in wanting])
         for plan, heroes, state in wanting:
-            if plan.room.room_id in named:
-                continue
             # Events of the timeline are already sent (unless state_after wants them too).
             known = set(plan.state_ids)
             if not state_after:
@@ -834,16 +831,23 @@ class SyncBuilder:
 
     def _summaries(self, plans: Sequence[RoomPlan]) -> dict[str, dict[str, Any]]:
         """m.joined_member_count, m.invited_member_count and m.heroes, for rooms whose
-        timeline or state carries membership news (or all, on an initial sync)."""
+        timeline or state carries membership or naming news (or all, on an initial sync).
+
+        m.heroes is "required if the room's m.room.name or m.room.canonical_alias state
+        events are unset or empty" (GET /sync): a room they name gets none, as clients
+        name it from them (and a change of them sends the summary again)."""
         wanted = [
             p
             for p in plans
             if self.request.since is None
-            or any(row.type == MEMBER for row in p.timeline)
+            or any(row.type == MEMBER or row.type in NAMING_TYPES for row in p.timeline)
             or p.state_ids
         ]
         if not wanted:
             return {}
+        named = _named_rooms(
+            [(p, _state_at_position(p.room, self.now.events, settled=True)) for p in wanted]
+        )
         room_pks = [p.room.pk for p in wanted]
         counts: dict[int, dict[str, int]] = defaultdict(dict)
         for room_pk, membership, count in (
@@ -866,14 +870,15 @@ class SyncBuilder:
             if membership != "knock" and len(group[room_pk]) < 5:
                 group[room_pk].append(user_id)
         heroes = {pk: present.get(pk) or departed.get(pk, []) for pk in room_pks}
-        return {
-            p.room.room_id: {
-                "m.heroes": heroes.get(p.room.pk, []),
-                "m.joined_member_count": counts[p.room.pk].get("join", 0),
-                "m.invited_member_count": counts[p.room.pk].get("invite", 0),
-            }
-            for p in wanted
-        }
+        summaries: dict[str, dict[str, Any]] = {}
+        for p in wanted:
+            summary: dict[str, Any] = (
+                {} if p.room.room_id in named else {"m.heroes": heroes.get(p.room.pk, [])}
+            )
+            summary["m.joined_member_count"] = counts[p.room.pk].get("join", 0)
+            summary["m.invited_member_count"] = counts[p.room.pk].get("invite", 0)
+            summaries[p.room.room_id] = summary
+        return summaries
 
 
 def build_sync(request: SyncRequest, now: SyncToken | None = None) -> SyncResult:

@@ -149,8 +149,9 @@ def test_a_named_room_carries_only_the_timeline_senders(
 
     # The sender and the reader themself; no hero's member event.
     assert members_seen(entry) == {alice.user_id, reader.user_id}
-    # The summary may still list heroes; the client has no use for their member events.
-    assert set(entry["summary"]["m.heroes"]) <= {alice.user_id, *others}
+    # A named room's summary lists no heroes: the client names it from its state.
+    assert "m.heroes" not in entry["summary"]
+    assert entry["summary"]["m.joined_member_count"] == 7
 
 
 def test_a_room_whose_name_is_empty_carries_its_heroes(
@@ -185,3 +186,36 @@ def test_a_name_given_in_the_timeline_needs_no_heroes(
     entry = joined(sync(api, reader, filter=LAZY_SHORT))[room]
 
     assert members_seen(entry) == {alice.user_id, reader.user_id}
+
+
+def test_a_gap_resends_its_membership_changes_but_not_known_senders(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    # "When a sync is limited, the server MUST return membership events for events in
+    # the gap ... regardless as to whether or not they are redundant" (GET /sync): the
+    # gap's changes; a sender whose member event the client has is still redundant.
+    room = _room_with_talk(api, alice, bob)
+    carol = api.register("carol")
+    join(api, carol, room)
+    short: dict[str, Any] = {
+        "room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 3}}
+    }
+    send(api, alice, room, "from alice")
+    first = sync(api, bob, filter=short)
+    assert alice.user_id in members_seen(joined(first)[room])
+
+    dan = api.register("dan")
+    join(api, dan, room)
+    response = api.post(f"rooms/{room}/leave", {}, token=carol.access_token)
+    assert response.status == 200, response.body
+    for n in range(5):
+        send(api, alice, room, f"filler {n}")
+    second = joined(sync(api, bob, filter=short, since=first["next_batch"]))[room]
+
+    assert second["timeline"]["limited"] is True
+    memberships = {
+        e["state_key"]: e["content"]["membership"]
+        for e in second["state"]["events"]
+        if e["type"] == "m.room.member"
+    }
+    assert memberships == {dan.user_id: "join", carol.user_id: "leave"}
