@@ -33,6 +33,8 @@ from sync.tokens import SyncToken
 
 DEFAULT_TIMELINE_LIMIT = 10
 MAX_TIMELINE_LIMIT = 500
+# Batches of a timeline read when history visibility hides events of the first.
+TIMELINE_BATCHES = 5
 MEMBER = "m.room.member"
 NAMING_TYPES = frozenset(event_type for event_type, _ in ROOM_NAMING_STATE)
 
@@ -202,33 +204,69 @@ class SyncBuilder:
             return frozenset()
         return rooms_resolved_between(since.events, self.now.events, settled=True)
 
-    def _timeline(self, room: Room, upper: int, lower: int | None) -> tuple[list[Event], bool]:
+    def _timeline(
+        self, room: Room, upper: int, lower: int | None, *, joined: bool = False
+    ) -> tuple[list[Event], bool]:
         """The last events of a room in (lower, upper] of stream order, newest ``limit``,
         oldest first. Never below position 0: history fetched from the past (backfill)
         has negative positions and stays out of /sync, even of an initial one; /messages
-        finds it in topological order."""
+        finds it in topological order. ``joined``: the user is joined at ``upper``, and
+        so is given the room's state there (see _visible)."""
         limit = self.request.timeline_limit
         since = self.request.since
         news = self.news if since is not None and lower == since.events else None
         if news is not None and upper == self.now.events:
-            return self._timeline_from(recent.copies_in_room(news, room), limit)
+            return self._timeline_from(
+                room, recent.copies_in_room(news, room), limit, joined=joined
+            )
         conditions = selectors.event_filter_q(self.request.section_filter("timeline"))
-        rows = storage.timeline_batch(
-            room,
-            order=storage.STREAM,
-            conditions=conditions,
-            ignored=self.ignored,
-            after=(lower if lower is not None else 0,),
-            upto=(upper,),
-            newest_first=True,
-            count=limit + 1,
-        )
-        limited = len(rows) > limit
-        rows = rows[:limit]
-        rows.reverse()
-        return selectors.filter_visible(rows, self.request.user_id), limited
+        visible: list[Event] = []
+        upto = upper
+        # History visibility may hide some of the newest events (a room joined since
+        # with "joined" or "invited" history): older ones then fill the timeline, a few
+        # batches at most, as Synapse does.
+        for _ in range(TIMELINE_BATCHES):
+            rows = storage.timeline_batch(
+                room,
+                order=storage.STREAM,
+                conditions=conditions,
+                ignored=self.ignored,
+                after=(lower if lower is not None else 0,),
+                upto=(upto,),
+                newest_first=True,
+                count=limit + 1,
+            )
+            more = len(rows) > limit
+            rows = rows[:limit]
+            rows.reverse()
+            visible = self._visible(room, rows, upper, joined=joined) + visible
+            if not more or len(visible) >= limit:
+                break
+            upto = (rows[0].stream_ordering or 1) - 1
+        limited = more or len(visible) > limit
+        return visible[len(visible) - limit :] if len(visible) > limit else visible, limited
 
-    def _timeline_from(self, rows: list[Event], limit: int) -> tuple[list[Event], bool]:
+    def _visible(self, room: Room, rows: list[Event], upper: int, *, joined: bool) -> list[Event]:
+        """The rows the user may see; in a room the user is ``joined`` to at ``upper``,
+        also the state events among them that are the room's state there, whatever the
+        history visibility: the client is given that state anyway, and a client that
+        saw another member join only in ``state`` would not know when (as Synapse keeps
+        them; sytest 31sync/06state, "Current state appears in timeline in private
+        history")."""
+        visible = selectors.filter_visible(rows, self.request.user_id)
+        if not joined or len(visible) == len(rows) or all(row.state_key is None for row in rows):
+            return visible
+        kept = {row.event_id for row in visible}
+        current = set(_state_at_position(room, upper, settled=upper <= self.now.events).values())
+        return [
+            row
+            for row in rows
+            if row.event_id in kept or (row.state_key is not None and row.event_id in current)
+        ]
+
+    def _timeline_from(
+        self, room: Room, rows: list[Event], limit: int, *, joined: bool
+    ) -> tuple[list[Event], bool]:
         """_timeline's answer from the room's rows of the range, oldest first: the
         same conditions, applied here rather than in SQL."""
         timeline_filter = self.request.section_filter("timeline")
@@ -242,7 +280,7 @@ class SyncBuilder:
         ]
         limited = len(kept) > limit
         kept = kept[len(kept) - limit :] if limited else kept
-        return selectors.filter_visible(kept, self.request.user_id), limited
+        return self._visible(room, kept, self.now.events, joined=joined), limited
 
     def _state_ids(
         self,
@@ -327,7 +365,13 @@ class SyncBuilder:
         room = row.room
         full = self.request.full_state or since is None or newly_joined
         lower = None if (since is None or newly_joined) else since.events
-        timeline, limited = self._timeline(room, self.now.events, lower)
+        timeline, limited = self._timeline(room, self.now.events, lower, joined=True)
+        if newly_joined and timeline and timeline[0].type != "m.room.create":
+            # A room joined since the token comes with the state at the start of its
+            # timeline, and an incremental sync's state "will therefore be empty unless
+            # the timeline was limited" ("Syncing"): whatever came before that start is
+            # a gap to the client, which has nothing of the room.
+            limited = True
         plan = RoomPlan(
             room, "join", timeline=timeline, limited=limited, membership_row=row, afresh=full
         )
@@ -376,8 +420,9 @@ class SyncBuilder:
             return None
         return (timeline[0].stream_ordering or 1) - 1
 
-    def _plan_left(self, row: Membership) -> RoomPlan:
-        """A room the user left or was banned from: history up to the membership change."""
+    def _plan_left(self, row: Membership, *, afresh: bool = False) -> RoomPlan:
+        """A room the user left or was banned from: history up to the membership change.
+        ``afresh``: joined and left since the token, so its state is given whole."""
         since = self.request.since
         room = row.room
         leave = storage.events_by_id([row.event_id]).get(row.event_id)
@@ -396,7 +441,7 @@ class SyncBuilder:
         plan.state_ids = self._state_ids(
             room,
             timeline,
-            full=since is None or self.request.full_state,
+            full=since is None or self.request.full_state or afresh,
             since_position=since.events if since is not None else None,
             upper=row.stream_ordering,
         )
@@ -435,6 +480,16 @@ class SyncBuilder:
         newly_joined = self._newly_joined(
             [row for row in joined if since is not None and row.stream_ordering > since.events]
         )
+        # Rooms joined and left since the token: the client never had their state.
+        unknown_left = self._joined_and_left_since(
+            [
+                row
+                for row in rows
+                if row.membership in ("leave", "ban")
+                and since is not None
+                and row.stream_ordering > since.events
+            ]
+        )
         plans: list[RoomPlan] = []
         for row in rows:
             membership_changed = since is not None and row.stream_ordering > since.events
@@ -461,7 +516,7 @@ class SyncBuilder:
                     or (self.request.full_state and self.request.include_leave)
                 )
                 if wanted:
-                    plans.append(self._plan_left(row))
+                    plans.append(self._plan_left(row, afresh=row.room_id in unknown_left))
         return self._without_ignored_invites(plans)
 
     def _without_ignored_invites(self, plans: list[RoomPlan]) -> list[RoomPlan]:
@@ -506,6 +561,36 @@ class SyncBuilder:
             for row in rows
             if row.room_id not in ahead or row.room_id in earlier
         ]
+
+    def _joined_and_left_since(self, rows: Sequence[Membership]) -> set[int]:
+        """Of the rooms left since the token, those the user was not joined to at the
+        token and joined in between: two queries."""
+        since = self.request.since
+        if since is None or not rows:
+            return set()
+        first_replaced: dict[int, str | None] = {}
+        joined_since: set[int] = set()
+        for room_pk, membership, _, _, replaces in storage.member_events_of(
+            self.request.user_id,
+            [row.room_id for row in rows],
+            after=since.events,
+            upto=self.now.events,
+            newest_first=False,
+        ):
+            first_replaced.setdefault(room_pk, replaces)
+            if membership == "join":
+                joined_since.add(room_pk)
+        earlier = dict(
+            Event.objects.filter(
+                event_id__in=[e for e in first_replaced.values() if e]
+            ).values_list("event_id", "membership")
+        )
+        return {
+            row.room_id
+            for row in rows
+            if row.room_id in joined_since
+            and earlier.get(first_replaced.get(row.room_id) or "") != "join"
+        }
 
     def _newly_joined(self, rows: Sequence[Membership]) -> set[int]:
         """Of the joined rooms whose membership row changed since the token, those the

@@ -232,6 +232,85 @@ def test_incremental_sync_after_joining_gives_the_full_state(
     assert entry["summary"]["m.joined_member_count"] == 2
 
 
+def test_a_room_joined_since_the_token_has_a_limited_timeline(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    # A newly joined room comes with its state, and an incremental sync's state "will
+    # therefore be empty unless the timeline was limited" ("Syncing").
+    room = create_room(api, alice, preset="public_chat")
+    for n in range(3):
+        send(api, alice, room, f"before {n}")
+    only_messages = {"room": {"timeline": {"types": ["m.room.message"], "limit": 10}}}
+    token = sync(api, bob, filter=only_messages)["next_batch"]
+    join(api, bob, room)
+    entry = joined(sync(api, bob, since=token, filter=only_messages))[room]
+    assert bodies(entry["timeline"]["events"]) == ["before 0", "before 1", "before 2"]
+    assert entry["timeline"]["limited"] is True
+
+
+def test_a_timeline_from_the_rooms_creation_is_not_limited(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+    token = sync(api, bob)["next_batch"]
+    join(api, bob, room)
+    entry = joined(sync(api, bob, since=token, filter={"room": {"timeline": {"limit": 50}}}))[
+        room
+    ]
+    assert entry["timeline"]["events"][0]["type"] == "m.room.create"
+    assert entry["timeline"]["limited"] is False
+    assert entry["state"]["events"] == []
+
+
+def test_current_state_shows_in_the_timeline_whatever_the_history_visibility(
+    api: MatrixTestClient, alice: Persona, bob: Persona, carol: Persona
+) -> None:
+    # carol joins while bob is away from a "joined" history room: her join is the
+    # room's current state, which bob is given anyway, so it is in his timeline too.
+    room = shared_room(api, alice, bob, preset="public_chat")
+    set_state(api, alice, room, "m.room.history_visibility", {"history_visibility": "joined"})
+    token = sync(api, bob)["next_batch"]
+    leave(api, bob, room)
+    for n in range(12):
+        send(api, alice, room, f"unseen {n}")
+    join(api, carol, room)
+    for n in range(12):
+        send(api, alice, room, f"also unseen {n}")
+    join(api, bob, room)
+    entry = joined(sync(api, bob, since=token))[room]
+    events = entry["timeline"]["events"]
+    assert [
+        e["content"]["membership"]
+        for e in events
+        if e["type"] == "m.room.member" and e["state_key"] == carol.user_id
+    ] == ["join"]
+    # Messages from while bob was away stay hidden.
+    assert not [b for b in bodies(events) if "unseen" in b]
+    assert entry["timeline"]["events"][-1]["state_key"] == bob.user_id
+
+
+def test_joining_and_leaving_between_two_syncs_gives_the_rooms_state(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="private_chat")
+    set_state(api, alice, room, "a.madeup.state", {"my_key": 1})
+    invite(api, alice, room, bob)
+    state_only = {
+        "room": {
+            "timeline": {"types": []},
+            "state": {"types": ["a.madeup.state"]},
+            "include_leave": True,
+        }
+    }
+    token = sync(api, bob, filter=state_only)["next_batch"]
+    join(api, bob, room)
+    leave(api, bob, room)
+    entry = section(sync(api, bob, since=token, filter=state_only), "leave")[room]
+    assert [(e["type"], e["content"]) for e in entry["state"]["events"]] == [
+        ("a.madeup.state", {"my_key": 1})
+    ]
+
+
 def test_other_members_joining_and_leaving_show_in_the_timeline(
     api: MatrixTestClient, alice: Persona, bob: Persona, carol: Persona
 ) -> None:
