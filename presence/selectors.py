@@ -9,7 +9,8 @@ from django.db.models import Q, QuerySet
 
 from accounts.clock import now_ms
 from presence.models import OFFLINE, ONLINE, UNAVAILABLE, Presence
-from rooms.models import Membership
+from rooms import recent
+from rooms.models import Event, Membership
 
 # Client-Server API, Presence, "Idle timeout": online with no activity for this long
 # reads as unavailable.
@@ -79,3 +80,64 @@ def presence_changes(user_id: str, *, after: int, upto: int) -> list[Presence]:
         .filter(Q(user_id=user_id) | Q(user_id__in=shared))
         .order_by("stream_id")
     )
+
+
+def newly_sharing(user_id: str, *, after: int, upto: int) -> set[str]:
+    """Users who began to share a room with ``user_id`` between positions (after, upto]
+    of the events stream: who joined one of the user's rooms, and, for a room the user
+    joined, its members. A profile change (a join replacing a join) is no news.
+
+    The joins come from the events of the range every /sync of the process shares
+    (rooms.recent), or one indexed range query when it is too long to keep; the rest is
+    asked only when there are joins."""
+    news = recent.events_between(after, upto)
+    if news is not None:
+        joins = [
+            (row.room_id, row.state_key, row.replaces_state)
+            for row in news
+            if row.type == "m.room.member"
+            and row.membership == "join"
+            and row.state_key is not None
+            and not row.rejected_reason
+        ]
+    else:
+        joins = list(
+            Event.objects.filter(
+                stream_ordering__gt=after,
+                stream_ordering__lte=upto,
+                type="m.room.member",
+                membership="join",
+                rejected_reason__isnull=True,
+            ).values_list("room_id", "state_key", "replaces_state")
+        )
+    if not joins:
+        return set()
+    my_rooms = set(_rooms_of(user_id).values_list("room_id", flat=True))
+    joins = [join for join in joins if join[0] in my_rooms]
+    replaced = [r for _, _, r in joins if r]
+    rejoins = set(
+        Event.objects.filter(event_id__in=replaced, membership="join").values_list(
+            "event_id", flat=True
+        )
+        if replaced
+        else ()
+    )
+    users: set[str] = set()
+    rooms_joined: set[int] = set()
+    for room_pk, joiner, replaces in joins:
+        if replaces in rejoins or joiner is None:
+            continue
+        users.add(joiner)
+        if joiner == user_id:
+            rooms_joined.add(room_pk)
+    if rooms_joined:
+        users.update(
+            Membership.objects.filter(room_id__in=rooms_joined, membership="join").values_list(
+                "user_id", flat=True
+            )
+        )
+    return users
+
+
+def current_presence_of(user_ids: set[str]) -> list[Presence]:
+    return list(Presence.objects.filter(user_id__in=user_ids).order_by("stream_id"))

@@ -35,11 +35,29 @@ def presence_section(
     if not isinstance(event_filter, dict):
         event_filter = {}
     after = since.presence if since is not None else 0
-    filtered_out = not type_allowed(event_filter, EVENT_TYPE)
-    if after >= now.presence or filtered_out:
-        # Nothing changed on the stream since the token, or the filter wants none.
+    if not type_allowed(event_filter, EVENT_TYPE):
         return {"presence": {"events": []}}, False
-    rows = selectors.presence_changes(request.user_id, after=after, upto=now.presence)
+    # Users who began to share a room with the user since the token: their presence is
+    # news to the client even if it did not change (an initial sync has everyone's).
+    newly: set[str] = set()
+    if since is not None and since.events < now.events:
+        newly = selectors.newly_sharing(request.user_id, after=since.events, upto=now.events)
+        newly.discard(request.user_id)
+    if after >= now.presence and not newly:
+        # Nothing changed on the stream since the token.
+        return {"presence": {"events": []}}, False
+    rows = (
+        selectors.presence_changes(request.user_id, after=after, upto=now.presence)
+        if after < now.presence
+        else []
+    )
+    if newly:
+        changed = {row.user_id for row in rows}
+        rows = [
+            row
+            for row in selectors.current_presence_of(newly - changed)
+            if row.stream_id <= now.presence
+        ] + rows
     read_at = now_ms()
     events = [
         {

@@ -191,6 +191,48 @@ def test_incremental_sync_lists_changes_of_users_sharing_a_room(
     assert presence_events(later) == {}
 
 
+def test_joining_a_room_brings_its_members_presence(
+    api: MatrixTestClient, alice: Persona, bob: Persona, carol: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+    put_presence(api, alice, presence="unavailable", status_msg="in a meeting")
+    put_presence(api, carol, presence="online")
+    token = sync(api, bob, set_presence="offline")["next_batch"]
+    join(api, bob, room)
+
+    body = sync(api, bob, since=token, set_presence="offline")
+
+    # alice's presence did not change since the token, but bob had none of it.
+    assert presence_events(body)[alice.user_id]["status_msg"] == "in a meeting"
+    assert carol.user_id not in presence_events(body)
+    later = sync(api, bob, since=body["next_batch"], set_presence="offline")
+    assert presence_events(later) == {}
+
+
+def test_a_new_member_brings_their_presence_to_the_others(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+    put_presence(api, bob, presence="online", status_msg="hi all")
+    token = sync(api, alice, set_presence="offline")["next_batch"]
+    join(api, bob, room)
+
+    body = sync(api, alice, since=token, set_presence="offline")
+
+    assert presence_events(body)[bob.user_id]["status_msg"] == "hi all"
+    # A profile change re-sends the join event; it is no news of presence.
+    token = body["next_batch"]
+    response = api.put(
+        f"profile/{quote(bob.user_id, safe='')}/displayname",
+        {"displayname": "Bob"},
+        token=bob.access_token,
+    )
+    assert response.status == 200, response.body
+    assert bob.user_id not in presence_events(
+        sync(api, alice, since=token, set_presence="offline")
+    )
+
+
 def test_the_presence_filter_applies(api: MatrixTestClient, alice: Persona, bob: Persona) -> None:
     share_a_room(api, alice, bob)
     put_presence(api, bob, presence="online")
