@@ -222,9 +222,10 @@ class SyncBuilder:
         conditions = selectors.event_filter_q(self.request.section_filter("timeline"))
         visible: list[Event] = []
         upto = upper
+        batch = limit
         # History visibility may hide some of the newest events (a room joined since
         # with "joined" or "invited" history): older ones then fill the timeline, a few
-        # batches at most, as Synapse does.
+        # larger batches at most, as Synapse does.
         for _ in range(TIMELINE_BATCHES):
             rows = storage.timeline_batch(
                 room,
@@ -234,15 +235,16 @@ class SyncBuilder:
                 after=(lower if lower is not None else 0,),
                 upto=(upto,),
                 newest_first=True,
-                count=limit + 1,
+                count=batch + 1,
             )
-            more = len(rows) > limit
-            rows = rows[:limit]
+            more = len(rows) > batch
+            rows = rows[:batch]
             rows.reverse()
             visible = self._visible(room, rows, upper, joined=joined) + visible
             if not more or len(visible) >= limit:
                 break
             upto = (rows[0].stream_ordering or 1) - 1
+            batch = max(2 * limit, 10)
         limited = more or len(visible) > limit
         return visible[len(visible) - limit :] if len(visible) > limit else visible, limited
 

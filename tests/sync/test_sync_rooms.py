@@ -274,7 +274,7 @@ def test_current_state_shows_in_the_timeline_whatever_the_history_visibility(
     for n in range(12):
         send(api, alice, room, f"unseen {n}")
     join(api, carol, room)
-    for n in range(12):
+    for n in range(45):
         send(api, alice, room, f"also unseen {n}")
     join(api, bob, room)
     entry = joined(sync(api, bob, since=token))[room]
