@@ -44,6 +44,23 @@ def client_events(
     return out
 
 
+def federation_events(rows: Sequence[Event]) -> list[dict[str, Any]]:
+    """Events in the federation format (a filter's ``event_format: federation``): "the
+    raw event as received over federation", redacted if it was, with its ``event_id``
+    (which PDUs of room versions 3 and later leave to be computed) and the room's
+    ``room_id`` (which a room version 12 m.room.create leaves out)."""
+    out = []
+    for row in rows:
+        pdu = row.pdu
+        if row.redacted_by:
+            pdu = redact_event(pdu, KNOWN_ROOM_VERSIONS[row.room.room_version])
+        event = {"event_id": row.event_id, "room_id": row.room.room_id, **pdu}
+        if row.redacted_by:
+            event["unsigned"] = {**event.get("unsigned", {}), "redacted_by": row.redacted_by}
+        out.append(event)
+    return out
+
+
 def _content_of(row: Event) -> dict[str, Any]:
     if row.redacted_by:
         room_version = KNOWN_ROOM_VERSIONS[row.room.room_version]

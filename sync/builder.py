@@ -25,7 +25,12 @@ from protocol.room_names import ROOM_NAMING_STATE, names_room
 from push.selectors import unread_counts
 from rooms import recent, relations, selectors, storage
 from rooms.models import Event, Membership, Receipt, Room
-from rooms.serialize import STRIPPED_STATE_TYPES, client_events, stripped_state
+from rooms.serialize import (
+    STRIPPED_STATE_TYPES,
+    client_events,
+    federation_events,
+    stripped_state,
+)
 from rooms.state import StateKey, load_state, rooms_resolved_between, state_group_at_position
 from rooms.sync_providers import RECEIPT, wants_ephemeral
 from sync import lazy_members, providers
@@ -699,6 +704,7 @@ class SyncBuilder:
             else {}
         )
         state_filter = request.section_filter("state")
+        federation_format = request.filter.get("event_format") == "federation"
 
         rooms: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
         # use_state_after: "state_after", required even when empty; "state" omitted.
@@ -725,14 +731,19 @@ class SyncBuilder:
                     for row in (*state, *plan.timeline)
                     if row.type == MEMBER and row.state_key is not None
                 )
-            timeline = client_events(plan.timeline, viewer_device=viewer, bundles=bundles)
+            if federation_format:
+                timeline = federation_events(plan.timeline)
+                state_events = federation_events(state)
+            else:
+                timeline = client_events(plan.timeline, viewer_device=viewer, bundles=bundles)
+                state_events = client_events(state)
             entry: dict[str, Any] = {
                 "timeline": {
                     "events": timeline,
                     "limited": plan.limited,
                     "prev_batch": plan.prev_batch or f"s{self.now.events}",
                 },
-                state_section: {"events": client_events(state)},
+                state_section: {"events": state_events},
                 "account_data": {"events": room_account_data.pop(room_id, [])},
             }
             if plan.section == "join":

@@ -597,6 +597,23 @@ def test_a_filtered_timeline_still_delivers_state_changes(
     assert name in state_ids(entry)
 
 
+def test_event_format_federation_gives_the_pdus(api: MatrixTestClient, alice: Persona) -> None:
+    room = create_room(api, alice)
+    message = send(api, alice, room, "as a pdu")
+    body = sync(
+        api, alice, filter={"event_format": "federation", "room": {"timeline": {"limit": 1}}}
+    )
+    (event,) = joined(body)[room]["timeline"]["events"]
+    assert event["event_id"] == message
+    assert event["room_id"] == room
+    assert event["content"]["body"] == "as a pdu"
+    for key in ("prev_events", "auth_events", "depth", "hashes", "signatures"):
+        assert key in event
+    assert "age" not in event.get("unsigned", {})
+    state = joined(body)[room]["state"]["events"]
+    assert state and all("auth_events" in e for e in state)
+
+
 def test_rooms_and_not_rooms(api: MatrixTestClient, alice: Persona) -> None:
     first = create_room(api, alice)
     second = create_room(api, alice)
