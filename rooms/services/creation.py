@@ -264,9 +264,18 @@ def _create_with_initial_state(spec: RoomSpec, invitees: list[str]) -> Room:
         if alias:
             RoomAlias.objects.create(alias=alias, room=room, creator=spec.creator)
             send("m.room.canonical_alias", {"alias": alias})
-        send("m.room.join_rules", {"join_rule": settings_for["join_rule"]})
-        send("m.room.history_visibility", {"history_visibility": settings_for["history"]})
-        send("m.room.guest_access", {"guest_access": settings_for["guest"]})
+        # initial_state "takes precedence over events set by preset": a preset event
+        # it replaces is not sent at all (as Synapse), so the room's history does not
+        # begin with a setting nobody asked for.
+        overridden = {event_type for event_type, key, _ in spec.initial_state if key == ""}
+        preset_state = (
+            ("m.room.join_rules", {"join_rule": settings_for["join_rule"]}),
+            ("m.room.history_visibility", {"history_visibility": settings_for["history"]}),
+            ("m.room.guest_access", {"guest_access": settings_for["guest"]}),
+        )
+        for event_type, preset_content in preset_state:
+            if event_type not in overridden:
+                send(event_type, preset_content)
         for event_type, state_key, content in spec.initial_state:
             send(event_type, content, state_key)
         if spec.name is not None:

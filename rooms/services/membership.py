@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.selectors import local_user
+from accounts.services.room_upgrades import do_carry_room_account_data
 from protocol import auth_rules
 from protocol.errors import MatrixError
 from protocol.identifiers import is_valid_user_id, parse_user_id
@@ -212,7 +213,22 @@ def do_update_membership(
             unchanged = unchanged_state(room, ctx.sender, "m.room.member", target, content)
             if unchanged is not None:
                 return unchanged
-        return send_in_locked_room(room, ctx, "m.room.member", content, state_key=target)
+        event = send_in_locked_room(room, ctx, "m.room.member", content, state_key=target)
+        if membership == JOIN and is_local_user(target):
+            carry_account_data_from_predecessor(room, target)
+        return event
+
+
+def carry_account_data_from_predecessor(room: Room, user_id: str) -> None:
+    """A local user joining a room that replaced another (its create event names a
+    ``predecessor``) takes their tags and m.direct entries of the old room along
+    (accounts.services.room_upgrades)."""
+    create_id = load_state(room.current_state_group_id).get(("m.room.create", ""))
+    create = event_cache.get_events([create_id]).get(create_id) if create_id else None
+    predecessor = create.content.get("predecessor") if create is not None else None
+    old_room_id = predecessor.get("room_id") if isinstance(predecessor, dict) else None
+    if isinstance(old_room_id, str):
+        do_carry_room_account_data(user_id, old_room_id, room.room_id)
 
 
 def do_forget_room(room_id: str, user_id: str) -> None:

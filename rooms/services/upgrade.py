@@ -122,16 +122,6 @@ def _state_events(state: Any, keys: list[StateKey]) -> dict[StateKey, Any]:
     return {key: events[eid] for key, eid in wanted.items() if eid in events}
 
 
-def _preset_state(preset: str) -> dict[str, dict[str, str]]:
-    """The state createRoom's preset sends, by event type."""
-    values = creation.PRESETS[preset]
-    return {
-        "m.room.join_rules": {"join_rule": values["join_rule"]},
-        "m.room.history_visibility": {"history_visibility": values["history"]},
-        "m.room.guest_access": {"guest_access": values["guest"]},
-    }
-
-
 def _check_can_upgrade(room: Room, user_id: str, state: Any) -> None:
     """Step 1: the user must be able to send m.room.tombstone in the old room."""
     room_version = room_version_of(room)
@@ -229,6 +219,9 @@ def do_upgrade_room(
         creation_content: dict[str, Any] = {"predecessor": predecessor}
         if isinstance(create.content.get("type"), str):
             creation_content["type"] = create.content["type"]
+        if "m.federate" in create.content:
+            # A room closed to other servers stays closed (as Synapse copies it).
+            creation_content["m.federate"] = create.content["m.federate"]
         if extra_creators:
             creation_content["additional_creators"] = extra_creators
 
@@ -253,13 +246,11 @@ def do_upgrade_room(
         join_rules = old_state.get(("m.room.join_rules", ""))
         public_join = join_rules is not None and join_rules.content.get("join_rule") == "public"
         preset = "public_chat" if public_join else "private_chat"
-        preset_state = _preset_state(preset)
+        # What initial_state carries replaces the preset's event of its type.
         initial_state = [
             (event_type, "", dict(old_state[(event_type, "")].content))
             for event_type in TRANSFERABLE_STATE
             if (event_type, "") in old_state
-            # Already sent by createRoom's preset: no need to repeat it.
-            and old_state[(event_type, "")].content != preset_state.get(event_type)
         ]
         spec = creation.RoomSpec(
             creator=user_id,
@@ -274,6 +265,7 @@ def do_upgrade_room(
         )
         new_room = creation.do_create_room(spec)
         new_room.refresh_from_db()
+        membership.carry_account_data_from_predecessor(new_room, user_id)
 
         # Step 5 (here, as Synapse, so that nothing is sent to the old room between
         # building the tombstone and persisting it): the tombstone.

@@ -128,6 +128,74 @@ def test_transferable_state_is_copied(api: MatrixTestClient, alice: Persona, bob
     assert members == [("m.room.member", alice.user_id)]
 
 
+def test_copied_state_is_the_only_such_event_of_the_new_room(
+    api: MatrixTestClient, alice: Persona
+) -> None:
+    # initial_state "takes precedence over events set by preset": the preset's own
+    # history visibility is not sent before the copied one.
+    old = create_room(api, alice, room_version="10", preset="public_chat")
+    set_state(api, alice, old, "m.room.history_visibility", {"history_visibility": "joined"})
+    set_state(api, alice, old, "m.room.guest_access", {"guest_access": "can_join"})
+
+    new = upgraded(api, alice, old)
+
+    response = api.get(room_path(new, "messages") + "?dir=b&limit=50", token=alice.access_token)
+    assert response.status == 200, response.body
+    for event_type, key, value in (
+        ("m.room.history_visibility", "history_visibility", "joined"),
+        ("m.room.guest_access", "guest_access", "can_join"),
+    ):
+        sent = [e["content"][key] for e in response.body["chunk"] if e["type"] == event_type]
+        assert sent == [value], event_type
+
+
+def test_a_room_closed_to_federation_stays_closed(api: MatrixTestClient, alice: Persona) -> None:
+    old = create_room(api, alice, room_version="10", creation_content={"m.federate": False})
+
+    new = upgraded(api, alice, old)
+
+    assert content(state_map(api, alice, new), "m.room.create")["m.federate"] is False
+
+
+def put_account_data(
+    api: MatrixTestClient, who: Persona, data_type: str, body: dict[str, Any], room: str = ""
+) -> None:
+    user = quote(who.user_id, safe="")
+    where = f"rooms/{quote(room, safe='')}/" if room else ""
+    response = api.put(
+        f"user/{user}/{where}account_data/{data_type}", body, token=who.access_token
+    )
+    assert response.status == 200, response.body
+
+
+def get_account_data(
+    api: MatrixTestClient, who: Persona, data_type: str, room: str = ""
+) -> Response:
+    user = quote(who.user_id, safe="")
+    where = f"rooms/{quote(room, safe='')}/" if room else ""
+    return api.get(f"user/{user}/{where}account_data/{data_type}", token=who.access_token)
+
+
+def test_direct_rooms_and_tags_follow_the_upgrade(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    old = create_room(api, alice, room_version="10", preset="public_chat")
+    join(api, bob, old)
+    for who, other in ((alice, bob), (bob, alice)):
+        put_account_data(api, who, "m.direct", {other.user_id: [old]})
+        put_account_data(api, who, "m.tag", {"tags": {"m.favourite": {"order": 0.5}}}, old)
+
+    new = upgraded(api, alice, old)
+    # The upgrader's at once; bob's when he joins the replacement.
+    join(api, bob, new)
+
+    for who, other in ((alice, bob), (bob, alice)):
+        direct = get_account_data(api, who, "m.direct").body
+        assert direct == {other.user_id: [old, new]}
+        tags = get_account_data(api, who, "m.tag", new).body
+        assert tags == {"tags": {"m.favourite": {"order": 0.5}}}
+
+
 def test_power_levels_are_copied(api: MatrixTestClient, alice: Persona, bob: Persona) -> None:
     old = create_room(
         api,
