@@ -254,9 +254,7 @@ def test_a_timeline_from_the_rooms_creation_is_not_limited(
     room = create_room(api, alice, preset="public_chat")
     token = sync(api, bob)["next_batch"]
     join(api, bob, room)
-    entry = joined(sync(api, bob, since=token, filter={"room": {"timeline": {"limit": 50}}}))[
-        room
-    ]
+    entry = joined(sync(api, bob, since=token, filter={"room": {"timeline": {"limit": 50}}}))[room]
     assert entry["timeline"]["events"][0]["type"] == "m.room.create"
     assert entry["timeline"]["limited"] is False
     assert entry["state"]["events"] == []
@@ -611,7 +609,8 @@ def test_event_format_federation_gives_the_pdus(api: MatrixTestClient, alice: Pe
         assert key in event
     assert "age" not in event.get("unsigned", {})
     state = joined(body)[room]["state"]["events"]
-    assert state and all("auth_events" in e for e in state)
+    assert state
+    assert all("auth_events" in e for e in state)
 
 
 def test_rooms_and_not_rooms(api: MatrixTestClient, alice: Persona) -> None:
