@@ -13,6 +13,7 @@ from django.conf import settings
 
 from accounts.clock import now_ms
 from presence import selectors, services
+from presence.models import Presence
 from protocol.event_filters import event_allowed, type_allowed
 
 if TYPE_CHECKING:
@@ -51,22 +52,24 @@ def presence_section(
         if after < now.presence
         else []
     )
-    if newly:
-        changed = {row.user_id for row in rows}
-        rows = [
-            row
-            for row in selectors.current_presence_of(newly - changed)
-            if row.stream_id <= now.presence
-        ] + rows
     read_at = now_ms()
+    current: list[tuple[str, Presence | None]] = []
+    if newly:
+        # Their presence as of the token's position; a user without any is offline.
+        known = {row.user_id: row for row in selectors.current_presence_of(newly)}
+        changed = {row.user_id for row in rows}
+        for user_id in sorted(newly - changed):
+            row = known.get(user_id)
+            # A change after the token's position is the next sync's news.
+            current.append((user_id, row if row and row.stream_id <= now.presence else None))
     events = [
         {
             "type": EVENT_TYPE,
-            "sender": row.user_id,
+            "sender": user_id,
             "content": selectors.presence_content(row, read_at),
         }
-        for row in rows
-        if event_allowed(event_filter, EVENT_TYPE, row.user_id)
+        for user_id, row in [*current, *((row.user_id, row) for row in rows)]
+        if event_allowed(event_filter, EVENT_TYPE, user_id)
     ]
     limit = event_filter.get("limit")
     if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:

@@ -205,6 +205,14 @@ def test_joining_a_room_brings_its_members_presence(
     # alice's presence did not change since the token, but bob had none of it.
     assert presence_events(body)[alice.user_id]["status_msg"] == "in a meeting"
     assert carol.user_id not in presence_events(body)
+    # A member who never set any presence is offline.
+    dan = api.register("dan")
+    join(api, dan, room)
+    token = body["next_batch"]
+    room_two = create_room(api, dan, preset="public_chat")
+    join(api, bob, room_two)
+    body = sync(api, bob, since=token, set_presence="offline")
+    assert presence_events(body)[dan.user_id] == {"presence": "offline"}
     later = sync(api, bob, since=body["next_batch"], set_presence="offline")
     assert presence_events(later) == {}
 
