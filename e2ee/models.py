@@ -209,6 +209,9 @@ class DeviceListChange(models.Model):
 
     user_id = models.CharField(max_length=255)
     stream_id = models.BigIntegerField()
+    # A change only the user sees: their user-signing key, which /keys/query shows no
+    # one else ("Cross-signing"), so nobody else has anything to fetch again.
+    owner_only = models.BooleanField(default=False)
 
     class Meta:
         indexes = [

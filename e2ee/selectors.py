@@ -115,7 +115,7 @@ def device_list_changes(
             DeviceListChange.objects.filter(
                 stream_id__gt=device_lists[0], stream_id__lte=device_lists[1]
             )
-            .filter(Q(user_id=user_id) | Q(user_id__in=_sharing(user_id)))
+            .filter(Q(user_id=user_id) | Q(user_id__in=_sharing(user_id), owner_only=False))
             .values_list("user_id", flat=True)
             .distinct()
         )

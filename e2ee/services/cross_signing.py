@@ -92,7 +92,7 @@ def do_upload_cross_signing_keys(user: User, given: dict[str, Any]) -> None:
         public_keys = [key.public_key for key in checked.values()]
         if Device.objects.filter(user=user, device_id__in=public_keys).exists():
             raise MatrixError("M_FORBIDDEN", "Key ID in use: a device has this ID")
-        changed = False
+        changed: set[str] = set()
         for usage, key in checked.items():
             row = stored.get(usage)
             if row is not None and row.key_json == key.json:
@@ -107,11 +107,13 @@ def do_upload_cross_signing_keys(user: User, given: dict[str, Any]) -> None:
                 usage=usage,
                 defaults={"owner": user, "public_key": key.public_key, "key_json": key.json},
             )
-            changed = True
+            changed.add(usage)
         if changed:
-            device_lists.do_mark_changed([user_id])
-            # The user-signing key is the user's alone: other servers never see it.
-            if set(checked) - {e2e_keys.USER_SIGNING}:
+            # The user-signing key is the user's alone: no other user (nor server) is
+            # shown it, so a change of it alone is news to the user only.
+            public = bool(changed - {e2e_keys.USER_SIGNING})
+            device_lists.do_mark_changed([user_id], owner_only=not public)
+            if public:
                 federation_out.queue_signing_key_update(user_id)
 
 

@@ -346,3 +346,47 @@ def test_a_new_master_key_starts_without_the_old_ones_signatures(
 
     assert not KeySignature.objects.filter(target_key_id=public(first.master)).exists()
     assert query(api, bob, alice.user_id)["master_keys"][alice.user_id] == second.master_key()
+
+
+def test_a_new_user_signing_key_is_news_to_its_owner_only(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    # Only its owner is shown a user-signing key (/keys/query), so only they have
+    # anything to fetch again; a master key change is everyone's news.
+    room = api.post("createRoom", {"preset": "public_chat"}, token=alice.access_token)
+    assert room.status == 200, room.body
+    joined = api.post(f"join/{room.body['room_id']}", {}, token=bob.access_token)
+    assert joined.status == 200, joined.body
+    keys = CrossSigning(alice.user_id)
+    body = keys.upload_body()
+    user_signing = body.pop("user_signing_key")
+    upload_cross_signing(api, alice, body)
+
+    def changed_since(who: Persona, token: str) -> list[str]:
+        response = api.get(f"sync?since={token}&timeout=0", token=who.access_token)
+        assert response.status == 200, response.body
+        found: list[str] = response.body.get("device_lists", {}).get("changed", [])
+        return found
+
+    tokens = {}
+    for who in (alice, bob):
+        response = api.get("sync?timeout=0", token=who.access_token)
+        tokens[who.user_id] = response.body["next_batch"]
+    # Adding a key is a change of the user's keys: UIA, as sytest does it.
+    challenge = upload_cross_signing(api, alice, {"user_signing_key": user_signing}, expect=401)
+    upload_cross_signing(
+        api,
+        alice,
+        with_password(alice, {"user_signing_key": user_signing}, challenge["session"]),
+    )
+
+    assert alice.user_id in changed_since(alice, tokens[alice.user_id])
+    assert alice.user_id not in changed_since(bob, tokens[bob.user_id])
+
+    tokens[bob.user_id] = api.get("sync?timeout=0", token=bob.access_token).body["next_batch"]
+    keys.master = new_key()
+    response = upload_cross_signing(api, alice, {"master_key": keys.master_key()}, expect=401)
+    upload_cross_signing(
+        api, alice, with_password(alice, {"master_key": keys.master_key()}, response["session"])
+    )
+    assert alice.user_id in changed_since(bob, tokens[bob.user_id])
