@@ -114,6 +114,11 @@ def notify_body(notification: EventNotification, device: Device, user_id: str) -
     }
     if device.event_id_only:
         return {"notification": body}
+    # Synapse's older names, sent beside the spec's fields (it still sends them; sytest
+    # and gateways written against Synapse read them): ``id`` is ``event_id``, and a
+    # membership event's ``membership`` is its ``content.membership``. A gateway that
+    # follows the Push Gateway API ignores fields it does not know.
+    body["id"] = notification.event_id
     body["type"] = notification.type
     body["sender"] = notification.sender
     if notification.sender_display_name:
@@ -124,6 +129,9 @@ def notify_body(notification: EventNotification, device: Device, user_id: str) -
         body["room_alias"] = notification.room_alias
     if notification.type == "m.room.member" and notification.state_key is not None:
         body["user_is_target"] = notification.state_key == user_id
+        membership = notification.content.get("membership")
+        if isinstance(membership, str):
+            body["membership"] = membership
     if notification.content:
         body["content"] = dict(notification.content)
     return {"notification": body}

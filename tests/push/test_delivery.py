@@ -18,7 +18,7 @@ from push import delivery, selectors, tasks
 from push.models import PushAction, Pusher
 from tests.conftest import MatrixTestClient, Persona
 from tests.push.conftest import Gateway, http_pusher, set_pusher
-from tests.rooms.helpers import create_room, join, room_path, send, set_state
+from tests.rooms.helpers import create_room, invite, join, room_path, send, set_state
 from tests.sync.ephemeral_helpers import send_receipt
 
 
@@ -65,6 +65,7 @@ def test_a_message_to_an_offline_user_reaches_the_gateway(
     assert pushkey_ts > 1_600_000_000
     assert latest == {
         "event_id": second,
+        "id": second,  # Synapse's older name, sent beside event_id
         "room_id": room,
         "type": "m.room.message",
         "sender": bob.user_id,
@@ -432,3 +433,25 @@ def test_an_unreachable_shared_cache_does_not_fail_sends(
     with run_on_commit():
         send(api, bob, room)
     assert len(gateway.received) == 1
+
+
+def test_an_invite_is_pushed_with_the_membership(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    gateway: Gateway,
+    run_on_commit: Any,
+) -> None:
+    # .m.rule.invite_for_me; besides the spec's user_is_target, the membership and the
+    # event ID under Synapse's older name ``id``.
+    room_id = create_room(api, bob, preset="private_chat")
+    set_pusher(api, alice, http_pusher(gateway.url))
+    with run_on_commit():
+        invite(api, bob, room_id, alice)
+    (pushed,) = gateway.notifications
+    assert pushed["type"] == "m.room.member"
+    assert pushed["sender"] == bob.user_id
+    assert pushed["user_is_target"] is True
+    assert pushed["membership"] == "invite"
+    assert pushed["id"] == pushed["event_id"]
+    assert pushed["devices"][0]["tweaks"] == {"sound": "default"}
