@@ -137,6 +137,15 @@ def notify_body(notification: EventNotification, device: Device, user_id: str) -
     return {"notification": body}
 
 
+def badge_body(device: Device, unread: int) -> dict[str, Any]:
+    """A request that only updates the user's unread count ("update the number of
+    unread notifications a user has [...] The counts may be sent [...] by themselves"):
+    no event fields and no tweaks, low priority (it alerts nobody). A zero count is
+    omitted like any other ("Counts whose value is zero should be omitted")."""
+    counts = {"unread": unread} if unread else {}
+    return {"notification": {"prio": "low", "counts": counts, "devices": [device.as_json({})]}}
+
+
 def rejected_pushkeys(response: Any) -> list[str]:
     """The pushkeys a gateway's answer says are not valid (``rejected``)."""
     if not isinstance(response, Mapping):

@@ -10,6 +10,7 @@ from protocol.push.evaluator import tweaks
 from protocol.push.gateway import (
     Device,
     EventNotification,
+    badge_body,
     check_gateway_url,
     notify_body,
     priority,
@@ -118,6 +119,15 @@ def test_member_events_say_whether_the_user_is_the_target_and_the_membership() -
     message = notify_body(_notification(), DEVICE, ALICE)["notification"]
     assert "user_is_target" not in message
     assert "membership" not in message
+
+
+def test_a_badge_update_carries_only_the_counts() -> None:
+    device = {"app_id": "org.example.app", "pushkey": "key", "pushkey_ts": 1_700_000_000}
+    device |= {"data": {"k": 1}, "tweaks": {}}
+    assert badge_body(DEVICE, 4) == {
+        "notification": {"prio": "low", "counts": {"unread": 4}, "devices": [device]}
+    }
+    assert badge_body(DEVICE, 0)["notification"]["counts"] == {}
 
 
 def test_empty_content_is_left_out() -> None:

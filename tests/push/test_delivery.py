@@ -455,3 +455,83 @@ def test_an_invite_is_pushed_with_the_membership(
     assert pushed["membership"] == "invite"
     assert pushed["id"] == pushed["event_id"]
     assert pushed["devices"][0]["tweaks"] == {"sound": "default"}
+
+
+def test_a_read_receipt_sends_the_new_unread_count(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+) -> None:
+    # "update the number of unread notifications a user has [...] The counts may be
+    # sent [...] by themselves."
+    set_pusher(api, alice, http_pusher(gateway.url, data={"url": gateway.url, "custom": "x"}))
+    with run_on_commit():
+        first = send(api, bob, room, "one")
+    with run_on_commit():
+        second = send(api, bob, room, "two")
+    assert [n["counts"] for n in gateway.notifications] == [{"unread": 1}, {"unread": 2}]
+    with run_on_commit():
+        assert send_receipt(api, alice, room, first).status == 200
+    badge = gateway.notifications[-1]
+    pushkey_ts = badge["devices"][0].pop("pushkey_ts")
+    assert isinstance(pushkey_ts, int)
+    assert badge == {
+        "prio": "low",
+        "counts": {"unread": 1},
+        "devices": [
+            {
+                "app_id": "org.example.app.android",
+                "pushkey": "pushkey-1",
+                "data": {"custom": "x"},
+                "tweaks": {},
+            }
+        ],
+    }
+    # A receipt that moves nothing, or leaves the count as the gateway has it, sends
+    # nothing.
+    with run_on_commit():
+        send_receipt(api, alice, room, first)
+        send_receipt(api, alice, room, first, "m.read.private")
+    assert len(gateway.notifications) == 3
+    # Everything read: "Counts whose value is zero should be omitted."
+    with run_on_commit():
+        send_receipt(api, alice, room, second, "m.read.private")
+    assert gateway.notifications[-1]["counts"] == {}
+    assert len(gateway.notifications) == 4
+
+
+def test_a_badge_update_can_reject_the_pushkey(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url))
+    with run_on_commit():
+        event_id = send(api, bob, room, "one")
+    gateway.rejected = ["pushkey-1"]
+    with run_on_commit():
+        send_receipt(api, alice, room, event_id)
+    assert gateway.notifications[-1]["counts"] == {}
+    assert not Pusher.objects.exists()
+
+
+def test_other_users_receipts_send_no_badge(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url))
+    with run_on_commit():
+        event_id = send(api, alice, room, "from alice")
+    with run_on_commit():
+        send_receipt(api, bob, room, event_id)
+    assert gateway.notifications == []
