@@ -8,7 +8,8 @@ RULE = C + r"pushrules/global/(?P<kind>[^/]+)/(?P<rule_id>[^/]+)"
 
 # The push capabilities add their routes here: /pushrules, /pushers, /notifications.
 # The spec's paths end in a slash (/pushrules/, /pushrules/global/); without it they are
-# no endpoint (404 M_UNRECOGNIZED), as in Synapse.
+# no endpoint: 404 M_UNRECOGNIZED, as the spec answers unknown endpoints (Synapse: 404
+# for /pushrules, 400 for /pushrules/global and other malformed paths).
 urlpatterns: list[URLPattern | URLResolver] = [
     re_path(C + r"pushrules/$", rules.PushRulesView.as_view()),
     re_path(C + r"pushrules/global/$", rules.GlobalPushRulesView.as_view()),
