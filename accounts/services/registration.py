@@ -78,8 +78,8 @@ def do_create_user(
 ) -> User:
     """Create a local user; ``localpart`` None picks a free random one. ``password_hash``
     (from :func:`request_to_remember`) stands in for a password already checked.
-    ``guest``: a guest account (Client-Server API, "Guest access"), which has no
-    display name until it sets one."""
+    ``guest``: a guest account (Client-Server API, "Guest access"); its display name
+    is its localpart too, as Synapse gives its guests."""
     if password is not None:
         passwords.check_new_password(password)
     if localpart is None:
@@ -94,7 +94,7 @@ def do_create_user(
                 is_staff=admin,
                 is_superuser=admin,
                 is_guest=guest,
-                profile={} if guest else {"displayname": localpart},
+                profile={"displayname": localpart},
             )
             if password is None and password_hash is not None:
                 user.password = password_hash
