@@ -169,8 +169,10 @@ class MatrixView(APIView):
             raise MatrixError(
                 "M_USER_LOCKED", "This account has been locked", status=401, soft_logout=True
             )
-        # The user row came with the session: telling a guest costs no query.
-        if needs_token and user.is_guest and request.method not in self.guest_methods:
+        # The user row came with the session: telling a guest costs no query. (A view
+        # authenticating other servers has a RemoteServer for its user, never a guest.)
+        is_guest = getattr(user, "is_guest", False)
+        if needs_token and is_guest and request.method not in self.guest_methods:
             raise guest_access_forbidden()
 
     def body(self, request: Request, *, allow_empty: bool = False) -> Body:
