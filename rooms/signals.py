@@ -9,6 +9,7 @@ from django.db import transaction
 
 from rooms.hooks import PersistingEvent
 from rooms.services import guests, membership, user_directory
+from rooms.state import load_state
 from rooms.tasks import propagate_profile, remove_guests
 
 
@@ -32,13 +33,18 @@ def propagate_profile_change(sender: Any, user_id: str, key: str, **kwargs: Any)
 
 
 def remove_guests_on_revocation(persisting: PersistingEvent) -> None:
-    """Event-persisting hook: an m.room.guest_access event other than can_join, made
+    """Event-persisting hook: an m.room.guest_access event that ends can_join, made
     here or received, has the room's local guests leave once it is committed (the task
-    looks at the current state then: a later can_join keeps them)."""
+    looks at the current state then: a later can_join keeps them). One that follows no
+    can_join (a new room's, say) has no guest to remove: none could join."""
     event = persisting.event
     if (event.type, event.state_key) != guests.GUEST_ACCESS_KEY:
         return None
     if event.content.get("guest_access") == guests.CAN_JOIN:
+        return None
+    if persisting.state_before is None or not guests.guest_can_join(
+        load_state(persisting.state_before)
+    ):
         return None
     room_id = persisting.room.room_id
     transaction.on_commit(lambda: remove_guests.delay(room_id))

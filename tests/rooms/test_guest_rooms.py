@@ -362,3 +362,25 @@ def test_an_upgraded_guest_keeps_its_rooms_through_a_revocation(
     assert membership_of(api, alice, room, guest) == "join"
     joined = api.get("joined_rooms", token=done.body["access_token"])
     assert joined.body == {"joined_rooms": [room]}
+
+
+def test_only_an_end_of_can_join_sends_the_worker_to_remove_guests(
+    api: MatrixTestClient,
+    alice: Persona,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """A new public room's guest_access forbidden, or a second forbidden, follows no
+    can_join: no guest can be in the room, and no task is queued."""
+    queued: list[str] = []
+    monkeypatch.setattr("rooms.signals.remove_guests.delay", queued.append)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        room = create_room(api, alice, preset="public_chat")
+        set_state(api, alice, room, "m.room.guest_access", {"guest_access": "forbidden"})
+    assert queued == []
+
+    with django_capture_on_commit_callbacks(execute=True):
+        set_state(api, alice, room, "m.room.guest_access", {"guest_access": "can_join"})
+        set_state(api, alice, room, "m.room.guest_access", {"guest_access": "forbidden"})
+    assert queued == [room]
