@@ -53,6 +53,8 @@ class SendContext:
     sender: str
     device_id: str | None = None
     txn_id: str | None = None
+    # The sender is a guest account of this server (Client-Server API, "Guest access").
+    guest: bool = False
 
 
 def room_version_of(room: Room) -> RoomVersion:
