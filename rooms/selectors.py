@@ -236,9 +236,10 @@ def joined_members(room: Room) -> dict[str, dict[str, Any]]:
     return out
 
 
-def get_event_for_user(room: Room, event_id: str, user_id: str) -> Event:
-    """GET /rooms/{roomId}/event/{eventId}: 404 if unknown, not in the timeline (an
-    outlier, a rejected or soft-failed event) or not visible to the user."""
+def get_event_for_user(room: Room | None, event_id: str, user_id: str) -> Event:
+    """GET /rooms/{roomId}/event/{eventId} (and, without a room, the legacy GET
+    /events/{eventId}): 404 if unknown (in that room), not in the timeline (an outlier,
+    a rejected or soft-failed event) or not visible to the user."""
     row = storage.timeline_events(room).filter(event_id=event_id).first()
     if row is None or not filter_visible([row], user_id):
         raise MatrixError("M_NOT_FOUND", "Event not found")
