@@ -147,8 +147,10 @@ def account_data_defaults(user_id: str, present: set[str]) -> list[tuple[str, di
 def all_account_data(
     user: User, room_ids: Iterable[str] | None = None
 ) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, list[tuple[str, dict[str, Any]]]]]:
-    """The user's global account data (server-managed defaults included) and their
-    per-room account data by room ID, of every room or of ``room_ids``: one query."""
+    """The account data the user wrote: global, and per room by room ID (of every room
+    or of ``room_ids``). One query. Server-managed defaults never written (the default
+    push rules) are not in it: GET /initialSync gives "the global private data created
+    by this user"."""
     query = AccountData.objects.filter(user=user)
     if room_ids is not None:
         query = query.filter(Q(room_id="") | Q(room_id__in=list(room_ids)))
@@ -161,7 +163,6 @@ def all_account_data(
             per_room.setdefault(room_id, []).append((data_type, content))
         else:
             global_data.append((data_type, content))
-    global_data.extend(account_data_defaults(user.user_id, {t for t, _ in global_data}))
     return global_data, per_room
 
 

@@ -234,11 +234,7 @@ def initial_sync(
     request = SyncRequest(user=user, device_id=device_id, since=None)
     now = SyncToken.current_for(request)
     limit = min(DEFAULT_MESSAGES_LIMIT if limit is None else limit, MAX_TIMELINE_LIMIT)
-    rows = [
-        row
-        for row in selectors.memberships_of(user.user_id)
-        if row.stream_ordering <= now.events and not row.forgotten
-    ]
+    rows = [row for row in selectors.memberships_of(user.user_id) if not row.forgotten]
     views: list[RoomView] = []
     for row in rows:
         if row.membership == "join":
