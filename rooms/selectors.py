@@ -71,6 +71,18 @@ def joined_room_ids(user_id: str) -> list[str]:
     )
 
 
+def invite_events(user_id: str, room_ids: Sequence[str]) -> list[Event]:
+    """The member events inviting ``user_id`` to those of the rooms they are invited to
+    now (received over federation too, out of band), each with its room: two queries."""
+    event_ids = Membership.objects.filter(
+        user_id=user_id, membership="invite", room__room_id__in=list(room_ids)
+    ).values_list("event_id", flat=True)
+    return sorted(
+        storage.events_by_id(event_ids, with_room=True).values(),
+        key=lambda row: row.stream_ordering or 0,
+    )
+
+
 def mutual_room_ids(user_id: str, other_user_id: str) -> list[str]:
     """Rooms both users have joined, in room ID order."""
     theirs = Membership.objects.filter(user_id=other_user_id, membership="join").values("room")

@@ -343,13 +343,10 @@ def event_stream(
                 others.append({**event, "room_id": room_id})
             for event in room.get("account_data", {}).get("events", []):
                 others.append({**event, "room_id": room_id})
-    for room_id, room in rooms.get("invite", {}).items():
-        # The invite itself: the user's own member event, the one invite among the
-        # stripped state (which also holds the inviter's, to show who invited).
-        for event in room.get("invite_state", {}).get("events", []):
-            membership = event.get("content", {}).get("membership")
-            if event.get("type") == "m.room.member" and membership == "invite":
-                others.append({**event, "room_id": room_id})
+    invited = list(rooms.get("invite", {}))
+    if invited:
+        # The invites themselves: the user's member events.
+        others.extend(legacy_client_events(selectors.invite_events(request.user_id, invited)))
     others.extend(result.body.get("account_data", {}).get("events", []))
     for event in result.body.get("presence", {}).get("events", []):
         others.append(

@@ -49,6 +49,9 @@ def test_it_gives_what_happened_since_the_token(
     assert all(e["room_id"] == room for e in body["chunk"] if e["type"] == "m.room.message")
     invites = [e for e in body["chunk"] if e["type"] == "m.room.member"]
     assert [(e["room_id"], e["content"]["membership"]) for e in invites] == [(other, "invite")]
+    # The whole invite event, as a ClientEvent is.
+    assert invites[0]["event_id"].startswith("$")
+    assert (invites[0]["sender"], invites[0]["state_key"]) == (bob.user_id, alice.user_id)
     assert body["start"] == token
     # Nothing more since its end.
     assert events(api, alice, **{"from": body["end"], "timeout": 0})["chunk"] == []
