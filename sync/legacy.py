@@ -116,19 +116,17 @@ def _left_views(rows: Sequence[Membership]) -> list[RoomView]:
     for row in rows:
         leave = leaves.get(row.event_id)
         was_joined = leave is not None and leave.replaces_state in joins
-        views.append(_left_view(row.room, row, leave, was_joined=was_joined))
+        views.append(
+            RoomView(
+                row.room,
+                row.membership,
+                row.event_id,
+                upto=row.stream_ordering,
+                state_group=leave.state_group_id if leave is not None else None,
+                filter_state=not was_joined,
+            )
+        )
     return views
-
-
-def _left_view(room: Room, row: Membership, leave: Event | None, *, was_joined: bool) -> RoomView:
-    return RoomView(
-        room,
-        row.membership,
-        row.event_id,
-        upto=row.stream_ordering,
-        state_group=leave.state_group_id if leave is not None else None,
-        filter_state=not was_joined,
-    )
 
 
 def _messages(
