@@ -79,3 +79,19 @@ def presence_changes(user_id: str, *, after: int, upto: int) -> list[Presence]:
         .filter(Q(user_id=user_id) | Q(user_id__in=shared))
         .order_by("stream_id")
     )
+
+
+def presence_of(user_ids: list[str]) -> dict[str, Presence]:
+    """The presence rows of ``user_ids`` that have one, by user ID: one query."""
+    return {row.user_id: row for row in Presence.objects.filter(user_id__in=user_ids)}
+
+
+def presence_changes_in_room(room_pk: int, *, after: int, upto: int) -> list[Presence]:
+    """Changes in (after, upto] of the users joined to the room: what someone peeking
+    into it hears (GET /events with ``room_id``). One indexed range query."""
+    joined = Membership.objects.filter(room_id=room_pk, membership="join").values("user_id")
+    return list(
+        Presence.objects.filter(
+            stream_id__gt=after, stream_id__lte=upto, user_id__in=joined
+        ).order_by("stream_id")
+    )

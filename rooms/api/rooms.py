@@ -494,6 +494,17 @@ class EventView(MatrixView):
         return ok(client_events([row], viewer_device=viewer, bundles=bundles)[0])
 
 
+class LegacyEventView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request, event_id: str) -> Response:
+        """GET /_matrix/client/v3/events/{eventId} (deprecated): 404 for an event the user
+        may not see, as for an unknown one."""
+        row = selectors.get_event_for_user(None, event_id, request.user.user_id)
+        viewer = (request.user.user_id, request.auth.device.device_id)
+        return ok(client_events([row], viewer_device=viewer)[0])
+
+
 def parse_filter_param(request: Request) -> dict[str, Any] | None:
     raw = request.query_params.get("filter")
     if not raw:
