@@ -27,6 +27,8 @@ class InitialSyncView(MatrixView):
 
 class RoomInitialSyncView(MatrixView):
     requires_auth = True
+    # The guest access module lists GET /rooms/{roomId}/initialSync.
+    guest_methods = frozenset({"GET"})
 
     def get(self, request: Request, room_id: str) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/initialSync"""

@@ -209,9 +209,19 @@ def test_a_guest_reads_through_the_modules_room_endpoints(
         api.get(room_path(room, "event", event_id), token=token),
         api.get(room_path(room, "context", event_id), token=token),
         api.get(room_path(room, "messages") + "?dir=b", token=token),
+        api.get(room_path(room, "initialSync"), token=token),
+        api.get(f"events?room_id={quote(room, safe='')}&timeout=0", token=token),
     ]
 
     assert [r.status for r in reads] == [200] * len(reads)
+
+
+def test_a_guest_is_refused_the_global_initial_sync(api: MatrixTestClient, guest: Persona) -> None:
+    """GET /initialSync is not in the guest access module's list."""
+    response = api.get("initialSync", token=guest.access_token)
+
+    assert response.status == 403
+    assert response.errcode == "M_GUEST_ACCESS_FORBIDDEN"
 
 
 @pytest.mark.parametrize(
