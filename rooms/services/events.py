@@ -348,8 +348,7 @@ def insert_rows(room: Room, events: list[tuple[PDUEvent, dict[str, Any]]]) -> No
     one executemany of the values Django would insert (bulk_create spent longer compiling
     the SQL of a send_join answer's thousands of rows than the database took to store
     them), and their edges."""
-    rows = [_event_row(room, event, None, fields) for event, fields in events]
-    if not rows:
+    if not events:
         return
     columns = [field for field in Event._meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
@@ -358,10 +357,17 @@ def insert_rows(room: Room, events: list[tuple[PDUEvent, dict[str, Any]]]) -> No
         f"({', '.join(quote(field.column) for field in columns)}) "
         f"VALUES ({', '.join(['%s'] * len(columns))})"
     )
-    values = [
-        [field.get_db_prep_save(field.pre_save(row, True), connection) for field in columns]
-        for row in rows
-    ]
+    # The values as Django would prepare them, without a model instance per row: plain
+    # columns as they are, defaults once, and only the JSON column through its field.
+    defaults = {field.attname: field.get_default() for field in columns}
+    pdu_field = Event._meta.get_field("pdu")
+    values = []
+    for event, fields in events:
+        if not fields.keys() <= defaults.keys():
+            raise TypeError(f"not Event columns: {sorted(fields.keys() - defaults.keys())}")
+        row = {**defaults, **_event_values(room, event, None), **fields}
+        row["pdu"] = pdu_field.get_db_prep_save(row["pdu"], connection)
+        values.append([row[field.attname] for field in columns])
     with connection.cursor() as cursor:
         cursor.executemany(sql, values)
     _insert_edges([event for event, _fields in events])
@@ -373,24 +379,30 @@ def _event_row(
     room: Room, event: PDUEvent, ctx: SendContext | None, fields: dict[str, Any]
 ) -> Event:
     """The event's row, not saved yet."""
+    values = _event_values(room, event, ctx)
+    values.pop("room_id")
+    return Event(room=room, **values, **fields)
+
+
+def _event_values(room: Room, event: PDUEvent, ctx: SendContext | None) -> dict[str, Any]:
+    """The event's columns (by attribute name) that come from the event itself."""
     relates_to, rel_type = relation_of(event.content)
-    return Event(
-        event_id=event.event_id,
-        room=room,
-        depth=event.depth,
-        type=event.type,
-        state_key=event.state_key,
-        sender=event.sender,
-        origin_server_ts=event.origin_server_ts,
-        pdu=event.pdu,
-        membership=event.membership if event.type == "m.room.member" else None,
-        redacts=event.redacts if event.type == "m.room.redaction" else None,
-        relates_to=relates_to,
-        rel_type=rel_type,
-        sender_device_id=ctx.device_id if ctx else None,
-        txn_id=ctx.txn_id if ctx else None,
-        **fields,
-    )
+    return {
+        "event_id": event.event_id,
+        "room_id": room.pk,
+        "depth": event.depth,
+        "type": event.type,
+        "state_key": event.state_key,
+        "sender": event.sender,
+        "origin_server_ts": event.origin_server_ts,
+        "pdu": event.pdu,
+        "membership": event.membership if event.type == "m.room.member" else None,
+        "redacts": event.redacts if event.type == "m.room.redaction" else None,
+        "relates_to": relates_to,
+        "rel_type": rel_type,
+        "sender_device_id": ctx.device_id if ctx else None,
+        "txn_id": ctx.txn_id if ctx else None,
+    }
 
 
 def _insert_edges(events: list[PDUEvent]) -> None:
