@@ -271,7 +271,7 @@ def test_checked_events_keeps_order_and_says_why_each_dropped_one_is(room: Any) 
     """Many PDUs checked at once (the send_join path, verifications on threads): each
     result in the order given; a bad signature, an unknown key (a second key tried after
     it verifies), not an object and a tampered content are told apart as one by one."""
-    signer, chain, _state = room
+    _signer, chain, _state = room
     forged = dict(chain[1].pdu)
     forged["signatures"] = {SERVER: {"ed25519:k1": "A" * 86}}
     # Signed with a key this server does not know first, then with the known one.
