@@ -232,27 +232,35 @@ def checked_event(pdu: Mapping[str, Any], room_version: RoomVersion | None = Non
 
 def checked_events(pdus: list[Any], room_version: RoomVersion) -> list[PDUEvent | InvalidPDU]:
     """``checked_event`` of each of many PDUs of one room (a send_join answer, a batch
-    fetched): each one's result or the reason it is dropped, in order. The ed25519
-    verifications, about half the work, run on a small thread pool while the next PDUs
-    are encoded (libsodium releases the GIL)."""
-    pending: list[tuple[_Checking | InvalidPDU, concurrent.futures.Future[bool] | None]] = []
+    fetched): each one's result or the reason it is dropped, in order. The PDUs are
+    encoded first; then their ed25519 verifications, about half the work, run in two
+    halves at once, one on a helper thread (libsodium releases the GIL; run beside the
+    encoding, each verification would wait for the GIL instead)."""
+    checkings: list[_Checking | InvalidPDU] = []
+    quick: list[tuple[int, _Checking, list[tuple[str, VerifyKey]]]] = []
     for pdu in pdus:
         try:
             checking = _Checking.of(pdu, room_version)
         except InvalidPDU as exc:
-            pending.append((exc, None))
+            checkings.append(exc)
             continue
         keys = checking.first_keys()
-        pending.append(
-            (checking, None if keys is None else _verifier().submit(checking.verify_with, keys))
-        )
+        if keys is not None:
+            quick.append((len(checkings), checking, keys))
+        checkings.append(checking)
+    verified: set[int] = set()
+    half = len(quick) // 2
+    helper = _verifier().submit(_verify_all, quick[:half]) if half else None
+    verified |= _verify_all(quick[half:])
+    if helper is not None:
+        verified |= helper.result()
     results: list[PDUEvent | InvalidPDU] = []
-    for checking, verified in pending:
+    for index, checking in enumerate(checkings):
         if isinstance(checking, InvalidPDU):
             results.append(checking)
             continue
         try:
-            if verified is None or not verified.result():
+            if index not in verified:
                 # Another key of a server, or none: the one-by-one check says which.
                 checking.verify_signatures()
             results.append(checking.finished())
@@ -261,13 +269,18 @@ def checked_events(pdus: list[Any], room_version: RoomVersion) -> list[PDUEvent 
     return results
 
 
+def _verify_all(quick: list[tuple[int, _Checking, list[tuple[str, VerifyKey]]]]) -> set[int]:
+    """The indexes of those whose signatures verify with the keys given (no database)."""
+    return {index for index, checking, keys in quick if checking.verify_with(keys)}
+
+
 _VERIFIER: concurrent.futures.ThreadPoolExecutor | None = None
 
 
 def _verifier() -> concurrent.futures.ThreadPoolExecutor:
     global _VERIFIER
     if _VERIFIER is None:
-        _VERIFIER = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="pdu-verify")
+        _VERIFIER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pdu-verify")
     return _VERIFIER
 
 
