@@ -409,26 +409,49 @@ def _insert_edges(events: list[PDUEvent]) -> None:
     """The stored events' prev_events and auth_events edges."""
     prev_edges = [(prev, e.event_id) for e in events for prev in e.prev_event_ids]
     auth_edges = [(auth, e.event_id) for e in events for auth in e.auth_event_ids]
-    _insert_edge_rows(EventEdge, "prev_event_id", prev_edges)
-    _insert_edge_rows(EventAuthEdge, "auth_event_id", auth_edges)
+    row_ids = _row_ids([e.event_id for e in events]) if len(events) > 1 else None
+    _insert_edge_rows(EventEdge, "prev_event_id", prev_edges, row_ids)
+    _insert_edge_rows(EventAuthEdge, "auth_event_id", auth_edges, row_ids)
+
+
+def _row_ids(event_ids: list[str]) -> dict[str, int]:
+    """The row IDs of these stored events, read in a few queries."""
+    row_ids: dict[str, int] = {}
+    for start in range(0, len(event_ids), 1000):
+        row_ids.update(
+            Event.objects.filter(event_id__in=event_ids[start : start + 1000]).values_list(
+                "event_id", "id"
+            )
+        )
+    return row_ids
 
 
 def _insert_edge_rows(
-    model: type[EventEdge | EventAuthEdge], column: str, edges: list[tuple[str, str]]
+    model: type[EventEdge | EventAuthEdge],
+    column: str,
+    edges: list[tuple[str, str]],
+    row_ids: dict[str, int] | None,
 ) -> None:
-    """(cited event ID, citing event ID) rows as one executemany of plain tuples, the
-    citing event's row found by its ID: a send_join answer brings tens of thousands of
-    edges, and building a model instance for each took longer than storing them (as
-    with state group entries)."""
+    """(cited event ID, citing event ID) rows as one executemany of plain tuples: a
+    send_join answer brings tens of thousands of edges, and building a model instance
+    for each took longer than storing them (as with state group entries). The citing
+    event's row is found by its ID in the statement for one event, and from
+    ``row_ids`` for many (a lookup per edge cost more than the insert)."""
     if not edges:
         return
     quote = connection.ops.quote_name
-    events = quote(Event._meta.db_table)
+    table = quote(model._meta.db_table)
     with connection.cursor() as cursor:
+        if row_ids is None:
+            cursor.executemany(
+                f"INSERT INTO {table} (event_id, {column}) "
+                f"SELECT e.id, %s FROM {quote(Event._meta.db_table)} e WHERE e.event_id = %s",
+                edges,
+            )
+            return
         cursor.executemany(
-            f"INSERT INTO {quote(model._meta.db_table)} (event_id, {column}) "
-            f"SELECT e.id, %s FROM {events} e WHERE e.event_id = %s",
-            edges,
+            f"INSERT INTO {table} (event_id, {column}) VALUES (%s, %s)",
+            [(row_ids[citing], cited) for cited, citing in edges],
         )
 
 
