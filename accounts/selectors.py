@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 
 from accounts import session_cache
 from accounts.clock import now_ms
@@ -141,6 +142,28 @@ def account_data_defaults(user_id: str, present: set[str]) -> list[tuple[str, di
         for data_type, default in _server_defaults.items()
         if data_type not in present
     ]
+
+
+def all_account_data(
+    user: User, room_ids: Iterable[str] | None = None
+) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, list[tuple[str, dict[str, Any]]]]]:
+    """The account data the user wrote: global, and per room by room ID (of every room
+    or of ``room_ids``). One query. Server-managed defaults never written (the default
+    push rules) are not in it: GET /initialSync gives "the global private data created
+    by this user"."""
+    query = AccountData.objects.filter(user=user)
+    if room_ids is not None:
+        query = query.filter(Q(room_id="") | Q(room_id__in=list(room_ids)))
+    global_data: list[tuple[str, dict[str, Any]]] = []
+    per_room: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for room_id, data_type, content in query.order_by("stream_id").values_list(
+        "room_id", "type", "content"
+    ):
+        if room_id:
+            per_room.setdefault(room_id, []).append((data_type, content))
+        else:
+            global_data.append((data_type, content))
+    return global_data, per_room
 
 
 def get_account_data(user: User, data_type: str, room_id: str = "") -> dict[str, Any]:

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from protocol.errors import MatrixError, bad_json, missing_param
+from protocol.errors import MatrixError, bad_json, guest_access_forbidden, missing_param
 from protocol.identifiers import check_bounded
 
 T = TypeVar("T")
@@ -133,6 +133,13 @@ class MatrixView(APIView):
     """
 
     requires_auth = False
+    # The methods that need an access token when ``requires_auth`` is off for the rest
+    # (e.g. GET of a profile field needs none, PUT does).
+    auth_methods: frozenset[str] = frozenset()
+    # Client-Server API, "Guest access": the methods needing a token that a guest account
+    # may call (the module's list of endpoints); any other answers a guest 403
+    # M_GUEST_ACCESS_FORBIDDEN. Methods open without a token stay open to guests.
+    guest_methods: frozenset[str] = frozenset()
     # Path parameters are identifiers the spec bounds at 255 bytes (room, user and event
     # IDs, aliases, event types, state keys) or values kept in 255-character columns
     # (transaction IDs, device IDs, tags, account data types, key backup versions and
@@ -153,13 +160,20 @@ class MatrixView(APIView):
             if isinstance(value, str) and name not in self.unbounded_path_params:
                 check_bounded(value, f"The path parameter '{name}'")
         super().initial(request, *args, **kwargs)
-        if self.requires_auth and request.user is None:
+        user = request.user
+        needs_token = self.requires_auth or request.method in self.auth_methods
+        if needs_token and user is None:
             raise MatrixError("M_MISSING_TOKEN", "Missing access token")
         # Client-Server API, "Account locking": 401 M_USER_LOCKED on all but /logout.
         if getattr(request.user, "is_locked", False) and not self.allowed_when_locked:
             raise MatrixError(
                 "M_USER_LOCKED", "This account has been locked", status=401, soft_logout=True
             )
+        # The user row came with the session: telling a guest costs no query. (A view
+        # authenticating other servers has a RemoteServer for its user, never a guest.)
+        is_guest = getattr(user, "is_guest", False)
+        if needs_token and is_guest and request.method not in self.guest_methods:
+            raise guest_access_forbidden()
 
     def body(self, request: Request, *, allow_empty: bool = False) -> Body:
         raw = request._request.body

@@ -78,6 +78,7 @@ ENV_NAMES = {
     "smtp_security": "TRELLIS_SMTP_SECURITY",
     "email_from": "TRELLIS_EMAIL_FROM",
     "registration_requires_email": "TRELLIS_REGISTRATION_REQUIRES_EMAIL",
+    "allow_guest_access": "TRELLIS_ALLOW_GUEST_ACCESS",
     "sms_webhook_url": "TRELLIS_SMS_WEBHOOK_URL",
     "identity_service": "TRELLIS_IDENTITY_SERVICE",
 }

@@ -39,6 +39,11 @@ if REGISTRATION not in options.REGISTRATION_MODES:
         f"TRELLIS_REGISTRATION must be one of {options.REGISTRATION_MODES}, not {REGISTRATION!r}"
     )
 REGISTRATION_SHARED_SECRET = _opts.get("registration_shared_secret", "")
+# Client-Server API, "Guest access": POST /register?kind=guest makes guest accounts.
+# Off by default, as Synapse's allow_guest_access.
+ALLOW_GUEST_ACCESS = options.as_bool(
+    _opts.get("allow_guest_access", "off"), "TRELLIS_ALLOW_GUEST_ACCESS"
+)
 RATELIMIT_ENABLED = options.as_bool(_opts.get("ratelimit", "on"), "TRELLIS_RATELIMIT")
 PRESENCE_ENABLED = options.as_bool(_opts.get("presence", "on"), "TRELLIS_PRESENCE")
 # Lifetime of access tokens handed to clients that support refresh tokens.

@@ -139,5 +139,17 @@ def newly_sharing(user_id: str, *, after: int, upto: int) -> set[str]:
     return users
 
 
-def current_presence_of(user_ids: set[str]) -> list[Presence]:
-    return list(Presence.objects.filter(user_id__in=user_ids).order_by("stream_id"))
+def presence_of(user_ids: list[str]) -> dict[str, Presence]:
+    """The presence rows of ``user_ids`` that have one, by user ID: one query."""
+    return {row.user_id: row for row in Presence.objects.filter(user_id__in=user_ids)}
+
+
+def presence_changes_in_room(room_pk: int, *, after: int, upto: int) -> list[Presence]:
+    """Changes in (after, upto] of the users joined to the room: what someone peeking
+    into it hears (GET /events with ``room_id``). One indexed range query."""
+    joined = Membership.objects.filter(room_id=room_pk, membership="join").values("user_id")
+    return list(
+        Presence.objects.filter(
+            stream_id__gt=after, stream_id__lte=upto, user_id__in=joined
+        ).order_by("stream_id")
+    )

@@ -56,7 +56,7 @@ def presence_section(
     current: list[tuple[str, Presence | None]] = []
     if newly:
         # Their presence as of the token's position; a user without any is offline.
-        known = {row.user_id: row for row in selectors.current_presence_of(newly)}
+        known = selectors.presence_of(sorted(newly))
         changed = {row.user_id for row in rows}
         for user_id in sorted(newly - changed):
             row = known.get(user_id)

@@ -21,7 +21,7 @@ from typing import Any
 import nacl.signing
 
 from protocol.canonical_json import CanonicalJSONError, encode_canonical_json
-from protocol.errors import MatrixError, invalid_param
+from protocol.errors import MatrixError, bad_json, invalid_param
 from protocol.signing import SignatureVerifyError, VerifyKey, verify_signed_json
 from protocol.unpadded_base64 import decode_base64
 
@@ -132,6 +132,9 @@ class DeviceKeys:
         return ed25519_verify_key(self.json["device_id"], self.ed25519)
 
 
+_DEVICE_KEYS_REQUIRED = ("user_id", "device_id", "algorithms", "keys", "signatures")
+
+
 def check_device_keys(obj: Any, user_id: str, device_id: str) -> DeviceKeys:
     """The ``device_keys`` of POST /keys/upload, for ``user_id``'s device ``device_id``.
 
@@ -142,6 +145,10 @@ def check_device_keys(obj: Any, user_id: str, device_id: str) -> DeviceKeys:
         raise invalid_param("'device_keys' must be an object")
     if _canonical_size(obj, "device_keys") > MAX_DEVICE_KEYS_BYTES:
         raise too_large("'device_keys' is too large")
+    # M_BAD_JSON: "missing required keys" (the DeviceKeys schema's required properties).
+    missing = [key for key in _DEVICE_KEYS_REQUIRED if key not in obj]
+    if missing:
+        raise bad_json(f"'device_keys' lacks {', '.join(missing)}")
     if obj.get("user_id") != user_id:
         raise invalid_param("'device_keys.user_id' must be your user ID")
     if obj.get("device_id") != device_id:

@@ -90,6 +90,11 @@ def forbidden(error: str = "Forbidden") -> MatrixError:
     return MatrixError("M_FORBIDDEN", error)
 
 
+def guest_access_forbidden(error: str = "Guest access is not allowed here") -> MatrixError:
+    """Client-Server API, "Guest access": what a guest account may not do."""
+    return MatrixError("M_GUEST_ACCESS_FORBIDDEN", error)
+
+
 def not_found(error: str = "Not found") -> MatrixError:
     return MatrixError("M_NOT_FOUND", error)
 

@@ -61,20 +61,35 @@ def check_content_hash(pdu: Mapping[str, Any]) -> bool:
     return hmac.compare_digest(claimed_bytes, compute_content_hash(pdu))
 
 
-def compute_reference_hash(pdu: Mapping[str, Any], room_version: RoomVersion) -> bytes:
-    """SHA-256 of the redacted event without `signatures` and `unsigned`, as canonical JSON."""
+def redacted_signable_bytes(pdu: Mapping[str, Any], room_version: RoomVersion) -> bytes:
+    """Canonical JSON of the redacted event without `signatures` and `unsigned`: the bytes
+    its servers sign (server-server-api.md#signing-events) and, hashed, the reference hash
+    (#calculating-the-reference-hash-for-an-event). One encoding serves both when an event
+    is received."""
     redacted = redacted_view(pdu, room_version)
     redacted.pop("signatures", None)
     redacted.pop("unsigned", None)
-    return hashlib.sha256(encode_canonical_json(redacted, strict=False)).digest()
+    return encode_canonical_json(redacted, strict=False)
 
 
-def compute_event_id(pdu: Mapping[str, Any], room_version: RoomVersion) -> str:
+def compute_reference_hash(
+    pdu: Mapping[str, Any], room_version: RoomVersion, *, signable: bytes | None = None
+) -> bytes:
+    """SHA-256 of the redacted event without `signatures` and `unsigned`, as canonical JSON
+    (`signable`: those bytes, when the caller has them already)."""
+    if signable is None:
+        signable = redacted_signable_bytes(pdu, room_version)
+    return hashlib.sha256(signable).digest()
+
+
+def compute_event_id(
+    pdu: Mapping[str, Any], room_version: RoomVersion, *, signable: bytes | None = None
+) -> str:
     """The event ID of `pdu` in `room_version`.
 
     v3: `$` + standard unpadded base64 of the reference hash; v4+: the URL-safe alphabet. In v1/v2
     the ID is opaque and carried in the PDU as `event_id`, which is returned (ValueError if it is
-    absent).
+    absent). `signable`: `redacted_signable_bytes` of the PDU, when the caller has them.
     """
     event_format = room_version.event_format
     if event_format.event_id_in_pdu:
@@ -84,7 +99,7 @@ def compute_event_id(pdu: Mapping[str, Any], room_version: RoomVersion) -> str:
                 f"room version {room_version.identifier} events must carry an event_id"
             )
         return event_id
-    reference_hash = compute_reference_hash(pdu, room_version)
+    reference_hash = compute_reference_hash(pdu, room_version, signable=signable)
     if event_format.event_id_url_safe_base64:
         return "$" + encode_base64_url_safe(reference_hash)
     return "$" + encode_base64(reference_hash)

@@ -209,9 +209,16 @@ def sign_json(obj: Mapping[str, Any], server_name: str, signing_key: SigningKey)
     return signed
 
 
-def verify_signed_json(obj: Mapping[str, Any], server_name: str, verify_key: VerifyKey) -> None:
+def verify_signed_json(
+    obj: Mapping[str, Any],
+    server_name: str,
+    verify_key: VerifyKey,
+    *,
+    message: bytes | None = None,
+) -> None:
     """Raise SignatureVerifyError unless `obj` carries a valid signature by `server_name` made with
-    `verify_key` (appendices.md#checking-for-a-signature)."""
+    `verify_key` (appendices.md#checking-for-a-signature). `message`: the canonical JSON of `obj`
+    without `signatures` and `unsigned`, when the caller has it already."""
     signatures = obj.get("signatures")
     if not isinstance(signatures, Mapping):
         raise SignatureVerifyError("no signatures")
@@ -225,10 +232,11 @@ def verify_signed_json(obj: Mapping[str, Any], server_name: str, verify_key: Ver
         signature = decode_base64(signature_base64)
     except ValueError as e:
         raise SignatureVerifyError("signature is not valid base64") from e
-    try:
-        message = _signed_bytes(obj)
-    except CanonicalJSONError as e:
-        raise SignatureVerifyError(f"object cannot be canonicalised: {e}") from e
+    if message is None:
+        try:
+            message = _signed_bytes(obj)
+        except CanonicalJSONError as e:
+            raise SignatureVerifyError(f"object cannot be canonicalised: {e}") from e
     verify_key.verify(message, signature)
 
 
@@ -282,12 +290,20 @@ def verify_event_signature(
     server_name: str,
     verify_key: VerifyKey,
     room_version: RoomVersion,
+    *,
+    signable: bytes | None = None,
 ) -> None:
     """Raise SignatureVerifyError unless `server_name` validly signed `pdu` with `verify_key`.
 
     Checks the redacted form, so it succeeds for both the full event and a redacted copy.
+    `signable`: `protocol.hashing.redacted_signable_bytes` of the PDU, when the caller has them
+    (the event ID is a hash of the same bytes).
     """
-    verify_signed_json(redacted_view(pdu, room_version), server_name, verify_key)
+    if signable is None:
+        verify_signed_json(redacted_view(pdu, room_version), server_name, verify_key)
+        return
+    # Only the signatures are read from the object; the message is given.
+    verify_signed_json(pdu, server_name, verify_key, message=signable)
 
 
 def _server_name_of(identifier: object) -> str:

@@ -13,6 +13,7 @@ class PushConfig(AppConfig):
         from accounts.signals import user_deactivated
         from protocol.push.rules import ruleset
         from push import signals
+        from push.delivery import notify_receipt_moved
         from push.models import Pusher
         from push.services.actions import prepare_push_actions
         from push.services.rules import PUSH_RULES
@@ -24,6 +25,8 @@ class PushConfig(AppConfig):
         )
         # The push rules' verdicts, written with each event.
         hooks.register_event_persisting(prepare_push_actions)
+        # A read receipt changes the unread count: the user's gateways are told.
+        hooks.register_receipt_moved(notify_receipt_moved)
         # Pushers go with the device that set them and with the account.
         post_delete.connect(signals.device_deleted, sender=Device)
         post_delete.connect(signals.user_deleted, sender=User)

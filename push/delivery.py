@@ -28,7 +28,13 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
 from accounts.clock import now_ms
-from protocol.push.gateway import Device, EventNotification, notify_body, rejected_pushkeys
+from protocol.push.gateway import (
+    Device,
+    EventNotification,
+    badge_body,
+    notify_body,
+    rejected_pushkeys,
+)
 from protocol.redaction import redact_event
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from push import gateway, selectors
@@ -305,6 +311,7 @@ def _deliver_one(pusher: Pusher, token: str, row: PushAction) -> str | int:
         return "skipped" if _advance(pusher, token, row, success=False) else "stop"
     if not _advance(pusher, token, row, success=True):
         return "stop"
+    _remember_badge(pusher.pk, notification.unread)
     if pusher.pushkey in rejected_pushkeys(answer.body):
         do_remove_rejected_pusher(pusher)
         return "stop"
@@ -385,6 +392,75 @@ def _room_context(row: PushAction, sender: str) -> tuple[str | None, str | None,
         field("m.room.canonical_alias", "alias"),
         field("m.room.member", "displayname"),
     )
+
+
+# --- Badge updates ----------------------------------------------------------------------
+
+# The unread count each pusher's gateway was last told, in the shared cache: a receipt
+# that leaves the count as it was sends nothing (Synapse keeps the same per pusher).
+_BADGE_KEY = "push:badge:{}"
+BADGE_MEMORY_S = 7 * 24 * 3600
+
+
+def _last_badge(pusher_id: int) -> int | None:
+    try:
+        value = cache.get(_BADGE_KEY.format(pusher_id))
+    except Exception:
+        logger.warning("Cannot read a pusher's last badge count", exc_info=True)
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _remember_badge(pusher_id: int, unread: int) -> None:
+    try:
+        cache.set(_BADGE_KEY.format(pusher_id), unread, timeout=BADGE_MEMORY_S)
+    except Exception:
+        logger.warning("Cannot keep a pusher's badge count", exc_info=True)
+
+
+def notify_receipt_moved(user_id: str) -> None:
+    """A local user's read receipt moved in the current transaction (rooms.hooks): after
+    it commits, queue a badge update for each of the user's pushers (looked up in the
+    in-memory index, so users without pushers cost nothing)."""
+
+    def kick_badges() -> None:
+        from push.tasks import send_badge
+
+        for pk in pusher_ids_of([user_id]):
+            try:
+                send_badge.delay(pk)
+            except Exception:
+                logger.warning("Could not queue a badge update for pusher %s", pk, exc_info=True)
+
+    transaction.on_commit(kick_badges)
+
+
+def send_badge(pusher_id: int) -> bool:
+    """Tell the pusher's gateway the user's unread count, unless it was told that count
+    last; True if a request was accepted. A badge update is not retried: the next one,
+    or the next notification, carries the count again."""
+    pusher = Pusher.objects.filter(pk=pusher_id).first()
+    if pusher is None:
+        return False
+    unread = selectors.unread_notification_count(pusher.user_id)
+    if _last_badge(pusher.pk) == unread:
+        return False
+    device = Device(pusher.app_id, pusher.pushkey, pusher.created_ts, pusher.data)
+    url = str(pusher.data.get("url", ""))
+    try:
+        answer = gateway.post_notification(url, badge_body(device, unread))
+    except (gateway.GatewayUnavailable, gateway.GatewayRefused) as exc:
+        logger.info("Badge update to %s (%s) failed: %s", pusher.user_id, pusher.app_id, exc)
+        return False
+    if answer.status >= 400:
+        logger.warning(
+            "Push gateway of %s answered %s to a badge update", pusher.user_id, answer.status
+        )
+        return False
+    _remember_badge(pusher.pk, unread)
+    if pusher.pushkey in rejected_pushkeys(answer.body):
+        do_remove_rejected_pusher(pusher)
+    return True
 
 
 # --- The sweep -------------------------------------------------------------------------

@@ -21,6 +21,12 @@ def deliver(pusher_id: int) -> int:
 
 
 @shared_task
+def send_badge(pusher_id: int) -> bool:
+    """Send the user's new unread count to a pusher's gateway (after a read receipt)."""
+    return delivery.send_badge(pusher_id)
+
+
+@shared_task
 def resume_pushers() -> int:
     """Periodic: start delivery for every pusher with rows after its position that no run
     holds and whose backoff is over (a lost kick, a lost retry, a worker that died)."""

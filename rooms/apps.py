@@ -21,6 +21,8 @@ class RoomsConfig(AppConfig):
         hub.register_poll_hook(do_expire_typing)
         # Events made here go to the other servers in their rooms.
         hooks.register_event_persisting(federation_out.queue_local_event)
+        # Guests leave a room that stops letting them join (Guest access).
+        hooks.register_event_persisting(signals.remove_guests_on_revocation)
         # Other servers' typing notifications and receipts (PUT /send).
         register_edu_handler(edus.TYPING, edus.receive_typing)
         register_edu_handler(edus.RECEIPT, edus.receive_receipts)

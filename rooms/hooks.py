@@ -11,6 +11,10 @@ the events stream is locked (streams.positions), so a finish only writes, in as 
 statements as it can. What both steps write is committed or rolled back with the event.
 Push uses it to write the push rules' verdicts (``push.models.PushAction``), so an event
 and its notification counts appear in the same /sync.
+
+A *receipt-moved* hook is called by ``do_send_receipt`` inside its transaction when a
+local user's read receipt (m.read or m.read.private) moved, with the user's ID: push
+then sends the user's new unread count to their push gateways, after the commit.
 """
 
 from __future__ import annotations
@@ -57,3 +61,18 @@ def event_persisting(persisting: PersistingEvent) -> list[Finish]:
         if finish is not None:
             finishes.append(finish)
     return finishes
+
+
+ReceiptMovedHook = Callable[[str], None]
+
+_receipt_moved: list[ReceiptMovedHook] = []
+
+
+def register_receipt_moved(hook: ReceiptMovedHook) -> None:
+    if hook not in _receipt_moved:
+        _receipt_moved.append(hook)
+
+
+def receipt_moved(user_id: str) -> None:
+    for hook in _receipt_moved:
+        hook(user_id)

@@ -71,6 +71,18 @@ def joined_room_ids(user_id: str) -> list[str]:
     )
 
 
+def invite_events(user_id: str, room_ids: Sequence[str]) -> list[Event]:
+    """The member events inviting ``user_id`` to those of the rooms they are invited to
+    now (received over federation too, out of band), each with its room: two queries."""
+    event_ids = Membership.objects.filter(
+        user_id=user_id, membership="invite", room__room_id__in=list(room_ids)
+    ).values_list("event_id", flat=True)
+    return sorted(
+        storage.events_by_id(event_ids, with_room=True).values(),
+        key=lambda row: row.stream_ordering or 0,
+    )
+
+
 def mutual_room_ids(user_id: str, other_user_id: str) -> list[str]:
     """Rooms both users have joined, in room ID order."""
     theirs = Membership.objects.filter(user_id=other_user_id, membership="join").values("room")
@@ -236,9 +248,10 @@ def joined_members(room: Room) -> dict[str, dict[str, Any]]:
     return out
 
 
-def get_event_for_user(room: Room, event_id: str, user_id: str) -> Event:
-    """GET /rooms/{roomId}/event/{eventId}: 404 if unknown, not in the timeline (an
-    outlier, a rejected or soft-failed event) or not visible to the user."""
+def get_event_for_user(room: Room | None, event_id: str, user_id: str) -> Event:
+    """GET /rooms/{roomId}/event/{eventId} (and, without a room, the legacy GET
+    /events/{eventId}): 404 if unknown (in that room), not in the timeline (an outlier,
+    a rejected or soft-failed event) or not visible to the user."""
     row = storage.timeline_events(room).filter(event_id=event_id).first()
     if row is None or not filter_visible([row], user_id):
         raise MatrixError("M_NOT_FOUND", "Event not found")

@@ -133,3 +133,28 @@ def stripped_state(rows: Iterable[Event]) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+# The unsigned keys the legacy endpoints (GET /events, /initialSync,
+# /rooms/{roomId}/initialSync) also give at the top level of an event, with ``user_id``
+# beside ``sender``: the event format of the Client-Server API before r0, which clients
+# of those endpoints read (and Synapse gives them). Extra keys to the spec's ClientEvent.
+_V1_COPIED_UNSIGNED = ("age", "redacted_because", "replaces_state", "prev_content")
+
+
+def legacy_client_event(event: dict[str, Any]) -> dict[str, Any]:
+    """A client-format event (``client_events``) in the legacy endpoints' format."""
+    legacy = dict(event)
+    if "sender" in legacy:
+        legacy["user_id"] = legacy["sender"]
+    unsigned = legacy.get("unsigned", {})
+    for key in _V1_COPIED_UNSIGNED:
+        if key in unsigned:
+            legacy[key] = unsigned[key]
+    return legacy
+
+
+def legacy_client_events(
+    rows: Sequence[Event], *, viewer_device: tuple[str, str | None] | None = None
+) -> list[dict[str, Any]]:
+    return [legacy_client_event(e) for e in client_events(rows, viewer_device=viewer_device)]

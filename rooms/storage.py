@@ -487,6 +487,32 @@ def events_by_id(event_ids: Iterable[str], *, with_room: bool = False) -> dict[s
     return {row.event_id: row for row in query}
 
 
+def stream_orderings(event_ids: Iterable[str]) -> dict[str, int]:
+    """The stream position of each known event among ``event_ids`` that has one (GET
+    /events orders and cuts the timeline events /sync gave it by them)."""
+    wanted = list(event_ids)
+    if not wanted:
+        return {}
+    return dict(
+        Event.objects.filter(event_id__in=wanted, stream_ordering__isnull=False).values_list(
+            "event_id", "stream_ordering"
+        )
+    )
+
+
+def events_with_membership(event_ids: Iterable[str], membership: str) -> set[str]:
+    """Which of the member events ``event_ids`` set ``membership`` (was the user joined
+    just before this leave?)."""
+    wanted = list(event_ids)
+    if not wanted:
+        return set()
+    return set(
+        Event.objects.filter(event_id__in=wanted, membership=membership).values_list(
+            "event_id", flat=True
+        )
+    )
+
+
 def out_of_band_stripped_state(event_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
     """The stripped state kept with each out-of-band membership among ``event_ids`` (what
     the inviting server or the knocked-on one sent), by event ID."""

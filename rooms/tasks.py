@@ -14,6 +14,12 @@ def propagate_profile(self: object, user_id: str) -> int:
     return membership.do_refresh_member_profiles(user_id)
 
 
+@shared_task(bind=True, max_retries=5, default_retry_delay=5)
+def remove_guests(self: object, room_id: str) -> int:
+    """The room's local guests leave it, its guest access being revoked."""
+    return membership.do_remove_guests(room_id)
+
+
 @shared_task
 def process_inbound_pdus(room_id: str) -> int:
     """Run a room's queued inbound PDUs through the pipeline (one worker per room)."""

@@ -39,6 +39,7 @@ urlpatterns = [
     re_path(R + r"joined_members$", rooms.JoinedMembersView.as_view()),
     re_path(R + r"redact/(?P<event_id>[^/]+)/(?P<txn_id>[^/]+)$", rooms.RedactView.as_view()),
     re_path(R + r"event/(?P<event_id>[^/]+)$", rooms.EventView.as_view()),
+    re_path(C + r"events/(?P<event_id>[^/]+)$", rooms.LegacyEventView.as_view()),
     re_path(R + r"messages$", rooms.MessagesView.as_view()),
     re_path(R + r"typing/(?P<user_id>[^/]+)$", ephemeral.TypingView.as_view()),
     re_path(

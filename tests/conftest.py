@@ -115,6 +115,19 @@ class MatrixTestClient:
             done.body.get("device_id", ""),
         )
 
+    def register_guest(self, **body: Any) -> Persona:
+        """POST /register?kind=guest (the server must allow guest access)."""
+        response = self.post("register?kind=guest", body)
+        assert response.status == 200, response.body
+        guest_id = response.body["user_id"]
+        return Persona(
+            guest_id[1 : guest_id.index(":")],
+            "",
+            guest_id,
+            response.body["access_token"],
+            response.body["device_id"],
+        )
+
     def login(self, localpart: str, password: str, **extra: Any) -> Response:
         return self.post(
             "login",

@@ -20,7 +20,7 @@ from accounts.services import (
     uia,
 )
 from config.matrix_api import MatrixView, ok
-from protocol.errors import MatrixError, not_found
+from protocol.errors import MatrixError, guest_access_forbidden, not_found
 from protocol.identifiers import require_room_id
 
 
@@ -33,6 +33,7 @@ def require_self(request: Request, user_id: str, action: str) -> User:
 
 class WhoAmIView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"GET"})
 
     def get(self, request: Request) -> Response:
         """GET /_matrix/client/v3/account/whoami"""
@@ -54,6 +55,9 @@ class PasswordView(MatrixView):
         passwords.check_new_password(new_password)
         if request.user is None:
             return self._reset(body.data.get("auth"), new_password, logout_devices)
+        if request.user.is_guest:
+            # Not on the guest access module's list; a guest upgrades by registering.
+            raise guest_access_forbidden()
         session = uia.check_uia(
             body.data.get("auth"),
             uri="account/password",
@@ -117,6 +121,9 @@ class ProfileView(MatrixView):
 class ProfileFieldView(MatrixView):
     # profile.yaml: a key name over 255 bytes is M_KEY_TOO_LARGE (profile.check_key_name).
     unbounded_path_params = ("key",)
+    auth_methods = frozenset({"PUT", "DELETE"})
+    # Guest access: "Guest users may only modify their display name" (see _own_field).
+    guest_methods = frozenset({"PUT", "DELETE"})
 
     def get(self, request: Request, user_id: str, key: str) -> Response:
         """GET /_matrix/client/v3/profile/{userId}/{keyName}"""
@@ -127,10 +134,7 @@ class ProfileFieldView(MatrixView):
 
     def put(self, request: Request, user_id: str, key: str) -> Response:
         """PUT /_matrix/client/v3/profile/{userId}/{keyName}"""
-        if request.user is None:
-            raise MatrixError("M_MISSING_TOKEN", "Missing access token")
-        user = require_self(request, user_id, "set profile fields")
-        selectors.check_not_suspended(user)
+        user = self._own_field(request, user_id, key, "set profile fields")
         body = self.body(request)
         profile.check_key_name(key)
         if key not in body:
@@ -142,12 +146,19 @@ class ProfileFieldView(MatrixView):
 
     def delete(self, request: Request, user_id: str, key: str) -> Response:
         """DELETE /_matrix/client/v3/profile/{userId}/{keyName}"""
-        if request.user is None:
-            raise MatrixError("M_MISSING_TOKEN", "Missing access token")
-        user = require_self(request, user_id, "delete profile fields")
-        selectors.check_not_suspended(user)
+        user = self._own_field(request, user_id, key, "delete profile fields")
         profile.do_delete_profile_field(user, key)
         return ok()
+
+    @staticmethod
+    def _own_field(request: Request, user_id: str, key: str, action: str) -> User:
+        """The caller, changing a field of their own profile: a guest only its
+        displayname (Client-Server API, "Guest access"), a suspended user none."""
+        user = require_self(request, user_id, action)
+        if user.is_guest and key != "displayname":
+            raise guest_access_forbidden("Guests may only change their display name")
+        selectors.check_not_suspended(user)
+        return user
 
 
 class AccountDataView(MatrixView):

@@ -26,7 +26,7 @@ from accounts.services.passwords import (
 )
 from config.matrix_api import Body, MatrixView, ok
 from config.ratelimit import check_ratelimit
-from protocol.errors import MatrixError
+from protocol.errors import MatrixError, guest_access_forbidden, missing_param
 
 
 def client_ip(request: Request) -> str:
@@ -56,7 +56,7 @@ class RegisterView(MatrixView):
         """POST /_matrix/client/v3/register"""
         kind = request.query_params.get("kind", "user")
         if kind == "guest":
-            raise MatrixError("M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+            return self._register_guest(request)
         if kind != "user":
             raise MatrixError("M_INVALID_PARAM", "kind must be 'user' or 'guest'")
         if settings.REGISTRATION == "closed":
@@ -65,8 +65,10 @@ class RegisterView(MatrixView):
         check_ratelimit("register", client_ip(request))
         auth = data.get("auth")
         params = {key: value for key, value in data.items() if key != "auth"}
-        params.pop(registration.PASSWORD_HASH, None)  # never the client's to give
-        password_hash = None
+        # Never the client's to give.
+        params.pop(registration.PASSWORD_HASH, None)
+        params.pop(registration.GUEST_USER_ID, None)
+        password_hash = guest_user_id = None
         earlier = uia.find_session(auth, uri="register")
         if earlier is not None and not params:
             # A request of the session that sends only ``auth`` means the parameters
@@ -74,6 +76,7 @@ class RegisterView(MatrixView):
             # parameters").
             params = dict(earlier.results.get(uia.REQUEST) or {})
             password_hash = params.pop(registration.PASSWORD_HASH, None)
+            guest_user_id = params.pop(registration.GUEST_USER_ID, None)
         body = Body(params)
         device_id = body.str("device_id")
         display_name = body.str("initial_device_display_name")
@@ -90,9 +93,22 @@ class RegisterView(MatrixView):
             return self._registered(request, user, inhibit_login, device_id, display_name, refresh)
         username = body.str("username")
         password = body.str("password")
+        guest_access_token = body.str("guest_access_token")
         # Client-Server API, POST /register: these checks come before UIA, so that a
         # client does not complete authentication only to be told the request is bad.
-        localpart = registration.check_username_available(username) if username else None
+        guest = None
+        if guest_user_id is not None:
+            guest = local_user(guest_user_id)
+        elif guest_access_token is not None:
+            # "Guest access": a guest upgrades its account by registering with its
+            # access token; "they are also required to specify the username parameter
+            # to the value of the local part of their username".
+            if username is None:
+                raise missing_param("username")
+            guest = registration.access_upgradable_guest(username, guest_access_token)
+        localpart = None
+        if username and guest is None:
+            localpart = registration.check_username_available(username)
         if password is not None:
             check_new_password(password)
         if not inhibit_login:
@@ -103,11 +119,16 @@ class RegisterView(MatrixView):
             auth,
             uri="register",
             flows=registration_flows(),
-            remember=registration.request_to_remember(params) if starts_session else None,
+            remember=registration.request_to_remember(params, guest) if starts_session else None,
         )
         proven = session.results.get(uia.THREEPID)
         with transaction.atomic():
-            user = registration.do_create_user(localpart, password, password_hash=password_hash)
+            if guest is not None:
+                user = registration.do_upgrade_guest(guest, password, password_hash=password_hash)
+            else:
+                user = registration.do_create_user(
+                    localpart, password, password_hash=password_hash
+                )
             if proven:
                 # The validated address or number becomes the new account's
                 # (M_THREEPID_IN_USE if another registration took it meanwhile, and no
@@ -125,6 +146,26 @@ class RegisterView(MatrixView):
             registration_tokens.do_complete(token)
         uia.do_record_registration(session, user)
         return self._registered(request, user, inhibit_login, device_id, display_name, refresh)
+
+    def _register_guest(self, request: Request) -> Response:
+        """POST /_matrix/client/v3/register?kind=guest: a guest account, with no UIA.
+
+        "When registering a guest account, all parameters in the request body with the
+        exception of initial_device_display_name MUST BE ignored by the server. The
+        server MUST pick a device_id for the account regardless of input."
+        """
+        if not settings.ALLOW_GUEST_ACCESS:
+            raise guest_access_forbidden("Guest access is disabled")
+        body = self.body(request, allow_empty=True)
+        check_ratelimit("register", client_ip(request))
+        display_name = body.str("initial_device_display_name")
+        sessions.check_device_fields(None, display_name)
+        with transaction.atomic():
+            user = registration.do_create_user(None, None, guest=True)
+            new = sessions.do_create_session(
+                user, initial_display_name=display_name, ip=client_ip(request)
+            )
+        return ok({**new.as_login_response(), "home_server": settings.SERVER_NAME})
 
     def _registered(
         self,

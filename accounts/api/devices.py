@@ -32,6 +32,7 @@ def reauth_flows(user: User) -> list[list[str]]:
 
 class DevicesView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"GET"})
 
     def get(self, request: Request) -> Response:
         """GET /_matrix/client/v3/devices"""
@@ -40,6 +41,7 @@ class DevicesView(MatrixView):
 
 class DeviceView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"GET", "PUT"})
 
     def get(self, request: Request, device_id: str) -> Response:
         """GET /_matrix/client/v3/devices/{deviceId}"""

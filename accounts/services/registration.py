@@ -14,13 +14,16 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
-from accounts.selectors import is_localpart_taken
+from accounts.selectors import is_localpart_taken, session_for_token
 from accounts.services import passwords
 from protocol.errors import MatrixError
 from protocol.identifiers import MAX_ID_BYTES, is_valid_user_localpart
 
 # Where request_to_remember keeps the password, hashed.
 PASSWORD_HASH = "password_hash"
+# Where request_to_remember keeps the user ID of the guest account a registration
+# upgrades (never the guest's access token).
+GUEST_USER_ID = "guest_user_id"
 
 
 def normalise_username(username: str) -> str:
@@ -51,13 +54,17 @@ def _generated_localpart() -> str:
     return "u" + "".join(secrets.choice(alphabet) for _ in range(11))
 
 
-def request_to_remember(params: dict[str, Any]) -> dict[str, Any]:
+def request_to_remember(params: dict[str, Any], guest: User | None = None) -> dict[str, Any]:
     """The parameters of a POST /register to keep with its UIA session: the password
-    only as its hash, so that no plain password is ever stored."""
-    kept = {key: value for key, value in params.items() if key != "password"}
+    only as its hash, so that no plain password is ever stored, and an upgraded guest
+    by its user ID rather than its access token."""
+    secret = ("password", "guest_access_token")
+    kept = {key: value for key, value in params.items() if key not in secret}
     password = params.get("password")
     if isinstance(password, str):
         kept[PASSWORD_HASH] = make_password(password)
+    if guest is not None:
+        kept[GUEST_USER_ID] = guest.user_id
     return kept
 
 
@@ -67,9 +74,12 @@ def do_create_user(
     *,
     admin: bool = False,
     password_hash: str | None = None,
+    guest: bool = False,
 ) -> User:
     """Create a local user; ``localpart`` None picks a free random one. ``password_hash``
-    (from :func:`request_to_remember`) stands in for a password already checked."""
+    (from :func:`request_to_remember`) stands in for a password already checked.
+    ``guest``: a guest account (Client-Server API, "Guest access"); its display name
+    is its localpart too, as Synapse gives its guests."""
     if password is not None:
         passwords.check_new_password(password)
     if localpart is None:
@@ -83,6 +93,7 @@ def do_create_user(
                 password,
                 is_staff=admin,
                 is_superuser=admin,
+                is_guest=guest,
                 profile={"displayname": localpart},
             )
             if password is None and password_hash is not None:
@@ -91,6 +102,47 @@ def do_create_user(
             return user
     except IntegrityError:
         raise MatrixError("M_USER_IN_USE", "User ID already taken") from None
+
+
+def access_upgradable_guest(username: str, guest_access_token: str) -> User:
+    """The guest account a POST /register with ``guest_access_token`` upgrades.
+
+    Client-Server API, "Guest access": a guest upgrades by registering with its access
+    token and its own localpart as ``username``. Any other pairing (another user's
+    localpart, a token that is not a live guest's) is 403 M_FORBIDDEN, as Synapse
+    answers; the username is checked for validity first (M_INVALID_USERNAME).
+    """
+    localpart = normalise_username(username)
+    try:
+        session = session_for_token(guest_access_token)
+    except MatrixError:
+        session = None
+    if session is None or not session.user.is_guest or session.user.localpart != localpart:
+        raise MatrixError(
+            "M_FORBIDDEN", "Cannot register a taken user ID without that guest's access token"
+        )
+    return session.user
+
+
+def do_upgrade_guest(
+    guest: User, password: str | None, *, password_hash: str | None = None
+) -> User:
+    """Make a guest account a full one, keeping its user ID, rooms and devices; its
+    sessions stay valid. ``password_hash`` as for :func:`do_create_user`. 400
+    M_USER_IN_USE if it was upgraded meanwhile."""
+    if password is not None:
+        passwords.check_new_password(password)
+    with transaction.atomic():
+        user = User.objects.select_for_update().filter(pk=guest.pk, is_active=True).first()
+        if user is None or not user.is_guest:
+            raise MatrixError("M_USER_IN_USE", "User ID already taken")
+        if password is not None:
+            user.set_password(password)
+        elif password_hash is not None:
+            user.password = password_hash
+        user.is_guest = False
+        user.save(update_fields=["password", "is_guest"])
+    return user
 
 
 # --- Shared-secret registration, compatible with Synapse's /_synapse/admin/v1/register ---

@@ -15,6 +15,7 @@ from e2ee.services import cross_signing, keys, remote_keys
 
 class KeysUploadView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"POST"})
 
     def post(self, request: Request) -> Response:
         """POST /_matrix/client/v3/keys/upload"""
@@ -30,6 +31,7 @@ class KeysUploadView(MatrixView):
 
 class KeysQueryView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"POST"})
 
     def post(self, request: Request) -> Response:
         """POST /_matrix/client/v3/keys/query"""
@@ -41,6 +43,7 @@ class KeysQueryView(MatrixView):
 
 class KeysClaimView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"POST"})
 
     def post(self, request: Request) -> Response:
         """POST /_matrix/client/v3/keys/claim"""

@@ -11,6 +11,7 @@ from e2ee.services import to_device
 
 class SendToDeviceView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"PUT"})
 
     def put(self, request: Request, event_type: str, txn_id: str) -> Response:
         """PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}"""

@@ -15,7 +15,7 @@ from accounts.services.openid import openid_token_owner
 from config.matrix_api import MatrixView, ok
 from federation import notary
 from federation.keys import server_signing_key
-from protocol.errors import bad_json, invalid_param
+from protocol.errors import MatrixError, bad_json, invalid_param
 from protocol.identifiers import is_valid_server_name
 from protocol.server_keys import server_keys_json
 
@@ -111,6 +111,9 @@ class OpenIdUserInfoView(MatrixView):
 
     def get(self, request: Request) -> Response:
         """GET /_matrix/federation/v1/openid/userinfo"""
-        token = self.query_str(request, "access_token", required=True)
-        assert token is not None
+        token = self.query_str(request, "access_token")
+        if not token:
+            # The endpoint's only error is 401 ("The token was not recognized"); a missing
+            # token is told as the Client-Server API tells one: M_MISSING_TOKEN.
+            raise MatrixError("M_MISSING_TOKEN", "Missing access token", status=401)
         return ok({"sub": openid_token_owner(token)})

@@ -128,6 +128,7 @@ class ConfigView(MatrixView):
 
 class DownloadView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"GET"})
     legacy = False
     # Only repeated in Content-Disposition, never stored or looked up.
     unbounded_path_params = ("file_name",)
@@ -159,6 +160,7 @@ class LegacyDownloadView(DownloadView):
 
 class ThumbnailView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"GET"})
     legacy = False
 
     def thumbnail(

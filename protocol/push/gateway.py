@@ -114,6 +114,11 @@ def notify_body(notification: EventNotification, device: Device, user_id: str) -
     }
     if device.event_id_only:
         return {"notification": body}
+    # Synapse's older names, sent beside the spec's fields (it still sends them; sytest
+    # and gateways written against Synapse read them): ``id`` is ``event_id``, and a
+    # membership event's ``membership`` is its ``content.membership``. A gateway that
+    # follows the Push Gateway API ignores fields it does not know.
+    body["id"] = notification.event_id
     body["type"] = notification.type
     body["sender"] = notification.sender
     if notification.sender_display_name:
@@ -124,9 +129,21 @@ def notify_body(notification: EventNotification, device: Device, user_id: str) -
         body["room_alias"] = notification.room_alias
     if notification.type == "m.room.member" and notification.state_key is not None:
         body["user_is_target"] = notification.state_key == user_id
+        membership = notification.content.get("membership")
+        if isinstance(membership, str):
+            body["membership"] = membership
     if notification.content:
         body["content"] = dict(notification.content)
     return {"notification": body}
+
+
+def badge_body(device: Device, unread: int) -> dict[str, Any]:
+    """A request that only updates the user's unread count ("update the number of
+    unread notifications a user has [...] The counts may be sent [...] by themselves"):
+    no event fields and no tweaks, low priority (it alerts nobody). A zero count is
+    omitted like any other ("Counts whose value is zero should be omitted")."""
+    counts = {"unread": unread} if unread else {}
+    return {"notification": {"prio": "low", "counts": counts, "devices": [device.as_json({})]}}
 
 
 def rejected_pushkeys(response: Any) -> list[str]:

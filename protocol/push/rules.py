@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from protocol.errors import MatrixError, bad_json, invalid_param, not_found
-from protocol.identifiers import is_valid_room_id, is_valid_user_id
 
 # "The different kinds of rule, in the order that they are checked".
 KINDS: tuple[str, ...] = ("override", "content", "room", "sender", "underride")
@@ -191,26 +190,26 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def check_new_rule_id(kind: str, rule_id: str) -> None:
+def check_new_rule_id(rule_id: str) -> None:
     """PUT /pushrules/global/{kind}/{ruleId}: "If the string starts with a dot ("."), the
     request MUST be rejected as this is reserved for server-default rules. Slashes ("/")
-    and backslashes ("\\") are also not allowed." A room rule's ID is the room's ID, a
-    sender rule's the sender's user ID."""
+    and backslashes ("\\") are also not allowed." Nothing else is refused: "The
+    ``rule_id`` is a unique string within the kind of rule". A room rule whose ID is not
+    a room ID (or a sender rule's not a user ID) is kept and matches no event, as the
+    rule's ID is its condition."""
     if not rule_id or len(rule_id) > MAX_RULE_ID_LENGTH:
         raise invalid_param("Invalid rule ID")
     if rule_id.startswith("."):
         raise invalid_param("Rule IDs starting with '.' are reserved for server-default rules")
     if "/" in rule_id or "\\" in rule_id:
         raise invalid_param("Rule IDs may not contain slashes or backslashes")
-    if kind == "room" and not is_valid_room_id(rule_id):
-        raise invalid_param("The rule ID of a room rule must be a room ID")
-    if kind == "sender" and not is_valid_user_id(rule_id):
-        raise invalid_param("The rule ID of a sender rule must be a user ID")
 
 
 def check_actions(actions: Any) -> list[Any]:
-    """A rule's actions, historical ones stripped ("Historical Actions": a rule with
-    ``["dont_notify"]`` is a rule with no actions)."""
+    """A rule's actions as the client sent them. Historical ones (``dont_notify``,
+    ``coalesce``) are accepted and kept, so the client reads back what it wrote; the
+    evaluator ignores them ("Historical Actions": a rule with ``["dont_notify"]`` MUST be
+    equivalent to a rule with an empty actions array)."""
     if not isinstance(actions, list):
         raise bad_json("'actions' must be an array")
     if len(actions) > MAX_ACTIONS:
@@ -218,9 +217,7 @@ def check_actions(actions: Any) -> list[Any]:
     checked: list[Any] = []
     for action in actions:
         if isinstance(action, str):
-            if action in HISTORICAL_ACTIONS:
-                continue
-            if action != "notify":
+            if action != "notify" and action not in HISTORICAL_ACTIONS:
                 raise invalid_param(f"Unknown action {action!r}")
         elif isinstance(action, dict):
             if not isinstance(action.get("set_tweak"), str):
@@ -304,7 +301,7 @@ def check_rule(kind: str, rule_id: str, body: Mapping[str, Any]) -> dict[str, An
     ("When creating push rules, they MUST be enabled by default"), with the parameters
     its kind takes and no others."""
     check_kind(kind)
-    check_new_rule_id(kind, rule_id)
+    check_new_rule_id(rule_id)
     if "actions" not in body:
         raise MatrixError("M_MISSING_PARAM", "Missing 'actions'")
     rule: dict[str, Any] = {

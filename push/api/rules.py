@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from accounts.models import User
 from config.matrix_api import MatrixView, ok
 from protocol.errors import bad_json, missing_param
-from protocol.push.rules import find_rule
+from protocol.push.rules import check_kind, find_rule
 from push import rules as selectors
 from push.services import rules as services
 
@@ -29,6 +29,26 @@ class GlobalPushRulesView(MatrixView):
     def get(self, request: Request) -> Response:
         """GET /_matrix/client/v3/pushrules/global/"""
         return ok(selectors.ruleset_for(request.user.user_id))
+
+
+class PushRulesOfKindView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request, kind: str) -> Response:
+        """GET /_matrix/client/v3/pushrules/global/{kind}/ (not in the spec; Synapse's)"""
+        rules = selectors.ruleset_for(request.user.user_id)
+        return ok(rules[check_kind(kind)])
+
+    def put(self, request: Request, kind: str) -> Response:
+        """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId} with an empty ruleId"""
+        body = self.body(request)
+        services.do_put_rule(request.user, kind, "", body.data)
+        return ok()
+
+    def delete(self, request: Request, kind: str) -> Response:
+        """DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId} with an empty ruleId"""
+        services.do_delete_rule(request.user, kind, "")
+        return ok()
 
 
 def _rule(user: User, kind: str, rule_id: str) -> dict[str, Any]:

@@ -23,7 +23,10 @@ def fake_event_id() -> str:
 
 def send_context(request: Request, txn_id: str | None = None) -> SendContext:
     return SendContext(
-        sender=request.user.user_id, device_id=request.auth.device.device_id, txn_id=txn_id
+        sender=request.user.user_id,
+        device_id=request.auth.device.device_id,
+        txn_id=txn_id,
+        guest=request.user.is_guest,
     )
 
 

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.matrix_api import Body, MatrixView, ok
-from protocol.errors import MatrixError, bad_json, invalid_param
+from protocol.errors import bad_json, invalid_param
 from rooms.api.common import check_room_id
 from rooms.federation import remote
 from rooms.services import aliases, directory, remote_directory
@@ -21,6 +21,9 @@ def is_server_admin(user: Any) -> bool:
 
 
 class RoomAliasView(MatrixView):
+    # GET needs no access token (directory.yaml); PUT and DELETE do.
+    auth_methods = frozenset({"PUT", "DELETE"})
+
     def get(self, request: Request, room_alias: str) -> Response:
         """GET /_matrix/client/v3/directory/room/{roomAlias}"""
         if aliases.parse_alias(room_alias).domain != settings.SERVER_NAME:
@@ -31,7 +34,6 @@ class RoomAliasView(MatrixView):
 
     def put(self, request: Request, room_alias: str) -> Response:
         """PUT /_matrix/client/v3/directory/room/{roomAlias}"""
-        self._require_auth(request)
         body = self.body(request)
         aliases.do_create_alias(
             room_alias,
@@ -43,7 +45,6 @@ class RoomAliasView(MatrixView):
 
     def delete(self, request: Request, room_alias: str) -> Response:
         """DELETE /_matrix/client/v3/directory/room/{roomAlias}"""
-        self._require_auth(request)
         aliases.do_delete_alias(
             room_alias,
             request.user.user_id,
@@ -51,12 +52,6 @@ class RoomAliasView(MatrixView):
             is_admin=is_server_admin(request.user),
         )
         return ok()
-
-    @staticmethod
-    def _require_auth(request: Request) -> None:
-        # GET needs no access token (directory.yaml); PUT and DELETE do.
-        if request.user is None:
-            raise MatrixError("M_MISSING_TOKEN", "Missing access token")
 
 
 class RoomAliasesView(MatrixView):
@@ -72,6 +67,8 @@ class RoomAliasesView(MatrixView):
 
 
 class RoomVisibilityView(MatrixView):
+    auth_methods = frozenset({"PUT"})
+
     def get(self, request: Request, room_id: str) -> Response:
         """GET /_matrix/client/v3/directory/list/room/{roomId}"""
         check_room_id(room_id)
@@ -79,8 +76,6 @@ class RoomVisibilityView(MatrixView):
 
     def put(self, request: Request, room_id: str) -> Response:
         """PUT /_matrix/client/v3/directory/list/room/{roomId}"""
-        if request.user is None:
-            raise MatrixError("M_MISSING_TOKEN", "Missing access token")
         body = self.body(request, allow_empty=True)
         check_room_id(room_id)
         visibility = body.str("visibility", default=directory.PUBLIC)
@@ -138,6 +133,9 @@ def _public_rooms(query: directory.PublicRoomsQuery) -> Response:
 
 
 class PublicRoomsView(MatrixView):
+    # GET needs no access token; POST does.
+    auth_methods = frozenset({"POST"})
+
     def get(self, request: Request) -> Response:
         """GET /_matrix/client/v3/publicRooms"""
         query = directory.PublicRoomsQuery(
@@ -149,7 +147,5 @@ class PublicRoomsView(MatrixView):
 
     def post(self, request: Request) -> Response:
         """POST /_matrix/client/v3/publicRooms"""
-        if request.user is None:
-            raise MatrixError("M_MISSING_TOKEN", "Missing access token")
         body = self.body(request, allow_empty=True)
         return _public_rooms(query_from_body(body, server=request.query_params.get("server")))

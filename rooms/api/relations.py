@@ -118,6 +118,7 @@ class ThreadsView(MatrixView):
 
 class ContextView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"GET"})
 
     def get(self, request: Request, room_id: str, event_id: str) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}"""

@@ -169,6 +169,9 @@ def _servers_named(request: Request) -> list[str]:
 
 class JoinView(MatrixView):
     requires_auth = True
+    # The guest access module lists POST /rooms/{roomId}/join; /join/{roomIdOrAlias} is
+    # the same join by another path (Synapse lets guests use both, and clients do).
+    guest_methods = frozenset({"POST"})
 
     def post(self, request: Request, room_id_or_alias: str) -> Response:
         """POST /_matrix/client/v3/join/{roomIdOrAlias} (and /rooms/{roomId}/join)"""
@@ -214,6 +217,7 @@ class KnockView(MatrixView):
 
 class LeaveView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"POST"})
 
     def post(self, request: Request, room_id: str) -> Response:
         """POST /_matrix/client/v3/rooms/{roomId}/leave"""
@@ -300,6 +304,7 @@ class UnbanView(TargetedMembershipView):
 
 class SendView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"PUT"})
 
     def put(self, request: Request, room_id: str, event_type: str, txn_id: str) -> Response:
         """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
@@ -319,6 +324,7 @@ class SendView(MatrixView):
 
 class StateView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"GET", "PUT"})
 
     def get(
         self, request: Request, room_id: str, event_type: str, state_key: str = ""
@@ -356,6 +362,7 @@ class StateView(MatrixView):
 
 class FullStateView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"GET"})
 
     def get(self, request: Request, room_id: str) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/state"""
@@ -367,6 +374,7 @@ class FullStateView(MatrixView):
 
 class MembersView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"GET"})
 
     def get(self, request: Request, room_id: str) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/members"""
@@ -474,6 +482,7 @@ class RedactView(MatrixView):
 
 class EventView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"GET"})
 
     def get(self, request: Request, room_id: str, event_id: str) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
@@ -483,6 +492,17 @@ class EventView(MatrixView):
         viewer = (request.user.user_id, request.auth.device.device_id)
         bundles = relations.bundled_aggregations([row], viewer[0], viewer_device=viewer)
         return ok(client_events([row], viewer_device=viewer, bundles=bundles)[0])
+
+
+class LegacyEventView(MatrixView):
+    requires_auth = True
+
+    def get(self, request: Request, event_id: str) -> Response:
+        """GET /_matrix/client/v3/events/{eventId} (deprecated): 404 for an event the user
+        may not see, as for an unknown one."""
+        row = selectors.get_event_for_user(None, event_id, request.user.user_id)
+        viewer = (request.user.user_id, request.auth.device.device_id)
+        return ok(client_events([row], viewer_device=viewer)[0])
 
 
 def parse_filter_param(request: Request) -> dict[str, Any] | None:
@@ -516,6 +536,7 @@ def parse_limit(request: Request, default: int, maximum: int = 1000) -> int:
 
 class MessagesView(MatrixView):
     requires_auth = True
+    guest_methods = frozenset({"GET"})
 
     def get(self, request: Request, room_id: str) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/messages"""

@@ -53,6 +53,8 @@ class SendContext:
     sender: str
     device_id: str | None = None
     txn_id: str | None = None
+    # The sender is a guest account of this server (Client-Server API, "Guest access").
+    guest: bool = False
 
 
 def room_version_of(room: Room) -> RoomVersion:
@@ -348,8 +350,7 @@ def insert_rows(room: Room, events: list[tuple[PDUEvent, dict[str, Any]]]) -> No
     one executemany of the values Django would insert (bulk_create spent longer compiling
     the SQL of a send_join answer's thousands of rows than the database took to store
     them), and their edges."""
-    rows = [_event_row(room, event, None, fields) for event, fields in events]
-    if not rows:
+    if not events:
         return
     columns = [field for field in Event._meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
@@ -358,10 +359,17 @@ def insert_rows(room: Room, events: list[tuple[PDUEvent, dict[str, Any]]]) -> No
         f"({', '.join(quote(field.column) for field in columns)}) "
         f"VALUES ({', '.join(['%s'] * len(columns))})"
     )
-    values = [
-        [field.get_db_prep_save(field.pre_save(row, True), connection) for field in columns]
-        for row in rows
-    ]
+    # The values as Django would prepare them, without a model instance per row: plain
+    # columns as they are, defaults once, and only the JSON column through its field.
+    defaults = {field.attname: field.get_default() for field in columns}
+    pdu_field = Event._meta.get_field("pdu")
+    values = []
+    for event, fields in events:
+        if not fields.keys() <= defaults.keys():
+            raise TypeError(f"not Event columns: {sorted(fields.keys() - defaults.keys())}")
+        row = {**defaults, **_event_values(room, event, None), **fields}
+        row["pdu"] = pdu_field.get_db_prep_save(row["pdu"], connection)
+        values.append([row[field.attname] for field in columns])
     with connection.cursor() as cursor:
         cursor.executemany(sql, values)
     _insert_edges([event for event, _fields in events])
@@ -373,50 +381,79 @@ def _event_row(
     room: Room, event: PDUEvent, ctx: SendContext | None, fields: dict[str, Any]
 ) -> Event:
     """The event's row, not saved yet."""
+    values = _event_values(room, event, ctx)
+    values.pop("room_id")
+    return Event(room=room, **values, **fields)
+
+
+def _event_values(room: Room, event: PDUEvent, ctx: SendContext | None) -> dict[str, Any]:
+    """The event's columns (by attribute name) that come from the event itself."""
     relates_to, rel_type = relation_of(event.content)
-    return Event(
-        event_id=event.event_id,
-        room=room,
-        depth=event.depth,
-        type=event.type,
-        state_key=event.state_key,
-        sender=event.sender,
-        origin_server_ts=event.origin_server_ts,
-        pdu=event.pdu,
-        membership=event.membership if event.type == "m.room.member" else None,
-        redacts=event.redacts if event.type == "m.room.redaction" else None,
-        relates_to=relates_to,
-        rel_type=rel_type,
-        sender_device_id=ctx.device_id if ctx else None,
-        txn_id=ctx.txn_id if ctx else None,
-        **fields,
-    )
+    return {
+        "event_id": event.event_id,
+        "room_id": room.pk,
+        "depth": event.depth,
+        "type": event.type,
+        "state_key": event.state_key,
+        "sender": event.sender,
+        "origin_server_ts": event.origin_server_ts,
+        "pdu": event.pdu,
+        "membership": event.membership if event.type == "m.room.member" else None,
+        "redacts": event.redacts if event.type == "m.room.redaction" else None,
+        "relates_to": relates_to,
+        "rel_type": rel_type,
+        "sender_device_id": ctx.device_id if ctx else None,
+        "txn_id": ctx.txn_id if ctx else None,
+    }
 
 
 def _insert_edges(events: list[PDUEvent]) -> None:
     """The stored events' prev_events and auth_events edges."""
     prev_edges = [(prev, e.event_id) for e in events for prev in e.prev_event_ids]
     auth_edges = [(auth, e.event_id) for e in events for auth in e.auth_event_ids]
-    _insert_edge_rows(EventEdge, "prev_event_id", prev_edges)
-    _insert_edge_rows(EventAuthEdge, "auth_event_id", auth_edges)
+    row_ids = _row_ids([e.event_id for e in events]) if len(events) > 1 else None
+    _insert_edge_rows(EventEdge, "prev_event_id", prev_edges, row_ids)
+    _insert_edge_rows(EventAuthEdge, "auth_event_id", auth_edges, row_ids)
+
+
+def _row_ids(event_ids: list[str]) -> dict[str, int]:
+    """The row IDs of these stored events, read in a few queries."""
+    row_ids: dict[str, int] = {}
+    for start in range(0, len(event_ids), 1000):
+        row_ids.update(
+            Event.objects.filter(event_id__in=event_ids[start : start + 1000]).values_list(
+                "event_id", "id"
+            )
+        )
+    return row_ids
 
 
 def _insert_edge_rows(
-    model: type[EventEdge | EventAuthEdge], column: str, edges: list[tuple[str, str]]
+    model: type[EventEdge | EventAuthEdge],
+    column: str,
+    edges: list[tuple[str, str]],
+    row_ids: dict[str, int] | None,
 ) -> None:
-    """(cited event ID, citing event ID) rows as one executemany of plain tuples, the
-    citing event's row found by its ID: a send_join answer brings tens of thousands of
-    edges, and building a model instance for each took longer than storing them (as
-    with state group entries)."""
+    """(cited event ID, citing event ID) rows as one executemany of plain tuples: a
+    send_join answer brings tens of thousands of edges, and building a model instance
+    for each took longer than storing them (as with state group entries). The citing
+    event's row is found by its ID in the statement for one event, and from
+    ``row_ids`` for many (a lookup per edge cost more than the insert)."""
     if not edges:
         return
     quote = connection.ops.quote_name
-    events = quote(Event._meta.db_table)
+    table = quote(model._meta.db_table)
     with connection.cursor() as cursor:
+        if row_ids is None:
+            cursor.executemany(
+                f"INSERT INTO {table} (event_id, {column}) "
+                f"SELECT e.id, %s FROM {quote(Event._meta.db_table)} e WHERE e.event_id = %s",
+                edges,
+            )
+            return
         cursor.executemany(
-            f"INSERT INTO {quote(model._meta.db_table)} (event_id, {column}) "
-            f"SELECT e.id, %s FROM {events} e WHERE e.event_id = %s",
-            edges,
+            f"INSERT INTO {table} (event_id, {column}) VALUES (%s, %s)",
+            [(row_ids[citing], cited) for cited, citing in edges],
         )
 
 

@@ -29,6 +29,7 @@ long.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping
@@ -42,12 +43,13 @@ from protocol import auth_rules
 from protocol.errors import MatrixError
 from protocol.events import Event as PDUEvent
 from protocol.events import EventFormatError
-from protocol.hashing import check_content_hash
+from protocol.hashing import check_content_hash, compute_event_id, redacted_signable_bytes
 from protocol.identifiers import is_valid_event_id, is_valid_room_id, is_valid_user_id
 from protocol.redaction import redact_event
 from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.signing import (
     SignatureVerifyError,
+    VerifyKey,
     servers_required_to_sign_event,
     verify_event_signature,
 )
@@ -178,11 +180,12 @@ def receive_joined_room(
     # The IDs the state names, those of events failing their checks too (one may be
     # stored here already).
     state_ids = set()
-    for index, candidate in enumerate([*state, *auth_chain]):
-        try:
-            checked = checked_event(candidate, room_version)
-        except InvalidPDU as exc:
-            logger.info("state from %s dropped: %s", origin, exc)
+    candidates = [*state, *auth_chain]
+    for index, (candidate, checked) in enumerate(
+        zip(candidates, checked_events(candidates, room_version), strict=True)
+    ):
+        if isinstance(checked, InvalidPDU):
+            logger.info("state from %s dropped: %s", origin, checked)
             if index < len(state) and isinstance(candidate, Mapping):
                 with contextlib.suppress(EventFormatError):
                     state_ids.add(PDUEvent(candidate, room_version).event_id)
@@ -222,25 +225,152 @@ def checked_event(pdu: Mapping[str, Any], room_version: RoomVersion | None = Non
     hashes pass (redacted when only the content hash does not). ``room_version``: the
     version of the PDU's room when the caller knows it (many PDUs of one room), or the
     version another server says the room has, for a room not known here (an invite)."""
-    if not isinstance(pdu, Mapping):
-        raise InvalidPDU("a PDU must be an object")
-    if room_version is None:
-        room_version = _room_version_for(pdu)
-    pdu = {key: value for key, value in pdu.items() if key != "unsigned"}
-    _check_format(pdu, room_version)
-    event = PDUEvent(pdu, room_version)
-    try:
-        event_id = event.event_id
-        servers = servers_required_to_sign_event(pdu, room_version)
-    except (EventFormatError, ValueError) as exc:
-        raise InvalidPDU(str(exc)) from None
-    for server_name in sorted(servers):
-        _check_signed_by(pdu, server_name, room_version, event.origin_server_ts)
-    if not check_content_hash(pdu):
-        # Check 3: a content hash mismatch is not fatal; the event is used redacted.
-        logger.warning("%s: content hash mismatch, stored redacted", event_id)
-        return PDUEvent(redact_event(pdu, room_version), room_version, event_id=event_id)
-    return event
+    checking = _Checking.of(pdu, room_version)
+    checking.verify_signatures()
+    return checking.finished()
+
+
+def checked_events(pdus: list[Any], room_version: RoomVersion) -> list[PDUEvent | InvalidPDU]:
+    """``checked_event`` of each of many PDUs of one room (a send_join answer, a batch
+    fetched): each one's result or the reason it is dropped, in order. The PDUs are
+    encoded first; then their ed25519 verifications, about half the work, run in two
+    halves at once, one on a helper thread (libsodium releases the GIL; run beside the
+    encoding, each verification would wait for the GIL instead)."""
+    checkings: list[_Checking | InvalidPDU] = []
+    quick: list[tuple[int, _Checking, list[tuple[str, VerifyKey]]]] = []
+    for pdu in pdus:
+        try:
+            checking = _Checking.of(pdu, room_version)
+        except InvalidPDU as exc:
+            checkings.append(exc)
+            continue
+        keys = checking.first_keys()
+        if keys is not None:
+            quick.append((len(checkings), checking, keys))
+        checkings.append(checking)
+    verified: set[int] = set()
+    half = len(quick) // 2
+    helper = _verifier().submit(_verify_all, quick[:half]) if half else None
+    verified |= _verify_all(quick[half:])
+    if helper is not None:
+        verified |= helper.result()
+    results: list[PDUEvent | InvalidPDU] = []
+    for index, checking in enumerate(checkings):
+        if isinstance(checking, InvalidPDU):
+            results.append(checking)
+            continue
+        try:
+            if index not in verified:
+                # Another key of a server, or none: the one-by-one check says which.
+                checking.verify_signatures()
+            results.append(checking.finished())
+        except InvalidPDU as exc:
+            results.append(exc)
+    return results
+
+
+def _verify_all(quick: list[tuple[int, _Checking, list[tuple[str, VerifyKey]]]]) -> set[int]:
+    """The indexes of those whose signatures verify with the keys given (no database)."""
+    return {index for index, checking, keys in quick if checking.verify_with(keys)}
+
+
+_VERIFIER: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _verifier() -> concurrent.futures.ThreadPoolExecutor:
+    global _VERIFIER
+    if _VERIFIER is None:
+        _VERIFIER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pdu-verify")
+    return _VERIFIER
+
+
+@dataclass
+class _Checking:
+    """A PDU whose format passed, on its way through checks 2 and 3."""
+
+    pdu: dict[str, Any]
+    room_version: RoomVersion
+    event: PDUEvent
+    # The bytes its servers signed, which its event ID is the hash of (encoded once).
+    signable: bytes
+    servers: list[str]
+
+    @classmethod
+    def of(cls, pdu: Any, room_version: RoomVersion | None) -> _Checking:
+        if not isinstance(pdu, Mapping):
+            raise InvalidPDU("a PDU must be an object")
+        if room_version is None:
+            room_version = _room_version_for(pdu)
+        pdu = {key: value for key, value in pdu.items() if key != "unsigned"}
+        _check_format(pdu, room_version)
+        try:
+            signable = redacted_signable_bytes(pdu, room_version)
+            event_id = compute_event_id(pdu, room_version, signable=signable)
+            servers = sorted(servers_required_to_sign_event(pdu, room_version))
+        except (EventFormatError, ValueError) as exc:
+            raise InvalidPDU(str(exc)) from None
+        event = PDUEvent(pdu, room_version, event_id=event_id)
+        return cls(pdu, room_version, event, signable, servers)
+
+    def verify_signatures(self) -> None:
+        """InvalidPDU unless every server that must sign did (each of its keys tried)."""
+        for server_name in self.servers:
+            _check_signed_by(
+                self.pdu,
+                server_name,
+                self.room_version,
+                self.event.origin_server_ts,
+                self.signable,
+            )
+
+    def first_keys(self) -> list[tuple[str, VerifyKey]] | None:
+        """For each server that must sign, the first of its signing keys known here (in
+        the order ``verify_signatures`` tries them); None when a server has none."""
+        keys = []
+        for server_name in self.servers:
+            signatures = self.pdu["signatures"].get(server_name)
+            if not isinstance(signatures, dict):
+                return None
+            for key_id in sorted(signatures):
+                if not key_id.startswith("ed25519:"):
+                    continue
+                try:
+                    key = keyring.get_verify_key(
+                        server_name,
+                        key_id,
+                        valid_at_ts=self.event.origin_server_ts,
+                        for_requests=False,
+                    )
+                except keyring.KeyUnavailable:
+                    continue
+                keys.append((server_name, key))
+                break
+            else:
+                return None
+        return keys
+
+    def verify_with(self, keys: list[tuple[str, VerifyKey]]) -> bool:
+        """Whether each server's signature verifies with the key given for it (no
+        database: safe on another thread)."""
+        for server_name, key in keys:
+            try:
+                verify_event_signature(
+                    self.pdu, server_name, key, self.room_version, signable=self.signable
+                )
+            except (SignatureVerifyError, ValueError):
+                return False
+        return True
+
+    def finished(self) -> PDUEvent:
+        """Check 3: the event, redacted when its content hash does not match."""
+        if not check_content_hash(self.pdu):
+            logger.warning("%s: content hash mismatch, stored redacted", self.event.event_id)
+            return PDUEvent(
+                redact_event(self.pdu, self.room_version),
+                self.room_version,
+                event_id=self.event.event_id,
+            )
+        return self.event
 
 
 def _room_version_for(pdu: Mapping[str, Any]) -> RoomVersion:
@@ -311,7 +441,11 @@ def check_signed_by(pdu: Mapping[str, Any], server_name: str, room_version: Room
 
 
 def _check_signed_by(
-    pdu: Mapping[str, Any], server_name: str, room_version: RoomVersion, ts: int
+    pdu: Mapping[str, Any],
+    server_name: str,
+    room_version: RoomVersion,
+    ts: int,
+    signable: bytes | None = None,
 ) -> None:
     signatures = pdu["signatures"].get(server_name)
     if not isinstance(signatures, dict) or not signatures:
@@ -321,7 +455,7 @@ def _check_signed_by(
             continue
         try:
             key = keyring.get_verify_key(server_name, key_id, valid_at_ts=ts, for_requests=False)
-            verify_event_signature(pdu, server_name, key, room_version)
+            verify_event_signature(pdu, server_name, key, room_version, signable=signable)
         except (keyring.KeyUnavailable, SignatureVerifyError, ValueError) as exc:
             logger.info("signature %s of %s: %s", key_id, server_name, exc)
             continue

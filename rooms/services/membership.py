@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from accounts.models import User
 from accounts.selectors import local_user
 from accounts.services.room_upgrades import do_carry_room_account_data
 from protocol import auth_rules
@@ -16,7 +17,7 @@ from protocol.errors import MatrixError
 from protocol.identifiers import is_valid_user_id, parse_user_id
 from rooms import event_cache
 from rooms.models import Event, Membership, Room
-from rooms.services import blocking, out_of_band, remote_invites
+from rooms.services import blocking, guests, out_of_band, remote_invites
 from rooms.services.events import (
     SendContext,
     auth_state_for,
@@ -202,6 +203,8 @@ def do_update_membership(
         room = lock_room(room_id)
         if membership == LEAVE and target == ctx.sender:
             _check_may_leave(room, target)
+        if membership == JOIN and ctx.guest and target == ctx.sender:
+            guests.check_guest_may_join(room)
         if membership == JOIN and room_version_of(room).restricted_join_rule:
             current = Membership.objects.filter(room=room, user_id=target).first()
             if current is None or current.membership not in (JOIN, INVITE):
@@ -252,6 +255,44 @@ def do_leave_all_rooms(user_id: str) -> int:
     for room_id in room_ids:
         do_update_membership(room_id, ctx, user_id, LEAVE)
     return len(room_ids)
+
+
+def do_remove_guests(room_id: str) -> int:
+    """Client-Server API, "Guest access": once the room's m.room.guest_access no longer
+    says can_join, "the server MUST set those users' m.room.member state to leave".
+    Each local guest joined to (or invited into) the room leaves it; none does if the
+    current state lets guests join again. How many left.
+
+    The guests leave themselves, as Synapse has them do: no power level is needed, and
+    who is a guest stays this server's business.
+    """
+    room = Room.objects.filter(room_id=room_id).first()
+    if room is None or room.current_state_group_id is None:
+        return 0
+    if guests.guest_can_join(load_state(room.current_state_group_id)):
+        return 0
+    suffix = ":" + settings.SERVER_NAME
+    members = Membership.objects.filter(
+        room=room, membership__in=(JOIN, INVITE), user_id__endswith=suffix
+    ).values_list("user_id", flat=True)
+    localparts = [user_id[1 : -len(suffix)] for user_id in members]
+    guest_ids = [
+        f"@{localpart}{suffix}"
+        for localpart in User.objects.filter(localpart__in=localparts, is_guest=True).values_list(
+            "localpart", flat=True
+        )
+    ]
+    left = 0
+    for user_id in guest_ids:
+        try:
+            do_update_membership(room_id, SendContext(sender=user_id), user_id, LEAVE)
+        except MatrixError as exc:
+            # One guest failing to leave (a remote invite's server unreachable) does not
+            # keep the others in.
+            logger.warning("guest %s did not leave %s: %s", user_id, room_id, exc.error)
+            continue
+        left += 1
+    return left
 
 
 def do_refresh_member_profiles(user_id: str) -> int:

@@ -24,7 +24,7 @@ from accounts.clock import now_ms
 from accounts.models import AccountData, User
 from accounts.services.account_data import write_account_data
 from protocol.errors import MatrixError
-from rooms import federation_out
+from rooms import federation_out, hooks
 from rooms.models import Event, Receipt, Room
 from rooms.relations import MAIN_THREAD, thread_root
 from streams import notifier
@@ -82,6 +82,8 @@ def do_send_receipt(
         )
         if moved and receipt_type == READ:
             federation_out.queue_receipt(room, user_id, event.event_id, ts=ts, thread_id=thread_id)
+        if moved:
+            hooks.receipt_moved(user_id)
     return moved
 
 

@@ -46,7 +46,7 @@ from protocol.identifiers import is_valid_server_name, parse_room_alias, require
 from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.signing import hash_and_sign_event
 from rooms.models import Event, Membership, Room, RoomAlias
-from rooms.services import blocking
+from rooms.services import blocking, guests
 from rooms.services.events import SendContext, check_size_and_values
 from rooms.services.incoming import InvalidPDU, receive_joined_room
 from rooms.services.membership import (
@@ -104,6 +104,9 @@ def do_join(
                 room_id, ctx, ctx.sender, JOIN, reason=reason, extra_content=extra_content
             )
             return room_id
+        if ctx.guest:
+            # Only what this server knows of the room can let a guest in (as Synapse).
+            guests.check_guest_may_join(room)
         servers = join_candidates(room_id, ctx.sender, [*via, *alias_servers], room)
     # No lock is held while other servers are asked.
     do_remote_join(room_id, ctx, servers, reason=reason, extra_content=extra_content)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
@@ -20,7 +21,7 @@ from config.renderers import dumps
 from config.request_threads import in_request_thread
 from protocol.errors import MatrixError
 from rooms.selectors import joined_room_ids
-from sync import hub, providers
+from sync import hub, legacy, providers
 from sync.builder import SyncRequest, SyncResult, build_sync
 from sync.tokens import SyncToken
 
@@ -108,26 +109,44 @@ def _released(function: Callable[P, T]) -> Callable[P, Awaitable[T]]:
 
 
 Prepare = Callable[[HttpRequest, int], tuple[SyncRequest, bool]]
+# Builds a response as of a token: /sync's (build_sync) or GET /events' (sync.legacy).
+Build = Callable[[SyncRequest, SyncToken | None], SyncResult]
+
+
+def _watched_rooms(sync_request: SyncRequest) -> list[str]:
+    """The rooms whose wake-ups concern a long-poll: the user's joined rooms, and those
+    its filter names (GET /events with ``room_id``: a room the user may only peek into)."""
+    named = sync_request.room_filter().get("rooms")
+    rooms = joined_room_ids(sync_request.user_id)
+    if isinstance(named, list):
+        rooms.extend(room_id for room_id in named if isinstance(room_id, str))
+    return rooms
 
 
 def _first_look(
-    request: HttpRequest, timeout_ms: int, prepare: Prepare = _prepare
+    request: HttpRequest, timeout_ms: int, prepare: Prepare, build: Build
 ) -> tuple[SyncRequest, SyncResult | None, list[str] | None]:
     """Parse the request and build its answer, unless it is a long-poll whose token no
-    stream has passed; with the joined rooms to wait on if it is a long-poll."""
+    stream has passed; with the rooms to wait on if it is a long-poll."""
     sync_request, long_poll = prepare(request, timeout_ms)
     now = SyncToken.current_for(sync_request)
     if long_poll and sync_request.since == now:
         # No stream has moved since the token: no build can find news, so the long-poll
         # goes straight to waiting. Every change a /sync reports moves a stream
         # position (typing expiry included), so this one query stands in for a build.
-        return sync_request, None, joined_room_ids(sync_request.user_id)
-    result = build_sync(sync_request, now)
+        return sync_request, None, _watched_rooms(sync_request)
+    result = build(sync_request, now)
     return sync_request, result, result.joined_room_ids if long_poll else None
 
 
 _look = _released(_first_look)
-_build = _released(build_sync)
+
+
+def _rebuild(build: Build, sync_request: SyncRequest) -> SyncResult:
+    return build(sync_request, None)
+
+
+_build = _released(_rebuild)
 
 
 async def sync(request: HttpRequest, **kwargs: Any) -> HttpResponse:
@@ -135,95 +154,80 @@ async def sync(request: HttpRequest, **kwargs: Any) -> HttpResponse:
     try:
         if request.method != "GET":
             raise MatrixError("M_UNRECOGNIZED", "Method not allowed", status=405)
-        result = await _answer(request, _timeout_ms(request), _prepare)
+        _, result = await _answer(request, _timeout_ms(request), _prepare, build_sync)
         return _json(result.body)
     except MatrixError as error:
         return matrix_error_response(error)
 
 
-# GET /events: every new timeline event, not the last few of each room.
-_EVENTS_FILTER = {"room": {"timeline": {"limit": 1000}}}
-
-
 def _prepare_events(request: HttpRequest, timeout_ms: int) -> tuple[SyncRequest, bool]:
+    """GET /events: the stream from ``from`` (a token of /events, /initialSync or
+    /sync), or from now without it; a long-poll unless ``timeout`` is 0."""
     session = authenticate_request(request.META, request.GET)
     if session is None:
         raise MatrixError("M_MISSING_TOKEN", "Missing access token")
-    try:
-        since = SyncToken.parse(request.GET.get("from", ""))
-    except MatrixError:
-        raise MatrixError("M_INVALID_PARAM", "'from' is not a token of this server") from None
-    sync_request = SyncRequest(
-        user=session.user,
-        device_id=session.device.device_id,
-        since=since,
-        filter=_EVENTS_FILTER,
-        full_state=False,
-        use_state_after=False,
-    )
-    sync_request.set_presence = "online"
-    return sync_request, timeout_ms > 0
-
-
-def _current_token(request: HttpRequest) -> str:
-    session = authenticate_request(request.META, request.GET)
-    if session is None:
-        raise MatrixError("M_MISSING_TOKEN", "Missing access token")
+    room_id = request.GET.get("room_id")
+    if room_id is not None:
+        legacy.check_may_stream_room(session.user.user_id, room_id)
     sync_request = SyncRequest(
         user=session.user,
         device_id=session.device.device_id,
         since=None,
-        filter=_EVENTS_FILTER,
+        filter=legacy.stream_filter(room_id),
         full_state=False,
         use_state_after=False,
     )
-    return str(SyncToken.current_for(sync_request))
-
-
-_current = _released(_current_token)
+    # Streaming events is syncing: the user is online, as with /sync's default.
+    providers.record_activity(sync_request)
+    raw_from = request.GET.get("from")
+    if raw_from:
+        try:
+            sync_request.since = SyncToken.parse(raw_from)
+        except MatrixError:
+            raise MatrixError("M_INVALID_PARAM", "'from' is not a token of this server") from None
+    else:
+        sync_request.since = SyncToken.current_for(sync_request)
+    return sync_request, timeout_ms > 0
 
 
 async def events(request: HttpRequest, **kwargs: Any) -> HttpResponse:
-    """GET /_matrix/client/v3/events (deprecated, Client-Server API "Legacy"): the events
-    of the user's rooms since ``from`` (a /sync token), waiting up to ``timeout`` ms for
-    some; without ``from``, none and the token of now. Built from the same /sync as
-    ever: each joined room's new timeline events and the user's new invites, flattened
-    into one chunk with their room IDs."""
+    """GET /_matrix/client/v3/events (deprecated, Client-Server API "Legacy"; with
+    ``room_id``, "Room Previews"): the events since ``from``, waiting up to ``timeout``
+    ms for some (sync.legacy)."""
     try:
         if request.method != "GET":
             raise MatrixError("M_UNRECOGNIZED", "Method not allowed", status=405)
         timeout_ms = _timeout_ms(request)
-        if not request.GET.get("from"):
-            now = await _current(request)
-            return _json({"chunk": [], "start": now, "end": now})
-        result = await _answer(request, timeout_ms, _prepare_events)
-        chunk: list[dict[str, Any]] = []
-        rooms = result.body.get("rooms", {})
-        for room_id, room in rooms.get("join", {}).items():
-            for event in room.get("timeline", {}).get("events", []):
-                chunk.append({**event, "room_id": room_id})
-        for room_id, room in rooms.get("invite", {}).items():
-            # The invite itself: the user's own member event, the one invite among the
-            # stripped state (which also holds the inviter's, to show who invited).
-            for event in room.get("invite_state", {}).get("events", []):
-                membership = event.get("content", {}).get("membership")
-                if event.get("type") == "m.room.member" and membership == "invite":
-                    chunk.append({**event, "room_id": room_id})
+        limit = legacy.parse_limit(request.GET.get("limit"))
+        room_id = request.GET.get("room_id")
+        build: Build
+        if room_id is not None:
+            build = functools.partial(legacy.room_event_stream, room_id=room_id, limit=limit)
+        else:
+            build = functools.partial(legacy.event_stream, limit=limit)
+        sync_request, result = await _answer(request, timeout_ms, _prepare_events, build)
+        assert sync_request.since is not None
         return _json(
-            {"chunk": chunk, "start": request.GET["from"], "end": result.body["next_batch"]}
+            {
+                "chunk": result.body["chunk"],
+                "start": str(sync_request.since),
+                "end": result.body["next_batch"],
+            }
         )
     except MatrixError as error:
         return matrix_error_response(error)
 
 
-async def _answer(request: HttpRequest, timeout_ms: int, prepare: Prepare) -> SyncResult:
-    """The sync the request asks for, waiting for news up to ``timeout_ms`` if it is a
-    long-poll."""
+async def _answer(
+    request: HttpRequest, timeout_ms: int, prepare: Prepare, build: Build
+) -> tuple[SyncRequest, SyncResult]:
+    """The request, and the response ``build`` gives it, waiting for news up to
+    ``timeout_ms`` if it is a long-poll."""
     wakeups = hub.hub.start()
-    sync_request, result, room_ids = await _look(request, timeout_ms, prepare)
+    sync_request, result, room_ids = await _look(request, timeout_ms, prepare, build)
     # Answered at once (room_ids None: not a long-poll, and always built) or news found.
     if result is not None and (room_ids is None or result.has_updates):
-        return result
+        return sync_request, result
     deadline = time.monotonic() + timeout_ms / 1000
     # A wake-up received since ``wakeups`` wakes this waiter at once: it may concern
     # news the first look missed. A client that hangs up ends the wait.
@@ -235,12 +239,12 @@ async def _answer(request: HttpRequest, timeout_ms: int, prepare: Prepare) -> Sy
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not await hub.wait(waiter, remaining):
                 break
-            result = await _build(sync_request)
+            result = await _build(build, sync_request)
             waiter.room_ids = set(result.joined_room_ids) | waiter.room_ids
         if result is None:
             # Timed out with nothing new: the empty response for this token.
-            result = await _build(sync_request)
-    return result
+            result = await _build(build, sync_request)
+    return sync_request, result
 
 
 def _json(body: dict[str, Any]) -> HttpResponse:

@@ -211,7 +211,20 @@ def test_device_keys_with_a_bad_signature_are_refused(
     refused(api, alice, {"device_keys": forged})
     unsigned = device.device_keys()
     del unsigned["signatures"]
-    refused(api, alice, {"device_keys": unsigned})
+    # A required key missing: M_BAD_JSON ("missing required keys").
+    refused(api, alice, {"device_keys": unsigned}, "M_BAD_JSON")
+    stored_nothing(api, alice, bob)
+
+
+@pytest.mark.parametrize("missing", ["user_id", "device_id", "algorithms", "keys", "signatures"])
+def test_device_keys_missing_a_required_key_are_bad_json(
+    api: MatrixTestClient, alice: Persona, bob: Persona, missing: str
+) -> None:
+    """sytest 41end-to-end-keys "Rejects invalid device keys": the spec's M_BAD_JSON is
+    for "missing required keys"."""
+    keys = Device(alice).device_keys()
+    del keys[missing]
+    refused(api, alice, {"device_keys": keys}, "M_BAD_JSON")
     stored_nothing(api, alice, bob)
 
 

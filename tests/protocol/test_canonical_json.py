@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+import canonicaljson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.canonical_json import (
     CanonicalJSONError,
@@ -160,3 +163,38 @@ class TestJsonLoadsStrict:
 
     def test_accepts_bytes(self) -> None:
         assert json_loads_strict('{"a": "é"}'.encode()) == {"a": "é"}
+
+
+# Any JSON value a server may sign: strings over the whole of Unicode (controls, U+2028,
+# astral), integers across the whole canonical range and beyond, nesting.
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.text(st.characters(exclude_categories=("Cs",))),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(
+            st.text(st.characters(exclude_categories=("Cs",)), max_size=8), children, max_size=5
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_values)
+def test_bytes_are_those_of_the_reference_encoder(value: object) -> None:
+    """The fast encoder (orjson) gives exactly the bytes of the canonicaljson library,
+    which other servers sign with, for every value it takes (lenient: large integers
+    too)."""
+    assert encode_canonical_json(value, strict=False) == canonicaljson.encode_canonical_json(value)
+
+
+@pytest.mark.parametrize("value", [1.5, 1e16, 0.1, -2.0, 123456789.125])
+def test_floats_keep_the_reference_repr_in_lenient_encoding(value: float) -> None:
+    """Room versions 1..5 may sign floats: their bytes are Python's repr, as the other
+    servers' canonicaljson writes them."""
+    assert encode_canonical_json({"f": value}, strict=False) == (
+        canonicaljson.encode_canonical_json({"f": value})
+    )

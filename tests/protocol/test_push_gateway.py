@@ -10,6 +10,7 @@ from protocol.push.evaluator import tweaks
 from protocol.push.gateway import (
     Device,
     EventNotification,
+    badge_body,
     check_gateway_url,
     notify_body,
     priority,
@@ -76,6 +77,8 @@ def test_full_format_carries_the_event() -> None:
     assert body == {
         "notification": {
             "event_id": "$e",
+            # Synapse's older name for event_id, sent beside it.
+            "id": "$e",
             "room_id": "!r:example.org",
             "type": "m.room.message",
             "sender": "@bob:example.org",
@@ -106,12 +109,25 @@ def test_event_id_only_and_zero_counts() -> None:
     assert body["devices"][0]["data"] == {"format": "event_id_only"}
 
 
-def test_member_events_say_whether_the_user_is_the_target() -> None:
+def test_member_events_say_whether_the_user_is_the_target_and_the_membership() -> None:
     invite = _notification(type="m.room.member", state_key=ALICE, content={"membership": "invite"})
-    assert notify_body(invite, DEVICE, ALICE)["notification"]["user_is_target"] is True
+    body = notify_body(invite, DEVICE, ALICE)["notification"]
+    assert (body["user_is_target"], body["membership"]) == (True, "invite")
     other = _notification(type="m.room.member", state_key="@c:x", content={"membership": "join"})
-    assert notify_body(other, DEVICE, ALICE)["notification"]["user_is_target"] is False
-    assert "user_is_target" not in notify_body(_notification(), DEVICE, ALICE)["notification"]
+    body = notify_body(other, DEVICE, ALICE)["notification"]
+    assert (body["user_is_target"], body["membership"]) == (False, "join")
+    message = notify_body(_notification(), DEVICE, ALICE)["notification"]
+    assert "user_is_target" not in message
+    assert "membership" not in message
+
+
+def test_a_badge_update_carries_only_the_counts() -> None:
+    device = {"app_id": "org.example.app", "pushkey": "key", "pushkey_ts": 1_700_000_000}
+    device |= {"data": {"k": 1}, "tweaks": {}}
+    assert badge_body(DEVICE, 4) == {
+        "notification": {"prio": "low", "counts": {"unread": 4}, "devices": [device]}
+    }
+    assert badge_body(DEVICE, 0)["notification"]["counts"] == {}
 
 
 def test_empty_content_is_left_out() -> None:

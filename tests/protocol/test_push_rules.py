@@ -9,6 +9,7 @@ import pytest
 
 from protocol.errors import MatrixError
 from protocol.push import rules
+from protocol.push.evaluator import CompiledRules, PushEvent
 from protocol.push.rules import (
     check_actions,
     check_conditions,
@@ -192,8 +193,7 @@ def test_edits_do_not_change_their_input() -> None:
         ("override", "a/b", "M_INVALID_PARAM"),
         ("override", "a\\b", "M_INVALID_PARAM"),
         ("override", "", "M_INVALID_PARAM"),
-        ("room", "not-a-room", "M_INVALID_PARAM"),
-        ("sender", "!room:example.org", "M_INVALID_PARAM"),
+        ("room", "", "M_INVALID_PARAM"),
         ("global", "x", "M_INVALID_PARAM"),
     ],
 )
@@ -201,6 +201,45 @@ def test_check_rule_refuses_bad_ids(kind: str, rule_id: str, code: str) -> None:
     with pytest.raises(MatrixError) as excinfo:
         check_rule(kind, rule_id, {"actions": [], "pattern": "x"})
     assert errcode(excinfo) == code
+
+
+@pytest.mark.parametrize(
+    ("kind", "rule_id"),
+    [
+        # "The rule_id is a unique string within the kind of rule": only a leading dot,
+        # slashes and backslashes are refused, whatever the kind.
+        ("room", "#spam:example.com"),
+        ("room", "not-a-room"),
+        ("sender", "!room:example.org"),
+        ("content", "\u0442\u0435\u0441\u0442"),
+        ("override", "a b#c?d%e:f"),
+    ],
+)
+def test_check_rule_takes_any_other_id(kind: str, rule_id: str) -> None:
+    assert check_rule(kind, rule_id, {"actions": [], "pattern": "x"})["rule_id"] == rule_id
+
+
+def _message(room_id: str) -> PushEvent:
+    event = {"type": "m.room.message", "room_id": room_id, "sender": "@b:x", "content": {}}
+    return PushEvent(event, room_member_count=5, sender_power_level=0)
+
+
+def test_a_room_rule_named_after_no_room_matches_nothing() -> None:
+    rule = check_rule("room", "#spam:example.com", {"actions": ["notify"]})
+    compiled = CompiledRules(ruleset(ALICE, put_rule(None, "room", rule)), owner=ALICE)
+    assert compiled.match(_message("!r:example.com"), ALICE) == ".m.rule.message"
+
+
+def test_kept_historical_actions_are_ignored_by_the_evaluator() -> None:
+    # "a rule with ["dont_notify"] actions MUST be equivalent to a rule with an empty
+    # actions array": the room's rule matches and notifies nothing.
+    rule = check_rule("room", "!r:example.com", {"actions": ["dont_notify"]})
+    changes = put_rule(None, "room", rule)
+    assert ruleset(ALICE, changes)["room"][0]["actions"] == ["dont_notify"]
+    compiled = CompiledRules(ruleset(ALICE, changes), owner=ALICE)
+    event = _message("!r:example.com")
+    assert compiled.match(event, ALICE) == "!r:example.com"
+    assert compiled.actions(event, ALICE) == []
 
 
 def test_check_rule_keeps_the_parameters_of_its_kind() -> None:
@@ -243,7 +282,12 @@ def test_check_rule_refuses_bad_bodies(kind: str, body: dict[str, Any], code: st
 
 
 def test_check_actions() -> None:
-    assert check_actions(["notify", "dont_notify", "coalesce"]) == ["notify"]
+    # Historical actions are kept as sent (the evaluator ignores them).
+    assert check_actions(["notify", "dont_notify", "coalesce"]) == [
+        "notify",
+        "dont_notify",
+        "coalesce",
+    ]
     assert check_actions([{"set_tweak": "sound", "value": "bing"}]) == [
         {"set_tweak": "sound", "value": "bing"}
     ]

@@ -18,7 +18,7 @@ from push import delivery, selectors, tasks
 from push.models import PushAction, Pusher
 from tests.conftest import MatrixTestClient, Persona
 from tests.push.conftest import Gateway, http_pusher, set_pusher
-from tests.rooms.helpers import create_room, join, room_path, send, set_state
+from tests.rooms.helpers import create_room, invite, join, room_path, send, set_state
 from tests.sync.ephemeral_helpers import send_receipt
 
 
@@ -65,6 +65,7 @@ def test_a_message_to_an_offline_user_reaches_the_gateway(
     assert pushkey_ts > 1_600_000_000
     assert latest == {
         "event_id": second,
+        "id": second,  # Synapse's older name, sent beside event_id
         "room_id": room,
         "type": "m.room.message",
         "sender": bob.user_id,
@@ -432,3 +433,105 @@ def test_an_unreachable_shared_cache_does_not_fail_sends(
     with run_on_commit():
         send(api, bob, room)
     assert len(gateway.received) == 1
+
+
+def test_an_invite_is_pushed_with_the_membership(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    gateway: Gateway,
+    run_on_commit: Any,
+) -> None:
+    # .m.rule.invite_for_me; besides the spec's user_is_target, the membership and the
+    # event ID under Synapse's older name ``id``.
+    room_id = create_room(api, bob, preset="private_chat")
+    set_pusher(api, alice, http_pusher(gateway.url))
+    with run_on_commit():
+        invite(api, bob, room_id, alice)
+    (pushed,) = gateway.notifications
+    assert pushed["type"] == "m.room.member"
+    assert pushed["sender"] == bob.user_id
+    assert pushed["user_is_target"] is True
+    assert pushed["membership"] == "invite"
+    assert pushed["id"] == pushed["event_id"]
+    assert pushed["devices"][0]["tweaks"] == {"sound": "default"}
+
+
+def test_a_read_receipt_sends_the_new_unread_count(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+) -> None:
+    # "update the number of unread notifications a user has [...] The counts may be
+    # sent [...] by themselves."
+    set_pusher(api, alice, http_pusher(gateway.url, data={"url": gateway.url, "custom": "x"}))
+    with run_on_commit():
+        first = send(api, bob, room, "one")
+    with run_on_commit():
+        second = send(api, bob, room, "two")
+    assert [n["counts"] for n in gateway.notifications] == [{"unread": 1}, {"unread": 2}]
+    with run_on_commit():
+        assert send_receipt(api, alice, room, first).status == 200
+    badge = gateway.notifications[-1]
+    pushkey_ts = badge["devices"][0].pop("pushkey_ts")
+    assert isinstance(pushkey_ts, int)
+    assert badge == {
+        "prio": "low",
+        "counts": {"unread": 1},
+        "devices": [
+            {
+                "app_id": "org.example.app.android",
+                "pushkey": "pushkey-1",
+                "data": {"custom": "x"},
+                "tweaks": {},
+            }
+        ],
+    }
+    # A receipt that moves nothing, or leaves the count as the gateway has it, sends
+    # nothing.
+    with run_on_commit():
+        send_receipt(api, alice, room, first)
+        send_receipt(api, alice, room, first, "m.read.private")
+    assert len(gateway.notifications) == 3
+    # Everything read: "Counts whose value is zero should be omitted."
+    with run_on_commit():
+        send_receipt(api, alice, room, second, "m.read.private")
+    assert gateway.notifications[-1]["counts"] == {}
+    assert len(gateway.notifications) == 4
+
+
+def test_a_badge_update_can_reject_the_pushkey(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url))
+    with run_on_commit():
+        event_id = send(api, bob, room, "one")
+    gateway.rejected = ["pushkey-1"]
+    with run_on_commit():
+        send_receipt(api, alice, room, event_id)
+    assert gateway.notifications[-1]["counts"] == {}
+    assert not Pusher.objects.exists()
+
+
+def test_other_users_receipts_send_no_badge(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    room: str,
+    gateway: Gateway,
+    run_on_commit: Any,
+) -> None:
+    set_pusher(api, alice, http_pusher(gateway.url))
+    with run_on_commit():
+        event_id = send(api, alice, room, "from alice")
+    with run_on_commit():
+        send_receipt(api, bob, room, event_id)
+    assert gateway.notifications == []

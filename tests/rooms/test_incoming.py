@@ -13,7 +13,7 @@ from protocol.events import Event as PDUEvent
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from protocol.signing import encode_verify_key_base64, generate_signing_key, hash_and_sign_event
 from rooms.models import CurrentState, Event, ForwardExtremity, Membership, Room
-from rooms.services.incoming import InvalidPDU, receive_pdu
+from rooms.services.incoming import InvalidPDU, checked_events, receive_pdu
 
 V11 = KNOWN_ROOM_VERSIONS["11"]
 SERVER = "remote.test"
@@ -265,3 +265,34 @@ def test_missing_prev_events_are_fetched_and_received_first(room: Any) -> None:
     assert list(rows.order_by("stream_ordering").values_list("event_id", flat=True)) == [
         e.event_id for e in chain
     ]
+
+
+def test_checked_events_keeps_order_and_says_why_each_dropped_one_is(room: Any) -> None:
+    """Many PDUs checked at once (the send_join path, verifications on threads): each
+    result in the order given; a bad signature, an unknown key (a second key tried after
+    it verifies), not an object and a tampered content are told apart as one by one."""
+    _signer, chain, _state = room
+    forged = dict(chain[1].pdu)
+    forged["signatures"] = {SERVER: {"ed25519:k1": "A" * 86}}
+    # Signed with a key this server does not know first, then with the known one.
+    two_keys = dict(chain[2].pdu)
+    two_keys["signatures"] = {
+        SERVER: {"ed25519:a0": "A" * 86, **chain[2].pdu["signatures"][SERVER]}
+    }
+    tampered = dict(chain[3].pdu)
+    tampered["content"] = {"join_rule": "public", "added": "after signing"}
+    results = checked_events([chain[0].pdu, forged, two_keys, "no", tampered], V11)
+
+    assert [type(r).__name__ for r in results] == [
+        "Event",
+        "InvalidPDU",
+        "Event",
+        "InvalidPDU",
+        "Event",
+    ]
+    assert results[0].event_id == chain[0].event_id  # type: ignore[union-attr]
+    assert results[1].errcode == "M_FORBIDDEN"  # type: ignore[union-attr]
+    assert results[2].event_id == chain[2].event_id  # type: ignore[union-attr]
+    # The tampered one is its event, redacted (check 3).
+    assert results[4].event_id == chain[3].event_id  # type: ignore[union-attr]
+    assert results[4].content == {"join_rule": "public"}  # type: ignore[union-attr]
