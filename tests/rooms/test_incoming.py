@@ -265,3 +265,75 @@ def test_missing_prev_events_are_fetched_and_received_first(room: Any) -> None:
     assert list(rows.order_by("stream_ordering").values_list("event_id", flat=True)) == [
         e.event_id for e in chain
     ]
+
+
+class MissingEventsSource(Source):
+    """A sender answering POST /get_missing_events with ``gap``, and noting what else it
+    is asked."""
+
+    def __init__(self, signer: Signer, chain: list[PDUEvent], gap: list[PDUEvent]) -> None:
+        super().__init__(signer, chain)
+        self.gap = gap
+        self.missing_asked: list[list[str]] = []
+        self.state_asked: list[str] = []
+
+    def get_missing_events(
+        self, room_id: str, earliest: list[str], latest: list[str], limit: int
+    ) -> list[dict[str, Any]]:
+        self.missing_asked.append(latest)
+        return [event.pdu for event in self.gap]
+
+    def get_state_ids(self, room_id: str, event_id: str) -> tuple[list[str], list[str]]:
+        self.state_asked.append(event_id)
+        return super().get_state_ids(room_id, event_id)
+
+
+def test_a_pushed_event_whose_prev_events_cannot_be_had_is_dropped(room: Any) -> None:
+    """(sytest 50federation/36state) Its sender gives none of the missing events: the
+    event is dropped, and the state at what is missing is not asked for (taken from the
+    sender, it could name any state for an event that might become the only tip)."""
+    signer, chain, state = room
+    for event in chain:
+        receive_pdu(event.pdu, origin=SERVER)
+    withheld = signer.make("m.room.message", BOB, {"body": "1"}, [chain[-1].event_id], state)
+    pushed = signer.make("m.room.message", BOB, {"body": "2"}, [withheld.event_id], state)
+    source = MissingEventsSource(signer, chain, gap=[])
+
+    with pytest.raises(InvalidPDU) as refused:
+        receive_pdu(pushed.pdu, origin=SERVER, source=source)
+
+    assert refused.value.errcode == "M_FORBIDDEN"
+    assert source.missing_asked == [[pushed.event_id]]
+    assert source.state_asked == []
+    assert not Event.objects.filter(event_id__in=[withheld.event_id, pushed.event_id]).exists()
+    assert list(ForwardExtremity.objects.values_list("event_id", flat=True)) == [
+        chain[-1].event_id
+    ]
+
+
+def test_a_pulled_event_gets_the_state_at_its_missing_prev_event_from_the_sender(
+    room: Any,
+) -> None:
+    """(sytest 50federation/36state) One round of /get_missing_events: an event it gives
+    whose own prev event is still missing takes the state there from /state_ids, rather
+    than another round; the prev event itself stays an outlier."""
+    signer, chain, state = room
+    for event in chain:
+        receive_pdu(event.pdu, origin=SERVER)
+    y = signer.make("test_state", BOB, {"body": "y"}, [chain[-1].event_id], state, "Y")
+    x = signer.make("m.room.message", BOB, {"body": "x"}, [y.event_id], state)
+    c = signer.make("m.room.message", BOB, {"body": "c"}, [x.event_id], state)
+    source = MissingEventsSource(signer, chain, gap=[x])
+
+    row = receive_pdu(c.pdu, origin=SERVER, source=source)
+
+    assert not row.outlier
+    assert source.missing_asked == [[c.event_id]]
+    assert source.state_asked == [y.event_id]
+    assert not Event.objects.get(event_id=x.event_id).outlier
+    assert Event.objects.get(event_id=y.event_id).outlier
+    # Bob's join stays a tip: nothing in the timeline here says Y came after it.
+    assert set(ForwardExtremity.objects.values_list("event_id", flat=True)) == {
+        chain[-1].event_id,
+        c.event_id,
+    }
