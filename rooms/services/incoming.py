@@ -771,6 +771,13 @@ def _persist(
         soft_failed = _state_verdict(room_version, event, current, "current state") is not None
         if soft_failed:
             logger.info("%s soft-failed against the current state", event.event_id)
+    if reason is None and not soft_failed and _redacts_another_rooms_event(event):
+        # "Handling redactions" (room versions 3 and up; rule 11 of versions 1 and 2 says
+        # as much): a redaction is sent to clients only once the server would apply it,
+        # and one naming an event of another room never will be. Kept as a soft-failed
+        # event is: shown to no one, built on by nobody.
+        logger.info("%s redacts an event of another room: not shown", event.event_id)
+        soft_failed = True
     if reason is not None:
         logger.info("%s rejected: %s", event.event_id, reason)
     verdict = Verdict(rejected_reason=reason, soft_failed=soft_failed, backfilled=backfilled)
@@ -787,6 +794,15 @@ def _persist(
     if verdict.visible:
         _apply_redactions(room, row, event)
     return row
+
+
+def _redacts_another_rooms_event(event: PDUEvent) -> bool:
+    if event.type != "m.room.redaction" or not event.redacts:
+        return False
+    target_room = Event.objects.filter(event_id=event.redacts).values_list(
+        "room__room_id", flat=True
+    )
+    return bool(target_room) and target_room[0] != event.room_id
 
 
 def _apply_redactions(room: Room, row: Event, event: PDUEvent) -> None:

@@ -14,6 +14,8 @@ from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from protocol.signing import encode_verify_key_base64, generate_signing_key, hash_and_sign_event
 from rooms.models import CurrentState, Event, ForwardExtremity, Membership, Room
 from rooms.services.incoming import InvalidPDU, receive_pdu
+from tests.conftest import MatrixTestClient, Persona
+from tests.rooms.helpers import create_room, send
 
 V11 = KNOWN_ROOM_VERSIONS["11"]
 SERVER = "remote.test"
@@ -337,3 +339,27 @@ def test_a_pulled_event_gets_the_state_at_its_missing_prev_event_from_the_sender
         chain[-1].event_id,
         c.event_id,
     }
+
+
+def test_a_redaction_of_an_event_of_another_room_is_never_shown(
+    room: Any, api: MatrixTestClient, alice: Persona
+) -> None:
+    """(sytest 50federation/39redactions) Redactions are shown only once the server would
+    apply them ("Handling redactions"), and one naming another room's event never will
+    be: kept like a soft-failed event, shown to no one, built on by nobody."""
+    signer, chain, state = room
+    for event in chain:
+        receive_pdu(event.pdu, origin=SERVER)
+    elsewhere = create_room(api, alice)
+    target = send(api, alice, elsewhere, "mine")
+    redaction = signer.make(
+        "m.room.redaction", BOB, {"redacts": target}, [chain[-1].event_id], state
+    )
+
+    row = receive_pdu(redaction.pdu, origin=SERVER)
+
+    assert (row.rejected_reason, row.soft_failed) == (None, True)
+    assert Event.objects.get(event_id=target).redacted_by is None
+    assert list(
+        ForwardExtremity.objects.filter(room__room_id=ROOM).values_list("event_id", flat=True)
+    ) == [chain[-1].event_id]
