@@ -116,17 +116,22 @@ def refresh_server_keys(server_name: str, *, use_notaries: bool = True) -> None:
     raise error
 
 
-def refresh_unless_failing(server_name: str) -> bool:
-    """Fetch the server's keys from the server itself, unless that failed within the
-    last FAILURE_TTL_S seconds; a failure is remembered the same way. True if fresh
-    keys were stored. (For the notary, which asks no other notaries.)"""
+def refresh_for_notary(server_name: str) -> bool:
+    """Fetch the server's keys from the server itself (a notary asks no other notaries),
+    unless it could not be reached within the last FAILURE_TTL_S seconds; True if fresh
+    keys were stored. Only a server that gave no answer (unreachable, timed out, not
+    JSON) is remembered as failing: one that answered, with an error status or with keys
+    that do not check, may have published keys by the next query, and asking it again
+    costs a round trip, not a timeout."""
     if cache.get(_failure_key(server_name)):
         return False
     try:
         refresh_server_keys(server_name, use_notaries=False)
     except KeyUnavailable as exc:
         logger.info("%s", exc)
-        cache.set(_failure_key(server_name), True, FAILURE_TTL_S)
+        cause = exc.__cause__
+        if isinstance(cause, client.FederationError) and cause.status is None:
+            cache.set(_failure_key(server_name), True, FAILURE_TTL_S)
         return False
     return True
 

@@ -35,7 +35,13 @@ from rooms.federation import access, serving
 from rooms.federation_out import destinations_of, server_of
 from rooms.graph_store import OrmStateResStore
 from rooms.models import Event, Membership, Room
-from rooms.services.events import draft_in_locked_room, lock_room, new_pdu, room_version_of
+from rooms.services.events import (
+    check_size_and_values,
+    draft_in_locked_room,
+    lock_room,
+    new_pdu,
+    room_version_of,
+)
 from rooms.services.incoming import InvalidPDU, check_signed_by, receive_pdu
 from rooms.services.membership import INVITE, JOIN, LEAVE, restricted_join_authoriser
 from rooms.state import StateKey, load_state
@@ -260,6 +266,12 @@ def _checked_membership_event(
         raise MatrixError(
             "M_BAD_JSON", f"The {membership} event is invalid: {exc.error}"
         ) from None
+    # The room version's JSON rules (no floats, integers in range from v6) before the
+    # event is compared with the request: an event no server may accept is M_BAD_JSON,
+    # whatever else is wrong with it (as Synapse and sytest have it).
+    if not isinstance(bare.get("content"), dict):
+        raise MatrixError("M_BAD_JSON", "The event's content must be an object")
+    check_size_and_values(bare, room_version)
     event = PDUEvent(bare, room_version)
     try:
         if event.event_id != event_id:

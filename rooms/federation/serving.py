@@ -43,10 +43,11 @@ def _prev_ids(row: Event) -> list[str]:
 def state_ids_at(room: Room, event_id: str, server_name: str) -> tuple[list[str], list[str]]:
     """GET /state_ids: the state before the event and the auth chain of that state (IDs).
 
-    404 M_NOT_FOUND when the event, or the state at it, is unknown here; 403 M_FORBIDDEN
-    when the server may not see the event."""
+    404 M_NOT_FOUND when the event, or the state at it, is unknown here: an outlier, or
+    a rejected event (not in the room's graph, which is all this server serves of it:
+    see ``_dag_events``); 403 M_FORBIDDEN when the server may not see the event."""
     row = Event.objects.filter(room=room, event_id=event_id).first()
-    if row is None or row.outlier or row.state_group_id is None:
+    if row is None or row.outlier or row.rejected_reason is not None or row.state_group_id is None:
         raise not_found(f"Could not find event {event_id}")
     row._state.fields_cache["room"] = room
     if not ServerVisibility(server_name).can_see(row):

@@ -9,11 +9,18 @@ in the order conduwuit's event handler and Synapse's federation_event.py take th
 2. ``_fetch_auth_events``: the events it cites as auth events, fetched from the
    ``EventSource`` when missing and stored as outliers (known, authorised against their
    own auth events, not in the timeline).
-3. ``_prev_states``: the state after each prev event. A prev event stored in the
-   timeline has its state group; for one that is missing (or only an outlier) the source
-   is asked for the state before it (``/state_ids``), whose unknown events are fetched
-   as outliers. Without a source the event itself is stored as an outlier, to be
-   de-outliered when it arrives again with its prev events known.
+3. ``_fill_gap`` and ``_prev_states``: the state after each prev event. An event
+   pushed to us (a transaction's) whose prev events are not in the timeline first has
+   the gap filled: one round of ``/get_missing_events``, whose events are received
+   oldest first as *pulled* events. A prev event stored in the timeline has its state
+   group; for one that is missing (or only an outlier) behind a pulled event, the
+   source is asked for the state before it (``/state_ids``), whose unknown events are
+   fetched as outliers. A pushed event whose prev events are still missing after that
+   is dropped (``InvalidPDU``): its sender can give them, and taking its state from the
+   sender instead would let a server name any state it likes for an event that could
+   become the room's only extremity (Synapse refuses such events the same way).
+   Without a source the event itself is stored as an outlier, to be de-outliered when
+   it arrives again with its prev events known.
 4. Under the room lock, ``_persist``: the state before the event is the resolution of
    its prev events' states; the event is checked against its auth events (check 4) and
    against that state (check 5), and is stored with ``rejected_reason`` if either
@@ -116,8 +123,10 @@ def receive_pdu(
     outlier goes through again and joins the timeline if its prev events' states are
     known now. ``backfilled``: history from the past (negative stream position; the
     extremities and the current state stay as they are; /sync is not woken).
-    ``fill_gap``: missing prev events are first fetched from the source and received,
-    oldest first (as /get_missing_events does), before their state is asked for.
+    ``fill_gap``: the event was pushed to us (a transaction's): missing prev events are
+    first fetched from the source and received, oldest first (``_fill_gap``), and the
+    event is dropped if some are still missing; without it (a pulled event) the state
+    at a missing prev event is asked of the source.
     """
     event = checked_event(pdu)
     stored = _stored(event.event_id)
@@ -126,6 +135,12 @@ def receive_pdu(
     _fetch_auth_events([event], source, origin)
     if source is not None and fill_gap and not backfilled:
         _fill_gap(event, source, origin)
+        still_missing = _missing_prevs(event.room_id, event.prev_event_ids)
+        if still_missing:
+            raise InvalidPDU(
+                f"prev events {sorted(still_missing)} could not be had from {origin}",
+                "M_FORBIDDEN",
+            )
     prev_states = _prev_states(event, source, origin)
     # Stored first as an outlier (known with its auth chain): so it is kept whatever
     # comes next, and state resolution, which reads the graph from the database, sees
@@ -693,29 +708,55 @@ def _room_for(event: PDUEvent, *, lock: bool) -> Room:
 
 
 def _fill_gap(event: PDUEvent, source: EventSource, origin: str) -> None:
-    """Fetch the missing prev events (and theirs, up to MAX_GAP events back) and receive
-    them oldest first, so that the event follows its history rather than a state
-    snapshot; those whose own prev events are still missing then get theirs from the
-    source's state (Synapse's get_missing_events, then /state_ids)."""
+    """Fetch the events missing before a pushed event and receive them oldest first, as
+    pulled events (whose own missing prev events then get their state from the source's
+    ``/state_ids``): one round of POST /get_missing_events, the events between our tips
+    and this one (Synapse's ``_get_missing_events_for_pdu``, which sytest's
+    50federation/36state expects: one round, then the state at what is still missing).
+    A source that cannot answer /get_missing_events is asked for the missing prev
+    events one by one instead (GET /event), back up to MAX_GAP events."""
     room_id = event.room_id
-    gap: dict[str, PDUEvent] = {}
     frontier = _missing_prevs(room_id, event.prev_event_ids)
+    if not frontier:
+        return
     ask_missing = getattr(source, "get_missing_events", None)
-    if frontier and ask_missing is not None:
-        # One POST /get_missing_events first: the events between our tips and this one.
-        tips = ForwardExtremity.objects.filter(room__room_id=room_id).values_list(
-            "event_id", flat=True
-        )
-        for pdu in ask_missing(room_id, sorted(tips), [event.event_id], MAX_GAP):
-            try:
-                fetched = checked_event(pdu)
-            except InvalidPDU as exc:
-                logger.info("missing event from %s dropped: %s", origin, exc)
-                continue
-            if fetched.room_id == room_id and fetched.event_id != event.event_id:
-                gap[fetched.event_id] = fetched
-        cited = {prev for fetched in gap.values() for prev in fetched.prev_event_ids}
-        frontier = _missing_prevs(room_id, (frontier | cited) - gap.keys())
+    gap = (
+        _missing_events(event, source, origin, ask_missing)
+        if ask_missing is not None
+        else _walk_prevs(room_id, frontier, source, origin)
+    )
+    for fetched in sorted(gap.values(), key=lambda e: (e.depth, e.event_id)):
+        try:
+            receive_pdu(fetched.pdu, origin=origin, source=source, fill_gap=False)
+        except InvalidPDU as exc:
+            logger.info("missing event %s from %s dropped: %s", fetched.event_id, origin, exc)
+
+
+def _missing_events(
+    event: PDUEvent, source: EventSource, origin: str, ask_missing: Any
+) -> dict[str, PDUEvent]:
+    """The source's answer to POST /get_missing_events for ``event``, checked."""
+    room_id = event.room_id
+    tips = ForwardExtremity.objects.filter(room__room_id=room_id).values_list(
+        "event_id", flat=True
+    )
+    gap: dict[str, PDUEvent] = {}
+    for pdu in ask_missing(room_id, sorted(tips), [event.event_id], MAX_GAP):
+        try:
+            fetched = checked_event(pdu)
+        except InvalidPDU as exc:
+            logger.info("missing event from %s dropped: %s", origin, exc)
+            continue
+        if fetched.room_id == room_id and fetched.event_id != event.event_id:
+            gap[fetched.event_id] = fetched
+    return gap
+
+
+def _walk_prevs(
+    room_id: str, frontier: set[str], source: EventSource, origin: str
+) -> dict[str, PDUEvent]:
+    """The missing prev events and theirs, fetched one by one (up to MAX_GAP)."""
+    gap: dict[str, PDUEvent] = {}
     while frontier and len(gap) < MAX_GAP:
         found = []
         for pdu in source.get_events(room_id, sorted(frontier)[: MAX_GAP - len(gap)]):
@@ -729,11 +770,7 @@ def _fill_gap(event: PDUEvent, source: EventSource, origin: str) -> None:
                 found.append(fetched)
         cited = {prev for fetched in found for prev in fetched.prev_event_ids}
         frontier = _missing_prevs(room_id, cited - gap.keys())
-    for fetched in sorted(gap.values(), key=lambda e: (e.depth, e.event_id)):
-        try:
-            receive_pdu(fetched.pdu, origin=origin, source=source, fill_gap=False)
-        except InvalidPDU as exc:
-            logger.info("missing event %s from %s dropped: %s", fetched.event_id, origin, exc)
+    return gap
 
 
 def _missing_prevs(room_id: str, prev_ids: Iterable[str]) -> set[str]:
@@ -868,6 +905,13 @@ def _persist(
         soft_failed = _state_verdict(room_version, event, current, "current state") is not None
         if soft_failed:
             logger.info("%s soft-failed against the current state", event.event_id)
+    if reason is None and not soft_failed and _redacts_another_rooms_event(event):
+        # "Handling redactions" (room versions 3 and up; rule 11 of versions 1 and 2 says
+        # as much): a redaction is sent to clients only once the server would apply it,
+        # and one naming an event of another room never will be. Kept as a soft-failed
+        # event is: shown to no one, built on by nobody.
+        logger.info("%s redacts an event of another room: not shown", event.event_id)
+        soft_failed = True
     if reason is not None:
         logger.info("%s rejected: %s", event.event_id, reason)
     verdict = Verdict(rejected_reason=reason, soft_failed=soft_failed, backfilled=backfilled)
@@ -884,6 +928,15 @@ def _persist(
     if verdict.visible:
         _apply_redactions(room, row, event)
     return row
+
+
+def _redacts_another_rooms_event(event: PDUEvent) -> bool:
+    if event.type != "m.room.redaction" or not event.redacts:
+        return False
+    target_room = Event.objects.filter(event_id=event.redacts).values_list(
+        "room__room_id", flat=True
+    )
+    return bool(target_room) and target_room[0] != event.room_id
 
 
 def _apply_redactions(room: Room, row: Event, event: PDUEvent) -> None:

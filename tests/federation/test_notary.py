@@ -14,12 +14,13 @@ from accounts.clock import now_ms
 from federation import keyring
 from federation.keys import server_signing_key
 from federation.models import RemoteServerKey
-from protocol.server_keys import check_notary_signature, parse_server_keys
+from protocol.server_keys import check_notary_signature, parse_server_keys, server_keys_json
 from protocol.signing import generate_signing_key, verify_signed_json
 from tests.conftest import MatrixTestClient
 from tests.federation.helpers import CAROL, DAY_MS, FakeNetwork, FakeServer, json_response
 
 QUERY = "/_matrix/key/v2/query"
+KEYS = "/_matrix/key/v2/server"
 DAVE = "dave.example:8448"
 
 
@@ -115,6 +116,62 @@ def test_an_unknown_key_id_is_fetched(
 
     assert network.key_fetches(CAROL) == 2
     assert again == []
+
+
+def test_an_expired_key_is_fetched_again_at_each_query_and_answered_when_nothing_is_newer(
+    api: MatrixTestClient, carol: FakeServer, network: FakeNetwork
+) -> None:
+    """(sytest 50federation/01keys) A key that expired a day ago: each query wanting it
+    valid later is a fetch, since carol may have published a newer response; the old one
+    is still answered when she has nothing newer, or answers with an error."""
+    expired = now_ms() - DAY_MS
+    carol.routes[KEYS] = json_response(server_keys_json(CAROL, [carol.signing_key], expired))
+    later = {CAROL: {"ed25519:carol1": {"minimum_valid_until_ts": expired + 1000}}}
+
+    first = batch(api, {CAROL: {"ed25519:carol1": {}}})
+    second = batch(api, later)
+    carol.routes[KEYS] = json_response({"errcode": "M_UNKNOWN", "error": "Down"}, 400)
+    third = batch(api, later)
+
+    assert network.key_fetches(CAROL) == 3
+    for answer in (first, second, third):
+        assert [obj["valid_until_ts"] for obj in answer] == [expired]
+        assert list(answer[0]["verify_keys"]) == ["ed25519:carol1"]
+        check_notary_signature(answer[0], settings.SERVER_NAME, server_signing_key().verify_key)
+
+
+def test_a_server_that_answered_with_an_error_is_asked_again_at_the_next_query(
+    api: MatrixTestClient, carol: FakeServer, network: FakeNetwork
+) -> None:
+    """Only a server that could not be reached is left alone for a minute: one that
+    answered may have its keys by the next query."""
+    carol.routes[KEYS] = json_response({"errcode": "M_UNKNOWN", "error": "Not yet"}, 400)
+    assert batch(api, {CAROL: {"ed25519:carol1": {}}}) == []
+    del carol.routes[KEYS]
+
+    answer = batch(api, {CAROL: {"ed25519:carol1": {}}})
+
+    assert network.key_fetches(CAROL) == 2
+    assert_countersigned(answer[0], carol)
+
+
+def test_a_key_the_server_no_longer_lists_is_still_answered(
+    api: MatrixTestClient, carol: FakeServer, network: FakeNetwork
+) -> None:
+    """(sytest 50federation/01keys) A response listing only a newer key does not make
+    this server forget the old one."""
+    expired = now_ms() - DAY_MS
+    carol.routes[KEYS] = json_response(server_keys_json(CAROL, [carol.signing_key], expired))
+    batch(api, {CAROL: {"ed25519:carol1": {}}})
+    newer = generate_signing_key("carol2")
+    carol.routes[KEYS] = json_response(server_keys_json(CAROL, [newer], expired + 1000))
+
+    now = batch(api, {CAROL: {"ed25519:carol1": {"minimum_valid_until_ts": now_ms()}}})
+    then = batch(api, {CAROL: {"ed25519:carol1": {"minimum_valid_until_ts": expired}}})
+
+    assert network.key_fetches(CAROL) == 2
+    assert [list(obj["verify_keys"]) for obj in now] == [["ed25519:carol1"]]
+    assert then == now
 
 
 def test_a_server_that_cannot_be_reached_is_left_out(

@@ -567,6 +567,23 @@ def test_v1_send_leave_and_leave_refusals(
     assert membership_of(room_id, user) == "leave"
 
 
+def test_a_leave_breaking_the_room_versions_json_rules_is_bad_json_whatever_else(
+    api: MatrixTestClient, alice: Persona, dave: RemoteServer
+) -> None:
+    """(sytest 50federation/35room-invite) A float in a v6 room's event: 400 M_BAD_JSON,
+    checked before the event ID in the path (here not even an event ID) is compared."""
+    room_id = create_room(api, alice, preset="public_chat", room_version="6")
+    remote_join(api, dave, room_id)
+    user = dave.user("dave")
+    template = fed(api, dave, "GET", f"{F}/make_leave/{room_id}/{user}").body
+    pdu = signed_from(dave, {**template, "event": {**template["event"], "bad_val": 1.1}})
+
+    got = fed(api, dave, "PUT", f"{F2}/send_leave/{room_id}/xxx", pdu)
+
+    assert (got.status, got.body["errcode"]) == (400, "M_BAD_JSON"), got.body
+    assert membership_of(room_id, user) == "join"
+
+
 # --- a room every local user has left ---------------------------------------------------------
 
 

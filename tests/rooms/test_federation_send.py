@@ -240,23 +240,44 @@ def test_an_unsigned_transaction_is_unauthorized(api: Any, scene: Scene) -> None
 def test_missing_events_are_asked_of_the_origin(
     api: Any, scene: Scene, network: FakeNetwork
 ) -> None:
-    """A PDU after a gap: the events in between come from the origin (GET /event),
-    through federation.event_source over the signing client."""
+    """A PDU after a gap: the events in between come from the origin, in one POST
+    /get_missing_events (not GET /event for each), through federation.event_source over
+    the signing client."""
     room = scene.room
     gap = [room.send(CAROL, "m.room.message", {"body": f"gap {n}"}) for n in range(2)]
     latest = room.send(CAROL, "m.room.message", {"body": "latest"})
     server = network.add(CAROL_SERVER)
-    for pdu in gap:
-        # Event IDs are sent percent-encoded, every reserved character (as Synapse does).
-        server.routes[f"{F}/event/{quote(event_id(room, pdu), safe='')}"] = json_response(
-            {"origin": CAROL_SERVER, "origin_server_ts": 1, "pdus": [pdu]}
-        )
+    missing_path = f"{F}/get_missing_events/{quote(room.room_id, safe='')}"
+    server.routes[missing_path] = json_response({"events": gap})
 
     got = fed(api, scene.carol, "PUT", f"{F}/send/t1", txn(latest))
 
     assert got.body == {"pdus": {event_id(room, latest): {}}}
     for pdu in [*gap, latest]:
         assert in_timeline(event_id(room, pdu))
-    asked = [r for r in network.sent if r.path.startswith(f"{F}/event/")]
-    assert {r.path for r in asked} <= set(server.routes)
-    assert all(r.headers["Authorization"].startswith("X-Matrix ") for r in asked)
+    (asked,) = [r for r in network.sent if r.target.host_header == CAROL_SERVER]
+    assert (asked.method, asked.path) == ("POST", missing_path)
+    assert asked.headers["Authorization"].startswith("X-Matrix ")
+
+
+def test_a_pdu_whose_missing_events_the_origin_does_not_give_is_dropped(
+    api: Any, scene: Scene, network: FakeNetwork
+) -> None:
+    """(sytest 50federation/36state) The origin answers /get_missing_events with nothing:
+    the PDU is dropped, and the state at what is missing is not asked for."""
+    room = scene.room
+    withheld = room.send(CAROL, "m.room.message", {"body": "withheld"})
+    latest = room.send(CAROL, "m.room.message", {"body": "latest"})
+    server = network.add(CAROL_SERVER)
+    server.routes[f"{F}/get_missing_events/{quote(room.room_id, safe='')}"] = json_response(
+        {"events": []}
+    )
+
+    got = fed(api, scene.carol, "PUT", f"{F}/send/t1", txn(latest))
+
+    assert got.body == {"pdus": {event_id(room, latest): {}}}
+    ids = [event_id(room, pdu) for pdu in (withheld, latest)]
+    assert not Event.objects.filter(event_id__in=ids).exists()
+    assert not [r for r in network.sent if "/state_ids/" in r.path or "/event/" in r.path]
+    row = InboundPdu.objects.get(event_id=event_id(room, latest))
+    assert "could not be had" in row.result["error"]

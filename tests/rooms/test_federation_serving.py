@@ -186,6 +186,21 @@ def test_state_and_state_ids_are_the_state_before_the_event(
     assert len(full.body["auth_chain"]) == len(chain)
 
 
+def test_the_state_at_a_rejected_event_is_not_found(api: MatrixTestClient, scene: Scene) -> None:
+    """(sytest 50federation/36state) A rejected event is no part of the room's graph
+    here (backfill and /get_missing_events leave it out): the state at it is not served,
+    as at an outlier."""
+    room = scene.room
+    pdu = room.send("@mallory:dave.test", "m.room.message", {"body": "no member"}, name="REJ")
+    deliver(room, pdu)
+    rejected = room.id("REJ")
+    assert Event.objects.get(event_id=rejected).rejected_reason is not None
+
+    for endpoint in ("state", "state_ids"):
+        got = fed(api, scene.dave, "GET", f"{F}/{endpoint}/{room.room_id}?event_id={rejected}")
+        assert (got.status, got.body["errcode"]) == (404, "M_NOT_FOUND"), endpoint
+
+
 def test_event_auth_is_the_auth_chain(api: MatrixTestClient, scene: Scene) -> None:
     room = scene.room
     join = room.id("DAVE_JOIN")

@@ -14,6 +14,8 @@ from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from protocol.signing import encode_verify_key_base64, generate_signing_key, hash_and_sign_event
 from rooms.models import CurrentState, Event, ForwardExtremity, Membership, Room
 from rooms.services.incoming import InvalidPDU, checked_events, receive_pdu
+from tests.conftest import MatrixTestClient, Persona
+from tests.rooms.helpers import create_room, send
 
 V11 = KNOWN_ROOM_VERSIONS["11"]
 SERVER = "remote.test"
@@ -296,3 +298,99 @@ def test_checked_events_keeps_order_and_says_why_each_dropped_one_is(room: Any) 
     # The tampered one is its event, redacted (check 3).
     assert results[4].event_id == chain[3].event_id  # type: ignore[union-attr]
     assert results[4].content == {"join_rule": "public"}  # type: ignore[union-attr]
+
+
+class MissingEventsSource(Source):
+    """A sender answering POST /get_missing_events with ``gap``, and noting what else it
+    is asked."""
+
+    def __init__(self, signer: Signer, chain: list[PDUEvent], gap: list[PDUEvent]) -> None:
+        super().__init__(signer, chain)
+        self.gap = gap
+        self.missing_asked: list[list[str]] = []
+        self.state_asked: list[str] = []
+
+    def get_missing_events(
+        self, room_id: str, earliest: list[str], latest: list[str], limit: int
+    ) -> list[dict[str, Any]]:
+        self.missing_asked.append(latest)
+        return [event.pdu for event in self.gap]
+
+    def get_state_ids(self, room_id: str, event_id: str) -> tuple[list[str], list[str]]:
+        self.state_asked.append(event_id)
+        return super().get_state_ids(room_id, event_id)
+
+
+def test_a_pushed_event_whose_prev_events_cannot_be_had_is_dropped(room: Any) -> None:
+    """(sytest 50federation/36state) Its sender gives none of the missing events: the
+    event is dropped, and the state at what is missing is not asked for (taken from the
+    sender, it could name any state for an event that might become the only tip)."""
+    signer, chain, state = room
+    for event in chain:
+        receive_pdu(event.pdu, origin=SERVER)
+    withheld = signer.make("m.room.message", BOB, {"body": "1"}, [chain[-1].event_id], state)
+    pushed = signer.make("m.room.message", BOB, {"body": "2"}, [withheld.event_id], state)
+    source = MissingEventsSource(signer, chain, gap=[])
+
+    with pytest.raises(InvalidPDU) as refused:
+        receive_pdu(pushed.pdu, origin=SERVER, source=source)
+
+    assert refused.value.errcode == "M_FORBIDDEN"
+    assert source.missing_asked == [[pushed.event_id]]
+    assert source.state_asked == []
+    assert not Event.objects.filter(event_id__in=[withheld.event_id, pushed.event_id]).exists()
+    assert list(ForwardExtremity.objects.values_list("event_id", flat=True)) == [
+        chain[-1].event_id
+    ]
+
+
+def test_a_pulled_event_gets_the_state_at_its_missing_prev_event_from_the_sender(
+    room: Any,
+) -> None:
+    """(sytest 50federation/36state) One round of /get_missing_events: an event it gives
+    whose own prev event is still missing takes the state there from /state_ids, rather
+    than another round; the prev event itself stays an outlier."""
+    signer, chain, state = room
+    for event in chain:
+        receive_pdu(event.pdu, origin=SERVER)
+    y = signer.make("test_state", BOB, {"body": "y"}, [chain[-1].event_id], state, "Y")
+    x = signer.make("m.room.message", BOB, {"body": "x"}, [y.event_id], state)
+    c = signer.make("m.room.message", BOB, {"body": "c"}, [x.event_id], state)
+    source = MissingEventsSource(signer, chain, gap=[x])
+
+    row = receive_pdu(c.pdu, origin=SERVER, source=source)
+
+    assert not row.outlier
+    assert source.missing_asked == [[c.event_id]]
+    assert source.state_asked == [y.event_id]
+    assert not Event.objects.get(event_id=x.event_id).outlier
+    assert Event.objects.get(event_id=y.event_id).outlier
+    # Bob's join stays a tip: nothing in the timeline here says Y came after it.
+    assert set(ForwardExtremity.objects.values_list("event_id", flat=True)) == {
+        chain[-1].event_id,
+        c.event_id,
+    }
+
+
+def test_a_redaction_of_an_event_of_another_room_is_never_shown(
+    room: Any, api: MatrixTestClient, alice: Persona
+) -> None:
+    """(sytest 50federation/39redactions) Redactions are shown only once the server would
+    apply them ("Handling redactions"), and one naming another room's event never will
+    be: kept like a soft-failed event, shown to no one, built on by nobody."""
+    signer, chain, state = room
+    for event in chain:
+        receive_pdu(event.pdu, origin=SERVER)
+    elsewhere = create_room(api, alice)
+    target = send(api, alice, elsewhere, "mine")
+    redaction = signer.make(
+        "m.room.redaction", BOB, {"redacts": target}, [chain[-1].event_id], state
+    )
+
+    row = receive_pdu(redaction.pdu, origin=SERVER)
+
+    assert (row.rejected_reason, row.soft_failed) == (None, True)
+    assert Event.objects.get(event_id=target).redacted_by is None
+    assert list(
+        ForwardExtremity.objects.filter(room__room_id=ROOM).values_list("event_id", flat=True)
+    ) == [chain[-1].event_id]
