@@ -109,10 +109,11 @@ def _visible(rows: Iterable[Event], user_id: str) -> list[Event]:
     ordered = list(rows)
     for row in ordered:
         by_room[row.room_id].append(row)
-    kept: set[int] = set()
+    # By primary key, the row as it is served (an erased sender's may be a redacted copy).
+    kept: dict[int, Event] = {}
     for room_rows in by_room.values():
-        kept.update(row.pk for row in selectors.filter_visible(room_rows, user_id))
-    return [row for row in ordered if row.pk in kept]
+        kept.update((row.pk, row) for row in selectors.filter_visible(room_rows, user_id))
+    return [kept[row.pk] for row in ordered if row.pk in kept]
 
 
 # --- Bundled aggregations ---------------------------------------------------------
