@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import MatrixTestClient, Persona
+from tests.graph.remote import RemoteServer
+from tests.rooms.federation_helpers import F, fed
 from tests.rooms.helpers import create_room, join, messages, room_path, send
+from tests.rooms.test_federation_membership import remote_join
 from tests.sync.helpers import joined, sync
 
 SECRET = {"msgtype": "m.text", "body": "my secret"}
@@ -132,3 +135,32 @@ def test_an_erased_users_message_is_redacted_in_search_results_for_a_later_joine
         assert response.status == 200, response.body
         results = response.body["search_categories"]["room_events"]["results"]
         assert [r["result"]["content"] for r in results] == [content]
+
+
+# --- Other servers (rooms.federation.access.ServerVisibility) --------------------------
+
+
+def _served_to(api: MatrixTestClient, server: RemoteServer, room: str, event_id: str) -> list[Any]:
+    """The event's content as GET /event and GET /backfill serve it to ``server``."""
+    got = fed(api, server, "GET", f"{F}/event/{event_id}")
+    assert got.status == 200, got.body
+    backfill = fed(api, server, "GET", f"{F}/backfill/{room}?v={event_id}&limit=1")
+    assert backfill.status == 200, backfill.body
+    return [got.body["pdus"][0]["content"], backfill.body["pdus"][0]["content"]]
+
+
+@pytest.mark.parametrize("erase", [True, False])
+def test_a_server_that_joined_after_the_message_is_served_it_redacted(
+    api: MatrixTestClient, alice: Persona, bob: Persona, erase: bool
+) -> None:
+    room = create_room(api, alice, preset="public_chat")
+    join(api, bob, room)
+    early, late = RemoteServer("dave.test"), RemoteServer("erin.test")
+    for server in (early, late):
+        server.install_keys()
+    remote_join(api, early, room)
+    event_id = send(api, bob, room, SECRET)
+    remote_join(api, late, room, "erin")
+    _deactivate(api, bob, erase=erase)
+    assert _served_to(api, early, room, event_id) == [SECRET] * 2
+    assert _served_to(api, late, room, event_id) == [{} if erase else SECRET] * 2
