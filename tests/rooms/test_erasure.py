@@ -137,6 +137,32 @@ def test_an_erased_users_message_is_redacted_in_search_results_for_a_later_joine
         assert [r["result"]["content"] for r in results] == [content]
 
 
+def test_an_erased_users_thread_reply_is_redacted_in_relations_and_bundles(
+    api: MatrixTestClient, alice: Persona, bob: Persona, scene: dict[str, Any]
+) -> None:
+    room, carol, dave = scene["room"], scene["carol"], scene["dave"]
+    root = send(api, alice, room, "root")
+    reply_content = {
+        "msgtype": "m.text",
+        "body": "my reply",
+        "m.relates_to": {"rel_type": "m.thread", "event_id": root},
+    }
+    reply = send(api, bob, room, reply_content)
+    _deactivate(api, bob, erase=True)
+    # Both were joined when the reply was sent.
+    for who in (carol, dave):
+        assert _event(api, who, room, reply)["content"] == reply_content
+    erin = api.register("erin")
+    join(api, erin, room)
+    for who, content in ((carol, reply_content), (erin, {})):
+        bundled = _event(api, who, room, root)["unsigned"]["m.relations"]["m.thread"]
+        assert bundled["latest_event"]["content"] == content
+        path = "/_matrix/client/v1/" + room_path(room, "relations", root)
+        got = api.get(path, token=who.access_token)
+        assert got.status == 200, got.body
+        assert [e["content"] for e in got.body["chunk"]] == [content]
+
+
 # --- Other servers (rooms.federation.access.ServerVisibility) --------------------------
 
 
