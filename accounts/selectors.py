@@ -202,3 +202,19 @@ def get_filter(user: User, filter_id: str) -> dict[str, Any]:
         _filters.put(key, cached)
     definition: dict[str, Any] = json.loads(cached)
     return definition
+
+
+def erased_user_ids(user_ids: Iterable[str]) -> set[str]:
+    """The local users among ``user_ids`` whose accounts were deactivated with erasure
+    (Client-Server API, "Account deactivation"), in one query. Only this server's users
+    can be known erased: others are left out without a query."""
+    suffix = f":{settings.SERVER_NAME}"
+    localparts = {
+        user_id[1 : -len(suffix)]
+        for user_id in user_ids
+        if user_id.startswith("@") and user_id.endswith(suffix)
+    }
+    if not localparts:
+        return set()
+    rows = User.objects.filter(localpart__in=localparts, is_erased=True)
+    return {f"@{localpart}{suffix}" for localpart in rows.values_list("localpart", flat=True)}

@@ -109,10 +109,11 @@ def _visible(rows: Iterable[Event], user_id: str) -> list[Event]:
     ordered = list(rows)
     for row in ordered:
         by_room[row.room_id].append(row)
-    kept: set[int] = set()
+    # By primary key, the row as it is served (an erased sender's may be a redacted copy).
+    kept: dict[int, Event] = {}
     for room_rows in by_room.values():
-        kept.update(row.pk for row in selectors.filter_visible(room_rows, user_id))
-    return [row for row in ordered if row.pk in kept]
+        kept.update((row.pk, row) for row in selectors.filter_visible(room_rows, user_id))
+    return [kept[row.pk] for row in ordered if row.pk in kept]
 
 
 # --- Bundled aggregations ---------------------------------------------------------
@@ -216,11 +217,13 @@ def _bundles(
         if threads
         else []
     )
-    visible = {row.pk for row in _visible([*edits_and_refs, *latest_rows], user_id)}
+    # By primary key, as served (an erased sender's child may be a redacted copy).
+    visible = {row.pk: row for row in _visible([*edits_and_refs, *latest_rows], user_id)}
 
     best_edit: dict[str, Event] = {}
-    for child in edits_and_refs:
-        if child.pk not in visible or child.relates_to is None:
+    for stored in edits_and_refs:
+        child = visible.get(stored.pk)
+        if child is None or child.relates_to is None:
             continue
         parent = parents[child.relates_to]
         if child.room_id != parent.room_id:
@@ -284,7 +287,10 @@ def _child_groups(
 
 
 def _latest_visible_in_threads(
-    threads: list[dict[str, Any]], latest_rows: list[Event], visible: set[int], user_id: str
+    threads: list[dict[str, Any]],
+    latest_rows: list[Event],
+    visible: dict[int, Event],
+    user_id: str,
 ) -> dict[str, Event]:
     """The most recent child the viewer may see, per thread root."""
     by_position = {row.stream_ordering: row for row in latest_rows}
@@ -293,7 +299,7 @@ def _latest_visible_in_threads(
     for thread in threads:
         row = by_position.get(thread["latest"])
         if row is not None and row.pk in visible:
-            found[thread["relates_to"]] = row
+            found[thread["relates_to"]] = visible[row.pk]
         else:
             hidden.append(thread["relates_to"])
     if hidden:

@@ -258,12 +258,13 @@ def _visible(rows: list[tuple[Event, float, str]], user_id: str) -> list[tuple[E
     by_room: dict[int, list[Event]] = {}
     for row, _rank, _value in rows:
         by_room.setdefault(row.room_id, []).append(row)
+    # By primary key, the row as it is served (an erased sender's may be a redacted copy).
     visible = {
-        row.pk
+        row.pk: row
         for room_rows in by_room.values()
         for row in selectors.filter_visible(room_rows, user_id)
     }
-    return [found for found in rows if found[0].pk in visible]
+    return [(visible[row.pk], rank, value) for row, rank, value in rows if row.pk in visible]
 
 
 def highlights(words: tuple[str, ...], values: list[str]) -> list[str]:

@@ -7,10 +7,17 @@ the state at that event:
 3. ``shared``, and the user joined the room at any point after the event: visible.
 4. ``invited``, and the user's membership at the event was ``invite``: visible.
 5. Otherwise not visible.
+
+Erasure (Client-Server API, "Account deactivation"): "any users (or servers) which join
+the room after the erasure request are served redacted copies of the events sent by
+this account". As Synapse does (``synapse/visibility.py``), an event of an erased sender
+is served redacted to every viewer who was not joined at that event, whether they joined
+before or after the erasure; those joined at the event see it whole.
 """
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections.abc import Iterable, Sequence
 from functools import reduce
@@ -19,9 +26,12 @@ from typing import Any
 from django.db import connection
 from django.db.models import Max, Q
 
+from accounts.selectors import erased_user_ids
 from config.model_loading import load_rows, select_columns
 from protocol.errors import MatrixError, forbidden
 from protocol.event_filters import wildcard_regex
+from protocol.redaction import redact_event
+from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from rooms import event_cache, storage
 from rooms.models import CurrentState, Event, Membership, Room
 from rooms.state import StateKey, load_state, state_group_at_position
@@ -113,13 +123,16 @@ def is_world_readable(room: Room) -> bool:
 
 
 def filter_visible(rows: Sequence[Event], user_id: str) -> list[Event]:
-    """The events among ``rows`` (all of one room) that ``user_id`` may see."""
+    """The events among ``rows`` (all of one room) that ``user_id`` may see, an erased
+    sender's event as a redacted copy where the user was not joined at it."""
     if not rows:
         return []
     room_pk = rows[0].room_id
     last_join: int | None = None
     last_join_read = False
-    visible = []
+    visible: list[Event] = []
+    # Positions in ``visible`` of the events seen without being joined at them.
+    unjoined: list[int] = []
     # Consecutive events mostly share a state group: each group is looked at once.
     by_group: dict[int | None, tuple[str, str]] = {}
     for row in rows:
@@ -153,12 +166,30 @@ def filter_visible(rows: Sequence[Event], user_id: str) -> list[Event]:
             or (v == "shared" and joined_after)
             or (v == "invited" and membership == "invite")
             for v in candidates
-        ):
-            visible.append(row)
-        elif row.type == "m.room.member" and row.state_key == user_id:
+        ) or (row.type == "m.room.member" and row.state_key == user_id):
             # A user always sees their own membership events (e.g. the invite itself).
+            unjoined.append(len(visible))
             visible.append(row)
+    if unjoined:
+        _redact_erased(visible, unjoined)
     return visible
+
+
+def _redact_erased(visible: list[Event], positions: list[int]) -> None:
+    """Replace the events at ``positions`` whose senders are erased by redacted copies
+    (the stored rows, which caches may share, are left alone). One query, for the
+    senders of these events only: a viewer joined at every event pays nothing."""
+    erased = erased_user_ids({visible[i].sender for i in positions})
+    if not erased:
+        return
+    # All of one room: its version is looked up once.
+    room_version = KNOWN_ROOM_VERSIONS[visible[positions[0]].room.room_version]
+    for i in positions:
+        row = visible[i]
+        if row.sender in erased:
+            pruned = copy.copy(row)
+            pruned.pdu = redact_event(row.pdu, room_version)
+            visible[i] = pruned
 
 
 def check_can_read_state(room: Room, user_id: str) -> int | None:
@@ -253,9 +284,10 @@ def get_event_for_user(room: Room | None, event_id: str, user_id: str) -> Event:
     /events/{eventId}): 404 if unknown (in that room), not in the timeline (an outlier,
     a rejected or soft-failed event) or not visible to the user."""
     row = storage.timeline_events(room).filter(event_id=event_id).first()
-    if row is None or not filter_visible([row], user_id):
+    visible = filter_visible([row], user_id) if row is not None else []
+    if not visible:
         raise MatrixError("M_NOT_FOUND", "Event not found")
-    return row
+    return visible[0]
 
 
 def event_filter_q(room_filter: dict[str, Any] | None) -> Q:

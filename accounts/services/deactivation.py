@@ -14,7 +14,9 @@ def do_deactivate_account(user: User, *, erase: bool = False, id_server: str | N
     """Deactivate ``user``: no login ever again, every device and session removed, every
     third-party identifier removed from the account.
 
-    ``erase`` also clears the profile (Client-Server API, "Account deactivation").
+    ``erase`` also clears the profile and marks the account erased (Client-Server API,
+    "Account deactivation"): its events are then served redacted to those who were not
+    joined when they were sent (``rooms.selectors.filter_visible``).
     Listeners of ``user_deactivated`` (rooms) make the user leave every room in the
     same transaction. First, with no transaction open, the addresses bound at identity
     servers through us are unbound (from ``id_server`` if given); the result is the
@@ -29,7 +31,8 @@ def do_deactivate_account(user: User, *, erase: bool = False, id_server: str | N
         fields = ["is_active", "deactivated_at", "password"]
         if erase:
             locked.profile = {}
-            fields.append("profile")
+            locked.is_erased = True
+            fields += ["profile", "is_erased"]
         locked.save(update_fields=fields)
         locked.devices.all().delete()
         # Its OpenID tokens would still prove the identity to integrations.

@@ -71,8 +71,6 @@ def deactivate_user(
     user = access_local_user(user_id)
     with transaction.atomic():
         deactivation.do_deactivate_account(user, erase=erase)
-        if erase:
-            User.objects.filter(pk=user.pk).update(is_erased=True)
         audit.record(actor, "user.deactivate", user_id, via=via, ip=ip, erase=erase)
 
 

@@ -16,6 +16,11 @@ one of its users could, using the state at that event:
 As for users, an m.room.history_visibility event is judged by the visibility before
 *or* after it, and a server's own users' m.room.member events by their membership
 before *or* after them: for every state event both states count.
+
+Erasure (Client-Server API, "Account deactivation": "any users (or servers) which join
+the room after the erasure request are served redacted copies"): an erased sender's event
+is served redacted to a server none of whose users was joined at it, as to a user
+(``rooms.selectors.filter_visible``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts.selectors import erased_user_ids
 from protocol.errors import MatrixError, forbidden, not_found
 from protocol.redaction import redact_event
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
@@ -128,24 +134,37 @@ class ServerVisibility:
         self.server_name = server_name
         # By state group (-1: no group).
         self._by_group: dict[int, bool] = {}
+        self._joined_in_group: dict[int, bool] = {}
 
-    def _allowed_by(self, state: Mapping[StateKey, str]) -> bool:
-        hv_id = state.get(HISTORY_VISIBILITY_KEY)
+    def _server_memberships(self, state: Mapping[StateKey, str]) -> set[str | None]:
         suffix = _users_of(self.server_name)
         member_ids = [
             event_id
             for (etype, skey), event_id in state.items()
             if etype == "m.room.member" and skey.endswith(suffix)
         ]
-        events = event_cache.get_events([*member_ids, *([hv_id] if hv_id else [])])
+        events = event_cache.get_events(member_ids)
+        return {events[e].membership for e in member_ids if e in events}
+
+    def _joined_at(self, row: Event) -> bool:
+        """Was one of the server's users joined at the event (the state after it)?"""
+        if row.state_group_id is None:
+            return False
+        if row.state_group_id not in self._joined_in_group:
+            memberships = self._server_memberships(load_state(row.state_group_id))
+            self._joined_in_group[row.state_group_id] = "join" in memberships
+        return self._joined_in_group[row.state_group_id]
+
+    def _allowed_by(self, state: Mapping[StateKey, str]) -> bool:
+        hv_id = state.get(HISTORY_VISIBILITY_KEY)
         visibility = "shared"
-        hv = events.get(hv_id) if hv_id else None
+        hv = event_cache.get_events([hv_id]).get(hv_id) if hv_id else None
         if hv is not None and isinstance(hv.content.get("history_visibility"), str):
             visibility = hv.content["history_visibility"]
         if visibility not in ("invited", "joined"):
             # Unknown values count as shared ("History visibility", server behaviour).
             return True
-        memberships = {events[e].membership for e in member_ids if e in events}
+        memberships = self._server_memberships(state)
         return "join" in memberships or (visibility == "invited" and "invite" in memberships)
 
     def _allowed_in_group(self, group: int | None) -> bool:
@@ -170,10 +189,12 @@ class ServerVisibility:
 
     def pdus(self, rows: Sequence[Event]) -> list[dict[str, Any]]:
         """The rows' PDUs, those the server may not see redacted (it still needs them to
-        follow the room's graph, as Synapse serves backfill and missing events)."""
+        follow the room's graph, as Synapse serves backfill and missing events), and
+        those of erased senders where none of its users was joined at them."""
         served = []
+        erased = erased_user_ids({row.sender for row in rows})
         for row in rows:
-            if self.can_see(row):
+            if self.can_see(row) and (row.sender not in erased or self._joined_at(row)):
                 served.append(row.pdu)
             else:
                 room_version = KNOWN_ROOM_VERSIONS[row.room.room_version]

@@ -54,7 +54,7 @@ class EventView(FederationView):
         origin = self.origin(request)
         room = access.access_room_as_member(access.room_id_of_event(event_id), origin)
         row = access.access_event(room, event_id, origin)
-        return ok(_transaction([row.pdu]))
+        return ok(_transaction(access.ServerVisibility(origin).pdus([row])))
 
 
 class StateView(FederationView):
