@@ -631,8 +631,13 @@ def _match_and_rank(words: Sequence[str]) -> tuple[RawSQL, RawSQL]:
             [query],
             output_field=BooleanField(),
         ),
+        # The ranks of all the matches, worked out once (a materialised CTE: computed on
+        # first use, then looked up by row ID) rather than by a MATCH per row, which
+        # read the term's whole posting list again for each of thousands of matches.
         RawSQL(
-            f"(SELECT -bm25({fts}) FROM {fts} WHERE {fts} MATCH %s AND rowid = {table}.id)",
+            f"(WITH ranked AS MATERIALIZED (SELECT rowid AS id, -bm25({fts}) AS rank "
+            f"FROM {fts} WHERE {fts} MATCH %s) "
+            f"SELECT rank FROM ranked WHERE ranked.id = {table}.id)",
             [query],
             output_field=FloatField(),
         ),
@@ -664,7 +669,7 @@ def search_matches(
     """Up to ``count`` matching timeline events after ``after``, best first (``by_rank``)
     or newest first (in stream order), each with its rank and the value that matched;
     never a redacted event. Each row's room is not loaded: the caller has it."""
-    query = _search_rows(search).select_related("event")
+    query = _search_rows(search)
     if after is not None:
         if by_rank:
             rank, stream = after
@@ -674,8 +679,9 @@ def search_matches(
         else:
             query = query.filter(event__stream_ordering__lt=after[0])
     ordering = ["-rank", "-event__stream_ordering"] if by_rank else ["-event__stream_ordering"]
+    # The page's row IDs and ranks first, then those rows with their events: sorting
+    # thousands of matches carries two numbers each, not every event's JSON.
+    page = list(query.order_by(*ordering).values_list("pk", "rank")[:count])
+    rows = EventSearch.objects.select_related("event").in_bulk([pk for pk, _rank in page])
     # One row per event: an event type has one searchable key (search_index).
-    return [
-        (row.event, float(row.rank), row.value)  # type: ignore[attr-defined]
-        for row in query.order_by(*ordering)[:count]
-    ]
+    return [(rows[pk].event, float(rank), rows[pk].value) for pk, rank in page]
