@@ -570,9 +570,10 @@ def member_events_of(
 # --- Full-text search -------------------------------------------------------------------
 #
 # Over rooms.models.EventSearch (rooms.services.search_index), with the database's own
-# full-text index (migration 0011): on PostgreSQL ``to_tsvector('english', value)``,
-# which its GIN index holds, ranked by ts_rank; on SQLite the FTS5 table, ranked by
-# bm25 (negated: FTS5 scores better matches lower). The higher the rank, the better.
+# full-text index (migrations 0011, 0014): on PostgreSQL ``to_tsvector('english', value)``
+# stored in the ``vector`` column, which its GIN index holds, ranked by ts_rank; on
+# SQLite the FTS5 table, ranked by bm25 (negated: FTS5 scores better matches lower).
+# The higher the rank, the better.
 
 # A search position in rank order: (rank, stream ordering) of the last event returned;
 # in recent order: (stream ordering,).
@@ -611,7 +612,8 @@ def _match_and_rank(words: Sequence[str]) -> tuple[RawSQL, RawSQL]:
     table = table_name(EventSearch)
     if connection.vendor == "postgresql":
         query = " & ".join(f"{word}:*" for word in words)
-        vector = f"to_tsvector('english', {table}.value)"
+        # The row's stored to_tsvector('english', value) (migration 0014), GIN-indexed.
+        vector = f"{table}.vector"
         tsquery = "to_tsquery('english', %s)"
         return (
             RawSQL(f"{vector} @@ {tsquery}", [query], output_field=BooleanField()),
