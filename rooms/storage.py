@@ -570,9 +570,10 @@ def member_events_of(
 # --- Full-text search -------------------------------------------------------------------
 #
 # Over rooms.models.EventSearch (rooms.services.search_index), with the database's own
-# full-text index (migration 0011): on PostgreSQL ``to_tsvector('english', value)``,
-# which its GIN index holds, ranked by ts_rank; on SQLite the FTS5 table, ranked by
-# bm25 (negated: FTS5 scores better matches lower). The higher the rank, the better.
+# full-text index (migrations 0011, 0014): on PostgreSQL ``to_tsvector('english', value)``
+# stored in the ``vector`` column, which its GIN index holds, ranked by ts_rank; on
+# SQLite the FTS5 table, ranked by bm25 (negated: FTS5 scores better matches lower).
+# The higher the rank, the better.
 
 # A search position in rank order: (rank, stream ordering) of the last event returned;
 # in recent order: (stream ordering,).
@@ -611,7 +612,8 @@ def _match_and_rank(words: Sequence[str]) -> tuple[RawSQL, RawSQL]:
     table = table_name(EventSearch)
     if connection.vendor == "postgresql":
         query = " & ".join(f"{word}:*" for word in words)
-        vector = f"to_tsvector('english', {table}.value)"
+        # The row's stored to_tsvector('english', value) (migration 0014), GIN-indexed.
+        vector = f"{table}.vector"
         tsquery = "to_tsquery('english', %s)"
         return (
             RawSQL(f"{vector} @@ {tsquery}", [query], output_field=BooleanField()),
@@ -631,8 +633,13 @@ def _match_and_rank(words: Sequence[str]) -> tuple[RawSQL, RawSQL]:
             [query],
             output_field=BooleanField(),
         ),
+        # The ranks of all the matches, worked out once (a materialised CTE: computed on
+        # first use, then looked up by row ID) rather than by a MATCH per row, which
+        # read the term's whole posting list again for each of thousands of matches.
         RawSQL(
-            f"(SELECT -bm25({fts}) FROM {fts} WHERE {fts} MATCH %s AND rowid = {table}.id)",
+            f"(WITH ranked AS MATERIALIZED (SELECT rowid AS id, -bm25({fts}) AS rank "
+            f"FROM {fts} WHERE {fts} MATCH %s) "
+            f"SELECT rank FROM ranked WHERE ranked.id = {table}.id)",
             [query],
             output_field=FloatField(),
         ),
@@ -664,7 +671,7 @@ def search_matches(
     """Up to ``count`` matching timeline events after ``after``, best first (``by_rank``)
     or newest first (in stream order), each with its rank and the value that matched;
     never a redacted event. Each row's room is not loaded: the caller has it."""
-    query = _search_rows(search).select_related("event")
+    query = _search_rows(search)
     if after is not None:
         if by_rank:
             rank, stream = after
@@ -674,8 +681,9 @@ def search_matches(
         else:
             query = query.filter(event__stream_ordering__lt=after[0])
     ordering = ["-rank", "-event__stream_ordering"] if by_rank else ["-event__stream_ordering"]
+    # The page's row IDs and ranks first, then those rows with their events: sorting
+    # thousands of matches carries two numbers each, not every event's JSON.
+    page = list(query.order_by(*ordering).values_list("pk", "rank")[:count])
+    rows = EventSearch.objects.select_related("event").in_bulk([pk for pk, _rank in page])
     # One row per event: an event type has one searchable key (search_index).
-    return [
-        (row.event, float(row.rank), row.value)  # type: ignore[attr-defined]
-        for row in query.order_by(*ordering)[:count]
-    ]
+    return [(rows[pk].event, float(rank), rows[pk].value) for pk, rank in page]

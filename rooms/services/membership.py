@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -295,46 +296,61 @@ def do_remove_guests(room_id: str) -> int:
     return left
 
 
-def do_refresh_member_profiles(user_id: str) -> int:
-    """Re-send the user's join event in every joined room with their current profile.
+@dataclass(frozen=True)
+class ProfileRefresh:
+    """What one run of :func:`do_refresh_member_profiles` did: member events sent, and
+    the room (its primary key) to go on after, None when every room is done."""
+
+    changed: int
+    resume_after: int | None
+
+
+def do_refresh_member_profiles(
+    user_id: str, *, after_room: int = 0, limit: int | None = None
+) -> ProfileRefresh:
+    """Re-send the user's join event with their current profile in up to ``limit`` of
+    their joined rooms (all with None), in room order after the room ``after_room``.
 
     Client-Server API, "Events on change of profile information": the server SHOULD
-    send updated m.room.member events to every room the user is a member of.
+    send updated m.room.member events to every room the user is a member of. Each room
+    is its own transaction under its room lock, and a room whose member event already
+    carries the profile (looked at under the lock) gets nothing, so two runs for the
+    same user never send the same change twice.
     """
     profile = profile_content(user_id)
     ctx = SendContext(sender=user_id)
-    changed = 0
-    rows = Membership.objects.filter(user_id=user_id, membership=JOIN).values_list(
-        "room__room_id", "event_id"
+    rooms = (
+        Membership.objects.filter(user_id=user_id, membership=JOIN, room_id__gt=after_room)
+        .order_by("room_id")
+        .values_list("room_id", "room__room_id")
     )
-    for room_id, event_id in rows:
-        current = event_cache.get_events([event_id]).get(event_id)
-        if current is not None and all(
-            current.content.get(k) == profile.get(k) for k in ("displayname", "avatar_url")
-        ):
-            continue
-        extra = {}
-        if current is not None:
-            # Keep what else the member event said (e.g. join_authorised_via_users_server
-            # is not needed again; reason is not carried over).
-            extra = {
-                k: v
-                for k, v in current.content.items()
-                if k
-                not in (
-                    "membership",
-                    "displayname",
-                    "avatar_url",
-                    "reason",
-                    "join_authorised_via_users_server",
-                )
-            }
+    if limit is not None:
+        rooms = rooms[: limit + 1]
+    wanted = list(rooms)
+    resume_after = None
+    if limit is not None and len(wanted) > limit:
+        wanted = wanted[:limit]
+        resume_after = wanted[-1][0]
+    changed = 0
+    for _room_pk, room_id in wanted:
         try:
             with transaction.atomic():
                 room = lock_room(room_id)
                 row = Membership.objects.filter(room=room, user_id=user_id).first()
                 if row is None or row.membership != JOIN:
                     continue
+                current = event_cache.get_events([row.event_id]).get(row.event_id)
+                if current is not None and all(
+                    current.content.get(k) == profile.get(k) for k in ("displayname", "avatar_url")
+                ):
+                    continue
+                # Keep what else the member event said (join_authorised_via_users_server
+                # is not needed again; reason is not carried over).
+                extra = {
+                    k: v
+                    for k, v in (current.content.items() if current is not None else ())
+                    if k not in _NOT_CARRIED_OVER
+                }
                 send_in_locked_room(
                     room, ctx, "m.room.member", {"membership": JOIN, **extra, **profile}, user_id
                 )
@@ -344,7 +360,16 @@ def do_refresh_member_profiles(user_id: str) -> int:
             logger.warning("profile of %s not sent to %s: %s", user_id, room_id, exc.error)
             continue
         changed += 1
-    return changed
+    return ProfileRefresh(changed, resume_after)
+
+
+_NOT_CARRIED_OVER = (
+    "membership",
+    "displayname",
+    "avatar_url",
+    "reason",
+    "join_authorised_via_users_server",
+)
 
 
 def is_own_leave(user_id: str, event_type: str, state_key: str, content: dict[str, Any]) -> bool:

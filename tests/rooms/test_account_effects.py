@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from rooms import tasks
+from rooms.services import membership
 from tests.conftest import MatrixTestClient, Persona
 from tests.rooms.helpers import leave, state_map
 from tests.sync.helpers import joined, sync
@@ -176,6 +178,58 @@ def test_the_new_member_events_are_not_rate_limited(
     # ...but the member events the server makes for a profile change are not limited.
     _set_profile(api, bob, "displayname", "Bobby", django_capture_on_commit_callbacks)
 
+    for room in rooms:
+        member = state_map(api, alice, room)[("m.room.member", bob.user_id)]
+        assert member["content"]["displayname"] == "Bobby"
+
+
+def test_a_profile_change_reaches_many_rooms_a_batch_at_a_time(
+    api: MatrixTestClient,
+    alice: Persona,
+    bob: Persona,
+    monkeypatch: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    rooms = [_public_room_with(api, alice, bob) for _ in range(5)]
+    monkeypatch.setattr(tasks, "PROFILE_ROOMS_PER_BATCH", 2)
+    runs: list[int] = []
+    refresh = membership.do_refresh_member_profiles
+
+    def recording(user_id: str, **kwargs: Any) -> membership.ProfileRefresh:
+        done = refresh(user_id, **kwargs)
+        runs.append(done.changed)
+        return done
+
+    monkeypatch.setattr(membership, "do_refresh_member_profiles", recording)
+
+    # The PUT answers once the profile is stored; the member events follow from the
+    # worker, two rooms per run, each run queueing the next (eager in the tests).
+    _set_profile(api, bob, "displayname", "Bobby", django_capture_on_commit_callbacks)
+
+    assert runs == [2, 2, 1]
+    for room in rooms:
+        member = state_map(api, alice, room)[("m.room.member", bob.user_id)]
+        assert member["content"] == {"membership": "join", "displayname": "Bobby"}
+
+
+def test_a_refresh_resumes_after_its_last_room_and_never_repeats_a_change(
+    api: MatrixTestClient, alice: Persona, bob: Persona
+) -> None:
+    rooms = [_public_room_with(api, alice, bob) for _ in range(3)]
+    # The profile stored, its member events not sent (the on-commit task is not run).
+    response = api.put(
+        f"profile/{bob.user_id}/displayname", {"displayname": "Bobby"}, token=bob.access_token
+    )
+    assert response.status == 200
+
+    first = membership.do_refresh_member_profiles(bob.user_id, limit=2)
+    assert first.changed == 2
+    assert first.resume_after is not None
+    rest = membership.do_refresh_member_profiles(bob.user_id, after_room=first.resume_after)
+    assert (rest.changed, rest.resume_after) == (1, None)
+    # A second run over every room (another profile change's, say) finds them done.
+    again = membership.do_refresh_member_profiles(bob.user_id)
+    assert (again.changed, again.resume_after) == (0, None)
     for room in rooms:
         member = state_map(api, alice, room)[("m.room.member", bob.user_id)]
         assert member["content"]["displayname"] == "Bobby"
