@@ -6,9 +6,11 @@ API, old_sync.yaml, room_initial_sync.yaml, peeking_events.yaml):
 - ``GET /rooms/{roomId}/initialSync``: the same for one room, also for a room the user
   left (as it was when they left) and for a world-readable room they are not in ("Room
   Previews");
-- ``GET /events``: the stream of what happened since a token, flattened into one
-  ``chunk`` of events that carry their ``room_id``; with ``room_id``, the stream of that
-  one room, also for a user peeking into a world-readable room.
+- ``GET /events``: the room events since a token, flattened into one ``chunk`` of
+  events that carry their ``room_id`` (ClientEvents, as the spec's schema has it: no
+  typing, receipts, account data or presence, which Synapse also streams there); with
+  ``room_id``, the stream of that one room, also for a user peeking into a
+  world-readable room.
 
 Events are given in the event format of these endpoints' time (rooms.serialize:
 ``legacy_client_event``), presence events with ``content.user_id``, and both initial
@@ -38,7 +40,7 @@ from rooms import relations, selectors, storage
 from rooms.models import Event, Membership, Room
 from rooms.serialize import legacy_client_event, legacy_client_events
 from rooms.state import load_state
-from rooms.sync_providers import receipt_events, typing_events
+from rooms.sync_providers import receipt_events
 from sync.builder import MAX_TIMELINE_LIMIT, SyncRequest, SyncResult, build_sync
 from sync.tokens import SyncToken
 
@@ -322,36 +324,29 @@ def _cut(
 def event_stream(
     request: SyncRequest, now: SyncToken | None = None, *, limit: int | None = None
 ) -> SyncResult:
-    """GET /events: what /sync since the token gives, flattened into one chunk: new
-    timeline events of the user's joined rooms and of the rooms they left (up to the
-    leave), their invites, the rooms' typing and receipts, account data (per room with
-    the room's ID) and presence. ``next_batch`` is the ``end`` of the chunk."""
+    """GET /events: what /sync since the token gives, flattened into one chunk of room
+    events: new timeline events of the user's joined rooms and of the rooms they left (up
+    to the leave), and their invites. Only room events: the spec's ``chunk`` is an array
+    of ClientEvents (old_sync.yaml), which typing, receipts, account data and presence are
+    not (Synapse streams those too); /sync and the initial syncs carry them.
+    ``next_batch`` is the ``end`` of the chunk."""
     result = build_sync(request, now)
     assert request.since is not None
     since = request.since
     end = SyncToken.parse(result.body["next_batch"])
     rooms = result.body.get("rooms", {})
     timeline: list[dict[str, Any]] = []
-    others: list[dict[str, Any]] = []
+    invites: list[dict[str, Any]] = []
     for section in ("join", "leave"):
         for room_id, room in rooms.get(section, {}).items():
             for event in room.get("timeline", {}).get("events", []):
                 timeline.append(legacy_client_event({**event, "room_id": room_id}))
-            for event in room.get("ephemeral", {}).get("events", []):
-                others.append({**event, "room_id": room_id})
-            for event in room.get("account_data", {}).get("events", []):
-                others.append({**event, "room_id": room_id})
     invited = list(rooms.get("invite", {}))
     if invited:
         # The invites themselves: the user's member events.
-        others.extend(legacy_client_events(selectors.invite_events(request.user_id, invited)))
-    others.extend(result.body.get("account_data", {}).get("events", []))
-    for event in result.body.get("presence", {}).get("events", []):
-        others.append(
-            {**event, "content": {**event.get("content", {}), "user_id": event.get("sender")}}
-        )
+        invites.extend(legacy_client_events(selectors.invite_events(request.user_id, invited)))
     chunk, reached = _cut(timeline, since, end, limit)
-    body = {"chunk": chunk + others, "next_batch": str(replace(end, events=reached))}
+    body = {"chunk": chunk + invites, "next_batch": str(replace(end, events=reached))}
     return SyncResult(body, bool(body["chunk"]), result.joined_room_ids)
 
 
@@ -376,8 +371,7 @@ def room_event_stream(
 ) -> SyncResult:
     """GET /events with ``room_id``: the room's events since the token that the user
     may see (someone not joined: those sent while the room was world readable, "Room
-    Previews", "Server behaviour"), its typing and receipts, and the presence of its
-    members."""
+    Previews", "Server behaviour")."""
     assert request.since is not None
     since = request.since
     now = now if now is not None else SyncToken.current_for(request)
@@ -397,15 +391,7 @@ def room_event_stream(
     if len(rows) == count and rows:
         reached = rows[-1].stream_ordering or now.events
     visible = selectors.filter_visible(rows, request.user_id)
+    # Room events only: the chunk is an array of ClientEvents (peeking_events.yaml).
     chunk = legacy_client_events(visible, viewer_device=(request.user_id, request.device_id))
-    for provider in (typing_events, receipt_events):
-        for event in provider(request, since, now, [room_id]).get(room_id, []):
-            chunk.append({**event, "room_id": room_id})
-    if since.presence < now.presence:
-        read_at = now_ms()
-        for row in presence_selectors.presence_changes_in_room(
-            room.pk, after=since.presence, upto=now.presence
-        ):
-            chunk.append(presence_event(row.user_id, row, read_at))
     body = {"chunk": chunk, "next_batch": str(replace(now, events=reached))}
     return SyncResult(body, bool(chunk), [room_id])
