@@ -39,7 +39,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -343,25 +343,10 @@ class _Checking:
         the order ``verify_signatures`` tries them); None when a server has none."""
         keys = []
         for server_name in self.servers:
-            signatures = self.pdu["signatures"].get(server_name)
-            if not isinstance(signatures, dict):
+            key = next(_signing_keys(self.pdu, server_name, self.event.origin_server_ts), None)
+            if key is None:
                 return None
-            for key_id in sorted(signatures):
-                if not key_id.startswith("ed25519:"):
-                    continue
-                try:
-                    key = keyring.get_verify_key(
-                        server_name,
-                        key_id,
-                        valid_at_ts=self.event.origin_server_ts,
-                        for_requests=False,
-                    )
-                except keyring.KeyUnavailable:
-                    continue
-                keys.append((server_name, key))
-                break
-            else:
-                return None
+            keys.append((server_name, key))
         return keys
 
     def verify_with(self, keys: list[tuple[str, VerifyKey]]) -> bool:
@@ -465,17 +450,29 @@ def _check_signed_by(
     signatures = pdu["signatures"].get(server_name)
     if not isinstance(signatures, dict) or not signatures:
         raise InvalidPDU(f"not signed by {server_name}", "M_FORBIDDEN")
+    for key in _signing_keys(pdu, server_name, ts):
+        try:
+            verify_event_signature(pdu, server_name, key, room_version, signable=signable)
+        except (SignatureVerifyError, ValueError) as exc:
+            logger.info("signature %s of %s: %s", key.key_id, server_name, exc)
+            continue
+        return
+    raise InvalidPDU(f"no valid signature of {server_name}", "M_FORBIDDEN")
+
+
+def _signing_keys(pdu: Mapping[str, Any], server_name: str, ts: int) -> Iterator[VerifyKey]:
+    """The ed25519 keys ``server_name`` signed the PDU with that can be had here (valid at
+    ``ts``), in key ID order, each looked up only when the one before it did not do."""
+    signatures = pdu["signatures"].get(server_name)
+    if not isinstance(signatures, dict):
+        return
     for key_id in sorted(signatures):
         if not key_id.startswith("ed25519:"):
             continue
         try:
-            key = keyring.get_verify_key(server_name, key_id, valid_at_ts=ts, for_requests=False)
-            verify_event_signature(pdu, server_name, key, room_version, signable=signable)
-        except (keyring.KeyUnavailable, SignatureVerifyError, ValueError) as exc:
+            yield keyring.get_verify_key(server_name, key_id, valid_at_ts=ts, for_requests=False)
+        except (keyring.KeyUnavailable, ValueError) as exc:
             logger.info("signature %s of %s: %s", key_id, server_name, exc)
-            continue
-        return
-    raise InvalidPDU(f"no valid signature of {server_name}", "M_FORBIDDEN")
 
 
 # --- 2. auth events, and outliers ---------------------------------------------------------
