@@ -222,9 +222,16 @@ def search_room_events(user: User, criteria: Criteria) -> Outcome:
     found: list[tuple[Event, float, str]] = []
     cursor = batch.position if batch else None
     exhausted = False
+    # The spec's count, given by the first batch's statement.
+    total: int | None = None
     for _attempt in range(MAX_SCAN_BATCHES):
         wanted = limit - len(found)
-        rows = storage.search_matches(query, by_rank=order == RANK, after=cursor, count=wanted)
+        page = storage.search_page(
+            query, by_rank=order == RANK, after=cursor, count=wanted, with_total=total is None
+        )
+        if total is None:
+            total = page.total
+        rows = page.rows
         for row, _rank, _value in rows:
             row._state.fields_cache["room"] = rooms[row.room_id]
         found.extend(_visible(rows, user.user_id))
@@ -243,7 +250,7 @@ def search_room_events(user: User, criteria: Criteria) -> Outcome:
         _add_context(results, user.user_id, criteria)
     outcome = Outcome(
         results,
-        storage.search_count(query),
+        total or 0,
         highlights(words, [value for _row, _rank, value in found]),
         next_batch,
     )

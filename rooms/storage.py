@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import connection
 from django.db.models import (
     BooleanField,
@@ -646,6 +647,157 @@ def _match_and_rank(words: Sequence[str]) -> tuple[RawSQL, RawSQL]:
     )
 
 
+@dataclass
+class SearchPage:
+    """A page of matches, best first or newest first: each match's event (its room not
+    loaded: the caller has it), rank and matched value; and, when asked for, ``total``,
+    how many events match at all wherever the page starts (the spec's ``count``, "an
+    approximation of the total number of results": before history visibility)."""
+
+    rows: list[tuple[Event, float, str]]
+    total: int | None = None
+
+
+def search_page(
+    search: SearchQuery,
+    *,
+    by_rank: bool,
+    after: SearchPosition | None,
+    count: int,
+    with_total: bool = False,
+) -> SearchPage:
+    """Up to ``count`` matching timeline events after ``after``, best first (``by_rank``)
+    or newest first (in stream order), never a redacted event; with ``with_total``, the
+    number of all matches too.
+
+    Written as SQL, one statement for the page and the total (``COUNT(*) OVER ()`` over
+    every match, the page's start applied outside it), where the ORM twin
+    (:func:`search_page_orm`) takes two and joins every match to its event in each. On
+    SQLite the FTS5 table is read once, the matches' row IDs and bm25 ranks together, in a
+    materialised CTE that the other tables are joined to (joined directly, SQLite may put
+    the FTS5 table inside the loop, one MATCH per row)."""
+    search_table, events = table_name(EventSearch), table_name(Event)
+    match = _search_match_sql(search.words)
+    where = [*match.where]
+    params = [*match.where_params]
+    where.append(f"{search_table}.room_id IN ({_marks(search.room_pks)})")
+    params.extend(search.room_pks)
+    where.append(f"{search_table}.{connection.ops.quote_name('key')} IN ({_marks(search.keys)})")
+    params.extend(search.keys)
+    where += [in_timeline_sql(events), f"{events}.redacted_by IS NULL"]
+    conditions = search.conditions
+    if search.ignored:
+        # As in timelines: ignored users' messages, not their state events.
+        conditions &= ~Q(sender__in=search.ignored, state_key__isnull=True)
+    compiled = _event_condition_sql(conditions)
+    if compiled is None:
+        return SearchPage([], 0 if with_total else None)
+    if compiled[0]:
+        where.append(f"({compiled[0]})")
+        params.extend(compiled[1])
+    inner = (
+        f"SELECT {search_table}.id AS id, {match.rank} AS rank, "
+        f"{events}.stream_ordering AS stream{', COUNT(*) OVER () AS total' if with_total else ''} "
+        f"FROM {match.source} JOIN {events} ON {events}.id = {search_table}.event_id "
+        f"WHERE {' AND '.join(where)}"
+    )
+    inner_params = [*match.prefix_params, *match.rank_params, *params]
+    start = ""
+    start_params: list[Any] = []
+    if after is not None and by_rank:
+        start = "WHERE rank < %s OR (rank = %s AND stream < %s) "
+        start_params = [after[0], after[0], after[1]]
+    elif after is not None:
+        start = "WHERE stream < %s "
+        start_params = [after[0]]
+    ordering = "rank DESC, stream DESC" if by_rank else "stream DESC"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"{match.prefix}SELECT * FROM ({inner}) AS matches {start}"
+            f"ORDER BY {ordering} LIMIT %s",
+            [*inner_params, *start_params, count],
+        )
+        page = cursor.fetchall()
+        total = None
+        if with_total and page:
+            total = page[0][3]
+        elif with_total:
+            # Nothing after ``after``: the total takes a statement of its own.
+            cursor.execute(
+                f"{match.prefix}SELECT COUNT(*) FROM ({inner}) AS matches", inner_params
+            )
+            total = cursor.fetchone()[0]
+    rows = EventSearch.objects.select_related("event").in_bulk([row[0] for row in page])
+    # One row per event: an event type has one searchable key (search_index).
+    return SearchPage(
+        [(rows[row[0]].event, float(row[1]), rows[row[0]].value) for row in page], total
+    )
+
+
+@dataclass(frozen=True)
+class _MatchSQL:
+    """The full-text part of :func:`search_page`'s statement, in the order its pieces
+    (and their parameters) appear: a ``prefix`` before the SELECT, the ``rank``
+    expression, the ``source`` (FROM, ending with the EventSearch table) and ``where``
+    conditions."""
+
+    prefix: str
+    prefix_params: list[Any]
+    rank: str
+    rank_params: list[Any]
+    source: str
+    where: list[str]
+    where_params: list[Any]
+
+
+def _search_match_sql(words: Sequence[str]) -> _MatchSQL:
+    table = table_name(EventSearch)
+    if connection.vendor == "postgresql":
+        query = " & ".join(f"{word}:*" for word in words)
+        tsquery = "to_tsquery('english', %s)"
+        return _MatchSQL(
+            prefix="",
+            prefix_params=[],
+            # As double precision, as in _match_and_rank.
+            rank=f"ts_rank({table}.vector, {tsquery})::double precision",
+            rank_params=[query],
+            source=table,
+            where=[f"{table}.vector @@ {tsquery}"],
+            where_params=[query],
+        )
+    fts = "rooms_eventsearch_fts"
+    return _MatchSQL(
+        prefix=(
+            f"WITH matched AS MATERIALIZED (SELECT rowid AS id, -bm25({fts}) AS rank "
+            f"FROM {fts} WHERE {fts} MATCH %s) "
+        ),
+        prefix_params=[" AND ".join(f'"{word}"*' for word in words)],
+        rank="matched.rank",
+        rank_params=[],
+        source=f"matched JOIN {table} ON {table}.id = matched.id",
+        where=[],
+        where_params=[],
+    )
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def _event_condition_sql(condition: Q) -> tuple[str, list[Any]] | None:
+    """A condition on Event (selectors.event_filter_q's: fields of the row itself) as
+    SQL on the events table under its own name, compiled by the ORM: ``("", [])`` for
+    no condition, None for one that nothing meets (a filter's empty ``types``)."""
+    query = Event.objects.filter(condition).query
+    try:
+        sql, params = query.where.as_sql(query.get_compiler(connection=connection), connection)
+    except EmptyResultSet:
+        return None
+    except FullResultSet:
+        return "", []
+    return sql, list(params)
+
+
 def _search_rows(search: SearchQuery) -> QuerySet[EventSearch]:
     match, rank = _match_and_rank(search.words)
     query = (
@@ -659,18 +811,15 @@ def _search_rows(search: SearchQuery) -> QuerySet[EventSearch]:
     return query.annotate(rank=rank)
 
 
-def search_count(search: SearchQuery) -> int:
-    """How many events match, before history visibility (the spec's ``count``: "an
-    approximation of the total number of results")."""
-    return _search_rows(search).count()
-
-
-def search_matches(
-    search: SearchQuery, *, by_rank: bool, after: SearchPosition | None, count: int
-) -> list[tuple[Event, float, str]]:
-    """Up to ``count`` matching timeline events after ``after``, best first (``by_rank``)
-    or newest first (in stream order), each with its rank and the value that matched;
-    never a redacted event. Each row's room is not loaded: the caller has it."""
+def search_page_orm(
+    search: SearchQuery,
+    *,
+    by_rank: bool,
+    after: SearchPosition | None,
+    count: int,
+    with_total: bool = False,
+) -> SearchPage:
+    """:func:`search_page` through the ORM: the page, then the total by a second query."""
     query = _search_rows(search)
     if after is not None:
         if by_rank:
@@ -685,5 +834,8 @@ def search_matches(
     # thousands of matches carries two numbers each, not every event's JSON.
     page = list(query.order_by(*ordering).values_list("pk", "rank")[:count])
     rows = EventSearch.objects.select_related("event").in_bulk([pk for pk, _rank in page])
-    # One row per event: an event type has one searchable key (search_index).
-    return [(rows[pk].event, float(rank), rows[pk].value) for pk, rank in page]
+    return SearchPage(
+        # One row per event: an event type has one searchable key (search_index).
+        [(rows[pk].event, float(rank), rows[pk].value) for pk, rank in page],
+        _search_rows(search).count() if with_total else None,
+    )
