@@ -50,6 +50,22 @@ class Server:
                     raise RuntimeError(f"server did not start; see {log_path}") from None
                 time.sleep(0.3)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system) used so far by the server's processes: those of its
+        session (it was started in a new one), read from /proc; 0 where there is none."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue
+            # After the command's closing parenthesis: state, ppid, pgrp, session, ...,
+            # utime and stime as fields 14 and 15 of the whole line.
+            fields = text[text.rindex(")") + 2 :].split()
+            if int(fields[3]) == self.process.pid:
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def client(self, token: str | None = None) -> Client:
         return Client(self.host, self.port, token)
 
