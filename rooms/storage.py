@@ -571,7 +571,7 @@ def member_events_of(
 # --- Full-text search -------------------------------------------------------------------
 #
 # Over rooms.models.EventSearch (rooms.services.search_index), with the database's own
-# full-text index (migrations 0011, 0014): on PostgreSQL ``to_tsvector('english', value)``
+# full-text index (migrations 0011, 0014, 0015): on PostgreSQL ``to_tsvector('english', value)``
 # stored in the ``vector`` column, which its GIN index holds, ranked by ts_rank; on
 # SQLite the FTS5 table, ranked by bm25 (negated: FTS5 scores better matches lower).
 # The higher the rank, the better.
@@ -675,16 +675,19 @@ def search_page(
     (:func:`search_page_orm`) takes two and joins every match to its event in each. On
     SQLite the FTS5 table is read once, the matches' row IDs and bm25 ranks together, in a
     materialised CTE that the other tables are joined to (joined directly, SQLite may put
-    the FTS5 table inside the loop, one MATCH per row)."""
+    the FTS5 table inside the loop, one MATCH per row). On PostgreSQL each match's event
+    is checked by a lookup of its key (see below), and the GIN index has no pending list
+    to read through (migration 0015)."""
     search_table, events = table_name(EventSearch), table_name(Event)
     match = _search_match_sql(search.words)
     where = [*match.where]
-    params = [*match.where_params]
+    where_params = [*match.where_params]
     where.append(f"{search_table}.room_id IN ({_marks(search.room_pks)})")
-    params.extend(search.room_pks)
+    where_params.extend(search.room_pks)
     where.append(f"{search_table}.{connection.ops.quote_name('key')} IN ({_marks(search.keys)})")
-    params.extend(search.keys)
-    where += [in_timeline_sql(events), f"{events}.redacted_by IS NULL"]
+    where_params.extend(search.keys)
+    checks = [in_timeline_sql(events), f"{events}.redacted_by IS NULL"]
+    check_params: list[Any] = []
     conditions = search.conditions
     if search.ignored:
         # As in timelines: ignored users' messages, not their state events.
@@ -693,15 +696,33 @@ def search_page(
     if compiled is None:
         return SearchPage([], 0 if with_total else None)
     if compiled[0]:
-        where.append(f"({compiled[0]})")
-        params.extend(compiled[1])
-    inner = (
-        f"SELECT {search_table}.id AS id, {match.rank} AS rank, "
-        f"{events}.stream_ordering AS stream{', COUNT(*) OVER () AS total' if with_total else ''} "
-        f"FROM {match.source} JOIN {events} ON {events}.id = {search_table}.event_id "
-        f"WHERE {' AND '.join(where)}"
-    )
-    inner_params = [*match.prefix_params, *match.rank_params, *params]
+        checks.append(f"({compiled[0]})")
+        check_params.extend(compiled[1])
+    if connection.vendor == "postgresql":
+        # Each match's event looked up by its key, in a subquery per row (behind an
+        # OFFSET 0 fence, so that it is not inlined into the outer query and worked out
+        # twice): joined, the planner's costs (random_page_cost 4) often chose to hash
+        # the whole events table, ten times slower with the rows at hand in memory.
+        checked = (
+            f"SELECT id, rank, stream FROM (SELECT {search_table}.id AS id, "
+            f"{match.rank} AS rank, (SELECT {events}.stream_ordering FROM {events} "
+            f"WHERE {events}.id = {search_table}.event_id AND {' AND '.join(checks)}) AS stream "
+            f"FROM {match.source} WHERE {' AND '.join(where)} OFFSET 0) AS found "
+            "WHERE stream IS NOT NULL"
+        )
+        checked_params = [*match.rank_params, *check_params, *where_params]
+    else:
+        checked = (
+            f"SELECT {search_table}.id AS id, {match.rank} AS rank, "
+            f"{events}.stream_ordering AS stream FROM {match.source} "
+            f"JOIN {events} ON {events}.id = {search_table}.event_id "
+            f"WHERE {' AND '.join([*where, *checks])}"
+        )
+        checked_params = [*match.rank_params, *where_params, *check_params]
+    inner = checked
+    if with_total:
+        inner = f"SELECT id, rank, stream, COUNT(*) OVER () AS total FROM ({checked}) AS checked"
+    inner_params = [*match.prefix_params, *checked_params]
     start = ""
     start_params: list[Any] = []
     if after is not None and by_rank:

@@ -3,7 +3,7 @@
 Each searchable value of an event is a row of rooms.models.EventSearch, written in the
 transaction that persists the event (rooms.services.events.persist_event: local sends,
 events from other servers and backfilled history alike) and deleted in the one that
-redacts it. The database's full-text index over those rows (migrations 0011, 0014) is kept by
+redacts it. The database's full-text index over those rows (migrations 0011, 0014, 0015) is kept by
 the database itself.
 """
 

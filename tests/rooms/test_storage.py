@@ -383,3 +383,14 @@ def test_a_search_page_is_the_same_in_sql_and_through_the_orm(
     assert len(set(ranks)) < len(ranks)  # ties, broken by stream order
     total = storage.search_page(queries[0], by_rank=False, after=None, count=1, with_total=True)
     assert total.total == len(found)
+
+
+@pytest.mark.skipif(
+    settings.DATABASES["default"]["ENGINE"] == "config.sqlite", reason="a PostgreSQL index"
+)
+@pytest.mark.django_db
+def test_the_search_gin_index_has_no_pending_list() -> None:
+    # Migration 0015: every search would read the whole pending list besides the index.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'event_search_vector'")
+        assert cursor.fetchone()[0] == ["fastupdate=off"]
