@@ -332,13 +332,16 @@ class StateView(MatrixView):
         """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
         check_room_id(room_id)
         room = selectors.get_room(room_id)
-        group = selectors.check_can_read_state(room, request.user.user_id)
-        events = selectors.state_events(group, [(event_type, state_key)])
+        user_id = request.user.user_id
+        group = selectors.check_can_read_state(room, user_id)
+        events = selectors.as_served(
+            selectors.state_events(group, [(event_type, state_key)]), user_id
+        )
         if not events:
             raise not_found("State event not found")
         if request.query_params.get("format") == "event":
-            return ok(client_events(events)[0])
-        return ok(client_events(events)[0]["content"])
+            return ok(client_events(events, viewer=user_id)[0])
+        return ok(client_events(events, viewer=user_id)[0]["content"])
 
     def put(
         self, request: Request, room_id: str, event_type: str, state_key: str = ""
@@ -368,8 +371,10 @@ class FullStateView(MatrixView):
         """GET /_matrix/client/v3/rooms/{roomId}/state"""
         check_room_id(room_id)
         room = selectors.get_room(room_id)
-        group = selectors.check_can_read_state(room, request.user.user_id)
-        return ok(client_events(selectors.state_events(group)))
+        user_id = request.user.user_id
+        group = selectors.check_can_read_state(room, user_id)
+        events = selectors.as_served(selectors.state_events(group), user_id)
+        return ok(client_events(events, viewer=user_id))
 
 
 class MembersView(MatrixView):
@@ -394,7 +399,8 @@ class MembersView(MatrixView):
             row = selectors.state_group_at(room, request.user.user_id, history.stream_position(at))
             group = row if row is not None else group
         rows = selectors.members(room, group, membership=wanted, not_membership=unwanted)
-        return ok({"chunk": client_events(rows)})
+        rows = selectors.as_served(rows, request.user.user_id)
+        return ok({"chunk": client_events(rows, viewer=request.user.user_id)})
 
 
 class JoinedMembersView(MatrixView):
@@ -568,5 +574,5 @@ class MessagesView(MatrixView):
         if page.end is not None:
             response["end"] = page.end
         if page.state:
-            response["state"] = client_events(page.state)
+            response["state"] = client_events(page.state, viewer=viewer[0])
         return ok(response)
