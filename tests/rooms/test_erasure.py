@@ -314,7 +314,7 @@ def test_an_erased_users_state_events_in_sync_and_the_legacy_initial_syncs(
 
 
 @pytest.mark.parametrize(("viewer", "expected"), [("carol", WHOLE), ("erin", REDACTED)])
-def test_an_erased_users_content_as_prev_content_and_in_context_state(
+def test_an_erased_users_content_as_prev_content_and_in_context_and_messages_state(
     api: MatrixTestClient,
     bob: Persona,
     state_scene: dict[str, Any],
@@ -338,6 +338,11 @@ def test_an_erased_users_content_as_prev_content_and_in_context_state(
     chunk = messages(api, who, room, dir="b", limit=50).body["chunk"]
     in_messages = next(e for e in chunk if e["event_id"] == topic_id)
     assert in_messages["unsigned"]["prev_content"] == expected["prev_topic"]
+    # /messages with lazy-loaded members: bob's named member event, at his m.room.name.
+    lazy = {"lazy_load_members": True, "types": ["m.room.name"]}
+    page = messages(api, who, room, dir="b", filter=lazy).body
+    assert [e["content"] for e in page["chunk"]] == [expected["name"]]
+    assert [e["content"] for e in page["state"]] == [expected["prev_bob"]]
 
 
 @pytest.mark.parametrize(("viewer", "expected"), [("carol", WHOLE), ("erin", REDACTED)])
