@@ -17,7 +17,8 @@ import pytest
 from federation.transport import HttpResponse
 from rooms import partial
 from rooms.federation.transactions import process_room_queue, rooms_to_resume
-from rooms.models import Event, PartialStateRoom, Room
+from rooms.models import BackwardExtremity, Event, PartialStateRoom, Room
+from rooms.services import backfill
 from tests.conftest import MatrixTestClient, Persona
 from tests.federation.helpers import json_response, network
 from tests.graph.remote import RemoteRoom, RemoteServer
@@ -233,3 +234,17 @@ def test_a_resident_that_answers_in_whole_gives_a_room_with_whole_state(
     assert not Room.objects.get(room_id=room.room_id).partial_state
     assert not PartialStateRoom.objects.exists()
     assert current_state(room.room_id) == room.reference.state_after[join_id]
+
+
+def test_history_is_asked_of_the_servers_the_answer_named_meanwhile(
+    api: MatrixTestClient, alice: Persona, carol: Resident, dave: Resident, room: RemoteRoom
+) -> None:
+    _partial_join(api, alice, room, carol)
+    carol.refuse["state"] = dave.refuse["state"] = _refused()
+    assert process_room_queue(room.room_id) == 0
+    row = Room.objects.get(room_id=room.room_id)
+    gaps = list(BackwardExtremity.objects.filter(room=row).values_list("event_id", flat=True))
+    assert gaps
+
+    # No member of another server is known here yet; the join's answer named two.
+    assert set(backfill.servers_at(row, gaps)) == {carol.name, DAVE_SERVER}
