@@ -485,6 +485,10 @@ class SyncBuilder:
             changed_rooms = storage.rooms_with_events_between(
                 [row.room_id for row in joined], since.events, self.now.events
             )
+        if since is not None and joined and since.events < self.now.events:
+            # A state change without an event of its own (the whole state of a room
+            # joined with partial state arriving, rooms.services.partial_state).
+            changed_rooms |= self.resolved_rooms
         newly_joined = self._newly_joined(
             [row for row in joined if since is not None and row.stream_ordering > since.events]
         )

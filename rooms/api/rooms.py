@@ -22,13 +22,14 @@ from protocol.identifiers import (
     is_valid_user_id,
     parse_room_alias,
 )
-from rooms import history, relations, selectors
+from rooms import history, partial, relations, selectors
 from rooms.api.common import (
     check_room_id,
     fake_event_id,
     resolve_room_and_servers,
     send_context,
 )
+from rooms.models import Room
 from rooms.serialize import client_events
 from rooms.services import (
     aliases,
@@ -377,6 +378,16 @@ class FullStateView(MatrixView):
         return ok(client_events(events, viewer=user_id))
 
 
+def _with_full_state(room: Room) -> Room:
+    """The room, once its whole state is here: a room joined with partial state moments
+    ago has its member list still being fetched (rooms.services.partial_state), and a
+    member list without them would be wrong, so it waits (as Synapse's does)."""
+    if not room.partial_state:
+        return room
+    partial.wait_for_full_state(room.room_id)
+    return selectors.get_room(room.room_id)
+
+
 class MembersView(MatrixView):
     requires_auth = True
     guest_methods = frozenset({"GET"})
@@ -392,7 +403,7 @@ class MembersView(MatrixView):
             for value in (wanted, unwanted)
         ):
             raise invalid_param("'membership' and 'not_membership' must be a membership")
-        room = selectors.get_room(room_id)
+        room = _with_full_state(selectors.get_room(room_id))
         group = selectors.check_can_read_state(room, request.user.user_id)
         at = request.query_params.get("at")
         if at:
@@ -409,7 +420,7 @@ class JoinedMembersView(MatrixView):
     def get(self, request: Request, room_id: str) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
         check_room_id(room_id)
-        room = selectors.get_room(room_id)
+        room = _with_full_state(selectors.get_room(room_id))
         row = selectors.membership_row(room, request.user.user_id)
         # "The current user must be in the room for it to work" (joined_members), even
         # in a world-readable room.
