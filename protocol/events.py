@@ -78,7 +78,7 @@ class Event:
     Equality and hashing use the event ID, so events can live in sets and dict keys.
     """
 
-    __slots__ = ("_event_id", "_pdu", "_room_id", "room_version")
+    __slots__ = ("_auth_ids", "_event_id", "_pdu", "_prev_ids", "_room_id", "room_version")
 
     def __init__(
         self,
@@ -96,6 +96,10 @@ class Event:
         self.room_version = room_version
         self._event_id = event_id
         self._room_id: str | None = None
+        # The cited event IDs, read from the PDU once (the pipeline asks for them many
+        # times per event); handed out as copies.
+        self._prev_ids: tuple[str, ...] | None = None
+        self._auth_ids: tuple[str, ...] | None = None
 
     @property
     def event_id(self) -> str:
@@ -193,11 +197,15 @@ class Event:
 
     @property
     def prev_event_ids(self) -> list[str]:
-        return self._event_references("prev_events")
+        if self._prev_ids is None:
+            self._prev_ids = tuple(self._event_references("prev_events"))
+        return list(self._prev_ids)
 
     @property
     def auth_event_ids(self) -> list[str]:
-        return self._event_references("auth_events")
+        if self._auth_ids is None:
+            self._auth_ids = tuple(self._event_references("auth_events"))
+        return list(self._auth_ids)
 
     def is_state(self) -> bool:
         return "state_key" in self._pdu

@@ -39,6 +39,7 @@ from rooms.models import (
     Event,
     EventReport,
     Membership,
+    PartialStateRoom,
     Receipt,
     Room,
     RoomAlias,
@@ -429,6 +430,20 @@ class RoomStateChangeAdmin(ReadOnlyAdmin):
     ordering = ("room", "-stream_ordering")
     list_select_related = ("room",)
     readonly_fields = [f.name for f in RoomStateChange._meta.fields]
+
+
+@admin.register(PartialStateRoom)
+class PartialStateRoomAdmin(ReadOnlyAdmin):
+    """Rooms joined through another server with partial state whose whole state is still
+    being fetched (rooms.services.partial_state): normally empty within a second of a
+    join; a room that stays here shows how often the fetch was tried and why it failed.
+    Read-only: the worker retries it on its own."""
+
+    list_display = ("room", "join_event_id", "servers", "joined_ts", "attempts", "last_error")
+    search_fields = ("room__room_id", "join_event_id")
+    ordering = ("joined_ts",)
+    list_select_related = ("room",)
+    readonly_fields = [f.name for f in PartialStateRoom._meta.fields]
 
 
 @admin.register(RoomAlias)

@@ -220,4 +220,6 @@ def paginate(
         state = selectors.state_events(
             oldest.state_group_id, [("m.room.member", s) for s in senders]
         )
+        if not reader.admin:
+            state = selectors.as_served(state, user_id)
     return Page(chunk, start, end, state, ignored, reached)

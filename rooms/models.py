@@ -32,9 +32,33 @@ class Room(FastLoadModel):
     current_state_group = models.ForeignKey(
         "StateGroup", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Joined through another server with partial state (``PartialStateRoom``): the member
+    # events it left out are still being fetched. Read with the room row, so that the
+    # local send path needs no query of its own to know.
+    partial_state = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return self.room_id
+
+
+class PartialStateRoom(models.Model):
+    """A room joined with partial state (send_join with ``omit_members``): the resident
+    server left the member events out of the state before the join. Until the whole state
+    is fetched (rooms.services.partial_state) the room's inbound PDUs wait in their
+    queue, and local events and the member list wait for it. Stored with the join, so a
+    restart resumes the fetch."""
+
+    room = models.OneToOneField(Room, on_delete=models.CASCADE, related_name="+")
+    # The join whose state before it was partial.
+    join_event_id = models.CharField(max_length=255)
+    # The server that answered the join, then those it said were in the room.
+    servers = models.JSONField(default=list)
+    joined_ts = models.BigIntegerField()
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"partial state since {self.join_event_id}"
 
 
 class StateGroup(models.Model):

@@ -527,7 +527,10 @@ def event_context(
         events_after=after.chunk,
         start=before.end or history.make_token(history.just_before(oldest)),
         end=after.end or history.make_token(storage.position_of(last, TOPOLOGICAL)),
-        state=_state_at(last, timeline_filter, lazy_members, {row.sender for row in returned}),
+        state=selectors.as_served(
+            _state_at(last, timeline_filter, lazy_members, {row.sender for row in returned}),
+            user_id,
+        ),
     )
 
 

@@ -321,7 +321,7 @@ def _add_context(results: list[Result], user_id: str, criteria: Criteria) -> Non
         profile_info = None
         if criteria.include_profile:
             senders = {row.sender for row in (*before.chunk, event, *after.chunk)}
-            profile_info = _profiles(last, senders)
+            profile_info = _profiles(last, senders, user_id)
         result.context = Context(
             events_before=before.chunk,
             events_after=after.chunk,
@@ -350,11 +350,13 @@ def _page(
     )
 
 
-def _profiles(event: Event, senders: set[str]) -> dict[str, dict[str, Any]]:
-    """The senders' display names and avatars in the state after ``event``."""
+def _profiles(event: Event, senders: set[str], user_id: str) -> dict[str, dict[str, Any]]:
+    """The senders' display names and avatars in the state after ``event``, as served to
+    ``user_id`` (an erased sender's redacted member event has neither)."""
     members = selectors.state_events(
         event.state_group_id, [("m.room.member", sender) for sender in sorted(senders)]
     )
+    members = selectors.as_served(members, user_id)
     profiles: dict[str, dict[str, Any]] = {}
     for member in members:
         content = member.pdu.get("content") or {}
@@ -396,5 +398,5 @@ def _state(results: list[Result], user_id: str) -> dict[str, list[Event]]:
             group = selectors.check_can_read_state(room, user_id)
         except MatrixError:
             continue
-        state[room.room_id] = selectors.state_events(group)
+        state[room.room_id] = selectors.as_served(selectors.state_events(group), user_id)
     return state

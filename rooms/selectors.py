@@ -12,14 +12,18 @@ Erasure (Client-Server API, "Account deactivation"): "any users (or servers) whi
 the room after the erasure request are served redacted copies of the events sent by
 this account". As Synapse does (``synapse/visibility.py``), an event of an erased sender
 is served redacted to every viewer who was not joined at that event, whether they joined
-before or after the erasure; those joined at the event see it whole.
+before or after the erasure; those joined at the event see it whole. Wherever an event is
+served to a user: in a timeline (``filter_visible``), in the room's state, and as the
+``unsigned.prev_content`` of the event that replaced it (``as_served``): these are
+copies of the same "events sent by this account" (Synapse applies the rule to timelines
+only, and serves room state and ``prev_content`` as stored).
 """
 
 from __future__ import annotations
 
 import copy
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import reduce
 from typing import Any
 
@@ -31,7 +35,7 @@ from config.model_loading import load_rows, select_columns
 from protocol.errors import MatrixError, forbidden
 from protocol.event_filters import wildcard_regex
 from protocol.redaction import redact_event
-from protocol.room_versions import KNOWN_ROOM_VERSIONS
+from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from rooms import event_cache, storage
 from rooms.models import CurrentState, Event, Membership, Room
 from rooms.state import StateKey, load_state, state_group_at_position
@@ -171,25 +175,51 @@ def filter_visible(rows: Sequence[Event], user_id: str) -> list[Event]:
             unjoined.append(len(visible))
             visible.append(row)
     if unjoined:
-        _redact_erased(visible, unjoined)
+        # Found not joined at these already: no membership to look up again.
+        _serve_erased(visible, unjoined, joined_at=lambda row: False)
     return visible
 
 
-def _redact_erased(visible: list[Event], positions: list[int]) -> None:
-    """Replace the events at ``positions`` whose senders are erased by redacted copies
-    (the stored rows, which caches may share, are left alone). One query, for the
-    senders of these events only: a viewer joined at every event pays nothing."""
-    erased = erased_user_ids({visible[i].sender for i in positions})
+def as_served(rows: Sequence[Event], user_id: str) -> list[Event]:
+    """``rows`` (events of any rooms that ``user_id`` may see: a room's state, the
+    events later ones replaced) as served to ``user_id``: an erased sender's event as a
+    redacted copy where the user was not joined at it, the rule ``filter_visible``
+    applies to timelines (see the module's docstring). One query, for the erased among
+    the rows' local senders; the user's membership is looked up only at their events."""
+    served = list(rows)
+    memberships: dict[int | None, str] = {}
+
+    def joined_at(row: Event) -> bool:
+        group = row.state_group_id
+        if group not in memberships:
+            memberships[group] = _visibility_and_membership(load_state(group), user_id)[1]
+        return memberships[group] == "join"
+
+    _serve_erased(served, range(len(served)), joined_at=joined_at)
+    return served
+
+
+def _serve_erased(
+    rows: list[Event], positions: Iterable[int], *, joined_at: Callable[[Event], bool]
+) -> None:
+    """Erasure, once for every read: replace each event at ``positions`` whose sender
+    is erased, and at which the viewer was not joined, by a redacted copy (the stored
+    rows, which caches may share, are left alone). One query, for the senders of these
+    events only; ``joined_at`` is asked about erased senders' events only."""
+    positions = list(positions)
+    erased = erased_user_ids({rows[i].sender for i in positions})
     if not erased:
         return
-    # All of one room: its version is looked up once.
-    room_version = KNOWN_ROOM_VERSIONS[visible[positions[0]].room.room_version]
+    versions: dict[int, RoomVersion] = {}
     for i in positions:
-        row = visible[i]
-        if row.sender in erased:
-            pruned = copy.copy(row)
-            pruned.pdu = redact_event(row.pdu, room_version)
-            visible[i] = pruned
+        row = rows[i]
+        if row.sender not in erased or joined_at(row):
+            continue
+        if row.room_id not in versions:
+            versions[row.room_id] = KNOWN_ROOM_VERSIONS[row.room.room_version]
+        pruned = copy.copy(row)
+        pruned.pdu = redact_event(row.pdu, versions[row.room_id])
+        rows[i] = pruned
 
 
 def check_can_read_state(room: Room, user_id: str) -> int | None:

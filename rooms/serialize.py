@@ -9,6 +9,7 @@ from accounts.clock import now_ms
 from protocol.redaction import redact_event
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from rooms.models import Event
+from rooms.selectors import as_served
 
 # The fields of a PDU that a client sees, besides content and unsigned.
 _CLIENT_KEYS = ("event_id", "origin_server_ts", "sender", "type", "state_key")
@@ -17,31 +18,55 @@ _CLIENT_KEYS = ("event_id", "origin_server_ts", "sender", "type", "state_key")
 def client_events(
     rows: Sequence[Event],
     *,
+    viewer: str | None = None,
     viewer_device: tuple[str, str | None] | None = None,
     bundles: dict[str, dict[str, Any]] | None = None,
+    related: dict[str, Event] | None = None,
 ) -> list[dict[str, Any]]:
-    """Format stored events for a client, in two extra queries at most for the batch.
+    """Format events as served to a client, in two extra queries at most for the batch
+    (``related_events``; none when ``related`` is given, read for several batches).
 
+    ``viewer`` is the user they are served to (by default the user of ``viewer_device``):
+    the events they replaced, whose content is their ``unsigned.prev_content``, are
+    served as to that user too. Without either, as stored (the operators' API).
     ``viewer_device`` is (user_id, device_id) of the requester: their own events carry
     ``unsigned.transaction_id``. ``bundles`` maps event IDs to bundled aggregations.
     """
-    prev_ids = {row.replaces_state for row in rows if row.replaces_state}
-    redaction_ids = {row.redacted_by for row in rows if row.redacted_by}
-    related = (
-        {
-            row.event_id: row
-            for row in Event.objects.filter(event_id__in=prev_ids | redaction_ids).select_related(
-                "room"
-            )
-        }
-        if (prev_ids or redaction_ids)
-        else {}
-    )
+    if viewer is None and viewer_device is not None:
+        viewer = viewer_device[0]
+    if related is None:
+        related = related_events(rows, viewer)
     now = now_ms()
     out = []
     for row in rows:
         out.append(_client_event(row, now, viewer_device, related, bundles))
     return out
+
+
+def related_events(rows: Iterable[Event], viewer: str | None) -> dict[str, Event]:
+    """By event ID, the events that ``rows`` replaced in the state (``prev_content``)
+    and their redactions (``redacted_because``): one query. The replaced events as served
+    to ``viewer`` (``rooms.selectors.as_served``: an erased sender's redacted where the
+    viewer was not joined at it; one more query), as stored without a viewer."""
+    prev_ids: set[str] = set()
+    redaction_ids: set[str] = set()
+    for row in rows:
+        if row.replaces_state:
+            prev_ids.add(row.replaces_state)
+        if row.redacted_by:
+            redaction_ids.add(row.redacted_by)
+    if not (prev_ids or redaction_ids):
+        return {}
+    related = {
+        row.event_id: row
+        for row in Event.objects.filter(event_id__in=prev_ids | redaction_ids).select_related(
+            "room"
+        )
+    }
+    previous = [related[event_id] for event_id in prev_ids if event_id in related]
+    if viewer is not None and previous:
+        related.update((row.event_id, row) for row in as_served(previous, viewer))
+    return related
 
 
 def federation_events(rows: Sequence[Event]) -> list[dict[str, Any]]:
@@ -155,6 +180,12 @@ def legacy_client_event(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def legacy_client_events(
-    rows: Sequence[Event], *, viewer_device: tuple[str, str | None] | None = None
+    rows: Sequence[Event],
+    *,
+    viewer: str | None = None,
+    viewer_device: tuple[str, str | None] | None = None,
 ) -> list[dict[str, Any]]:
-    return [legacy_client_event(e) for e in client_events(rows, viewer_device=viewer_device)]
+    return [
+        legacy_client_event(e)
+        for e in client_events(rows, viewer=viewer, viewer_device=viewer_device)
+    ]

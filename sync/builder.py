@@ -29,6 +29,7 @@ from rooms.serialize import (
     STRIPPED_STATE_TYPES,
     client_events,
     federation_events,
+    related_events,
     stripped_state,
 )
 from rooms.state import StateKey, load_state, rooms_resolved_between, state_group_at_position
@@ -484,6 +485,10 @@ class SyncBuilder:
             changed_rooms = storage.rooms_with_events_between(
                 [row.room_id for row in joined], since.events, self.now.events
             )
+        if since is not None and joined and since.events < self.now.events:
+            # A state change without an event of its own (the whole state of a room
+            # joined with partial state arriving, rooms.services.partial_state).
+            changed_rooms |= self.resolved_rooms
         newly_joined = self._newly_joined(
             [row for row in joined if since is not None and row.stream_ordering > since.events]
         )
@@ -693,7 +698,11 @@ class SyncBuilder:
             self._add_hero_members(plans, summaries)
 
         state_ids = [event_id for plan in plans for event_id in plan.state_ids]
-        state_rows = storage.events_by_id(state_ids, with_room=True)
+        loaded = storage.events_by_id(state_ids, with_room=True)
+        # Every room's state as served to the user (erasure), in one query at most.
+        state_rows = dict(
+            zip(loaded, selectors.as_served(list(loaded.values()), request.user_id), strict=True)
+        )
         viewer = (request.user_id, request.device_id)
         all_timeline = [row for plan in plans for row in plan.timeline]
         bundles = (
@@ -705,6 +714,13 @@ class SyncBuilder:
         )
         state_filter = request.section_filter("state")
         federation_format = request.filter.get("event_format") == "federation"
+        # What the timelines and states replaced or were redacted by, for every room at
+        # once (prev_content, redacted_because: the client format only).
+        related = (
+            {}
+            if federation_format
+            else related_events([*all_timeline, *state_rows.values()], request.user_id)
+        )
 
         rooms: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
         # use_state_after: "state_after", required even when empty; "state" omitted.
@@ -735,8 +751,10 @@ class SyncBuilder:
                 timeline = federation_events(plan.timeline)
                 state_events = federation_events(state)
             else:
-                timeline = client_events(plan.timeline, viewer_device=viewer, bundles=bundles)
-                state_events = client_events(state)
+                timeline = client_events(
+                    plan.timeline, viewer_device=viewer, bundles=bundles, related=related
+                )
+                state_events = client_events(state, viewer=request.user_id, related=related)
             entry: dict[str, Any] = {
                 "timeline": {
                     "events": timeline,

@@ -158,17 +158,21 @@ def _messages(
 
 
 def _states(views: Sequence[RoomView], user_id: str) -> dict[str, list[Event]]:
-    """Each room's state events as the user sees it: one query for all rooms."""
+    """Each room's state events as the user sees it (erased senders' as served to the
+    user, ``selectors.as_served``): two queries for all rooms."""
     wanted = {view.room.room_id: list(load_state(view.state_group).values()) for view in views}
     rows = storage.events_by_id(
         [event_id for ids in wanted.values() for event_id in ids], with_room=True
     )
+    served = dict(zip(rows, selectors.as_served(list(rows.values()), user_id), strict=True))
     states: dict[str, list[Event]] = {}
     for view in views:
-        state = [rows[event_id] for event_id in wanted[view.room.room_id] if event_id in rows]
+        ids = [event_id for event_id in wanted[view.room.room_id] if event_id in rows]
         if view.filter_state:
-            state = selectors.filter_visible(state, user_id)
-        states[view.room.room_id] = state
+            # filter_visible serves erased senders' events by the same rule.
+            states[view.room.room_id] = selectors.filter_visible([rows[i] for i in ids], user_id)
+        else:
+            states[view.room.room_id] = [served[i] for i in ids]
     return states
 
 
@@ -210,7 +214,7 @@ def _room_entries(
         if view.membership == "invite":
             invite = invites.get(view.member_event_id or "")
             if invite is not None:
-                entry["invite"] = legacy_client_events([invite])[0]
+                entry["invite"] = legacy_client_events([invite], viewer=user_id)[0]
             entries.append(entry)
             continue
         chunk, start = messages[room_id]
@@ -220,7 +224,7 @@ def _room_entries(
             "start": start,
             "end": end,
         }
-        entry["state"] = legacy_client_events(states[room_id])
+        entry["state"] = legacy_client_events(states[room_id], viewer=user_id)
         entries.append(entry)
     return entries
 
@@ -344,7 +348,11 @@ def event_stream(
     invited = list(rooms.get("invite", {}))
     if invited:
         # The invites themselves: the user's member events.
-        invites.extend(legacy_client_events(selectors.invite_events(request.user_id, invited)))
+        invites.extend(
+            legacy_client_events(
+                selectors.invite_events(request.user_id, invited), viewer=request.user_id
+            )
+        )
     chunk, reached = _cut(timeline, since, end, limit)
     body = {"chunk": chunk + invites, "next_batch": str(replace(end, events=reached))}
     return SyncResult(body, bool(body["chunk"]), result.joined_room_ids)

@@ -16,7 +16,8 @@ def do_deactivate_account(user: User, *, erase: bool = False, id_server: str | N
 
     ``erase`` also clears the profile and marks the account erased (Client-Server API,
     "Account deactivation"): its events are then served redacted to those who were not
-    joined when they were sent (``rooms.selectors.filter_visible``).
+    joined when they were sent, in timelines, room state and ``prev_content`` alike
+    (``rooms.selectors.filter_visible`` and ``as_served``).
     Listeners of ``user_deactivated`` (rooms) make the user leave every room in the
     same transaction. First, with no transaction open, the addresses bound at identity
     servers through us are unbound (from ``id_server`` if given); the result is the

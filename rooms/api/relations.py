@@ -143,7 +143,7 @@ class ContextView(MatrixView):
                 "events_after": events[before + 1 :],
                 "start": context.start,
                 "end": context.end,
-                "state": client_events(context.state),
+                "state": client_events(context.state, viewer=user_id),
             }
         )
 

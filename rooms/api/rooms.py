@@ -22,13 +22,14 @@ from protocol.identifiers import (
     is_valid_user_id,
     parse_room_alias,
 )
-from rooms import history, relations, selectors
+from rooms import history, partial, relations, selectors
 from rooms.api.common import (
     check_room_id,
     fake_event_id,
     resolve_room_and_servers,
     send_context,
 )
+from rooms.models import Room
 from rooms.serialize import client_events
 from rooms.services import (
     aliases,
@@ -332,13 +333,16 @@ class StateView(MatrixView):
         """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
         check_room_id(room_id)
         room = selectors.get_room(room_id)
-        group = selectors.check_can_read_state(room, request.user.user_id)
-        events = selectors.state_events(group, [(event_type, state_key)])
+        user_id = request.user.user_id
+        group = selectors.check_can_read_state(room, user_id)
+        events = selectors.as_served(
+            selectors.state_events(group, [(event_type, state_key)]), user_id
+        )
         if not events:
             raise not_found("State event not found")
         if request.query_params.get("format") == "event":
-            return ok(client_events(events)[0])
-        return ok(client_events(events)[0]["content"])
+            return ok(client_events(events, viewer=user_id)[0])
+        return ok(client_events(events, viewer=user_id)[0]["content"])
 
     def put(
         self, request: Request, room_id: str, event_type: str, state_key: str = ""
@@ -368,8 +372,20 @@ class FullStateView(MatrixView):
         """GET /_matrix/client/v3/rooms/{roomId}/state"""
         check_room_id(room_id)
         room = selectors.get_room(room_id)
-        group = selectors.check_can_read_state(room, request.user.user_id)
-        return ok(client_events(selectors.state_events(group)))
+        user_id = request.user.user_id
+        group = selectors.check_can_read_state(room, user_id)
+        events = selectors.as_served(selectors.state_events(group), user_id)
+        return ok(client_events(events, viewer=user_id))
+
+
+def _with_full_state(room: Room) -> Room:
+    """The room, once its whole state is here: a room joined with partial state moments
+    ago has its member list still being fetched (rooms.services.partial_state), and a
+    member list without them would be wrong, so it waits (as Synapse's does)."""
+    if not room.partial_state:
+        return room
+    partial.wait_for_full_state(room.room_id)
+    return selectors.get_room(room.room_id)
 
 
 class MembersView(MatrixView):
@@ -387,14 +403,15 @@ class MembersView(MatrixView):
             for value in (wanted, unwanted)
         ):
             raise invalid_param("'membership' and 'not_membership' must be a membership")
-        room = selectors.get_room(room_id)
+        room = _with_full_state(selectors.get_room(room_id))
         group = selectors.check_can_read_state(room, request.user.user_id)
         at = request.query_params.get("at")
         if at:
             row = selectors.state_group_at(room, request.user.user_id, history.stream_position(at))
             group = row if row is not None else group
         rows = selectors.members(room, group, membership=wanted, not_membership=unwanted)
-        return ok({"chunk": client_events(rows)})
+        rows = selectors.as_served(rows, request.user.user_id)
+        return ok({"chunk": client_events(rows, viewer=request.user.user_id)})
 
 
 class JoinedMembersView(MatrixView):
@@ -403,7 +420,7 @@ class JoinedMembersView(MatrixView):
     def get(self, request: Request, room_id: str) -> Response:
         """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
         check_room_id(room_id)
-        room = selectors.get_room(room_id)
+        room = _with_full_state(selectors.get_room(room_id))
         row = selectors.membership_row(room, request.user.user_id)
         # "The current user must be in the room for it to work" (joined_members), even
         # in a world-readable room.
@@ -568,5 +585,5 @@ class MessagesView(MatrixView):
         if page.end is not None:
             response["end"] = page.end
         if page.state:
-            response["state"] = client_events(page.state)
+            response["state"] = client_events(page.state, viewer=viewer[0])
         return ok(response)

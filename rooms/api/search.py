@@ -95,7 +95,8 @@ def _shape(outcome: search.Outcome, viewer: tuple[str, str | None]) -> dict[str,
         room_events["groups"] = outcome.groups
     if outcome.state:
         room_events["state"] = {
-            room_id: client_events(rows) for room_id, rows in outcome.state.items()
+            room_id: client_events(rows, viewer=viewer[0])
+            for room_id, rows in outcome.state.items()
         }
     return room_events
 

@@ -79,6 +79,14 @@ def access_room(room_id: str, server_name: str) -> Room:
     return room
 
 
+def check_full_state(room: Room) -> None:
+    """404 M_NOT_FOUND while this server has only partial state of the room (joined
+    moments ago, rooms.services.partial_state): its state and memberships are served by
+    the servers that have them whole, as Synapse refuses them too."""
+    if room.partial_state:
+        raise not_found(f"This server does not have the whole state of {room.room_id} yet")
+
+
 def is_server_in_room(room: Room, server_name: str) -> bool:
     """One of the server's users is joined to the room now."""
     return Membership.objects.filter(
@@ -100,8 +108,10 @@ def every_local_user_left(room: Room) -> bool:
 
 
 def access_room_as_member(room_id: str, server_name: str) -> Room:
-    """:func:`access_room`, and 403 M_FORBIDDEN unless the server is in the room."""
+    """:func:`access_room`, and 403 M_FORBIDDEN unless the server is in the room (404
+    while this server's state of the room is partial: who is in it is not known yet)."""
     room = access_room(room_id, server_name)
+    check_full_state(room)
     if not is_server_in_room(room, server_name):
         raise forbidden("Server is not in this room")
     return room

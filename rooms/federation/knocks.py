@@ -38,6 +38,7 @@ def _resident_room(room_id: str, origin: str) -> Room:
     room = access.access_room(room_id, origin)
     if not out_of_band.is_resident(room):
         raise not_found(f"Unknown room {room_id}")
+    access.check_full_state(room)
     return room
 
 

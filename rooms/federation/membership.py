@@ -73,6 +73,7 @@ def access_resident_room(room_id: str, origin: str) -> Room:
         room, settings.SERVER_NAME
     ):
         raise not_found(f"This server is not in the room {room_id}")
+    access.check_full_state(room)
     return room
 
 

@@ -21,7 +21,9 @@ and transaction ID. In order:
    rooms.services.incoming.receive_pdu with the origin as the source of what it is
    missing (federation.event_source). A worker that dies mid-way loses its lease when
    it expires, and the periodic rooms.tasks.resume_inbound_pdus picks the queue up
-   again; every step of the pipeline is safe to run twice.
+   again; every step of the pipeline is safe to run twice. A room joined with partial
+   state has the rest of its state fetched by that worker first
+   (rooms.services.partial_state.resync), so none of its PDUs is judged without it.
 
 A room every local user has left takes no more PDUs: each gets an error
 (rooms.federation.access.every_local_user_left), at step 2 or when its worker takes it.
@@ -49,6 +51,7 @@ from protocol.events import EventFormatError
 from protocol.room_versions import KNOWN_ROOM_VERSIONS
 from rooms.federation.access import every_local_user_left, is_server_allowed
 from rooms.models import Room
+from rooms.services import partial_state
 from rooms.services.incoming import EventSource, checked_event, receive_pdu
 
 logger = logging.getLogger(__name__)
@@ -229,6 +232,10 @@ def process_room_queue(room_id: str, *, source: EventSource | None = None) -> in
         if not _acquire(room_id, token):
             return processed
         try:
+            if not partial_state.resync(room_id):
+                # Joined with partial state, and no server could give the rest yet: the
+                # PDUs wait (rooms_to_resume hands the room out again).
+                return processed
             renewed = time.monotonic()
             while batch := _pending(room_id):
                 # Whether local users are still in the room, once a batch.
@@ -264,8 +271,8 @@ def _process(row: InboundPdu, source: EventSource | None, *, left: bool) -> None
 
 
 def rooms_to_resume() -> list[str]:
-    """Rooms with PDUs queued for a while and no worker holding them (a lost hand-over,
-    a worker that died)."""
+    """Rooms with PDUs queued for a while, or with partial state, and no worker holding
+    them (a lost hand-over, a worker that died, a state no server could give yet)."""
     now = now_ms()
     stale = InboundPdu.objects.filter(
         processed_ts__isnull=True, transaction__received_ts__lt=now - RESUME_AFTER_MS
@@ -273,4 +280,4 @@ def rooms_to_resume() -> list[str]:
     held = InboundRoomLease.objects.filter(lease_until_ts__gte=now).values_list(
         "room_id", flat=True
     )
-    return sorted(set(stale) - set(held))
+    return sorted((set(stale) | set(partial_state.partial_rooms())) - set(held))

@@ -46,7 +46,7 @@ from protocol.events import Event as PDUEvent
 from protocol.events import EventFormatError
 from protocol.identifiers import parse_user_id
 from rooms import history
-from rooms.models import BackwardExtremity, Event, EventEdge, Membership, Room
+from rooms.models import BackwardExtremity, Event, EventEdge, Membership, PartialStateRoom, Room
 from rooms.services.events import room_version_of
 from rooms.services.incoming import receive_pdu
 from rooms.state import load_state
@@ -192,7 +192,8 @@ def history_before(
 def servers_at(room: Room, points: Iterable[str]) -> list[str]:
     """The other servers with joined members in the state after the events citing the
     gaps ``points`` (those who were there then have that history), most members first
-    (then by name); the servers of the room's joined members now if that finds none."""
+    (then by name); the servers of the room's joined members now if that finds none;
+    and, while the room's state is partial, the servers its join's answer named."""
     groups = set(
         EventEdge.objects.filter(
             event__room=room, event__outlier=False, prev_event_id__in=list(points)
@@ -216,7 +217,13 @@ def servers_at(room: Room, points: Iterable[str]) -> list[str]:
     if not servers:
         now = Membership.objects.filter(room=room, membership="join")
         servers = _count_servers(now.values_list("user_id", flat=True))
-    return [server for server, _count in sorted(servers.items(), key=lambda s: (-s[1], s[0]))]
+    ranked = [server for server, _count in sorted(servers.items(), key=lambda s: (-s[1], s[0]))]
+    if room.partial_state:
+        # Joined moments ago with the member events left out: the servers the join's
+        # answer named are in the room (rooms.services.partial_state).
+        named = PartialStateRoom.objects.filter(room=room).values_list("servers", flat=True)
+        ranked += [server for servers in named for server in servers if server not in ranked]
+    return ranked
 
 
 def _count_servers(user_ids: Iterable[str | None]) -> Counter[str]:

@@ -33,6 +33,7 @@ from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.signing import hash_and_sign_event
 from rooms import event_cache, hooks
 from rooms.models import CurrentState, Event, EventAuthEdge, EventEdge, ForwardExtremity, Room
+from rooms.partial import PartialState, retrying
 from rooms.services import graph, search_index
 from rooms.state import StateKey, create_state_group, load_state
 from streams import notifier
@@ -564,7 +565,10 @@ def prepare_in_locked_room(
 ) -> PreparedEvent:
     """Build and authorise an event on the room's tips; the caller holds the room lock.
     (An invite of a user of another server is countersigned by that server before it is
-    persisted: rooms.services.remote_invites.)"""
+    persisted: rooms.services.remote_invites.) PartialState while the room's state is
+    partial: the event would be judged without the members."""
+    if room.partial_state:
+        raise PartialState(room.room_id)
     room_version = room_version_of(room)
     draft = draft_in_locked_room(room, ctx.sender, event_type, content, state_key)
     event = build_event(
@@ -613,6 +617,7 @@ def unchanged_state(
     return Event.objects.filter(event_id=event_id).first()
 
 
+@retrying
 def do_send_event(
     room_id: str,
     ctx: SendContext,

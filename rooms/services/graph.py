@@ -121,7 +121,7 @@ def move_room_tips(
     if shown and extremities_before is not None and set(prev_ids) == set(extremities_before):
         # The local send path: the event follows all the room's tips.
         _replace_extremities(room, prev_ids, event_id)
-        return _set_current(
+        return set_current_state(
             room,
             group_after,
             resolved=state_before != room.current_state_group_id,
@@ -146,7 +146,7 @@ def move_room_tips(
     if group is None:
         return None
     only_this = tips == {event_id} and state_before == room.current_state_group_id
-    return _set_current(room, group, resolved=not only_this)
+    return set_current_state(room, group, resolved=not only_this)
 
 
 def tips_after(
@@ -219,8 +219,9 @@ def group_for_map(room: Room, state: Mapping[StateKey, str], *, base: int | None
     return create_state_group_from_map(room, state).pk
 
 
-def _set_current(room: Room, group: int | None, *, resolved: bool) -> StateChange | None:
-    """Make ``group`` the room's current state: CurrentState rows for what changed."""
+def set_current_state(room: Room, group: int | None, *, resolved: bool) -> StateChange | None:
+    """Make ``group`` the room's current state: CurrentState rows for what changed (the
+    caller holds the room lock and writes the change at a stream position)."""
     old = room.current_state_group_id
     if group is None or group == old:
         return None

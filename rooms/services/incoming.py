@@ -45,6 +45,7 @@ from typing import Any, Protocol
 
 from django.db import IntegrityError, transaction
 
+from accounts.clock import now_ms
 from federation import keyring
 from protocol import auth_rules
 from protocol.errors import MatrixError
@@ -62,7 +63,7 @@ from protocol.signing import (
 )
 from rooms import event_cache
 from rooms.graph_store import resolve_maps
-from rooms.models import Event, ForwardExtremity, Room
+from rooms.models import Event, ForwardExtremity, PartialStateRoom, Room
 from rooms.services import graph, search_index
 from rooms.services.events import (
     CREATE_KEY,
@@ -172,13 +173,20 @@ def receive_joined_room(
     auth_chain: Iterable[Mapping[str, Any]],
     *,
     origin: str,
+    servers_in_room: list[str] | None = None,
 ) -> Event:
     """A room this server joins through another (the answer to send_join): ``state`` is
     the room's state before the join event ``pdu``, ``auth_chain`` their auth events.
     They are stored as outliers, and the join event is persisted on that state, as the
     room's first event here: with no current state yet, there is nothing to soft-fail it
     against. Events that fail their checks are dropped (a state event among them too:
-    the state is what remains)."""
+    the state is what remains).
+
+    ``servers_in_room``: the answer left the member events out (``members_omitted``);
+    the join is judged against the partial state with the keys it lacks filled from the
+    join's own auth events (as the state resolution's iterative auth checks fill a
+    partial state), and the room is recorded as partial, in the join's transaction, for
+    rooms.services.partial_state to fetch the rest from these servers."""
     state = list(state)
     # The create event first: it makes the room known, and with it its version.
     for candidate in state:
@@ -189,33 +197,18 @@ def receive_joined_room(
                 if _stored(create.event_id) is None:
                     _insert_outlier(room, create)
     # Every event of the answer is checked in the version of the join's room (those of
-    # other rooms are dropped below).
+    # other rooms are dropped).
     room_version = _room_version_for(pdu)
-    events: dict[str, PDUEvent] = {}
-    # The IDs the state names, those of events failing their checks too (one may be
-    # stored here already).
-    state_ids = set()
-    candidates = [*state, *auth_chain]
-    for index, (candidate, checked) in enumerate(
-        zip(candidates, checked_events(candidates, room_version), strict=True)
-    ):
-        if isinstance(checked, InvalidPDU):
-            logger.info("state from %s dropped: %s", origin, checked)
-            if index < len(state) and isinstance(candidate, Mapping):
-                with contextlib.suppress(EventFormatError):
-                    state_ids.add(PDUEvent(candidate, room_version).event_id)
-            continue
-        events[checked.event_id] = checked
-        if index < len(state):
-            state_ids.add(checked.event_id)
     event = checked_event(pdu, room_version)
-    _store_outliers(
-        {e: v for e, v in events.items() if v.room_id == event.room_id}, "state event", origin
+    before = store_state_answer(
+        event.room_id, room_version.identifier, state, list(auth_chain), origin
     )
-    stored_state = Event.objects.filter(
-        event_id__in=state_ids, room__room_id=event.room_id, state_key__isnull=False
-    ).values_list("event_id", "type", "state_key")
-    before = {(etype, skey): event_id for event_id, etype, skey in stored_state}
+    if servers_in_room is not None:
+        own_auth = _auth_ids(event)
+        stored_auth = Event.objects.filter(
+            event_id__in=own_auth, room__room_id=event.room_id, state_key__isnull=False
+        ).values_list("event_id", "type", "state_key")
+        before = {**{(t, k): e for e, t, k in stored_auth}, **before}
     with transaction.atomic():
         room = _room_for(event, lock=False)
         stored = _stored(event.event_id) or _insert_outlier(room, event)
@@ -229,7 +222,65 @@ def receive_joined_room(
             raise InvalidPDU(f"{event.event_id} was deleted while it was received", "M_UNKNOWN")
         if not stored.outlier:
             return stored
-        return _persist(room, event, judgement, stored, backfilled=False, first=True)
+        row = _persist(room, event, judgement, stored, backfilled=False, first=True)
+        if servers_in_room is not None and row.rejected_reason is None and not row.soft_failed:
+            _record_partial_join(room, row.event_id, servers_in_room)
+        return row
+
+
+def _record_partial_join(room: Room, join_event_id: str, servers: list[str]) -> None:
+    """The room has partial state since this join (rooms.services.partial_state)."""
+    PartialStateRoom.objects.update_or_create(
+        room=room,
+        defaults={
+            "join_event_id": join_event_id,
+            "servers": servers,
+            "joined_ts": now_ms(),
+            "attempts": 0,
+            "last_error": "",
+        },
+    )
+    Room.objects.filter(pk=room.pk).update(partial_state=True)
+    room.partial_state = True
+
+
+def store_state_answer(
+    room_id: str,
+    room_version_id: str,
+    state: list[Any],
+    auth_chain: list[Any],
+    origin: str,
+) -> dict[StateKey, str]:
+    """A room's state as another server gave it (a send_join answer, GET /state): the
+    events not stored yet checked (format, signatures, hashes) and stored as outliers,
+    each after its auth events; the state they make, by (type, state_key). Events of
+    other rooms and those failing their checks are left out (a state event among them
+    too: the state is what remains)."""
+    room_version = KNOWN_ROOM_VERSIONS[room_version_id]
+    # The IDs the state names, those of events failing their checks too (one may be
+    # stored here already).
+    state_ids = set()
+    candidates = [*state, *auth_chain]
+    events: dict[str, PDUEvent] = {}
+    for index, (candidate, checked) in enumerate(
+        zip(candidates, checked_events(candidates, room_version), strict=True)
+    ):
+        if isinstance(checked, InvalidPDU):
+            logger.info("state from %s dropped: %s", origin, checked)
+            if index < len(state) and isinstance(candidate, Mapping):
+                with contextlib.suppress(EventFormatError):
+                    state_ids.add(PDUEvent(candidate, room_version).event_id)
+            continue
+        events[checked.event_id] = checked
+        if index < len(state):
+            state_ids.add(checked.event_id)
+    _store_outliers(
+        {e: v for e, v in events.items() if v.room_id == room_id}, "state event", origin
+    )
+    stored_state = Event.objects.filter(
+        event_id__in=state_ids, room__room_id=room_id, state_key__isnull=False
+    ).values_list("event_id", "type", "state_key")
+    return {(etype, skey): event_id for event_id, etype, skey in stored_state}
 
 
 # --- 1. format, signatures, hashes ------------------------------------------------------
@@ -869,7 +920,7 @@ def _judge(
         before_group = next((g for g in sorted(set(groups)) if load_state(g) == before), None)
     reason = _auth_events_verdict(event)
     if reason is None:
-        reason = _state_verdict(event.room_version, event, before, "state before")
+        reason = state_verdict(event.room_version, event, before, "state before")
     presolved = None
     if reason is None and not backfilled and event.type != CREATE:
         after = dict(before)
@@ -899,7 +950,7 @@ def _persist(
     soft_failed = False
     if reason is None and not backfilled and not first and event.type != CREATE:
         current = load_state(room.current_state_group_id)
-        soft_failed = _state_verdict(room_version, event, current, "current state") is not None
+        soft_failed = state_verdict(room_version, event, current, "current state") is not None
         if soft_failed:
             logger.info("%s soft-failed against the current state", event.event_id)
     if reason is None and not soft_failed and _redacts_another_rooms_event(event):
@@ -971,7 +1022,7 @@ def _server_of(user_id: str) -> str:
     return user_id.partition(":")[2]
 
 
-def _state_verdict(
+def state_verdict(
     room_version: RoomVersion, event: PDUEvent, state: Mapping[StateKey, str], what: str
 ) -> str | None:
     """Checks 5 and 6: the event against a state; the reason it fails, if so."""

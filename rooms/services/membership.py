@@ -18,6 +18,7 @@ from protocol.errors import MatrixError
 from protocol.identifiers import is_valid_user_id, parse_user_id
 from rooms import event_cache
 from rooms.models import Event, Membership, Room
+from rooms.partial import retrying
 from rooms.services import blocking, guests, out_of_band, remote_invites
 from rooms.services.events import (
     SendContext,
@@ -169,6 +170,7 @@ def _authorising_user(room: Room, user_id: str) -> str | None:
         return None
 
 
+@retrying
 def do_update_membership(
     room_id: str,
     ctx: SendContext,

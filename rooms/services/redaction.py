@@ -9,6 +9,7 @@ from django.db import transaction
 from protocol import auth_rules
 from protocol.errors import MatrixError
 from rooms.models import Event
+from rooms.partial import retrying
 from rooms.services.events import (
     SendContext,
     auth_state_for,
@@ -26,6 +27,7 @@ def sender_of(room_id: str, event_id: str) -> str | None:
     return None if row is None else row.sender
 
 
+@retrying
 def do_redact(room_id: str, ctx: SendContext, target_id: str, reason: str | None) -> Event:
     """PUT /rooms/{roomId}/redact/{eventId}/{txnId}.
 

@@ -10,12 +10,14 @@ and the servers the room's last known state has members of):
 1. ``GET /make_join`` with every room version this server supports: a template of the
    join, which must be the user's join of that room;
 2. the join is built from it (the user's profile, the reason), hashed and signed;
-3. ``PUT /v2/send_join`` (``omit_members=false``: this server does not join with
-   partial state): the resident server accepts the join and answers with the room's
-   state before it and its auth chain (and the join as it countersigned it, for a
-   restricted room);
+3. ``PUT /v2/send_join?omit_members=true``: the resident server accepts the join and
+   answers with the room's state before it and its auth chain (and the join as it
+   countersigned it, for a restricted room), the member events left out if it can
+   (``members_omitted``, with ``servers_in_room``);
 4. rooms.services.incoming.receive_joined_room checks and stores all of it, the join
-   as the room's newest event here.
+   as the room's newest event here; with members omitted, the room has partial state
+   until a worker has fetched the rest (rooms.services.partial_state), which is queued
+   once the join is committed.
 
 A server that cannot be reached, refuses or answers with something malformed is
 passed over for the next. The client is told 403 M_FORBIDDEN when a server refused
@@ -46,7 +48,8 @@ from protocol.identifiers import is_valid_server_name, parse_room_alias, require
 from protocol.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from protocol.signing import hash_and_sign_event
 from rooms.models import Event, Membership, Room, RoomAlias
-from rooms.services import blocking, guests
+from rooms.partial import retrying
+from rooms.services import blocking, guests, partial_state
 from rooms.services.events import SendContext, check_size_and_values
 from rooms.services.incoming import InvalidPDU, receive_joined_room
 from rooms.services.membership import (
@@ -80,6 +83,7 @@ ERRCODE = re.compile(r"M_[A-Z_]{1,64}")
 # --- where the join goes ------------------------------------------------------------------
 
 
+@retrying
 def do_join(
     room_id_or_alias: str,
     ctx: SendContext,
@@ -257,8 +261,17 @@ def _join_through(
     join = _join_event(server, room_version, template, user_id, reason, extra_content)
     answer = _send_join(server, room_id, join)
     join_pdu = _join_as_countersigned(server, answer, join)
+    servers_in_room = None
     try:
-        row = receive_joined_room(join_pdu, answer["state"], answer["auth_chain"], origin=server)
+        if answer.get("members_omitted") is True:
+            servers_in_room = partial_state.checked_servers(answer.get("servers_in_room"), server)
+        row = receive_joined_room(
+            join_pdu,
+            answer["state"],
+            answer["auth_chain"],
+            origin=server,
+            servers_in_room=servers_in_room,
+        )
     except InvalidPDU as exc:
         raise _Refused(
             server, None, exc.errcode, f"its answer does not hold: {exc.error}"
@@ -270,6 +283,12 @@ def _join_through(
             "M_FORBIDDEN",
             f"the state it gave refuses the join: {row.rejected_reason}",
         )
+    if servers_in_room is not None:
+        from rooms.tasks import process_inbound_pdus
+
+        # The worker that takes the room's inbound queue fetches the rest of the state
+        # first.
+        transaction.on_commit(lambda: process_inbound_pdus.delay(room_id))
     return row
 
 
@@ -346,7 +365,7 @@ def _send_join(server: str, room_id: str, join: PDUEvent) -> dict[str, Any]:
     where = f"{_segment(room_id)}/{_segment(join.event_id)}"
     try:
         answer = _call(
-            server, "PUT", f"{V2}/send_join/{where}?omit_members=false", join.pdu, **SEND_JOIN
+            server, "PUT", f"{V2}/send_join/{where}?omit_members=true", join.pdu, **SEND_JOIN
         )
     except _Refused as refusal:
         if refusal.errcode != "M_UNRECOGNIZED":
@@ -360,9 +379,6 @@ def _send_join(server: str, room_id: str, join: PDUEvent) -> dict[str, Any]:
         raise _malformed(server, "send_join answered with something that is not an object")
     if not isinstance(answer.get("state"), list) or not isinstance(answer.get("auth_chain"), list):
         raise _malformed(server, "send_join answered without state and auth_chain")
-    if answer.get("members_omitted") is True:
-        # Asked for the whole state: a partial one is no use here.
-        raise _malformed(server, "send_join left members out of the state")
     return answer
 
 

@@ -56,6 +56,10 @@ class Resident:
         self.template_for: str | None = None
         # The joins send_join took, in order.
         self.joins: list[str] = []
+        # send_join with omit_members=true answers with partial state (the member
+        # events left out but the joining user's own, the state's events out of the
+        # auth chain, servers_in_room), as Synapse does.
+        self.partial = False
 
     @property
     def name(self) -> str:
@@ -89,7 +93,8 @@ class Resident:
         if route == "make_join":
             return self._make_join(parts[5], parts[6], query.get("ver", ["1"]))
         if route == "send_join" and parts[3] == "v2":
-            return self._send_join(parts[5], parts[6], content)
+            omit = query.get("omit_members", ["false"])[0] == "true"
+            return self._send_join(parts[5], parts[6], content, omit_members=omit)
         if route == "event":
             pdus = self.server.get_events(self._room_of(parts[5]), [parts[5]])
             if not pdus:
@@ -98,6 +103,15 @@ class Resident:
         if route == "state_ids":
             state, chain = self.server.get_state_ids(parts[5], query["event_id"][0])
             return json_response({"pdu_ids": state, "auth_chain_ids": chain})
+        if route == "state":
+            room = self.room(parts[5])
+            state, chain = self.server.get_state_ids(parts[5], query["event_id"][0])
+            return json_response(
+                {
+                    "pdus": [room.pdus[e] for e in state],
+                    "auth_chain": [room.pdus[e] for e in chain],
+                }
+            )
         return _error(404, "M_UNRECOGNIZED", "Unrecognized request")
 
     def _room_of(self, event_id: str) -> str:
@@ -141,7 +155,9 @@ class Resident:
         }
         return json_response({"room_version": version.identifier, "event": event})
 
-    def _send_join(self, room_id: str, event_id: str, pdu: dict[str, Any]) -> HttpResponse:
+    def _send_join(
+        self, room_id: str, event_id: str, pdu: dict[str, Any], *, omit_members: bool = False
+    ) -> HttpResponse:
         room = self.room(room_id)
         version = room.room_version
         assert PDUEvent(pdu, version).event_id == event_id
@@ -153,8 +169,20 @@ class Resident:
         self.joins.append(event_id)
         if event_id in room.reference.rejected:
             return _error(403, "M_FORBIDDEN", room.reference.rejected[event_id])
-        state_ids = sorted(room.reference.state_before[event_id].values())
+        before = room.reference.state_before[event_id]
+        state_ids = sorted(before.values())
         chain_ids = room.reference.auth_chain_ids([*state_ids, event_id]) - {event_id}
+        if omit_members and self.partial:
+            joiner = pdu["state_key"]
+            state_ids = sorted(
+                e for (etype, skey), e in before.items() if etype != MEMBER or skey == joiner
+            )
+            chain_ids = room.reference.auth_chain_ids([*state_ids, event_id]) - {event_id}
+            chain_ids -= set(state_ids)
+            answer["members_omitted"] = True
+            answer["servers_in_room"] = sorted(
+                {skey.partition(":")[2] for (etype, skey) in before if etype == MEMBER}
+            )
         answer["state"] = [room.pdus[e] for e in state_ids]
         answer["auth_chain"] = [room.pdus[e] for e in sorted(chain_ids)]
         return json_response(answer)

@@ -11,7 +11,15 @@ import pytest
 from tests.conftest import MatrixTestClient, Persona
 from tests.graph.remote import RemoteServer
 from tests.rooms.federation_helpers import F, fed
-from tests.rooms.helpers import create_room, join, messages, room_path, send
+from tests.rooms.helpers import (
+    create_room,
+    join,
+    membership_action,
+    messages,
+    room_path,
+    send,
+    set_state,
+)
 from tests.rooms.test_federation_membership import remote_join
 from tests.sync.helpers import joined, sync
 
@@ -190,3 +198,175 @@ def test_a_server_that_joined_after_the_message_is_served_it_redacted(
     _deactivate(api, bob, erase=erase)
     assert _served_to(api, early, room, event_id) == [SECRET] * 2
     assert _served_to(api, late, room, event_id) == [{} if erase else SECRET] * 2
+
+
+# --- State and prev_content (rooms.selectors.as_served) -------------------------------
+
+NAME = {"name": "bob's secret room"}
+BOB_TOPIC = {"topic": "bob's secret topic"}
+ALICE_TOPIC = {"topic": "alice's topic"}
+BAN = {"membership": "ban", "reason": "bob's secret reason"}
+BOB_PROFILE = {"membership": "join", "displayname": "Bob Secret"}
+
+
+@pytest.fixture
+def state_scene(api: MatrixTestClient, alice: Persona, bob: Persona) -> dict[str, Any]:
+    """While carol is joined, bob gives himself a display name, names the room, sets a
+    topic (which alice then replaces: bob's is its prev_content) and bans mallory with a
+    reason; then bob is erased (his leave replaces his named member event) and erin
+    joins."""
+    room = create_room(
+        api,
+        alice,
+        preset="public_chat",
+        power_level_content_override={"users": {bob.user_id: 50}},
+    )
+    carol, mallory = api.register("carol"), api.register("mallory")
+    for who in (bob, carol, mallory):
+        join(api, who, room)
+    set_state(api, bob, room, "m.room.member", BOB_PROFILE, bob.user_id)
+    set_state(api, bob, room, "m.room.name", NAME)
+    set_state(api, bob, room, "m.room.topic", BOB_TOPIC)
+    membership_action(api, bob, room, "ban", mallory, reason=BAN["reason"])
+    topic_id = set_state(api, alice, room, "m.room.topic", ALICE_TOPIC).body["event_id"]
+    _deactivate(api, bob, erase=True)
+    erin = api.register("erin")
+    join(api, erin, room)
+    return {"room": room, "topic_id": topic_id, "carol": carol, "erin": erin, "mallory": mallory}
+
+
+# What carol (joined at all of bob's events) and erin (joined after the erasure) see.
+WHOLE = {"name": NAME, "ban": BAN, "prev_topic": BOB_TOPIC, "prev_bob": BOB_PROFILE}
+REDACTED = {
+    "name": {},
+    "ban": {"membership": "ban"},
+    "prev_topic": {},
+    "prev_bob": {"membership": "join"},
+}
+
+
+def _seen_in(state: list[dict[str, Any]], mallory: Persona, bob: Persona) -> dict[str, Any]:
+    """The parts of bob's events in a list of state events (with ``prev_content``)."""
+    by_key = {(e["type"], e["state_key"]): e for e in state}
+    return {
+        "name": by_key[("m.room.name", "")]["content"],
+        "ban": by_key[("m.room.member", mallory.user_id)]["content"],
+        "prev_topic": by_key[("m.room.topic", "")]["unsigned"]["prev_content"],
+        "prev_bob": by_key[("m.room.member", bob.user_id)]["unsigned"]["prev_content"],
+    }
+
+
+def _get(api: MatrixTestClient, who: Persona, path: str) -> Any:
+    response = api.get(path, token=who.access_token)
+    assert response.status == 200, response.body
+    return response.body
+
+
+@pytest.mark.parametrize(("viewer", "expected"), [("carol", WHOLE), ("erin", REDACTED)])
+def test_an_erased_users_state_events_in_the_state_endpoints(
+    api: MatrixTestClient,
+    bob: Persona,
+    state_scene: dict[str, Any],
+    viewer: str,
+    expected: dict[str, Any],
+) -> None:
+    room, who, mallory = state_scene["room"], state_scene[viewer], state_scene["mallory"]
+    # GET /state
+    assert _seen_in(_get(api, who, room_path(room, "state")), mallory, bob) == expected
+    # GET /state/{eventType}/{stateKey}, the content and the whole event
+    assert _get(api, who, room_path(room, "state", "m.room.name", "")) == expected["name"]
+    ban = _get(api, who, room_path(room, "state", "m.room.member", mallory.user_id))
+    assert ban == expected["ban"]
+    topic = _get(api, who, room_path(room, "state", "m.room.topic", "") + "?format=event")
+    assert (topic["content"], topic["unsigned"]["prev_content"]) == (
+        ALICE_TOPIC,
+        expected["prev_topic"],
+    )
+    # GET /members
+    chunk = _get(api, who, room_path(room, "members"))["chunk"]
+    members = {e["state_key"]: e for e in chunk}
+    assert members[mallory.user_id]["content"] == expected["ban"]
+    assert members[bob.user_id]["unsigned"]["prev_content"] == expected["prev_bob"]
+    # GET /joined_members: an erased user has left every room (no event of theirs there).
+    assert bob.user_id not in _get(api, who, room_path(room, "joined_members"))["joined"]
+
+
+@pytest.mark.parametrize(("viewer", "expected"), [("carol", WHOLE), ("erin", REDACTED)])
+def test_an_erased_users_state_events_in_sync_and_the_legacy_initial_syncs(
+    api: MatrixTestClient,
+    bob: Persona,
+    state_scene: dict[str, Any],
+    viewer: str,
+    expected: dict[str, Any],
+) -> None:
+    room, who, mallory = state_scene["room"], state_scene[viewer], state_scene["mallory"]
+    # The last event (erin's join) in the timeline, bob's events in the state section.
+    body = sync(api, who, filter={"room": {"timeline": {"limit": 1}}})
+    assert _seen_in(joined(body)[room]["state"]["events"], mallory, bob) == expected
+    entry = next(r for r in _get(api, who, "initialSync?limit=1")["rooms"] if r["room_id"] == room)
+    assert _seen_in(entry["state"], mallory, bob) == expected
+    # The legacy format repeats prev_content at the top level.
+    assert {e["type"]: e for e in entry["state"]}["m.room.topic"]["prev_content"] == (
+        expected["prev_topic"]
+    )
+    room_entry = _get(api, who, room_path(room, "initialSync") + "?limit=1")
+    assert _seen_in(room_entry["state"], mallory, bob) == expected
+
+
+@pytest.mark.parametrize(("viewer", "expected"), [("carol", WHOLE), ("erin", REDACTED)])
+def test_an_erased_users_content_as_prev_content_and_in_context_and_messages_state(
+    api: MatrixTestClient,
+    bob: Persona,
+    state_scene: dict[str, Any],
+    viewer: str,
+    expected: dict[str, Any],
+) -> None:
+    room, who, topic_id = state_scene["room"], state_scene[viewer], state_scene["topic_id"]
+    # alice's topic event, whole to both, with bob's topic as its prev_content.
+    event = _get(api, who, room_path(room, "event", topic_id))
+    assert (event["content"], event["unsigned"]["prev_content"]) == (
+        ALICE_TOPIC,
+        expected["prev_topic"],
+    )
+    context = _get(api, who, room_path(room, "context", topic_id) + "?limit=0")
+    assert context["event"]["unsigned"]["prev_content"] == expected["prev_topic"]
+    state = {(e["type"], e["state_key"]): e for e in context["state"]}
+    # The state after alice's topic: bob's name and ban, his named member event.
+    assert state[("m.room.name", "")]["content"] == expected["name"]
+    assert state[("m.room.member", state_scene["mallory"].user_id)]["content"] == expected["ban"]
+    assert state[("m.room.member", bob.user_id)]["content"] == expected["prev_bob"]
+    chunk = messages(api, who, room, dir="b", limit=50).body["chunk"]
+    in_messages = next(e for e in chunk if e["event_id"] == topic_id)
+    assert in_messages["unsigned"]["prev_content"] == expected["prev_topic"]
+    # /messages with lazy-loaded members: bob's named member event, at his m.room.name.
+    lazy = {"lazy_load_members": True, "types": ["m.room.name"]}
+    page = messages(api, who, room, dir="b", filter=lazy).body
+    assert [e["content"] for e in page["chunk"]] == [expected["name"]]
+    assert [e["content"] for e in page["state"]] == [expected["prev_bob"]]
+
+
+@pytest.mark.parametrize(("viewer", "expected"), [("carol", WHOLE), ("erin", REDACTED)])
+def test_an_erased_users_state_events_in_search_state_and_profiles(
+    api: MatrixTestClient,
+    bob: Persona,
+    state_scene: dict[str, Any],
+    viewer: str,
+    expected: dict[str, Any],
+) -> None:
+    room, who, mallory = state_scene["room"], state_scene[viewer], state_scene["mallory"]
+    criteria = {
+        "search_term": "alice",
+        "include_state": True,
+        "event_context": {"before_limit": 5, "after_limit": 0, "include_profile": True},
+    }
+    response = api.post(
+        "search", {"search_categories": {"room_events": criteria}}, token=who.access_token
+    )
+    assert response.status == 200, response.body
+    found = response.body["search_categories"]["room_events"]
+    assert _seen_in(found["state"][room], mallory, bob) == expected
+    [result] = found["results"]
+    assert result["result"]["event_id"] == state_scene["topic_id"]
+    # bob's profile in the state after alice's topic: his named member event.
+    profile = result["context"]["profile_info"][bob.user_id]
+    assert profile == {k: v for k, v in expected["prev_bob"].items() if k == "displayname"}

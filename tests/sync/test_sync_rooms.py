@@ -918,3 +918,21 @@ def test_query_count_of_one_message_in_one_of_ten_rooms(
         body = sync(api, bob, since=token)
     assert set(joined(body)) == {rooms[3]}
     assert timeline_ids(joined(body)[rooms[3]]) == [message]
+
+
+def test_query_count_of_state_changes_in_one_of_ten_rooms(
+    api: MatrixTestClient, alice: Persona, bob: Persona, django_assert_max_num_queries: Any
+) -> None:
+    rooms = [shared_room(api, alice, bob) for _ in range(10)]
+    set_state(api, alice, rooms[3], "m.room.topic", {"topic": "topic 0"})
+    token = sync(api, bob)["next_batch"]
+    for number in range(1, 31):
+        set_state(api, alice, rooms[3], "m.room.topic", {"topic": f"topic {number}"})
+    # As one message, plus the events the timeline replaced (prev_content) and whether
+    # their senders were erased (rooms.selectors.as_served): once for the 30 events.
+    with django_assert_max_num_queries(12 + 2 + provider_allowance()):
+        body = sync(api, bob, since=token, filter={"room": {"timeline": {"limit": 30}}})
+    timeline = joined(body)[rooms[3]]["timeline"]["events"]
+    assert [e["unsigned"]["prev_content"]["topic"] for e in timeline] == [
+        f"topic {number}" for number in range(30)
+    ]
