@@ -36,7 +36,7 @@ def backward(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("rooms", "0014_event_search_vector"),
+        ("rooms", "0015_partial_state"),
     ]
 
     operations = [migrations.RunPython(forward, backward)]
