@@ -194,6 +194,11 @@ else:
         "default": {
             "ENGINE": "config.sqlite",
             "NAME": DATA_DIR / "trellis.sqlite3",
+            # Tests run on an in-memory database (Django's default for SQLite), said
+            # outright so that pytest-xdist's workers keep it instead of deriving a
+            # file name from NAME (pytest-django does that for engines it does not
+            # recognise as SQLite).
+            "TEST": {"NAME": ":memory:"},
             "OPTIONS": {
                 # IMMEDIATE takes the write lock at BEGIN, so two writers queue on the
                 # busy timeout instead of failing to upgrade a read lock.
