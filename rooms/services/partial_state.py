@@ -22,9 +22,10 @@ Until then (usually well under a second):
   (rooms.federation.transactions.process_room_queue) runs ``resync`` before taking
   them, so no event is ever judged against a state with members missing;
 - a local event (a message, a second local user's join, a leave) waits for it
-  (rooms.partial.retrying): built on the partial state, it could cite a member event that is not
-  known here, and its auth checks would miss the members;
-- the member lists (/members, /joined_members) wait for it too (rooms.partial.wait_for_full_state);
+  (rooms.partial.retrying): built on the partial state, it could cite a member event
+  that is not known here, and its auth checks would miss the members;
+- the member lists (/members, /joined_members) wait for it too
+  (rooms.partial.wait_for_full_state);
 - other servers are not served the room's state or memberships through this server
   (404, as for a room this server is not in): they ask another.
 
@@ -62,6 +63,8 @@ CREATE_KEY = ("m.room.create", "")
 MAX_SERVERS = 20
 # The whole state of a big room is as big as a send_join answer.
 STATE_REQUEST: dict[str, Any] = {"timeout_s": 300.0, "max_bytes": 512 * 1024 * 1024}
+
+
 # --- the join ---------------------------------------------------------------------------------
 
 
