@@ -4,7 +4,9 @@ Each check reads the database and reports what it finds wrong as one readable li
 empty list means the room is sound. The rules:
 
 - every stored event's auth events are stored too (room version 12: so is the create
-  event the room ID names), and its auth edge rows are the ``auth_events`` of its PDU;
+  event the room ID names), and its auth edge rows are the ``auth_events`` of its PDU,
+  but for those of another room, which a rejected event may cite (auth rule 2.5) and has
+  no edge to (rooms.services.incoming);
 - the forward extremities are stored events that are neither outliers, rejected nor
   soft-failed, and are exactly those such events that no other such event cites as a
   prev event, directly or through events that are rejected or soft-failed (backfilled
@@ -78,24 +80,35 @@ def check_auth_events(room: Room) -> list[str]:
         "event_id", "auth_event_id"
     ):
         edges.setdefault(event_pk, []).append(auth_event_id)
-    rows = stored.order_by("pk").values_list("pk", "event_id", "pdu")
-    for pk, event_id, pdu in rows.iterator(chunk_size=_BATCH):
-        cited = PDUEvent(pdu, room_version, event_id=event_id).auth_event_ids
-        if sorted(cited) != sorted(edges.get(pk, [])):
-            problems.append(
-                f"event {event_id}: auth edges {sorted(edges.get(pk, []))} "
-                f"differ from its auth_events {sorted(cited)}"
-            )
-    # Only the create event may have no auth events at all (before room version 12).
-    if not room_version.room_id_is_create_event_hash:
-        unauthorised = (
-            stored.exclude(type=CREATE)
-            .filter(auth_edges__isnull=True)
-            .values_list("event_id", flat=True)
-            .order_by("event_id")
-        )
-        for event_id in unauthorised:
+    # Rejected events whose edges leave out some of their auth events: sound if those
+    # are all of other rooms (read at once below).
+    left_out: list[tuple[str, list[str], list[str]]] = []
+    rows = stored.order_by("pk").values_list("pk", "event_id", "type", "rejected_reason", "pdu")
+    for pk, event_id, etype, rejected_reason, pdu in rows.iterator(chunk_size=_BATCH):
+        cited = sorted(PDUEvent(pdu, room_version, event_id=event_id).auth_event_ids)
+        have = sorted(edges.get(pk, []))
+        if cited != have:
+            if rejected_reason is not None and set(have) < set(cited):
+                left_out.append((event_id, have, cited))
+            else:
+                problems.append(
+                    f"event {event_id}: auth edges {have} differ from its auth_events {cited}"
+                )
+        # Only the create event may cite no auth events at all (before room version 12).
+        if not cited and etype != CREATE and not room_version.room_id_is_create_event_hash:
             problems.append(f"event {event_id} cites no auth events")
+    foreign = set(
+        Event.objects.filter(
+            event_id__in={aid for _e, have, cited in left_out for aid in set(cited) - set(have)}
+        )
+        .exclude(room=room)
+        .values_list("event_id", flat=True)
+    )
+    for event_id, have, cited in left_out:
+        if not set(cited) - set(have) <= foreign:
+            problems.append(
+                f"event {event_id}: auth edges {have} differ from its auth_events {cited}"
+            )
     return problems
 
 

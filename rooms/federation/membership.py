@@ -194,7 +194,7 @@ def do_send_join(
     answer: dict[str, Any] = {
         "origin": settings.SERVER_NAME,
         "state": serving.pdus_of(sorted(state_ids)),
-        "auth_chain": serving.pdus_of(sorted(chain_ids)),
+        "auth_chain": serving.pdus_in_auth_order(chain_ids),
         "members_omitted": omit_members,
     }
     if omit_members:

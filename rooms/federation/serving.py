@@ -71,6 +71,24 @@ def pdus_of(event_ids: Iterable[str]) -> list[dict[str, Any]]:
     return [rows[event_id] for event_id in wanted if event_id in rows]
 
 
+def pdus_in_auth_order(event_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The stored PDUs of the events (unknown ones left out), shallowest first, then by
+    ID: an auth chain as it was authorised, each event after the auth events it cites
+    (they are in the state before it, so its ancestors, and shallower).
+
+    Receivers may read an answer's events in that order. sytest's federation server, for
+    one, takes a send_join answer's ``auth_chain`` then ``state`` (each event once, where
+    it first appears) and keeps the last event of each type and state key as the room's
+    state: the auth chain holds the events the join cites, the current power levels
+    among them, and the power levels they replaced, so sorted by ID it kept the replaced
+    ones about as often as not (sytest 50federation/36state, "Outbound federation
+    requests missing prev_events and then asks for /state_ids and resolves the state",
+    whose first event then cited the replaced power levels and was rejected here)."""
+    wanted = list(set(event_ids))
+    rows = Event.objects.filter(event_id__in=wanted).order_by("depth", "event_id")
+    return list(rows.values_list("pdu", flat=True))
+
+
 def backfill(room: Room, start_ids: Iterable[str], limit: int) -> list[Event]:
     """GET /backfill: the events ``start_ids`` and those before them, newest (deepest)
     first, up to ``limit`` (at most MAX_BACKFILL) in all."""

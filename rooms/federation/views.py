@@ -65,7 +65,12 @@ class StateView(FederationView):
         event_id = self.query_str(request, "event_id", required=True) or ""
         room = access.access_room_as_member(room_id, origin)
         state_ids, chain_ids = serving.state_ids_at(room, event_id, origin)
-        return ok({"pdus": serving.pdus_of(state_ids), "auth_chain": serving.pdus_of(chain_ids)})
+        return ok(
+            {
+                "pdus": serving.pdus_of(state_ids),
+                "auth_chain": serving.pdus_in_auth_order(chain_ids),
+            }
+        )
 
 
 class StateIdsView(FederationView):
@@ -85,7 +90,8 @@ class EventAuthView(FederationView):
         origin = self.origin(request)
         room = access.access_room_as_member(room_id, origin)
         access.access_event(room, event_id, origin)
-        return ok({"auth_chain": serving.pdus_of(serving.auth_chain_ids(room, event_id))})
+        chain_ids = serving.auth_chain_ids(room, event_id)
+        return ok({"auth_chain": serving.pdus_in_auth_order(chain_ids)})
 
 
 class BackfillView(FederationView):

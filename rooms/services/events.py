@@ -11,6 +11,7 @@ streams.positions), and on commit wakes /sync.
 from __future__ import annotations
 
 import json
+from collections.abc import Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -336,21 +337,33 @@ def persist_event(
 
 
 def insert_row(
-    room: Room, event: PDUEvent, ctx: SendContext | None = None, **fields: Any
+    room: Room,
+    event: PDUEvent,
+    ctx: SendContext | None = None,
+    *,
+    foreign_auth: Set[str] = frozenset(),
+    **fields: Any,
 ) -> Event:
-    """The event's row and its edges; ``fields`` set the rest (position, flags, state)."""
+    """The event's row and its edges; ``fields`` set the rest (position, flags, state).
+    ``foreign_auth``: auth events it cites that are stored in another room, which get no
+    edge (``_insert_edges``)."""
     row = _event_row(room, event, ctx, fields)
     row.save(force_insert=True)
-    _insert_edges([event])
+    _insert_edges([event], foreign_auth)
     event_cache.remember(event)
     return row
 
 
-def insert_rows(room: Room, events: list[tuple[PDUEvent, dict[str, Any]]]) -> None:
+def insert_rows(
+    room: Room,
+    events: list[tuple[PDUEvent, dict[str, Any]]],
+    *,
+    foreign_auth: Set[str] = frozenset(),
+) -> None:
     """``insert_row`` for many events at once (each with its ``fields``): their rows as
     one executemany of the values Django would insert (bulk_create spent longer compiling
     the SQL of a send_join answer's thousands of rows than the database took to store
-    them), and their edges."""
+    them), and their edges (none to the ``foreign_auth`` events, as in ``insert_row``)."""
     if not events:
         return
     columns = [field for field in Event._meta.concrete_fields if not field.primary_key]
@@ -373,7 +386,7 @@ def insert_rows(room: Room, events: list[tuple[PDUEvent, dict[str, Any]]]) -> No
         values.append([row[field.attname] for field in columns])
     with connection.cursor() as cursor:
         cursor.executemany(sql, values)
-    _insert_edges([event for event, _fields in events])
+    _insert_edges([event for event, _fields in events], foreign_auth)
     for event, _fields in events:
         event_cache.remember(event)
 
@@ -408,10 +421,16 @@ def _event_values(room: Room, event: PDUEvent, ctx: SendContext | None) -> dict[
     }
 
 
-def _insert_edges(events: list[PDUEvent]) -> None:
-    """The stored events' prev_events and auth_events edges."""
+def _insert_edges(events: list[PDUEvent], foreign_auth: Set[str] = frozenset()) -> None:
+    """The stored events' prev_events and auth_events edges, but none to the
+    ``foreign_auth`` events: auth events of another room, which a received event may cite
+    (and is rejected for, auth rule 2.5). The auth chains walked by their edges
+    (rooms.graph_store, the auth chains served over federation) then stay in the room,
+    and every edge names an event of the room or one not stored yet."""
     prev_edges = [(prev, e.event_id) for e in events for prev in e.prev_event_ids]
-    auth_edges = [(auth, e.event_id) for e in events for auth in e.auth_event_ids]
+    auth_edges = [
+        (auth, e.event_id) for e in events for auth in e.auth_event_ids if auth not in foreign_auth
+    ]
     row_ids = _row_ids([e.event_id for e in events]) if len(events) > 1 else None
     _insert_edge_rows(EventEdge, "prev_event_id", prev_edges, row_ids)
     _insert_edge_rows(EventAuthEdge, "auth_event_id", auth_edges, row_ids)

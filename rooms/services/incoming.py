@@ -585,8 +585,9 @@ def _store_outliers(events: Mapping[str, PDUEvent], what: str, origin: str) -> N
     """Store those of ``events`` (of one room) not stored yet as outliers, each after its
     auth events, as ``_insert_outlier`` would one by one, but in one transaction: the
     auth events are found among them or read once, and each is authorised against its
-    own in memory (check 4). One whose auth events are missing or of another room is
-    dropped (logged as ``what`` from ``origin``), and so are the events citing it."""
+    own in memory (check 4). One whose auth events are missing is dropped (logged as
+    ``what`` from ``origin``), and so are the events citing it; one citing auth events of
+    another room is stored rejected, with no edges to them (``_auth_verdict``)."""
     if not events:
         return
     known = _known_ids(events)
@@ -602,6 +603,7 @@ def _store_outliers(events: Mapping[str, PDUEvent], what: str, origin: str) -> N
     new_ids = {event.event_id for event in todo}
     outside = {aid for event in todo for aid in _auth_ids(event)} - new_ids
     auth_events = dict(event_cache.get_events(outside))
+    foreign = _foreign_auth(room_id, auth_events)
     rejected = _rejected_ids(outside)
     creates = list(
         Event.objects.filter(room=room, type=CREATE, state_key="").values_list(
@@ -625,7 +627,7 @@ def _store_outliers(events: Mapping[str, PDUEvent], what: str, origin: str) -> N
         rows.append((event, {"stream_ordering": None, "outlier": True, "rejected_reason": reason}))
     try:
         with transaction.atomic():
-            insert_rows(room, rows)
+            insert_rows(room, rows, foreign_auth=foreign)
     except IntegrityError:
         # Some were stored meanwhile by another worker.
         _store_outliers_one_by_one([event for event, _fields in rows], what, origin)
@@ -667,6 +669,9 @@ def _auth_order(events: Mapping[str, PDUEvent]) -> list[PDUEvent]:
 def _insert_outlier(room: Room, event: PDUEvent) -> Event:
     """Store an event known only with its auth chain: authorised against its auth events
     (rejected if it fails), no state, no stream position."""
+    ids = _auth_ids(event)
+    auth_events = event_cache.get_events(ids)
+    reason = _auth_verdict(event, auth_events, _rejected_ids(ids))
     try:
         with transaction.atomic():
             row = insert_row(
@@ -674,7 +679,8 @@ def _insert_outlier(room: Room, event: PDUEvent) -> Event:
                 event,
                 stream_ordering=None,
                 outlier=True,
-                rejected_reason=_auth_events_verdict(event),
+                rejected_reason=reason,
+                foreign_auth=_foreign_auth(event.room_id, auth_events),
             )
     except IntegrityError:
         # Stored meanwhile by another worker.
@@ -704,18 +710,20 @@ def _auth_verdict(
     event: PDUEvent, known: Mapping[str, PDUEvent], rejected: set[str]
 ) -> str | None:
     """Check 4 on the auth events among ``known`` (``rejected``: those rejected):
-    InvalidPDU if some are not there."""
+    InvalidPDU if some are not there.
+
+    An auth event of another room (a server can cite any event it knows of) is there,
+    and fails auth rule 2.5 ("If any event in auth_events has a room_id which does not
+    match that of the event being authorised, reject"): the event is rejected, not
+    dropped, as Synapse rejects it (``check_state_independent_auth_rules``). Stored, it
+    is known: the events after it can be placed, and are judged on their own (sytest
+    50federation/33room-get-missing-events, outliers whose auth events are in a
+    different room); its edges leave such auth events out (``_foreign_auth``)."""
     ids = _auth_ids(event)
     auth_map = {aid: known[aid] for aid in ids if aid in known}
     missing = [aid for aid in ids if aid not in auth_map]
     if missing:
         raise InvalidPDU(f"auth events {missing} are not available", "M_FORBIDDEN")
-    # Event IDs are unique across rooms: an auth event stored in another room is one this
-    # room cannot have. Dropped as if missing, rather than stored rejected with auth
-    # edges into another room's graph (whose auth chain walks would then cross rooms).
-    elsewhere = [aid for aid in ids if auth_map[aid].room_id != event.room_id]
-    if elsewhere:
-        raise InvalidPDU(f"auth events {elsewhere} are of another room", "M_FORBIDDEN")
     try:
         auth_rules.check_event_auth_events(
             event.room_version, event, auth_map, rejected_event_ids=rejected & set(ids)
@@ -723,6 +731,13 @@ def _auth_verdict(
     except auth_rules.AuthError as exc:
         return f"auth events: {exc.reason}"[:255]
     return None
+
+
+def _foreign_auth(room_id: str, auth_events: Mapping[str, PDUEvent]) -> set[str]:
+    """Those of ``auth_events`` that are of another room than ``room_id``: an event of
+    the room citing one is rejected, and stored with no auth edge to it, so that no auth
+    chain walked by the edges leaves the room (rooms.services.events.insert_row)."""
+    return {aid for aid, auth_event in auth_events.items() if auth_event.room_id != room_id}
 
 
 def _room_for(event: PDUEvent, *, lock: bool) -> Room:

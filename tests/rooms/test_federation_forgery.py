@@ -170,7 +170,8 @@ def test_an_event_citing_auth_events_of_another_room_gains_nothing(
     api: MatrixTestClient, scene: Scene
 ) -> None:
     """Dave has all power in a room of his own, known here; citing its events as the auth
-    events of a power grab in Carol's room does not make it pass."""
+    events of a power grab in Carol's room does not make it pass: it is rejected (auth
+    rule 2.5), and stored with no auth edge into the other room's graph."""
     room = scene.room
     own = scene.dave.create_room(DAVE)
     deliver_all(own, own.delivery_pdus())
@@ -186,9 +187,10 @@ def test_an_event_citing_auth_events_of_another_room_gains_nothing(
     got = send(api, scene.dave, txn(DAVE_SERVER, grab), "t-cross")
 
     assert got.status == 200, got.body
-    # Dropped: nothing of it is stored (auth edges into another room's graph included).
-    assert not Event.objects.filter(event_id=event_id(room, grab)).exists()
-    assert "another room" in InboundPdu.objects.get(event_id=event_id(room, grab)).result["error"]
+    row = Event.objects.get(event_id=event_id(room, grab))
+    assert row.rejected_reason is not None
+    assert "belongs to room" in row.rejected_reason
+    assert not row.auth_edges.exists()
     assert_unchanged(api, scene, before, since)
 
 

@@ -27,7 +27,7 @@ from tests.federation.helpers import network
 from tests.graph.remote import RemoteServer
 from tests.rooms.federation_helpers import F, fed
 from tests.rooms.federation_peers import Peers, peers
-from tests.rooms.helpers import create_room, join, leave, set_state
+from tests.rooms.helpers import create_room, get_state, join, leave, set_state
 
 __all__ = ["network", "peers"]
 
@@ -183,6 +183,32 @@ def test_a_remote_user_joins_through_make_join_and_send_join(
     assert current_state(room_id)[("m.room.member", user)] == join_id
     row = Event.objects.get(event_id=join_id)
     assert (row.outlier, row.rejected_reason, row.soft_failed) == (False, None, False)
+
+
+def test_the_send_join_auth_chain_lists_each_event_after_its_auth_events(
+    api: MatrixTestClient, alice: Persona, dave: RemoteServer
+) -> None:
+    """(sytest 50federation/36state) The join cites the current power levels, so they are
+    in the auth chain with those they replaced: listed in the order they were authorised,
+    a receiver that takes the last of each as the room's state takes the current ones."""
+    room_id = create_room(api, alice, preset="public_chat", room_version="1")
+    levels = get_state(api, alice, room_id, "m.room.power_levels").body
+    for level in range(1, 7):
+        levels["users"][dave.user("dave")] = level
+        set_state(api, alice, room_id, "m.room.power_levels", levels)
+
+    answer = remote_join(api, dave, room_id)
+
+    version = KNOWN_ROOM_VERSIONS["1"]
+    chain = [PDUEvent(pdu, version) for pdu in answer["auth_chain"]]
+    seen: set[str] = set()
+    for event in chain:
+        cited = {e for e in event.auth_event_ids if e in ids_of(answer["auth_chain"], "1")}
+        assert cited <= seen, f"{event.event_id} listed before its auth events {cited - seen}"
+        seen.add(event.event_id)
+    power_levels = [e.event_id for e in chain if e.type == "m.room.power_levels"]
+    assert len(power_levels) == 7
+    assert power_levels[-1] == current_state(room_id)[("m.room.power_levels", "")]
 
 
 def test_a_retried_send_join_gets_the_same_answer(

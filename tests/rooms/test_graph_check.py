@@ -189,6 +189,23 @@ def test_auth_edges_that_differ_from_the_pdu_are_reported(
 
 
 @pytest.mark.graph_unchecked
+def test_a_rejected_event_without_an_edge_to_an_auth_event_of_its_room_is_reported(
+    api: MatrixTestClient, alice: Persona, bob: Persona, carol: Persona
+) -> None:
+    """A rejected event may lack the edges to auth events of other rooms (auth rule 2.5),
+    not to those of its own."""
+    room = busy_room(api, alice, bob, carol, "11")
+    message = Event.objects.filter(room=room, type="m.room.message").first()
+    assert message is not None
+    Event.objects.filter(pk=message.pk).update(rejected_reason="auth events: test")
+    power_levels = Event.objects.get(room=room, type="m.room.power_levels")
+    EventAuthEdge.objects.filter(event=message, auth_event_id=power_levels.event_id).delete()
+    problems = check_room(room)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"event {message.event_id}: auth edges ")
+
+
+@pytest.mark.graph_unchecked
 def test_a_v12_room_without_its_create_event_is_reported(
     api: MatrixTestClient, alice: Persona, bob: Persona, carol: Persona
 ) -> None:

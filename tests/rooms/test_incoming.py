@@ -50,6 +50,7 @@ class Signer:
         state: dict[tuple[str, str], str],
         state_key: str | None = None,
         extra_auth: tuple[str, ...] = (),
+        room_id: str = ROOM,
     ) -> PDUEvent:
         keys = auth_types_for_event(V11, etype, sender, state_key, content)
         keys |= {("m.room.member", user) for user in extra_auth}
@@ -57,7 +58,7 @@ class Signer:
         depth = max((self.events[p].depth for p in prev), default=0) + 1
         pdu: dict[str, Any] = {
             "type": etype,
-            "room_id": ROOM,
+            "room_id": room_id,
             "sender": sender,
             "content": content,
             "origin_server_ts": 1000 + len(self.events),
@@ -394,3 +395,99 @@ def test_a_redaction_of_an_event_of_another_room_is_never_shown(
     assert list(
         ForwardExtremity.objects.filter(room__room_id=ROOM).values_list("event_id", flat=True)
     ) == [chain[-1].event_id]
+
+
+def _other_room(signer: Signer, user_id: str) -> PDUEvent:
+    """A second remote room, received here, that ``user_id`` joined: the join event."""
+    state: dict[tuple[str, str], str] = {}
+    events: list[PDUEvent] = []
+    for etype, sender, content, state_key in [
+        ("m.room.create", ALICE, {"room_version": "11"}, ""),
+        ("m.room.member", ALICE, {"membership": "join"}, ALICE),
+        ("m.room.power_levels", ALICE, {"users": {ALICE: 100}}, ""),
+        ("m.room.join_rules", ALICE, {"join_rule": "public"}, ""),
+        ("m.room.member", user_id, {"membership": "join"}, user_id),
+    ]:
+        prev = [events[-1].event_id] if events else []
+        event = signer.make(etype, sender, content, prev, state, state_key, room_id=OTHER_ROOM)
+        receive_pdu(event.pdu, origin=SERVER)
+        events.append(event)
+        state[(etype, state_key)] = event.event_id
+    return events[-1]
+
+
+OTHER_ROOM = "!other:remote.test"
+CAROL = "@carol:remote.test"
+
+
+def test_an_event_citing_another_rooms_auth_event_is_rejected_without_the_edge(
+    room: Any,
+) -> None:
+    """Auth rule 2.5: Carol's join cites her membership of another room as an auth event.
+    It is stored rejected (not dropped: it is known, so what follows it can be placed),
+    and its auth edges stay in the room."""
+    signer, chain, state = room
+    for event in chain:
+        receive_pdu(event.pdu, origin=SERVER)
+    elsewhere = _other_room(signer, CAROL)
+    join = signer.make(
+        "m.room.member",
+        CAROL,
+        {"membership": "join"},
+        [chain[-1].event_id],
+        {**state, ("m.room.member", CAROL): elsewhere.event_id},
+        CAROL,
+    )
+    assert elsewhere.event_id in join.auth_event_ids
+
+    row = receive_pdu(join.pdu, origin=SERVER)
+
+    assert row.rejected_reason is not None
+    assert "belongs to room" in row.rejected_reason
+    assert set(row.auth_edges.values_list("auth_event_id", flat=True)) == set(
+        join.auth_event_ids
+    ) - {elsewhere.event_id}
+    assert not Membership.objects.filter(room__room_id=ROOM, user_id=CAROL).exists()
+    assert list(
+        ForwardExtremity.objects.filter(room__room_id=ROOM).values_list("event_id", flat=True)
+    ) == [chain[-1].event_id]
+
+
+def test_outliers_whose_auth_events_are_in_a_different_room_are_rejected(room: Any) -> None:
+    """(sytest 50federation/33room-get-missing-events) S is pushed; /get_missing_events
+    gives R, whose prev event Q is missing, so the state at Q comes from /state_ids and Q
+    is fetched as an outlier. Q is Carol's join citing her membership of another room:
+    rejected, with no edge to it; R, Carol's message, is then placed and rejected (she is
+    no member); S, Bob's, is accepted and shown."""
+    signer, chain, state = room
+    for event in chain:
+        receive_pdu(event.pdu, origin=SERVER)
+    elsewhere = _other_room(signer, CAROL)
+    q = signer.make(
+        "m.room.member",
+        CAROL,
+        {"membership": "join"},
+        [chain[-1].event_id],
+        {**state, ("m.room.member", CAROL): elsewhere.event_id},
+        CAROL,
+    )
+    r = signer.make("m.room.message", CAROL, {"body": "R"}, [q.event_id], state)
+    s = signer.make("m.room.message", BOB, {"body": "S"}, [r.event_id], state)
+    source = MissingEventsSource(signer, chain, gap=[r])
+
+    row = receive_pdu(s.pdu, origin=SERVER, source=source)
+
+    assert source.state_asked == [q.event_id]
+    assert (row.outlier, row.rejected_reason, row.soft_failed) == (False, None, False)
+    stored_q = Event.objects.get(event_id=q.event_id)
+    assert stored_q.outlier
+    assert stored_q.rejected_reason is not None
+    assert elsewhere.event_id not in stored_q.auth_edges.values_list("auth_event_id", flat=True)
+    stored_r = Event.objects.get(event_id=r.event_id)
+    assert not stored_r.outlier
+    assert stored_r.rejected_reason is not None
+    # Bob's join stays a tip too: Q, an outlier, does not place it before S here.
+    assert set(
+        ForwardExtremity.objects.filter(room__room_id=ROOM).values_list("event_id", flat=True)
+    ) == {chain[-1].event_id, s.event_id}
+    assert not CurrentState.objects.filter(room__room_id=ROOM, state_key=CAROL).exists()
