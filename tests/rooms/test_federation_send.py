@@ -5,6 +5,8 @@ origin and of servers the room's ACL denies refused, nothing of them stored."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -159,6 +161,37 @@ def test_a_room_held_by_another_worker_is_left_to_it(api: Any, scene: Scene) -> 
     InboundRoomLease.objects.filter(room_id=room.room_id).update(
         lease_token=None, lease_until_ts=None
     )
+    assert transactions.process_room_queue(room.room_id) == 1
+    assert in_timeline(event_id(room, message))
+
+
+def test_a_lease_left_by_a_worker_that_died_on_this_host_is_taken_over_at_once(
+    api: Any, scene: Scene
+) -> None:
+    """A worker killed while it held a room's lease: its process is gone, so the next
+    worker takes the room (and the periodic resume hands it out) without waiting for the
+    lease to expire; a live holder's lease still holds."""
+    room = scene.room
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    token = transactions.new_lease_token()
+    host, _, rest = token.partition(":")
+    dead_token = f"{host}:{dead.pid}:{rest.partition(':')[2]}"
+    assert transactions.holder_is_gone(dead_token)
+    assert not transactions.holder_is_gone(token)
+    assert not transactions.holder_is_gone("another-host:1:x:y")
+    # The live holder: this process.
+    InboundRoomLease.objects.create(room_id=room.room_id, lease_token=token, lease_until_ts=2**62)
+    message = room.send(CAROL, "m.room.message", {"body": "one"})
+    assert fed(api, scene.carol, "PUT", f"{F}/send/t1", txn(message)).status == 200
+    assert not stored(event_id(room, message))
+    assert transactions.process_room_queue(room.room_id) == 0
+    # Queued long ago, as the periodic resume looks for.
+    InboundTransaction.objects.update(received_ts=0)
+    assert room.room_id not in transactions.rooms_to_resume()
+
+    InboundRoomLease.objects.filter(room_id=room.room_id).update(lease_token=dead_token)
+    assert room.room_id in transactions.rooms_to_resume()
     assert transactions.process_room_queue(room.room_id) == 1
     assert in_timeline(event_id(room, message))
 
