@@ -48,7 +48,7 @@ from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Q
 
 from accounts.clock import now_ms
-from federation import client
+from federation import client, leases
 from federation.models import Destination, OutboundEDU, OutboundPDU
 from protocol.events import Event
 
@@ -178,11 +178,20 @@ def _due(now: int) -> Q:
 
 
 def _acquire(server_name: str, token: str) -> Destination | None:
-    """Take the destination's lease, unless a run holds it or its backoff is not over."""
+    """Take the destination's lease, unless a run holds it (a run of a process of this
+    host that is gone does not: federation.leases) or its backoff is not over."""
     now = now_ms()
+    free = _free(now)
+    holder = (
+        Destination.objects.filter(server_name=server_name)
+        .values_list("lease_token", flat=True)
+        .first()
+    )
+    if leases.holder_is_gone(holder):
+        free |= Q(lease_token=holder)
     taken = (
         Destination.objects.filter(server_name=server_name)
-        .filter(_free(now), _due(now))
+        .filter(free, _due(now))
         .update(lease_token=token, lease_until_ts=now + LEASE_MS)
     )
     if not taken:
@@ -199,7 +208,7 @@ def _release(destination: Destination, token: str) -> None:
 def send_pending(server_name: str) -> RunResult:
     """Send the destination's queue, a transaction at a time, until it is empty, a
     transaction fails, or RUN_LIMIT transactions went (``more``)."""
-    token = secrets.token_hex(16)
+    token = leases.new_token()
     result = RunResult()
     while True:
         destination = _acquire(server_name, token)
@@ -470,14 +479,20 @@ def do_reset_backoff(server_name: str) -> None:
 
 def destinations_to_resume() -> list[str]:
     """Destinations with queued items, not in backoff and not being sent to: their kick
-    was lost (a worker died, the broker was down), their retry was, or it is due."""
+    was lost (a worker died, the broker was down), their retry was, or it is due (a lease
+    whose holder was a process of this host that is gone does not hold them back)."""
     now = now_ms()
     queued = Exists(OutboundPDU.objects.filter(destination=OuterRef("pk"))) | Exists(
         OutboundEDU.objects.filter(destination=OuterRef("pk"))
     )
-    return list(
+    rows = (
         Destination.objects.filter(queued)
-        .filter(_free(now), _due(now))
+        .filter(_due(now))
         .order_by("server_name")
-        .values_list("server_name", flat=True)
+        .values_list("server_name", "lease_token", "lease_until_ts")
     )
+    return [
+        name
+        for name, token, until in rows
+        if until is None or until < now or leases.holder_is_gone(token)
+    ]

@@ -32,11 +32,7 @@ A room every local user has left takes no more PDUs: each gets an error
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +42,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from accounts.clock import now_ms
+from federation import leases
 from federation.edus import receive_edus
 from federation.event_source import FederationEventSource
 from federation.models import InboundPdu, InboundRoomLease, InboundTransaction
@@ -69,10 +66,6 @@ LEASE_MS = 10 * 60 * 1000
 RENEW_AFTER_S = 60.0
 # PDUs queued for longer than this with no worker on their room are resumed.
 RESUME_AFTER_MS = 60 * 1000
-# Who holds a lease: this host and this process's lifetime (see new_lease_token).
-# (The host name hashed: the token column is 64 characters.)
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]
-_LIFETIME = secrets.token_hex(4)
 # The error of a PDU for a room every local user has left: this server no longer takes
 # the room's events (a local user joining again goes through make_join).
 NOT_IN_ROOM = "This server is no longer in the room"
@@ -197,43 +190,13 @@ def _hand_to_workers(room_ids: set[str]) -> None:
 # --- 4. a room's queue, in a worker ---------------------------------------------------------
 
 
-def new_lease_token() -> str:
-    """A lease token that names its holder: this host, process and process lifetime (so
-    that a lease left by a worker that died can be told from a live one's)."""
-    return f"{_HOST}:{os.getpid()}:{_LIFETIME}:{secrets.token_hex(8)}"
-
-
-def holder_is_gone(token: str | None) -> bool:
-    """The lease's holder was a process on this host that is not running any more (killed
-    mid-way: its lease would otherwise hold the room until it expires). A holder on
-    another host, or a token of another form, is taken to be alive."""
-    if not token:
-        return False
-    host, _, rest = token.partition(":")
-    pid_text, _, rest = rest.partition(":")
-    lifetime = rest.partition(":")[0]
-    if host != _HOST or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        # This very process, or an earlier one that had its process ID.
-        return lifetime != _LIFETIME
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def _acquire(room_id: str, token: str) -> bool:
     """Take the room's lease, unless another worker holds it (a worker of this host
     that died holding it does not)."""
     now = now_ms()
     lease, _created = InboundRoomLease.objects.get_or_create(room_id=room_id)
     free = Q(lease_until_ts__isnull=True) | Q(lease_until_ts__lt=now)
-    if holder_is_gone(lease.lease_token):
+    if leases.holder_is_gone(lease.lease_token):
         free |= Q(lease_token=lease.lease_token)
     taken = (
         InboundRoomLease.objects.filter(free, room_id=room_id).update(
@@ -269,7 +232,7 @@ def process_room_queue(room_id: str, *, source: EventSource | None = None) -> in
     holds the room; how many were processed."""
     processed = 0
     while True:
-        token = new_lease_token()
+        token = leases.new_token()
         if not _acquire(room_id, token):
             return processed
         try:
@@ -323,6 +286,6 @@ def rooms_to_resume() -> list[str]:
         for room_id, token in InboundRoomLease.objects.filter(lease_until_ts__gte=now).values_list(
             "room_id", "lease_token"
         )
-        if not holder_is_gone(token)
+        if not leases.holder_is_gone(token)
     }
     return sorted((set(stale) | set(partial_state.partial_rooms())) - held)

@@ -10,13 +10,15 @@ signature of every request and records the transactions it was sent.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.db import transaction
 
-from federation import outbound, tasks
+from federation import leases, outbound, tasks
 from federation.models import Destination, OutboundEDU, OutboundPDU
 from protocol.events import Event
 from tests.federation.helpers import CAROL, network
@@ -229,6 +231,27 @@ def test_a_run_that_died_mid_send_is_resumed_by_the_sweep_with_the_same_txn_id(
     assert inbox.received() == [e.event_id for e in events]
     assert depth() == 0
     assert outbound.destinations_to_resume() == []
+
+
+def test_a_lease_of_a_worker_of_this_host_that_died_is_taken_over_at_once(
+    db: None, inbox: Inbox, clock: list[int]
+) -> None:
+    """A killed worker's lease names a process of this host that is gone: the next run
+    and the sweep take the destination at once, not when the lease expires."""
+    events = [message(body="one")]
+    for event in events:
+        queue(event)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host, _pid, lifetime, nonce = leases.new_token().split(":")
+    Destination.objects.filter(server_name=CAROL).update(
+        lease_token=f"{host}:{dead.pid}:{lifetime}:{nonce}",
+        lease_until_ts=clock[0] + outbound.LEASE_MS,
+    )
+
+    assert outbound.destinations_to_resume() == [CAROL]
+    assert outbound.send_pending(CAROL).sent == 1
+    assert inbox.received() == [e.event_id for e in events]
 
 
 def test_the_task_retries_a_failed_destination_when_its_backoff_is_over(

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
+from federation import leases
 from federation.models import InboundPdu, InboundRoomLease, InboundTransaction
 from protocol.events import Event as PDUEvent
 from rooms import tasks
@@ -174,12 +175,12 @@ def test_a_lease_left_by_a_worker_that_died_on_this_host_is_taken_over_at_once(
     room = scene.room
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    token = transactions.new_lease_token()
-    host, _, rest = token.partition(":")
-    dead_token = f"{host}:{dead.pid}:{rest.partition(':')[2]}"
-    assert transactions.holder_is_gone(dead_token)
-    assert not transactions.holder_is_gone(token)
-    assert not transactions.holder_is_gone("another-host:1:x:y")
+    token = leases.new_token()
+    host, _pid, lifetime, nonce = token.split(":")
+    dead_token = f"{host}:{dead.pid}:{lifetime}:{nonce}"
+    assert leases.holder_is_gone(dead_token)
+    assert not leases.holder_is_gone(token)
+    assert not leases.holder_is_gone("another-host:1:x:y")
     # The live holder: this process.
     InboundRoomLease.objects.create(room_id=room.room_id, lease_token=token, lease_until_ts=2**62)
     message = room.send(CAROL, "m.room.message", {"body": "one"})
