@@ -158,13 +158,20 @@ def receive_pdu(
     # room lock (on SQLite, before the write transaction) is taken.
     judgement = _judge(room, event, prev_states, backfilled=backfilled)
     with transaction.atomic():
-        room = _room_for(event, lock=True)
-        stored = _stored(event.event_id)
-        if stored is None:
-            raise InvalidPDU(f"{event.event_id} was deleted while it was received", "M_UNKNOWN")
+        room, stored = _locked_outlier(event)
         if not stored.outlier:
             return stored
         return _persist(room, event, judgement, stored, backfilled=backfilled)
+
+
+def _locked_outlier(event: PDUEvent) -> tuple[Room, Event]:
+    """Inside a transaction: the event's room, locked, and its stored row (an outlier
+    until persisted, or persisted meanwhile by another worker)."""
+    room = _room_for(event, lock=True)
+    stored = _stored(event.event_id)
+    if stored is None:
+        raise InvalidPDU(f"{event.event_id} was deleted while it was received", "M_UNKNOWN")
+    return room, stored
 
 
 def receive_joined_room(
@@ -216,10 +223,7 @@ def receive_joined_room(
         return stored
     judgement = _judge(room, event, [before], backfilled=False)
     with transaction.atomic():
-        room = _room_for(event, lock=True)
-        stored = _stored(event.event_id)
-        if stored is None:
-            raise InvalidPDU(f"{event.event_id} was deleted while it was received", "M_UNKNOWN")
+        room, stored = _locked_outlier(event)
         if not stored.outlier:
             return stored
         row = _persist(room, event, judgement, stored, backfilled=False, first=True)
