@@ -27,7 +27,8 @@ from e2ee.models import (
 )
 from protocol.identifiers import parse_user_id
 from rooms import recent
-from rooms.models import Event, Membership
+from rooms.models import Event, Membership, Room
+from rooms.partial import servers_of_partial_rooms
 
 
 def pending_messages(
@@ -408,7 +409,8 @@ def _local_suffix() -> str:
 
 
 def servers_sharing_a_room_with(user_id: str) -> set[str]:
-    """The other servers with a user joined to a room ``user_id`` is joined to."""
+    """The other servers with a user joined to a room ``user_id`` is joined to (and, for a
+    room joined with partial state, those its join's answer named)."""
     members = (
         Membership.objects.filter(membership=JOIN, room_id__in=_joined_rooms([user_id]))
         .exclude(user_id__endswith=_local_suffix())
@@ -421,6 +423,12 @@ def servers_sharing_a_room_with(user_id: str) -> set[str]:
             servers.add(parse_user_id(member).domain)
         except ValueError:
             continue
+    # Rooms joined with partial state know only some of their members yet.
+    servers |= servers_of_partial_rooms(
+        Room.objects.filter(partial_state=True, pk__in=_joined_rooms([user_id])).values_list(
+            "pk", flat=True
+        )
+    )
     servers.discard(settings.SERVER_NAME)
     return servers
 

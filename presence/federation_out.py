@@ -42,7 +42,7 @@ def servers_sharing_a_room(user_id: str) -> set[str]:
     rooms' ACLs applied)."""
     rooms = Room.objects.filter(
         pk__in=Membership.objects.filter(user_id=user_id, membership="join").values("room_id")
-    ).only("pk", "room_id", "current_state_group")
+    ).only("pk", "room_id", "current_state_group", "partial_state")
     servers: set[str] = set()
     for room in rooms:
         servers |= edu_destinations(room)

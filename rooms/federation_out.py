@@ -51,6 +51,7 @@ from rooms import event_cache
 from rooms.federation.access import server_acl_in
 from rooms.hooks import Finish, PersistingEvent
 from rooms.models import Membership, Room
+from rooms.partial import servers_of_partial_rooms
 from rooms.state import is_pending
 
 TYPING = "m.typing"
@@ -155,9 +156,13 @@ def _uninvited_server(event: Event) -> str | None:
 
 def edu_destinations(room: Room) -> set[str]:
     """The other servers a local user's typing or receipt in ``room`` goes to: those with
-    a joined member now, less those the room's ACL denies."""
+    a joined member now (and, while the room's state is partial, those the join's answer
+    named), less those the room's ACL denies."""
     group = room.current_state_group_id
-    servers = _servers_with_joined_members(room, group)
+    servers = set(_servers_with_joined_members(room, group))
+    if room.partial_state:
+        servers |= servers_of_partial_rooms([room.pk])
+        servers.discard(settings.SERVER_NAME)
     if not servers:
         return set()
     return allowed_by_acl(servers, server_acl_in(group))

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import ParamSpec, TypeVar
 
 from django.db import connection
 
 from protocol.errors import MatrixError
-from rooms.models import Room
+from rooms.models import PartialStateRoom, Room
 
 # How long a local event or a member list waits for the state before giving up.
 WAIT_S = 60.0
@@ -38,6 +38,19 @@ class PartialState(MatrixError):
 def is_partial(room_id: str) -> bool:
     """The room's state is partial now."""
     return Room.objects.filter(room_id=room_id, partial_state=True).exists()
+
+
+def servers_of_partial_rooms(room_pks: Iterable[int]) -> set[str]:
+    """The servers the send_join answers of those of ``room_pks`` still partial named as
+    in the room (``servers_in_room``). Until the whole state is fetched this server knows
+    only some of the rooms' members, so what goes to "every server in the room" (typing,
+    receipts, presence, device list updates) goes to these too, as Synapse sends it."""
+    servers: set[str] = set()
+    for names in PartialStateRoom.objects.filter(room_id__in=list(room_pks)).values_list(
+        "servers", flat=True
+    ):
+        servers.update(name for name in names if isinstance(name, str))
+    return servers
 
 
 def wait_for_full_state(room_id: str, timeout_s: float = WAIT_S) -> None:

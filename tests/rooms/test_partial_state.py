@@ -25,6 +25,7 @@ from tests.graph.remote import RemoteRoom, RemoteServer
 from tests.rooms.federation_helpers import F, fed
 from tests.rooms.helpers import bodies, messages, room_path, send
 from tests.rooms.resident import Resident, ResidentNetwork, residents
+from tests.rooms.test_federation_edus import queued_edus
 from tests.rooms.test_remote_join import (
     CAROL,
     carols_room,
@@ -248,3 +249,37 @@ def test_history_is_asked_of_the_servers_the_answer_named_meanwhile(
 
     # No member of another server is known here yet; the join's answer named two.
     assert set(backfill.servers_at(row, gaps)) == {carol.name, DAVE_SERVER}
+
+
+def test_edus_go_to_the_servers_the_answer_named_meanwhile(
+    api: MatrixTestClient, alice: Persona, carol: Resident, dave: Resident, room: RemoteRoom
+) -> None:
+    join_id = _partial_join(api, alice, room, carol)
+    carol.refuse["state"] = dave.refuse["state"] = _refused()
+    assert process_room_queue(room.room_id) == 0
+    assert membership_of(room.room_id, DAVE) is None  # dave's membership is not known here
+
+    typing = api.put(
+        room_path(room.room_id, "typing", alice.user_id),
+        {"typing": True, "timeout": 30000},
+        token=alice.access_token,
+    )
+    assert typing.status == 200, typing.body
+    receipt = api.post(
+        room_path(room.room_id, "receipt", "m.read", join_id), {}, token=alice.access_token
+    )
+    assert receipt.status == 200, receipt.body
+    renamed = api.put(
+        f"/_matrix/client/v3/devices/{alice.device_id}",
+        {"display_name": "phone"},
+        token=alice.access_token,
+    )
+    assert renamed.status == 200, renamed.body
+
+    for server in (carol.name, DAVE_SERVER):
+        (typed,) = queued_edus(server, "m.typing")
+        assert typed == {"room_id": room.room_id, "user_id": alice.user_id, "typing": True}
+        (read,) = queued_edus(server, "m.receipt")
+        assert read[room.room_id]["m.read"][alice.user_id]["event_ids"] == [join_id]
+        updates = queued_edus(server, "m.device_list_update")
+        assert [u["device_id"] for u in updates] == [alice.device_id]
