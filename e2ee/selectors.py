@@ -27,7 +27,7 @@ from e2ee.models import (
 )
 from protocol.identifiers import parse_user_id
 from rooms import recent
-from rooms.models import Event, Membership, Room
+from rooms.models import Event, Membership
 from rooms.partial import servers_of_partial_rooms
 
 
@@ -424,11 +424,7 @@ def servers_sharing_a_room_with(user_id: str) -> set[str]:
         except ValueError:
             continue
     # Rooms joined with partial state know only some of their members yet.
-    servers |= servers_of_partial_rooms(
-        Room.objects.filter(partial_state=True, pk__in=_joined_rooms([user_id])).values_list(
-            "pk", flat=True
-        )
-    )
+    servers |= servers_of_partial_rooms(_joined_rooms([user_id]))
     servers.discard(settings.SERVER_NAME)
     return servers
 

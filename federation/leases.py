@@ -17,6 +17,8 @@ import os
 import secrets
 import socket
 
+from django.db.models import Q
+
 # This host, hashed short (a token fits 32 characters), and this process's lifetime (a
 # later process that gets the same process ID is told apart).
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
@@ -47,3 +49,19 @@ def holder_is_gone(token: str | None) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def is_free(token: str | None, until_ts: int | None, now: int) -> bool:
+    """A lease (its ``lease_token`` and ``lease_until_ts``) is free at ``now``: never
+    taken, released, expired, or held by a process of this host that is gone."""
+    return until_ts is None or until_ts < now or holder_is_gone(token)
+
+
+def free(now: int, holder: str | None = None) -> Q:
+    """The rows whose lease is free at ``now``, as :func:`is_free` says, for a conditional
+    update that takes it. ``holder``: the row's ``lease_token`` as last read, taken over
+    when its process is gone."""
+    condition = Q(lease_until_ts__isnull=True) | Q(lease_until_ts__lt=now)
+    if holder_is_gone(holder):
+        condition |= Q(lease_token=holder)
+    return condition

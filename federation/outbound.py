@@ -169,10 +169,6 @@ class RunResult:
     more: bool = False
 
 
-def _free(now: int) -> Q:
-    return Q(lease_until_ts__isnull=True) | Q(lease_until_ts__lt=now)
-
-
 def _due(now: int) -> Q:
     return Q(retry_at_ts__isnull=True) | Q(retry_at_ts__lte=now)
 
@@ -181,17 +177,14 @@ def _acquire(server_name: str, token: str) -> Destination | None:
     """Take the destination's lease, unless a run holds it (a run of a process of this
     host that is gone does not: federation.leases) or its backoff is not over."""
     now = now_ms()
-    free = _free(now)
     holder = (
         Destination.objects.filter(server_name=server_name)
         .values_list("lease_token", flat=True)
         .first()
     )
-    if leases.holder_is_gone(holder):
-        free |= Q(lease_token=holder)
     taken = (
         Destination.objects.filter(server_name=server_name)
-        .filter(free, _due(now))
+        .filter(leases.free(now, holder), _due(now))
         .update(lease_token=token, lease_until_ts=now + LEASE_MS)
     )
     if not taken:
@@ -491,8 +484,4 @@ def destinations_to_resume() -> list[str]:
         .order_by("server_name")
         .values_list("server_name", "lease_token", "lease_until_ts")
     )
-    return [
-        name
-        for name, token, until in rows
-        if until is None or until < now or leases.holder_is_gone(token)
-    ]
+    return [name for name, token, until in rows if leases.is_free(token, until, now)]

@@ -162,7 +162,6 @@ def edu_destinations(room: Room) -> set[str]:
     servers = set(_servers_with_joined_members(room, group))
     if room.partial_state:
         servers |= servers_of_partial_rooms([room.pk])
-        servers.discard(settings.SERVER_NAME)
     if not servers:
         return set()
     return allowed_by_acl(servers, server_acl_in(group))

@@ -6,9 +6,10 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from django.db import connection
+from django.db.models import QuerySet
 
 from protocol.errors import MatrixError
 from rooms.models import PartialStateRoom, Room
@@ -40,16 +41,17 @@ def is_partial(room_id: str) -> bool:
     return Room.objects.filter(room_id=room_id, partial_state=True).exists()
 
 
-def servers_of_partial_rooms(room_pks: Iterable[int]) -> set[str]:
-    """The servers the send_join answers of those of ``room_pks`` still partial named as
-    in the room (``servers_in_room``). Until the whole state is fetched this server knows
-    only some of the rooms' members, so what goes to "every server in the room" (typing,
+def servers_of_partial_rooms(room_pks: Iterable[int] | QuerySet[Any]) -> set[str]:
+    """The servers the send_join answers of those of ``room_pks`` (a list or a subquery)
+    still partial named as in the room (``servers_in_room``, checked when stored: this
+    server is not among them). Until the whole state is fetched this server knows only
+    some of the rooms' members, so what goes to "every server in the room" (typing,
     receipts, presence, device list updates) goes to these too, as Synapse sends it."""
     servers: set[str] = set()
-    for names in PartialStateRoom.objects.filter(room_id__in=list(room_pks)).values_list(
+    for names in PartialStateRoom.objects.filter(room_id__in=room_pks).values_list(
         "servers", flat=True
     ):
-        servers.update(name for name in names if isinstance(name, str))
+        servers.update(names)
     return servers
 
 

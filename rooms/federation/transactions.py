@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 
 from accounts.clock import now_ms
 from federation import leases
@@ -195,13 +194,10 @@ def _acquire(room_id: str, token: str) -> bool:
     that died holding it does not)."""
     now = now_ms()
     lease, _created = InboundRoomLease.objects.get_or_create(room_id=room_id)
-    free = Q(lease_until_ts__isnull=True) | Q(lease_until_ts__lt=now)
-    if leases.holder_is_gone(lease.lease_token):
-        free |= Q(lease_token=lease.lease_token)
     taken = (
-        InboundRoomLease.objects.filter(free, room_id=room_id).update(
-            lease_token=token, lease_until_ts=now + LEASE_MS
-        )
+        InboundRoomLease.objects.filter(
+            leases.free(now, lease.lease_token), room_id=room_id
+        ).update(lease_token=token, lease_until_ts=now + LEASE_MS)
         == 1
     )
     return taken
@@ -283,9 +279,9 @@ def rooms_to_resume() -> list[str]:
     ).values_list("room_id", flat=True)
     held = {
         room_id
-        for room_id, token in InboundRoomLease.objects.filter(lease_until_ts__gte=now).values_list(
-            "room_id", "lease_token"
-        )
-        if not leases.holder_is_gone(token)
+        for room_id, token, until in InboundRoomLease.objects.filter(
+            lease_until_ts__gte=now
+        ).values_list("room_id", "lease_token", "lease_until_ts")
+        if not leases.is_free(token, until, now)
     }
     return sorted((set(stale) | set(partial_state.partial_rooms())) - held)
